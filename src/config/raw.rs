@@ -1,0 +1,103 @@
+//! The config file as written: serde types that mirror the TOML one to one.
+//!
+//! Every table refuses unknown keys (`deny_unknown_fields`), so a misspelt
+//! directive is an error with a position rather than a silently ignored line.
+//! Values that need checking beyond their TOML type are kept `Spanned`, so
+//! `validate.rs` can point at the exact line and column of a bad value.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub global: RawGlobal,
+    #[serde(default)]
+    pub upstream: Vec<Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub server: Vec<Spanned<RawServer>>,
+}
+
+/// A value that may be written as a string or as a whole number, such as
+/// `workers = "auto"` / `workers = 4` or `client_max_body_size = "1m"` / `1048576`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StrOrInt {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    pub workers: Option<Spanned<StrOrInt>>,
+    pub log_level: Option<Spanned<String>>,
+    pub drain_timeout: Option<Spanned<String>>,
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: Spanned<String>,
+    pub servers: Spanned<Vec<Spanned<RawPeer>>>,
+    pub keepalive: Option<Spanned<i64>>,
+    pub keepalive_timeout: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub read_timeout: Option<Spanned<String>>,
+    pub send_timeout: Option<Spanned<String>>,
+}
+
+/// `"127.0.0.1:3000"` or `{ addr = "127.0.0.1:3001", weight = 2 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPeer {
+    Addr(String),
+    Full(RawPeerTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeerTable {
+    pub addr: String,
+    pub weight: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Spanned<Vec<Spanned<StrOrInt>>>,
+    pub server_name: Option<Vec<Spanned<String>>>,
+    pub access_log: Option<Spanned<String>>,
+    pub client_max_body_size: Option<Spanned<StrOrInt>>,
+    pub client_header_timeout: Option<Spanned<String>>,
+    pub client_body_timeout: Option<Spanned<String>>,
+    pub keepalive_timeout: Option<Spanned<String>>,
+    pub keepalive_requests: Option<Spanned<i64>>,
+    pub send_timeout: Option<Spanned<String>>,
+    pub max_request_line: Option<Spanned<StrOrInt>>,
+    pub max_header_size: Option<Spanned<StrOrInt>>,
+    pub max_headers: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub location: Vec<Spanned<RawLocation>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocation {
+    pub path: Spanned<String>,
+    pub proxy_pass: Option<Spanned<String>>,
+    #[serde(rename = "return")]
+    pub return_: Option<Spanned<RawReturn>>,
+    pub preserve_host: Option<bool>,
+    pub client_max_body_size: Option<Spanned<StrOrInt>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReturn {
+    pub status: Spanned<i64>,
+    pub body: Option<String>,
+    pub location: Option<String>,
+}

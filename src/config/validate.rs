@@ -1,0 +1,646 @@
+//! Turns `raw` types into a [`Config`], collecting every error with its
+//! position: `ringway.toml:14:12: server[0].location[2].proxy_pass: unknown
+//! upstream "api" (defined: "web", "static")`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::raw::{RawConfig, RawLocation, RawPeer, RawServer, RawUpstream, StrOrInt};
+use super::*;
+
+/// One problem in a config file, with where it is and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    /// Which key, e.g. `server[0].location[2].proxy_pass`; empty for the whole file.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(super) fn whole_file(path: &Path, message: String) -> ConfigError {
+        ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            col: 0,
+            key: String::new(),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every error found in one file, in file order.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+struct Checker<'a> {
+    text: &'a str,
+    file: String,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let (line, col) = line_col(self.text, span.start);
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            col,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        let Some(v) = v else { return default };
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.error(
+                    v.span(),
+                    key,
+                    format!(
+                        "bad duration {:?}: {e} (write it like \"750ms\", \"5s\" or \"2m\")",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, v: &Spanned<StrOrInt>, key: &str) -> Option<u64> {
+        let parsed = match v.get_ref() {
+            StrOrInt::Int(n) if *n >= 0 => Some(*n as u64),
+            StrOrInt::Int(_) => None,
+            StrOrInt::Str(s) => parse_size(s),
+        };
+        if parsed.is_none() {
+            self.error(
+                v.span(),
+                key,
+                "bad size: write bytes as a number, or with a k, m or g suffix (\"8k\", \"1m\")",
+            );
+        }
+        parsed
+    }
+
+    fn positive(&mut self, v: &Option<Spanned<i64>>, key: &str, default: u64) -> u64 {
+        match v {
+            None => default,
+            Some(v) if *v.get_ref() > 0 => *v.get_ref() as u64,
+            Some(v) => {
+                self.error(v.span(), key, "must be a whole number above 0");
+                default
+            }
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// `"8k"`, `"1m"`, `"2g"` or plain bytes, as nginx writes sizes.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, mult) = match s.as_bytes().last()?.to_ascii_lowercase() {
+        b'k' => (&s[..s.len() - 1], 1u64 << 10),
+        b'm' => (&s[..s.len() - 1], 1 << 20),
+        b'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+    let mut c = Checker {
+        text,
+        file: origin.display().to_string(),
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            // serde stops at the first shape error, so this one comes alone.
+            let span = e.span().unwrap_or(0..0);
+            c.error(span, "", e.message().trim().to_string());
+            return Err(ConfigErrors(c.errors));
+        }
+    };
+
+    let global = check_global(&mut c, &raw);
+    let mut upstreams = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (i, u) in raw.upstream.iter().enumerate() {
+        let key = format!("upstream[{i}]");
+        if let Some(up) = check_upstream(&mut c, u.get_ref(), &key) {
+            if by_name.contains_key(&up.name) {
+                c.error(
+                    u.get_ref().name.span(),
+                    format!("{key}.name"),
+                    format!("upstream {:?} is defined twice", up.name),
+                );
+                continue;
+            }
+            by_name.insert(up.name.clone(), upstreams.len());
+            upstreams.push(up);
+        }
+    }
+
+    if raw.server.is_empty() {
+        c.error(0..0, "", "no [[server]] block: nothing would listen");
+    }
+    let mut servers = Vec::new();
+    for (i, s) in raw.server.iter().enumerate() {
+        let server = check_server(&mut c, s, i, &mut upstreams, &mut by_name);
+        servers.push(server);
+    }
+    check_name_conflicts(&mut c, &raw, &servers);
+
+    if c.errors.is_empty() {
+        Ok(Config {
+            global,
+            upstreams,
+            servers,
+        })
+    } else {
+        c.errors.sort_by_key(|e| (e.line, e.col));
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
+    let g = &raw.global;
+    let workers = match &g.workers {
+        None => Workers::Auto,
+        Some(w) => match w.get_ref() {
+            StrOrInt::Str(s) if s == "auto" => Workers::Auto,
+            StrOrInt::Int(n) if (1..=1024).contains(n) => Workers::Count(*n as usize),
+            _ => {
+                c.error(w.span(), "global.workers", "must be \"auto\" or a number from 1 to 1024");
+                Workers::Auto
+            }
+        },
+    };
+    let log_level = match &g.log_level {
+        None => "info".to_string(),
+        Some(l) if LOG_LEVELS.contains(&l.get_ref().as_str()) => l.get_ref().clone(),
+        Some(l) => {
+            c.error(
+                l.span(),
+                "global.log_level",
+                format!("unknown level {:?} (one of: {})", l.get_ref(), LOG_LEVELS.join(", ")),
+            );
+            "info".to_string()
+        }
+    };
+    let drain_timeout = c.duration(&g.drain_timeout, "global.drain_timeout", Duration::from_secs(10));
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in g.trusted_proxies.iter().flatten().enumerate() {
+        let s = p.get_ref().trim();
+        let net = s
+            .parse::<IpNet>()
+            .ok()
+            .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
+        match net {
+            Some(n) => trusted_proxies.push(n),
+            None => c.error(
+                p.span(),
+                format!("global.trusted_proxies[{i}]"),
+                format!("{s:?} is not an address or CIDR (\"10.0.0.0/8\", \"::1\")"),
+            ),
+        }
+    }
+    Global {
+        workers,
+        log_level,
+        drain_timeout,
+        trusted_proxies,
+    }
+}
+
+fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstream {
+    Upstream {
+        name,
+        servers,
+        keepalive: 32,
+        keepalive_timeout: Duration::from_secs(60),
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(60),
+        send_timeout: Duration::from_secs(60),
+        implicit,
+    }
+}
+
+/// Resolves `host:port` once, at load. Blocking, which is why it lives here.
+#[allow(clippy::disallowed_methods)]
+fn resolve(authority: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = authority.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return Err(format!("{authority:?} has no port (write host:port)"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{authority:?} is not host:port"));
+    }
+    match authority.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{host:?} resolves to no address")),
+        Err(e) => Err(format!("cannot resolve {host:?}: {e}")),
+    }
+}
+
+fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstream> {
+    let name = u.name.get_ref().clone();
+    let mut ok = true;
+    if name.is_empty() || name.contains(['/', ':', ' ']) {
+        c.error(u.name.span(), format!("{key}.name"), "must be a plain name such as \"app\"");
+        ok = false;
+    }
+    if u.servers.get_ref().is_empty() {
+        c.error(u.servers.span(), format!("{key}.servers"), "needs at least one server");
+        ok = false;
+    }
+    let mut servers = Vec::new();
+    for (j, p) in u.servers.get_ref().iter().enumerate() {
+        let pkey = format!("{key}.servers[{j}]");
+        let (authority, weight) = match p.get_ref() {
+            RawPeer::Addr(a) => (a.clone(), 1),
+            RawPeer::Full(t) => (t.addr.clone(), t.weight.unwrap_or(1)),
+        };
+        if !(1..=10_000).contains(&weight) {
+            c.error(p.span(), &pkey, "weight must be from 1 to 10000");
+            ok = false;
+            continue;
+        }
+        match resolve(&authority) {
+            Ok(addr) => servers.push(Peer {
+                authority,
+                addr,
+                weight: weight as u32,
+            }),
+            Err(e) => {
+                c.error(p.span(), &pkey, e);
+                ok = false;
+            }
+        }
+    }
+    let mut up = upstream_defaults(name, servers, false);
+    if let Some(k) = &u.keepalive {
+        match usize::try_from(*k.get_ref()) {
+            Ok(n) if n <= 65_536 => up.keepalive = n,
+            _ => {
+                c.error(k.span(), format!("{key}.keepalive"), "must be from 0 to 65536");
+                ok = false;
+            }
+        }
+    }
+    up.keepalive_timeout =
+        c.duration(&u.keepalive_timeout, &format!("{key}.keepalive_timeout"), up.keepalive_timeout);
+    up.connect_timeout =
+        c.duration(&u.connect_timeout, &format!("{key}.connect_timeout"), up.connect_timeout);
+    up.read_timeout = c.duration(&u.read_timeout, &format!("{key}.read_timeout"), up.read_timeout);
+    up.send_timeout = c.duration(&u.send_timeout, &format!("{key}.send_timeout"), up.send_timeout);
+    ok.then_some(up)
+}
+
+fn check_listen(c: &mut Checker, v: &Spanned<StrOrInt>, key: &str) -> Option<SocketAddr> {
+    let parsed = match v.get_ref() {
+        // A bare port listens on every IPv4 address, as `listen 8080;` does in nginx.
+        StrOrInt::Int(p) => u16::try_from(*p).ok().map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+        StrOrInt::Str(s) => s
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| s.parse::<u16>().ok().map(|p| SocketAddr::from(([0, 0, 0, 0], p)))),
+    };
+    if parsed.is_none() {
+        c.error(
+            v.span(),
+            key,
+            "not a listen address: write \"127.0.0.1:8080\", \"[::]:8080\" or a port",
+        );
+    }
+    parsed
+}
+
+fn check_server(
+    c: &mut Checker,
+    s: &Spanned<RawServer>,
+    i: usize,
+    upstreams: &mut Vec<Upstream>,
+    by_name: &mut HashMap<String, usize>,
+) -> Server {
+    let key = format!("server[{i}]");
+    let r = s.get_ref();
+    let mut listen = Vec::new();
+    if r.listen.get_ref().is_empty() {
+        c.error(r.listen.span(), format!("{key}.listen"), "needs at least one address");
+    }
+    for (j, l) in r.listen.get_ref().iter().enumerate() {
+        if let Some(a) = check_listen(c, l, &format!("{key}.listen[{j}]")) {
+            listen.push(a);
+        }
+    }
+
+    let mut server_names = Vec::new();
+    for (j, n) in r.server_name.iter().flatten().enumerate() {
+        let name = n.get_ref().trim().to_ascii_lowercase();
+        let body = name.strip_prefix("*.").unwrap_or(&name);
+        if body.is_empty() || body.contains(['*', '/', ' ', ':']) {
+            c.error(
+                n.span(),
+                format!("{key}.server_name[{j}]"),
+                format!("{:?} is not a host name or \"*.suffix\" wildcard", n.get_ref()),
+            );
+        } else {
+            server_names.push(name);
+        }
+    }
+
+    let access_log = match &r.access_log {
+        None => AccessLog::Stdout,
+        Some(v) => match v.get_ref().as_str() {
+            "off" => AccessLog::Off,
+            "stdout" => AccessLog::Stdout,
+            "" => {
+                c.error(v.span(), format!("{key}.access_log"), "a path, \"stdout\" or \"off\"");
+                AccessLog::Off
+            }
+            p => AccessLog::File(p.into()),
+        },
+    };
+
+    let limits = check_limits(c, r, &key);
+    let mut locations: Vec<Location> = Vec::new();
+    for (j, l) in r.location.iter().enumerate() {
+        let lkey = format!("{key}.location[{j}]");
+        if let Some(loc) = check_location(c, l, &lkey, upstreams, by_name) {
+            if locations.iter().any(|o| o.path == loc.path) {
+                c.error(
+                    l.get_ref().path.span(),
+                    format!("{lkey}.path"),
+                    format!("location {:?} appears twice in this server", loc.path),
+                );
+                continue;
+            }
+            locations.push(loc);
+        }
+    }
+    Server {
+        listen,
+        server_names,
+        access_log,
+        limits,
+        locations,
+    }
+}
+
+fn check_limits(c: &mut Checker, r: &RawServer, key: &str) -> ClientLimits {
+    let k = |name: &str| format!("{key}.{name}");
+    let size_or = |c: &mut Checker, v: &Option<Spanned<StrOrInt>>, name: &str, d: usize| {
+        v.as_ref()
+            .and_then(|v| c.size(v, &k(name)))
+            .map_or(d, |n| n as usize)
+    };
+    let max_request_line = size_or(c, &r.max_request_line, "max_request_line", 8 << 10);
+    let max_header_size = size_or(c, &r.max_header_size, "max_header_size", 32 << 10);
+    if let (Some(v), true) = (&r.max_header_size, max_header_size < max_request_line) {
+        c.error(v.span(), k("max_header_size"), "must not be smaller than max_request_line");
+    }
+    ClientLimits {
+        max_request_line,
+        max_header_size,
+        max_headers: c.positive(&r.max_headers, &k("max_headers"), 100) as usize,
+        client_max_body_size: r
+            .client_max_body_size
+            .as_ref()
+            .and_then(|v| c.size(v, &k("client_max_body_size"))),
+        header_timeout: c.duration(&r.client_header_timeout, &k("client_header_timeout"), Duration::from_secs(60)),
+        body_timeout: c.duration(&r.client_body_timeout, &k("client_body_timeout"), Duration::from_secs(60)),
+        keepalive_timeout: c.duration(&r.keepalive_timeout, &k("keepalive_timeout"), Duration::from_secs(75)),
+        keepalive_requests: c.positive(&r.keepalive_requests, &k("keepalive_requests"), 1000),
+        send_timeout: c.duration(&r.send_timeout, &k("send_timeout"), Duration::from_secs(60)),
+    }
+}
+
+fn check_location(
+    c: &mut Checker,
+    l: &Spanned<RawLocation>,
+    key: &str,
+    upstreams: &mut Vec<Upstream>,
+    by_name: &mut HashMap<String, usize>,
+) -> Option<Location> {
+    let r = l.get_ref();
+    let path = r.path.get_ref().clone();
+    let mut ok = true;
+    if !path.starts_with('/') {
+        c.error(r.path.span(), format!("{key}.path"), "must start with \"/\"");
+        ok = false;
+    }
+    let client_max_body_size = r
+        .client_max_body_size
+        .as_ref()
+        .map(|v| c.size(v, &format!("{key}.client_max_body_size")));
+    let action = match (&r.proxy_pass, &r.return_) {
+        (Some(_), Some(_)) | (None, None) => {
+            c.error(l.span(), key, "give exactly one of proxy_pass or return");
+            return None;
+        }
+        (Some(p), None) => {
+            let pass = check_proxy_pass(c, p, &format!("{key}.proxy_pass"), upstreams, by_name);
+            Action::Proxy(ProxyPass {
+                preserve_host: r.preserve_host.unwrap_or(true),
+                ..pass?
+            })
+        }
+        (None, Some(ret)) => {
+            if r.preserve_host.is_some() {
+                c.error(l.span(), format!("{key}.preserve_host"), "only applies with proxy_pass");
+            }
+            let rr = ret.get_ref();
+            let status = *rr.status.get_ref();
+            let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
+            if !(200..=599).contains(&status) {
+                c.error(rr.status.span(), format!("{key}.return.status"), "must be from 200 to 599");
+                ok = false;
+            } else if redirect && rr.location.is_none() {
+                c.error(
+                    ret.span(),
+                    format!("{key}.return"),
+                    format!("a {status} redirect needs location = \"...\""),
+                );
+                ok = false;
+            }
+            Action::Return(Return {
+                status: status.clamp(200, 599) as u16,
+                body: rr.body.clone().unwrap_or_default(),
+                location: rr.location.clone(),
+            })
+        }
+    };
+    ok.then_some(Location {
+        path,
+        action,
+        client_max_body_size,
+    })
+}
+
+fn check_proxy_pass(
+    c: &mut Checker,
+    p: &Spanned<String>,
+    key: &str,
+    upstreams: &mut Vec<Upstream>,
+    by_name: &mut HashMap<String, usize>,
+) -> Option<ProxyPass> {
+    let v = p.get_ref();
+    let Some(rest) = v.strip_prefix("http://") else {
+        let why = if v.starts_with("https://") {
+            "TLS to upstreams is not supported yet; use http://"
+        } else {
+            "must start with http:// (\"http://app/\" or \"http://127.0.0.1:3000\")"
+        };
+        c.error(p.span(), key, why);
+        return None;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+        None => (rest, None),
+    };
+    let upstream = if let Some(&idx) = by_name.get(authority) {
+        idx
+    } else if authority.contains(':') {
+        // host:port with no upstream of that name: an upstream of one server,
+        // shared by every location that names the same address.
+        match resolve(authority) {
+            Ok(addr) => {
+                let idx = upstreams.len();
+                let peer = Peer {
+                    authority: authority.to_string(),
+                    addr,
+                    weight: 1,
+                };
+                upstreams.push(upstream_defaults(authority.to_string(), vec![peer], true));
+                by_name.insert(authority.to_string(), idx);
+                idx
+            }
+            Err(e) => {
+                c.error(p.span(), key, e);
+                return None;
+            }
+        }
+    } else {
+        let mut defined: Vec<String> = upstreams
+            .iter()
+            .filter(|u| !u.implicit)
+            .map(|u| format!("{:?}", u.name))
+            .collect();
+        defined.sort();
+        let defined = if defined.is_empty() {
+            "none defined".to_string()
+        } else {
+            format!("defined: {}", defined.join(", "))
+        };
+        c.error(
+            p.span(),
+            key,
+            format!("unknown upstream {authority:?} ({defined}); to proxy to one address, write host:port"),
+        );
+        return None;
+    };
+    Some(ProxyPass {
+        upstream,
+        path,
+        preserve_host: true,
+    })
+}
+
+/// Two server blocks claiming the same name on the same address would make the
+/// second unreachable; nginx only warns, which hides the mistake.
+fn check_name_conflicts(c: &mut Checker, raw: &RawConfig, servers: &[Server]) {
+    let mut seen: HashMap<(SocketAddr, String), usize> = HashMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        for addr in &s.listen {
+            for name in &s.server_names {
+                if let Some(first) = seen.insert((*addr, name.clone()), i) {
+                    if first != i {
+                        c.error(
+                            raw.server[i].span(),
+                            format!("server[{i}].server_name"),
+                            format!("{name:?} on {addr} is already served by server[{first}]"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_nginx_suffixes() {
+        assert_eq!(parse_size("8k"), Some(8192));
+        assert_eq!(parse_size("1M"), Some(1 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("k"), None);
+        assert_eq!(parse_size("1.5m"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let t = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 6), (2, 1));
+        assert_eq!(line_col(t, 9), (2, 4));
+    }
+}

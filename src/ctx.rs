@@ -1,0 +1,60 @@
+//! `WorkerCtx`: everything one worker owns, shared by its connection tasks
+//! through an `Rc`. Nothing in it is shared with another thread, so it uses
+//! `Cell` and `RefCell`, never a lock. A borrow is never held across an await.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::{Config, Server};
+use crate::log::{AccessLogs, Dates};
+use crate::route::Router;
+use crate::server::shutdown::Shutdown;
+use crate::upstream::UpstreamState;
+
+pub struct WorkerCtx {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub upstreams: Vec<UpstreamState>,
+    pub logs: AccessLogs,
+    pub dates: Dates,
+    pub shutdown: Shutdown,
+    /// Open downstream connections.
+    pub active: Cell<usize>,
+}
+
+impl WorkerCtx {
+    pub fn new(id: usize, config: Arc<Config>) -> std::io::Result<Rc<WorkerCtx>> {
+        Ok(Rc::new(WorkerCtx {
+            id,
+            router: Router::new(&config),
+            upstreams: (0..config.upstreams.len())
+                .map(|i| UpstreamState::new(&config, i))
+                .collect(),
+            logs: AccessLogs::open(&config)?,
+            dates: Dates::default(),
+            shutdown: Shutdown::default(),
+            active: Cell::new(0),
+            config,
+        }))
+    }
+
+    pub fn server(&self, i: usize) -> &Server {
+        &self.config.servers[i]
+    }
+
+    /// Counts a downstream connection for as long as the guard lives.
+    pub fn track_connection(self: &Rc<Self>) -> ConnGuard {
+        self.active.set(self.active.get() + 1);
+        ConnGuard(self.clone())
+    }
+}
+
+pub struct ConnGuard(Rc<WorkerCtx>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+    }
+}

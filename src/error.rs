@@ -1,0 +1,177 @@
+//! One error type for the request path, and the one place that decides what
+//! the client sees for it.
+//!
+//! Each error has a kind and the side whose fault it was: the downstream
+//! client (4xx, or a silent close when the client is gone), the upstream (502
+//! or 504), or ringway itself (500).
+
+use std::fmt;
+use std::io;
+
+use crate::http::HttpError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    // The client's fault.
+    BadRequest(&'static str),
+    UriTooLong,
+    HeadersTooLarge,
+    VersionNotSupported,
+    ExpectationFailed,
+    MethodNotAllowed,
+    BodyTooLarge,
+    NotFound,
+    /// No complete head within `client_header_timeout`.
+    HeaderTimeout,
+    /// The body stalled past `client_body_timeout`.
+    BodyTimeout,
+    /// The client went away or stalled while we wrote to it; nobody to answer.
+    ClientGone,
+    // The upstream's fault.
+    ConnectRefused,
+    ConnectTimeout,
+    ReadTimeout,
+    SendTimeout,
+    /// A response that is not valid HTTP/1.x or frames its body ambiguously.
+    BadResponse(&'static str),
+    /// The connection closed or reset before a complete response head.
+    UpstreamClosed,
+    /// The connection failed in the middle of a response body.
+    UpstreamTruncated,
+    Internal,
+}
+
+/// An error on the request path, with the I/O error behind it if any.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub source: Option<io::Error>,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: ErrorKind) -> Error {
+        Error { kind, source: None }
+    }
+
+    pub fn io(kind: ErrorKind, source: io::Error) -> Error {
+        Error {
+            kind,
+            source: Some(source),
+        }
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Error {
+        Error::new(kind)
+    }
+}
+
+impl From<HttpError> for ErrorKind {
+    fn from(e: HttpError) -> ErrorKind {
+        match e {
+            HttpError::Malformed(why) => ErrorKind::BadRequest(why),
+            HttpError::UriTooLong => ErrorKind::UriTooLong,
+            HttpError::HeadersTooLarge => ErrorKind::HeadersTooLarge,
+            HttpError::Version => ErrorKind::VersionNotSupported,
+            HttpError::Expectation => ErrorKind::ExpectationFailed,
+        }
+    }
+}
+
+impl ErrorKind {
+    pub fn side(self) -> Side {
+        use ErrorKind::*;
+        match self {
+            BadRequest(_) | UriTooLong | HeadersTooLarge | VersionNotSupported
+            | ExpectationFailed | MethodNotAllowed | BodyTooLarge | NotFound | HeaderTimeout
+            | BodyTimeout | ClientGone => Side::Downstream,
+            ConnectRefused | ConnectTimeout | ReadTimeout | SendTimeout | BadResponse(_)
+            | UpstreamClosed | UpstreamTruncated => Side::Upstream,
+            Internal => Side::Internal,
+        }
+    }
+
+    /// The status the client is sent, or `None` when the connection is just
+    /// closed (the client is gone, or a response was already under way).
+    pub fn status(self) -> Option<u16> {
+        use ErrorKind::*;
+        Some(match self {
+            BadRequest(_) => 400,
+            NotFound => 404,
+            MethodNotAllowed => 405,
+            HeaderTimeout | BodyTimeout => 408,
+            BodyTooLarge => 413,
+            UriTooLong => 414,
+            ExpectationFailed => 417,
+            HeadersTooLarge => 431,
+            VersionNotSupported => 505,
+            ConnectRefused | BadResponse(_) | UpstreamClosed => 502,
+            ConnectTimeout | ReadTimeout | SendTimeout => 504,
+            Internal => 500,
+            ClientGone | UpstreamTruncated => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            BadRequest(why) => why,
+            UriTooLong => "request line too long",
+            HeadersTooLarge => "request header section too large",
+            VersionNotSupported => "HTTP version not supported",
+            ExpectationFailed => "unsupported expectation",
+            MethodNotAllowed => "method not allowed",
+            BodyTooLarge => "request body over client_max_body_size",
+            NotFound => "no location matches",
+            HeaderTimeout => "client_header_timeout expired",
+            BodyTimeout => "client_body_timeout expired",
+            ClientGone => "client closed or stalled",
+            ConnectRefused => "upstream connect failed",
+            ConnectTimeout => "upstream connect timed out",
+            ReadTimeout => "upstream read timed out",
+            SendTimeout => "upstream send timed out",
+            BadResponse(why) => why,
+            UpstreamClosed => "upstream closed before responding",
+            UpstreamTruncated => "upstream closed mid-response",
+            Internal => "internal error",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.as_str())?;
+        if let Some(e) = &self.source {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_by_side() {
+        assert_eq!(ErrorKind::ConnectRefused.status(), Some(502));
+        assert_eq!(ErrorKind::ReadTimeout.status(), Some(504));
+        assert_eq!(ErrorKind::UriTooLong.status(), Some(414));
+        assert_eq!(ErrorKind::HeadersTooLarge.status(), Some(431));
+        assert_eq!(ErrorKind::ClientGone.status(), None);
+        assert_eq!(ErrorKind::BadResponse("x").side(), Side::Upstream);
+        assert_eq!(ErrorKind::BodyTooLarge.side(), Side::Downstream);
+    }
+}

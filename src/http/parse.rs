@@ -1,0 +1,317 @@
+//! Head parsing: request and response heads from a read buffer.
+//!
+//! `parse_request` and `parse_response` look at the bytes received so far and
+//! say either "need more" or "here is a head of N bytes". Limits are checked on
+//! partial input too, so an endless request line is refused once it passes the
+//! limit instead of being buffered forever.
+
+use bytes::Bytes;
+
+use super::{HeaderSpan, HttpError, Span, Version};
+
+/// Limits applied while a request head is still arriving.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub max_request_line: usize,
+    pub max_header_size: usize,
+    pub max_headers: usize,
+}
+
+/// httparse needs a slice of header slots; this many live on the stack, and a
+/// larger `max_headers` falls back to the heap.
+const STACK_HEADERS: usize = 128;
+
+/// A parsed request head. `buf` owns exactly the head's bytes.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub buf: Bytes,
+    pub method: Span,
+    pub target: Span,
+    pub version: Version,
+    pub headers: Vec<HeaderSpan>,
+}
+
+/// A parsed response head. `buf` owns exactly the head's bytes.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub buf: Bytes,
+    pub status: u16,
+    pub reason: Span,
+    pub version: Version,
+    pub headers: Vec<HeaderSpan>,
+}
+
+macro_rules! head_accessors {
+    ($t:ty) => {
+        impl $t {
+            /// Header fields as (name, value) byte slices, in received order.
+            pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+                self.headers
+                    .iter()
+                    .map(move |h| (h.name.of(&self.buf), h.value.of(&self.buf)))
+            }
+
+            /// The first value of a header, by case-insensitive name.
+            pub fn header(&self, name: &str) -> Option<&[u8]> {
+                self.headers()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                    .map(|(_, v)| v)
+            }
+        }
+    };
+}
+head_accessors!(RequestHead);
+head_accessors!(ResponseHead);
+
+impl RequestHead {
+    pub fn method(&self) -> &[u8] {
+        self.method.of(&self.buf)
+    }
+    pub fn target(&self) -> &[u8] {
+        self.target.of(&self.buf)
+    }
+    /// The request line without its line ending, for the access log.
+    pub fn request_line(&self) -> &[u8] {
+        // Starts at the method: RFC 9112 §2.2 lets a client send empty lines first.
+        let line = &self.buf[self.method.start as usize..];
+        let end = line.iter().position(|&b| b == b'\r' || b == b'\n');
+        &line[..end.unwrap_or(line.len())]
+    }
+}
+
+impl ResponseHead {
+    pub fn reason(&self) -> &[u8] {
+        self.reason.of(&self.buf)
+    }
+}
+
+/// What a parse of the bytes so far found.
+#[derive(Debug)]
+pub enum Parsed<T> {
+    /// A complete head of this many bytes; the rest of the buffer is body or
+    /// the next message.
+    Complete(T, usize),
+    Partial,
+}
+
+/// Fields of a request head, before they are tied to an owned buffer.
+#[derive(Debug)]
+pub struct RequestParts {
+    pub method: Span,
+    pub target: Span,
+    pub version: Version,
+    pub headers: Vec<HeaderSpan>,
+}
+
+impl RequestParts {
+    /// Ties the spans to the head's bytes (`buf` must start where parsing did).
+    pub fn into_head(self, buf: Bytes) -> RequestHead {
+        RequestHead {
+            buf,
+            method: self.method,
+            target: self.target,
+            version: self.version,
+            headers: self.headers,
+        }
+    }
+}
+
+fn version(v: Option<u8>) -> Version {
+    if v == Some(0) {
+        Version::Http10
+    } else {
+        Version::Http11
+    }
+}
+
+fn map_err(e: httparse::Error) -> HttpError {
+    use httparse::Error as E;
+    match e {
+        E::TooManyHeaders => HttpError::HeadersTooLarge,
+        E::Version => HttpError::Version,
+        E::HeaderName => HttpError::Malformed("invalid header name"),
+        E::HeaderValue => HttpError::Malformed("invalid header value"),
+        E::NewLine | E::Status | E::Token => HttpError::Malformed("invalid request line"),
+    }
+}
+
+/// Parses a request head from the start of `buf`.
+///
+/// Refuses with 414 once the request line passes `max_request_line`, with 431
+/// once the head passes `max_header_size` or `max_headers`, and with 400 on
+/// any syntax error, obs-fold included (httparse's strict default, RFC 9112 §5.2).
+pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestParts>, HttpError> {
+    // The request line is judged on its own first, so a long URI gets 414 and not 431.
+    let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let line = &buf[skip..];
+    let line_len = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+    if line_len > limits.max_request_line {
+        return Err(HttpError::UriTooLong);
+    }
+
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let slots: &mut [httparse::Header] = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(slots);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            if len > limits.max_header_size {
+                return Err(HttpError::HeadersTooLarge);
+            }
+            let method = Span::within(buf, req.method.unwrap_or_default().as_bytes());
+            let target = Span::within(buf, req.path.unwrap_or_default().as_bytes());
+            let headers = req
+                .headers
+                .iter()
+                .map(|h| HeaderSpan {
+                    name: Span::within(buf, h.name.as_bytes()),
+                    value: Span::within(buf, h.value),
+                })
+                .collect();
+            Ok(Parsed::Complete(
+                RequestParts {
+                    method,
+                    target,
+                    version: version(req.version),
+                    headers,
+                },
+                len,
+            ))
+        }
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_header_size => {
+            Err(HttpError::HeadersTooLarge)
+        }
+        Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+/// Parses a response head from the start of `buf` (at most `max_headers`
+/// fields; the caller bounds the buffer size).
+pub fn parse_response(buf: &[u8], max_headers: usize) -> Result<Parsed<ResponseHead>, HttpError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let slots: &mut [httparse::Header] = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; max_headers];
+        &mut heap
+    };
+    let mut res = httparse::Response::new(slots);
+    match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let headers = res
+                .headers
+                .iter()
+                .map(|h| HeaderSpan {
+                    name: Span::within(buf, h.name.as_bytes()),
+                    value: Span::within(buf, h.value),
+                })
+                .collect();
+            let reason = Span::within(buf, res.reason.unwrap_or_default().as_bytes());
+            Ok(Parsed::Complete(
+                ResponseHead {
+                    buf: Bytes::new(),
+                    status: res.code.unwrap_or(0),
+                    reason,
+                    version: version(res.version),
+                    headers,
+                },
+                len,
+            ))
+        }
+        Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_request_line: 64,
+        max_header_size: 256,
+        max_headers: 8,
+    };
+
+    fn parse(s: &str) -> Result<Parsed<RequestParts>, HttpError> {
+        parse_request(s.as_bytes(), &LIMITS)
+    }
+
+    #[test]
+    fn complete_request_keeps_offsets() {
+        let raw = "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A:  v \r\n\r\nBODY";
+        let Parsed::Complete(p, len) = parse(raw).unwrap() else {
+            panic!("partial")
+        };
+        assert_eq!(len, raw.len() - 4);
+        let head = p.into_head(Bytes::copy_from_slice(&raw.as_bytes()[..len]));
+        assert_eq!(head.method(), b"GET");
+        assert_eq!(head.target(), b"/a?b=1");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.header("host"), Some(&b"x"[..]));
+        assert_eq!(head.header("x-a"), Some(&b"v"[..]));
+        assert_eq!(head.request_line(), b"GET /a?b=1 HTTP/1.1");
+    }
+
+    #[test]
+    fn partial_until_blank_line() {
+        assert!(matches!(parse("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(Parsed::Partial)));
+        assert!(matches!(parse("GET / HT"), Ok(Parsed::Partial)));
+    }
+
+    #[test]
+    fn limits_give_414_and_431() {
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(80));
+        assert_eq!(parse(&long).unwrap_err(), HttpError::UriTooLong);
+        // Even before the line ends.
+        let partial = format!("GET /{}", "a".repeat(80));
+        assert_eq!(parse(&partial).unwrap_err(), HttpError::UriTooLong);
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(300));
+        assert_eq!(parse(&big).unwrap_err(), HttpError::HeadersTooLarge);
+        let big_partial = format!("GET / HTTP/1.1\r\nX: {}", "v".repeat(300));
+        assert_eq!(parse(&big_partial).unwrap_err(), HttpError::HeadersTooLarge);
+        let many: String = (0..9).map(|i| format!("H{i}: v\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(parse(&many).unwrap_err(), HttpError::HeadersTooLarge);
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
+        for bad in [
+            "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+            "G(T / HTTP/1.1\r\n\r\n",
+            "GET  / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(HttpError::Malformed(_))),
+                "accepted {bad:?}"
+            );
+        }
+        assert_eq!(parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(), HttpError::Version);
+    }
+
+    #[test]
+    fn response_head() {
+        let raw = b"HTTP/1.1 301 Moved\r\nLocation: /x\r\n\r\n";
+        let Parsed::Complete(h, len) = parse_response(raw, 8).unwrap() else {
+            panic!("partial")
+        };
+        assert_eq!(len, raw.len());
+        assert_eq!(h.status, 301);
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 abc OK\r\n\r\n", 8),
+            Err(HttpError::Malformed(_))
+        ));
+    }
+}

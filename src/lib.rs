@@ -1,0 +1,27 @@
+//! ringway: an HTTP/1.1 reverse proxy on a thread-per-core io_uring engine.
+//!
+//! The path of a request:
+//!
+//! ```text
+//! server::run ── one pinned worker thread per core, each with its own monoio runtime
+//!   server::worker ── own listeners (SO_REUSEPORT), own Rc<WorkerCtx>
+//!     server::listener::accept_loop ─▶ proxy::serve_connection (keep-alive loop)
+//!       proxy::phases: read_request_head → route → connect_upstream → send_request
+//!                      → forward_request_body → read_response_head
+//!                      → forward_response_body → finish
+//! ```
+//!
+//! Modules depend one way: `server` → `proxy` → {`http`, `route`, `upstream`}
+//! → {`error`, `config`, `io`}. `http` is pure parsing and encoding, `route`
+//! does no I/O, and `upstream` never parses HTTP.
+
+pub mod config;
+pub mod ctx;
+pub mod error;
+pub mod http;
+pub mod io;
+pub mod log;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod upstream;

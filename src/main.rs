@@ -1,0 +1,65 @@
+//! The command line: parse arguments, load the config, run. No logic here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use ringway::config::Config;
+
+/// An HTTP reverse proxy on a thread-per-core io_uring engine.
+#[derive(Parser, Debug)]
+#[command(name = "ringway", version)]
+struct Args {
+    /// The config file.
+    #[arg(short, long, default_value = "config/ringway.toml")]
+    config: PathBuf,
+    /// Check the config and exit (0 when valid), like `nginx -t`.
+    #[arg(short = 't', long)]
+    check: bool,
+    /// Worker threads, overriding `global.workers`.
+    #[arg(short, long)]
+    workers: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "ringway: configuration file {} test failed ({} error{})",
+                args.config.display(),
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check {
+        println!("ringway: configuration file {} test is successful", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.global.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let workers = match args.workers {
+        Some(0) => {
+            eprintln!("ringway: --workers must be at least 1");
+            return ExitCode::FAILURE;
+        }
+        Some(n) => n,
+        None => config.worker_count(),
+    };
+    match ringway::server::run(Arc::new(config), workers) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Streaming a body from one socket to another with bounded memory.
+//!
+//! Bytes already read past a head sit in the source's read buffer and go
+//! first. Content-Length bodies are forwarded as slices of the read buffer
+//! (split off and written, no copy). Chunked and close-delimited bodies are
+//! decoded and framed again for the other side, so chunk extensions, trailers
+//! and odd framing never cross the proxy. Memory per transfer is one read
+//! buffer plus one output buffer.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use crate::http::chunked::{self, ChunkError, Decoder};
+use crate::http::BodyKind;
+use crate::io::{self, IoFail};
+
+/// Read size for body transfers.
+pub const BODY_READ: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub enum BodyError {
+    /// The source failed, stalled or ended early (`None`: end of stream).
+    Read(Option<IoFail>),
+    Write(IoFail),
+    Framing(ChunkError),
+    /// More than the allowed size.
+    TooLarge,
+}
+
+pub struct Copy {
+    pub kind: BodyKind,
+    /// Frame the output as chunked (else: raw bytes, for a Content-Length or
+    /// close-delimited output).
+    pub chunked_out: bool,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub limit: Option<u64>,
+}
+
+impl Copy {
+    /// Forwards the body; returns the payload bytes moved.
+    pub async fn run<R: AsyncReadRent, W: AsyncWriteRent>(
+        &self,
+        src: &mut R,
+        src_buf: &mut BytesMut,
+        dst: &mut W,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, BodyError> {
+        match self.kind {
+            BodyKind::Empty => Ok(0),
+            BodyKind::Length(n) => self.length(src, src_buf, dst, n).await,
+            BodyKind::Chunked | BodyKind::UntilClose => self.reframe(src, src_buf, dst, out).await,
+        }
+    }
+
+    async fn fill<R: AsyncReadRent>(&self, src: &mut R, buf: &mut BytesMut) -> Result<usize, BodyError> {
+        match io::read_buf(src, buf, BODY_READ, self.read_timeout).await {
+            Ok(n) => Ok(n),
+            Err(e) => Err(BodyError::Read(Some(e))),
+        }
+    }
+
+    async fn length<R: AsyncReadRent, W: AsyncWriteRent>(
+        &self,
+        src: &mut R,
+        buf: &mut BytesMut,
+        dst: &mut W,
+        total: u64,
+    ) -> Result<u64, BodyError> {
+        let mut left = total;
+        while left > 0 {
+            if buf.is_empty() && self.fill(src, buf).await? == 0 {
+                return Err(BodyError::Read(None));
+            }
+            let take = (buf.len() as u64).min(left) as usize;
+            // The slice shares the read buffer's memory; once written and
+            // dropped, the next read reuses the same allocation.
+            let piece = buf.split_to(take);
+            io::write_all(dst, piece, self.write_timeout)
+                .await
+                .map_err(BodyError::Write)?;
+            left -= take as u64;
+        }
+        Ok(total)
+    }
+
+    async fn reframe<R: AsyncReadRent, W: AsyncWriteRent>(
+        &self,
+        src: &mut R,
+        buf: &mut BytesMut,
+        dst: &mut W,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, BodyError> {
+        let mut decoder = (self.kind == BodyKind::Chunked).then(Decoder::new);
+        let mut moved = 0u64;
+        loop {
+            let mut finished = false;
+            if buf.is_empty() {
+                let n = self.fill(src, buf).await?;
+                if n == 0 {
+                    if decoder.is_some() {
+                        // A chunked body must end with its last chunk.
+                        return Err(BodyError::Read(None));
+                    }
+                    finished = true;
+                }
+            }
+            out.clear();
+            match decoder.as_mut() {
+                Some(d) => {
+                    let mut off = 0;
+                    while off < buf.len() && !d.is_done() {
+                        let p = d.decode(&buf[off..]).map_err(BodyError::Framing)?;
+                        if let Some(r) = p.data {
+                            self.emit(&buf[off + r.start..off + r.end], out);
+                            moved += r.len() as u64;
+                        }
+                        off += p.consumed;
+                    }
+                    buf.advance(off);
+                    finished = d.is_done();
+                }
+                None => {
+                    moved += buf.len() as u64;
+                    self.emit(buf, out);
+                    buf.clear();
+                }
+            }
+            if self.limit.is_some_and(|l| moved > l) {
+                return Err(BodyError::TooLarge);
+            }
+            if finished && self.chunked_out {
+                out.extend_from_slice(chunked::LAST_CHUNK);
+            }
+            if !out.is_empty() {
+                io::flush_vec(dst, out, self.write_timeout)
+                    .await
+                    .map_err(BodyError::Write)?;
+            }
+            if finished {
+                return Ok(moved);
+            }
+        }
+    }
+
+    fn emit(&self, data: &[u8], out: &mut Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        if self.chunked_out {
+            chunked::write_chunk_header(data.len(), out);
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(data);
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! The request lifecycle, one named phase per function. The names match
+//! nginx's and pingora's so the flow can be read against theirs.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::body::{BodyError, Copy};
+use super::respond::{self, Canned};
+use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
+use super::Downstream;
+use crate::config::{Action, ClientLimits, Location, ProxyPass, Return};
+use crate::ctx::WorkerCtx;
+use crate::error::{Error, ErrorKind, Result, Side};
+use crate::http::framing::{request_meta, response_meta};
+use crate::http::parse::{parse_request, parse_response, HeadLimits, Parsed};
+use crate::http::{BodyKind, RequestHead, RequestMeta, ResponseHead, Version};
+use crate::io::{self, IoFail};
+use crate::log::Entry;
+use crate::route;
+use crate::upstream::{connect, UpConn, UpstreamState};
+
+/// The largest response head accepted from an upstream (nginx's
+/// `proxy_buffer_size` is 4k or 8k; this is more forgiving).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_HEADERS: usize = 200;
+/// An upstream connection's read buffer starts this large.
+const UPSTREAM_BUF: usize = 16 * 1024;
+
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// One request and what has happened to it so far.
+struct Exchange {
+    head: RequestHead,
+    meta: RequestMeta,
+    server: usize,
+    client: IpAddr,
+    /// Status sent to the client (0 until a head is sent).
+    status: u16,
+    body_bytes: u64,
+    /// The request body has been read to its end (or had none).
+    req_body_done: bool,
+    /// Close the client connection after this exchange.
+    close: bool,
+}
+
+/// Serves one request on a downstream connection.
+pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
+    let default = ctx.router.default_server(ds.listener);
+    let head = match read_request_head(ctx, ds, &ctx.server(default).limits).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return Next::Close,
+        Err(e) => {
+            // Nothing usable was received: answer if there is something to
+            // say (400, 408, 414, 431) and close.
+            if let Some(status) = e.kind.status() {
+                tracing::debug!(peer = %ds.peer, "refused request: {e}");
+                let _ = send_canned(ctx, ds, status, None, true, false).await;
+            }
+            return Next::Close;
+        }
+    };
+    let mut ex = Exchange {
+        meta: RequestMeta::default(),
+        server: default,
+        client: ds.peer.ip().to_canonical(),
+        status: 0,
+        body_bytes: 0,
+        req_body_done: false,
+        close: true,
+        head,
+    };
+    let result = handle(ctx, ds, &mut ex).await;
+    if let Err(e) = result {
+        answer_error(ctx, ds, &mut ex, e).await;
+    }
+    finish_request(ctx, ds, &ex)
+}
+
+/// Phase: read_request_head. Waits for a complete head under
+/// `client_header_timeout` (or `keepalive_timeout` while idle between
+/// requests). `Ok(None)`: the client closed or went idle too long, or the
+/// worker is shutting down; the connection just closes.
+async fn read_request_head(
+    ctx: &WorkerCtx,
+    ds: &mut Downstream,
+    limits: &ClientLimits,
+) -> Result<Option<RequestHead>> {
+    let head_limits = HeadLimits {
+        max_request_line: limits.max_request_line,
+        max_header_size: limits.max_header_size,
+        max_headers: limits.max_headers,
+    };
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if !ds.rbuf.is_empty() {
+            match parse_request(&ds.rbuf, &head_limits) {
+                Ok(Parsed::Complete(parts, len)) => {
+                    let buf = ds.rbuf.split_to(len).freeze();
+                    return Ok(Some(parts.into_head(buf)));
+                }
+                Ok(Parsed::Partial) => {}
+                Err(e) => return Err(ErrorKind::from(e).into()),
+            }
+        }
+        let idle = ds.rbuf.is_empty();
+        let wait = if idle && ds.served > 0 {
+            limits.keepalive_timeout
+        } else {
+            let d = *deadline.get_or_insert_with(|| Instant::now() + limits.header_timeout);
+            d.saturating_duration_since(Instant::now())
+        };
+        let read = io::read_buf(&mut ds.stream, &mut ds.rbuf, HEAD_READ, wait);
+        let res = if idle {
+            // Between requests, shutting down closes the connection at once.
+            monoio::select! {
+                r = read => r,
+                _ = ctx.shutdown.wait() => return Ok(None),
+            }
+        } else {
+            read.await
+        };
+        match res {
+            Ok(0) if ds.rbuf.is_empty() => return Ok(None),
+            Ok(0) => return Err(ErrorKind::ClientGone.into()),
+            Ok(_) => {}
+            Err(IoFail::Timeout) if idle && ds.served > 0 => return Ok(None),
+            Err(IoFail::Timeout) => return Err(ErrorKind::HeaderTimeout.into()),
+            Err(IoFail::Io(e)) => return Err(Error::io(ErrorKind::ClientGone, e)),
+        }
+    }
+}
+
+const HEAD_READ: usize = 4096;
+
+/// The request target, split for routing and rewriting.
+struct Target<'a> {
+    /// Path used for routing (dot segments removed).
+    path: std::borrow::Cow<'a, [u8]>,
+    query: &'a [u8],
+    normalized: bool,
+    /// The authority of an absolute-form target, which overrides Host
+    /// (RFC 9112 §3.2.2).
+    authority: Option<&'a [u8]>,
+}
+
+fn split_target(target: &[u8]) -> Result<Target<'_>> {
+    let (authority, origin) = if target.first() == Some(&b'/') {
+        (None, target)
+    } else if let Some(rest) = strip_prefix_ignore_case(target, b"http://")
+        .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+    {
+        let end = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+        let path = &rest[end..];
+        if end == 0 {
+            return Err(ErrorKind::BadRequest("absolute-form target without host").into());
+        }
+        (Some(&rest[..end]), path)
+    } else {
+        return Err(ErrorKind::BadRequest("request target is not a path or absolute URI").into());
+    };
+    let q = origin.iter().position(|&b| b == b'?').unwrap_or(origin.len());
+    let (raw_path, query) = origin.split_at(q);
+    let raw_path: &[u8] = if raw_path.is_empty() { b"/" } else { raw_path };
+    let path = route::normalize_path(raw_path)
+        .ok_or(ErrorKind::BadRequest("path climbs above the root"))?;
+    let normalized = matches!(path, std::borrow::Cow::Owned(_)) || authority.is_some() || origin.is_empty();
+    Ok(Target {
+        path,
+        query,
+        normalized,
+        authority,
+    })
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
+}
+
+/// Phases from route to finish, for a request whose head was read.
+async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> Result<()> {
+    ex.meta = request_meta(&ex.head).map_err(ErrorKind::from)?;
+    ex.close = ex.meta.close;
+    ex.req_body_done = ex.meta.body() == BodyKind::Empty;
+    // CONNECT would turn the proxy into an open tunnel and TRACE reflects
+    // credentials back; neither is served (nginx answers 405 too).
+    if matches!(ex.head.method(), b"CONNECT" | b"TRACE") {
+        return Err(ErrorKind::MethodNotAllowed.into());
+    }
+    let head = ex.head.clone();
+    let target = split_target(head.target())?;
+
+    // Phase: route.
+    let host = target.authority.or_else(|| ex.meta.host.map(|s| s.of(&head.buf)));
+    ex.server = ctx.router.server_for(ds.listener, host);
+    let server = ctx.server(ex.server);
+    ex.client = rewrite::client_addr(ds.peer.ip(), &head, &ctx.config.global.trusted_proxies);
+    let loc_idx = ctx
+        .router
+        .location_for(ex.server, &target.path)
+        .ok_or(ErrorKind::NotFound)?;
+    let location = &server.locations[loc_idx];
+    let max_body = location.client_max_body_size.unwrap_or(server.limits.client_max_body_size);
+    if let (Some(max), BodyKind::Length(n)) = (max_body, ex.meta.body()) {
+        if n > max {
+            return Err(ErrorKind::BodyTooLarge.into());
+        }
+    }
+
+    match &location.action {
+        Action::Return(ret) => respond_return(ctx, ds, ex, ret).await,
+        Action::Proxy(pass) => {
+            let up = &ctx.upstreams[pass.upstream];
+            let public_host = host.unwrap_or_default();
+            let upstream_target =
+                rewrite::upstream_target(head.target(), &target.path, target.query, target.normalized, location, pass);
+            let plan = Plan {
+                up,
+                location,
+                pass,
+                target: &upstream_target,
+                host,
+                public_host,
+                max_body,
+            };
+            proxy(ctx, ds, ex, &plan).await
+        }
+    }
+}
+
+/// A `return` location: a fixed response, no upstream.
+async fn respond_return(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange, ret: &Return) -> Result<()> {
+    // The body, if any, is not read; the connection cannot be reused after it.
+    ex.close |= !ex.req_body_done || ctx.shutdown.is_raised();
+    ex.status = ret.status;
+    ex.body_bytes = ret.body.len() as u64;
+    ds.wbuf.clear();
+    Canned {
+        status: ret.status,
+        body: ret.body.as_bytes(),
+        location: ret.location.as_deref().map(str::as_bytes),
+        close: ex.close,
+        head_only: ex.head.method() == b"HEAD",
+    }
+    .write(&ctx.dates, &mut ds.wbuf);
+    let limits = &ctx.server(ex.server).limits;
+    io::flush_vec(&mut ds.stream, &mut ds.wbuf, limits.send_timeout)
+        .await
+        .map_err(|_| Error::new(ErrorKind::ClientGone))
+}
+
+/// Everything `proxy` needs about where the request goes.
+struct Plan<'a> {
+    up: &'a UpstreamState,
+    location: &'a Location,
+    pass: &'a ProxyPass,
+    target: &'a [u8],
+    host: Option<&'a [u8]>,
+    public_host: &'a [u8],
+    max_body: Option<u64>,
+}
+
+/// RFC 9110 §9.2.2.
+fn idempotent(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE")
+}
+
+/// Phases connect_upstream → finish for a proxied request.
+async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan: &Plan<'_>) -> Result<()> {
+    let up_cfg = plan.up.config();
+    let limits = ctx.server(ex.server).limits.clone();
+    let body = ex.meta.body();
+
+    // The request head, plus the body when it is small enough to have come
+    // with the head: such a request can be sent again as it is.
+    let peer_idx = plan.up.balancer.next();
+    let peer = &up_cfg.servers[peer_idx];
+    let mut out = Vec::with_capacity(ex.head.buf.len() + 256);
+    rewrite::request_head(
+        &RequestRewrite {
+            head: &ex.head,
+            meta: &ex.meta,
+            target: plan.target,
+            host: plan.host,
+            preserve_host: plan.pass.preserve_host,
+            upstream_authority: &peer.authority,
+            peer: ds.peer.ip(),
+            client: ex.client,
+            local: ds.local,
+        },
+        &mut out,
+    );
+    let replayable = match body {
+        BodyKind::Length(n) if ds.rbuf.len() as u64 >= n => {
+            out.extend_from_slice(&ds.rbuf.split_to(n as usize));
+            ex.req_body_done = true;
+            true
+        }
+        BodyKind::Length(_) | BodyKind::Chunked => false,
+        BodyKind::Empty | BodyKind::UntilClose => true,
+    };
+    let request = Bytes::from(out);
+
+    let mut retried = false;
+    let method_idempotent = idempotent(ex.head.method());
+    let (mut conn, resp, early) = loop {
+        // Phase: connect_upstream.
+        let mut conn = match plan.up.pool.take(peer_idx) {
+            Some(c) => c,
+            None => UpConn {
+                stream: connect::connect(peer.addr, up_cfg.connect_timeout).await?,
+                rbuf: BytesMut::with_capacity(UPSTREAM_BUF),
+                peer: peer_idx,
+                reused: false,
+            },
+        };
+        // A request that failed on a reused connection before any response
+        // byte is sent once more on a fresh one, when that cannot repeat a
+        // side effect: an idempotent method, or the write itself failed.
+        let may_retry = |conn: &UpConn, write_failed: bool| {
+            conn.reused && !retried && replayable && (write_failed || method_idempotent)
+        };
+
+        // Phase: send_request.
+        if let Err(e) = io::write_all(&mut conn.stream, request.clone(), up_cfg.send_timeout).await {
+            if may_retry(&conn, true) && !matches!(e, IoFail::Timeout) {
+                retried = true;
+                continue;
+            }
+            return Err(match e {
+                IoFail::Timeout => Error::new(ErrorKind::SendTimeout),
+                IoFail::Io(e) => Error::io(ErrorKind::UpstreamClosed, e),
+            });
+        }
+
+        // Phase: forward_request_body.
+        let mut early = false;
+        if !replayable {
+            match forward_request_body(ctx, ds, ex, &mut conn, plan.max_body, &limits, up_cfg.send_timeout).await {
+                Ok(()) => {}
+                // The upstream stopped reading: it may have answered already
+                // (a 413 of its own, say). Read that answer, then close.
+                Err(BodyError::Write(_)) => early = true,
+                Err(BodyError::Read(Some(IoFail::Timeout))) => return Err(ErrorKind::BodyTimeout.into()),
+                Err(BodyError::Read(_)) => return Err(ErrorKind::ClientGone.into()),
+                Err(BodyError::Framing(e)) => return Err(ErrorKind::BadRequest(e.as_str()).into()),
+                Err(BodyError::TooLarge) => return Err(ErrorKind::BodyTooLarge.into()),
+            }
+        }
+
+        // Phase: read_response_head.
+        match read_response_head(&mut conn, up_cfg.read_timeout, ex.head.method() == b"HEAD").await {
+            Ok(resp) => break (conn, resp, early),
+            Err(e) if e.kind == ErrorKind::UpstreamClosed && may_retry(&conn, false) => {
+                tracing::debug!(upstream = %up_cfg.name, "pooled connection was closed; retrying on a new one");
+                retried = true;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let (head, meta) = resp;
+
+    // The client connection stays open only if this exchange ends cleanly.
+    ex.close |= early
+        || !ex.req_body_done
+        || ctx.shutdown.is_raised()
+        || ds.served + 1 >= limits.keepalive_requests
+        || limits.keepalive_timeout.is_zero();
+    let framing = rewrite::client_framing(meta.body, ex.head.version);
+    ex.close |= framing == ClientFraming::Close;
+
+    // Write the response head, with the first body bytes when they fit.
+    ds.wbuf.clear();
+    rewrite::response_head(
+        &ResponseRewrite {
+            head: &head,
+            meta: &meta,
+            framing,
+            head_request: ex.head.method() == b"HEAD",
+            close: ex.close,
+            client_version: ex.head.version,
+            redirect: Redirect {
+                upstream: up_cfg,
+                location: plan.location,
+                pass: plan.pass,
+                public_host: plan.public_host,
+            },
+        },
+        &ctx.dates,
+        &mut ds.wbuf,
+    );
+    let mut body_left = meta.body;
+    if let BodyKind::Length(n) = meta.body {
+        let first = (conn.rbuf.len() as u64).min(n) as usize;
+        if first <= 16 * 1024 {
+            ds.wbuf.extend_from_slice(&conn.rbuf.split_to(first));
+            ex.body_bytes = first as u64;
+            body_left = if first as u64 == n { BodyKind::Empty } else { BodyKind::Length(n - first as u64) };
+        }
+    }
+    ex.status = head.status;
+    io::flush_vec(&mut ds.stream, &mut ds.wbuf, limits.send_timeout)
+        .await
+        .map_err(|_| Error::new(ErrorKind::ClientGone))?;
+
+    // Phase: forward_response_body.
+    let copy = Copy {
+        kind: body_left,
+        chunked_out: framing == ClientFraming::Chunked,
+        read_timeout: up_cfg.read_timeout,
+        write_timeout: limits.send_timeout,
+        limit: None,
+    };
+    match copy.run(&mut conn.stream, &mut conn.rbuf, &mut ds.stream, &mut ds.body_out).await {
+        Ok(n) => ex.body_bytes += n,
+        Err(BodyError::Write(_)) => return Err(ErrorKind::ClientGone.into()),
+        Err(BodyError::Read(Some(IoFail::Timeout))) => return Err(ErrorKind::ReadTimeout.into()),
+        Err(_) => return Err(ErrorKind::UpstreamTruncated.into()),
+    }
+
+    // Phase: finish (upstream side). nginx's checklist for keeping the
+    // connection: request fully sent, response fully read, no error, the
+    // upstream allows keep-alive, not shutting down.
+    let reusable = !early && !meta.close && conn.rbuf.is_empty() && !ctx.shutdown.is_raised();
+    if reusable {
+        plan.up.pool.put(conn);
+    }
+    Ok(())
+}
+
+/// Phase: forward_request_body, with `100 Continue` first when the client
+/// waits for it. Request bodies are never replayed, so they stream.
+async fn forward_request_body(
+    ctx: &WorkerCtx,
+    ds: &mut Downstream,
+    ex: &mut Exchange,
+    conn: &mut UpConn,
+    max_body: Option<u64>,
+    limits: &ClientLimits,
+    send_timeout: Duration,
+) -> std::result::Result<(), BodyError> {
+    if ex.meta.expect_continue && ds.rbuf.is_empty() {
+        // The upstream connection is ready, so now the client may send.
+        io::write_all(&mut ds.stream, respond::CONTINUE, limits.send_timeout)
+            .await
+            .map_err(|e| BodyError::Read(Some(e)))?;
+    }
+    let _ = ctx;
+    let copy = Copy {
+        kind: ex.meta.body(),
+        chunked_out: ex.meta.body() == BodyKind::Chunked,
+        read_timeout: limits.body_timeout,
+        write_timeout: send_timeout,
+        limit: max_body,
+    };
+    copy.run(&mut ds.stream, &mut ds.rbuf, &mut conn.stream, &mut ds.body_out)
+        .await?;
+    ex.req_body_done = true;
+    Ok(())
+}
+
+/// Phase: read_response_head. Interim 1xx responses are read and dropped.
+async fn read_response_head(
+    conn: &mut UpConn,
+    read_timeout: Duration,
+    head_request: bool,
+) -> Result<(ResponseHead, crate::http::ResponseMeta)> {
+    loop {
+        if !conn.rbuf.is_empty() {
+            match parse_response(&conn.rbuf, MAX_RESPONSE_HEADERS) {
+                Ok(Parsed::Complete(mut head, len)) => {
+                    head.buf = conn.rbuf.split_to(len).freeze();
+                    if head.status == 101 {
+                        return Err(ErrorKind::BadResponse("101 Switching Protocols was not asked for").into());
+                    }
+                    if (100..200).contains(&head.status) {
+                        continue;
+                    }
+                    let meta = response_meta(&head, head_request).map_err(|e| match e {
+                        crate::http::HttpError::Malformed(why) => Error::new(ErrorKind::BadResponse(why)),
+                        _ => Error::new(ErrorKind::BadResponse("invalid response head")),
+                    })?;
+                    return Ok((head, meta));
+                }
+                Ok(Parsed::Partial) if conn.rbuf.len() > MAX_RESPONSE_HEAD => {
+                    return Err(ErrorKind::BadResponse("response head too large").into());
+                }
+                Ok(Parsed::Partial) => {}
+                Err(crate::http::HttpError::HeadersTooLarge) => {
+                    return Err(ErrorKind::BadResponse("too many response header fields").into());
+                }
+                Err(_) => return Err(ErrorKind::BadResponse("invalid response head").into()),
+            }
+        }
+        let had_bytes = !conn.rbuf.is_empty();
+        match io::read_buf(&mut conn.stream, &mut conn.rbuf, HEAD_READ, read_timeout).await {
+            Ok(0) if had_bytes => return Err(ErrorKind::BadResponse("response head cut short").into()),
+            Ok(0) => return Err(ErrorKind::UpstreamClosed.into()),
+            Ok(_) => {}
+            Err(IoFail::Timeout) => return Err(ErrorKind::ReadTimeout.into()),
+            Err(IoFail::Io(e)) if had_bytes => return Err(Error::io(ErrorKind::BadResponse("response head cut short"), e)),
+            Err(IoFail::Io(e)) => return Err(Error::io(ErrorKind::UpstreamClosed, e)),
+        }
+    }
+}
+
+/// Sends the error's status if no response has started; otherwise the
+/// client connection is closed, so a cut-short body is never taken as whole.
+async fn answer_error(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange, e: Error) {
+    match e.kind.side() {
+        Side::Upstream | Side::Internal => {
+            tracing::warn!(peer = %ds.peer, request = %String::from_utf8_lossy(ex.head.request_line()), "{e}")
+        }
+        Side::Downstream => {
+            tracing::debug!(peer = %ds.peer, request = %String::from_utf8_lossy(ex.head.request_line()), "{e}")
+        }
+    }
+    let status = match e.kind.status() {
+        Some(s) if ex.status == 0 => s,
+        _ => {
+            ex.close = true;
+            if ex.status == 0 {
+                // Nothing was sent; log it as nginx does a dropped request.
+                ex.status = if e.kind.side() == Side::Upstream { 502 } else { 499 };
+            }
+            return;
+        }
+    };
+    // After an upstream failure or a 404 the client's request was complete,
+    // so its connection can carry on; after a client error it cannot.
+    let clean = matches!(e.kind.side(), Side::Upstream) || e.kind == ErrorKind::NotFound;
+    ex.close |= !(clean && ex.req_body_done) || ctx.shutdown.is_raised();
+    ex.status = status;
+    let head_only = ex.head.method() == b"HEAD";
+    ex.body_bytes = if head_only { 0 } else { respond::error_body(status).len() as u64 };
+    if send_canned(ctx, ds, status, Some(ex.server), ex.close, head_only).await.is_err() {
+        ex.close = true;
+    }
+}
+
+async fn send_canned(
+    ctx: &WorkerCtx,
+    ds: &mut Downstream,
+    status: u16,
+    server: Option<usize>,
+    close: bool,
+    head_only: bool,
+) -> std::result::Result<(), IoFail> {
+    let body = respond::error_body(status);
+    ds.wbuf.clear();
+    Canned {
+        status,
+        body: body.as_bytes(),
+        location: None,
+        close,
+        head_only,
+    }
+    .write(&ctx.dates, &mut ds.wbuf);
+    let server = server.unwrap_or_else(|| ctx.router.default_server(ds.listener));
+    let t = ctx.server(server).limits.send_timeout;
+    io::flush_vec(&mut ds.stream, &mut ds.wbuf, t).await
+}
+
+/// Phase: finish (downstream side): access log, keep-alive decision.
+fn finish_request(ctx: &WorkerCtx, ds: &Downstream, ex: &Exchange) -> Next {
+    if ctx.logs.enabled(ex.server) {
+        ctx.logs.write(
+            ex.server,
+            &ctx.dates,
+            &Entry {
+                client: ex.client,
+                request_line: ex.head.request_line(),
+                status: ex.status,
+                body_bytes: ex.body_bytes,
+                referer: ex.head.header("referer"),
+                user_agent: ex.head.header("user-agent"),
+            },
+        );
+    }
+    let _ = ds;
+    if ex.close || ex.head.version == Version::Http10 && ex.meta.close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}

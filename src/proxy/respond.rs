@@ -1,0 +1,66 @@
+//! Responses ringway writes itself: error pages, `return` directives and
+//! `100 Continue`.
+
+use crate::http::encode;
+use crate::log::Dates;
+
+/// A complete response with a fixed body, appended to `out`.
+pub struct Canned<'a> {
+    pub status: u16,
+    pub body: &'a [u8],
+    pub location: Option<&'a [u8]>,
+    pub close: bool,
+    /// Answering HEAD: the head says how long the body would be; no body.
+    pub head_only: bool,
+}
+
+impl Canned<'_> {
+    pub fn write(&self, dates: &Dates, out: &mut Vec<u8>) {
+        encode::status_line(self.status, b"", out);
+        encode::header(b"Server", b"ringway", out);
+        encode::header(b"Date", dates.http_date().as_bytes(), out);
+        encode::header(b"Content-Type", b"text/plain; charset=utf-8", out);
+        encode::content_length(self.body.len() as u64, out);
+        if let Some(loc) = self.location {
+            encode::header(b"Location", loc, out);
+        }
+        if self.close {
+            encode::header(b"Connection", b"close", out);
+        }
+        encode::end_head(out);
+        if !self.head_only {
+            out.extend_from_slice(self.body);
+        }
+    }
+}
+
+/// The body of an error response: `502 Bad Gateway`.
+pub fn error_body(status: u16) -> String {
+    format!("{status} {}\n", encode::reason_phrase(status))
+}
+
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canned_head_and_body() {
+        let mut out = Vec::new();
+        let body = error_body(502);
+        Canned {
+            status: 502,
+            body: body.as_bytes(),
+            location: None,
+            close: true,
+            head_only: false,
+        }
+        .write(&Dates::default(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Length: 16\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n502 Bad Gateway\n"), "{text}");
+    }
+}

@@ -1,0 +1,343 @@
+//! What changes between the two sides of the proxy: the upstream request head
+//! (target, Host, X-Forwarded-*, hop-by-hop removal, framing) and the client
+//! response head (hop-by-hop removal, redirects that would leak the backend,
+//! Date, framing, Connection).
+//!
+//! Header fields are copied as slices of the received head; nothing is
+//! allocated per field.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+use crate::config::{Location, ProxyPass, Upstream};
+use crate::http::encode::{self, is_hop_by_hop, named_in};
+use crate::http::{eq_ignore_case, list_items, BodyKind, RequestHead, RequestMeta, ResponseHead, ResponseMeta, Version};
+use crate::log::Dates;
+
+/// The client's address: the peer, or when the peer is a trusted proxy, the
+/// right-most X-Forwarded-For entry that is not itself trusted (nginx's
+/// `real_ip_recursive on`).
+pub fn client_addr(peer: IpAddr, head: &RequestHead, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
+    let mut client = peer;
+    let xff: Vec<&[u8]> = head
+        .headers()
+        .filter(|(n, _)| eq_ignore_case(n, b"x-forwarded-for"))
+        .flat_map(|(_, v)| list_items(v))
+        .collect();
+    for item in xff.iter().rev() {
+        let Some(addr) = std::str::from_utf8(item).ok().and_then(|s| s.parse::<IpAddr>().ok()) else {
+            break;
+        };
+        client = addr.to_canonical();
+        if !trusted.iter().any(|n| n.contains(&client)) {
+            break;
+        }
+    }
+    client
+}
+
+/// Where the request goes upstream: the matched location prefix replaced by
+/// the path of `proxy_pass` when it has one (nginx's rule), otherwise the
+/// target as received (or normalized, when it had dot segments).
+pub fn upstream_target<'a>(
+    target: &'a [u8],
+    path: &[u8],
+    query: &[u8],
+    normalized: bool,
+    loc: &Location,
+    pass: &ProxyPass,
+) -> Cow<'a, [u8]> {
+    match &pass.path {
+        None if !normalized => Cow::Borrowed(target),
+        None => Cow::Owned([path, query].concat()),
+        Some(replacement) => {
+            let rest = &path[loc.path.len().min(path.len())..];
+            Cow::Owned([replacement.as_bytes(), rest, query].concat())
+        }
+    }
+}
+
+/// Inputs for the upstream request head.
+pub struct RequestRewrite<'a> {
+    pub head: &'a RequestHead,
+    pub meta: &'a RequestMeta,
+    pub target: &'a [u8],
+    /// The host the client asked for (Host, or the absolute-form authority).
+    pub host: Option<&'a [u8]>,
+    pub preserve_host: bool,
+    pub upstream_authority: &'a str,
+    pub peer: IpAddr,
+    pub client: IpAddr,
+    pub local: SocketAddr,
+}
+
+/// Fields the proxy sets itself; whatever the client sent under these names
+/// is dropped, so the backend cannot be told a false client address.
+fn is_proxy_owned(name: &[u8]) -> bool {
+    const OWNED: [&[u8]; 6] = [
+        b"host",
+        b"expect",
+        b"x-real-ip",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+    ];
+    OWNED.iter().any(|h| h.len() == name.len() && eq_ignore_case(h, name))
+}
+
+pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
+    let buf = &r.head.buf[..];
+    encode::request_line(r.head.method(), r.target, out);
+    let host: &[u8] = match (r.preserve_host, r.host) {
+        (true, Some(h)) => h,
+        _ => r.upstream_authority.as_bytes(),
+    };
+    encode::header(b"Host", host, out);
+
+    let mut xff_seen = false;
+    for (name, value) in r.head.headers() {
+        if is_hop_by_hop(name) || is_proxy_owned(name) || named_in(name, &r.meta.connection_names, buf) {
+            continue;
+        }
+        if eq_ignore_case(name, b"x-forwarded-for") {
+            // Several fields are one list (RFC 9110 §5.3); they are merged
+            // below into a single field with the peer appended.
+            xff_seen = true;
+            continue;
+        }
+        encode::header(name, value, out);
+    }
+
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if xff_seen {
+        for (name, value) in r.head.headers() {
+            if eq_ignore_case(name, b"x-forwarded-for") {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    push_ip(r.peer.to_canonical(), out);
+    out.extend_from_slice(b"\r\nX-Real-IP: ");
+    push_ip(r.client, out);
+    out.extend_from_slice(b"\r\n");
+    encode::header(b"X-Forwarded-Proto", b"http", out);
+    if let Some(h) = r.host {
+        encode::header(b"X-Forwarded-Host", h, out);
+    }
+    {
+        use std::io::Write;
+        let _ = write!(out, "X-Forwarded-Port: {}\r\n", r.local.port());
+    }
+    match r.meta.body() {
+        BodyKind::Length(n) => encode::content_length(n, out),
+        BodyKind::Chunked => encode::header(b"Transfer-Encoding", b"chunked", out),
+        BodyKind::Empty | BodyKind::UntilClose => {
+            // A body-less POST still says so, as some servers require a length.
+            if matches!(r.head.method(), b"POST" | b"PUT" | b"PATCH") {
+                encode::content_length(0, out);
+            }
+        }
+    }
+    encode::end_head(out);
+}
+
+fn push_ip(ip: IpAddr, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(out, "{ip}");
+}
+
+/// How the response body is framed toward the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 client and a body of unknown length: ends when we close.
+    Close,
+}
+
+pub fn client_framing(body: BodyKind, client: Version) -> ClientFraming {
+    match body {
+        BodyKind::Empty => ClientFraming::None,
+        BodyKind::Length(n) => ClientFraming::Length(n),
+        BodyKind::Chunked | BodyKind::UntilClose if client == Version::Http11 => ClientFraming::Chunked,
+        BodyKind::Chunked | BodyKind::UntilClose => ClientFraming::Close,
+    }
+}
+
+/// Inputs for the client response head.
+pub struct ResponseRewrite<'a> {
+    pub head: &'a ResponseHead,
+    pub meta: &'a ResponseMeta,
+    pub framing: ClientFraming,
+    /// The original Content-Length is kept for a HEAD answer or a 304.
+    pub head_request: bool,
+    pub close: bool,
+    pub client_version: Version,
+    pub redirect: Redirect<'a>,
+}
+
+/// What a backend redirect is mapped from and to.
+pub struct Redirect<'a> {
+    pub upstream: &'a Upstream,
+    pub location: &'a Location,
+    pub pass: &'a ProxyPass,
+    /// The client-facing host (Host as sent, port included).
+    pub public_host: &'a [u8],
+}
+
+pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
+    let buf = &r.head.buf[..];
+    encode::status_line(r.head.status, r.head.reason(), out);
+    let mut has_date = false;
+    for (name, value) in r.head.headers() {
+        let keep_length = eq_ignore_case(name, b"content-length")
+            && (r.head_request || r.head.status == 304);
+        if (is_hop_by_hop(name) && !keep_length) || named_in(name, &r.meta.connection_names, buf) {
+            continue;
+        }
+        if eq_ignore_case(name, b"location") || eq_ignore_case(name, b"content-location") {
+            if let Some(v) = rewrite_redirect(value, &r.redirect) {
+                encode::header(name, &v, out);
+                continue;
+            }
+        }
+        has_date |= eq_ignore_case(name, b"date");
+        encode::header(name, value, out);
+    }
+    // RFC 9110 §6.6.1: a recipient with a clock adds Date if the origin did not.
+    if !has_date {
+        encode::header(b"Date", dates.http_date().as_bytes(), out);
+    }
+    match r.framing {
+        ClientFraming::Length(n) => encode::content_length(n, out),
+        ClientFraming::Chunked => encode::header(b"Transfer-Encoding", b"chunked", out),
+        ClientFraming::None | ClientFraming::Close => {}
+    }
+    if r.close {
+        encode::header(b"Connection", b"close", out);
+    } else if r.client_version == Version::Http10 {
+        encode::header(b"Connection", b"keep-alive", out);
+    }
+    encode::end_head(out);
+}
+
+/// `http://<any server of the upstream>/v2/x` → `http://<public host>/api/x`
+/// for a location `/api/` proxied to `http://app/v2/`. Other values: `None`.
+pub fn rewrite_redirect(value: &[u8], r: &Redirect) -> Option<Vec<u8>> {
+    let rest = value.strip_prefix(b"http://")?;
+    let end = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let ours = eq_ignore_case(authority, r.upstream.name.as_bytes())
+        || r.upstream.servers.iter().any(|s| {
+            eq_ignore_case(authority, s.authority.as_bytes())
+                || eq_ignore_case(authority, s.addr.to_string().as_bytes())
+        });
+    if !ours {
+        return None;
+    }
+    let mut out = Vec::with_capacity(value.len() + r.public_host.len());
+    out.extend_from_slice(b"http://");
+    out.extend_from_slice(r.public_host);
+    match &r.pass.path {
+        Some(p) if path.starts_with(p.as_bytes()) => {
+            out.extend_from_slice(r.location.path.as_bytes());
+            out.extend_from_slice(&path[p.len()..]);
+        }
+        _ if path.is_empty() => out.push(b'/'),
+        _ => out.extend_from_slice(path),
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Action, Config};
+    use crate::http::parse::{parse_request, HeadLimits, Parsed};
+    use bytes::Bytes;
+    use std::path::Path;
+
+    fn head(raw: &str) -> RequestHead {
+        let l = HeadLimits {
+            max_request_line: 8192,
+            max_header_size: 8192,
+            max_headers: 64,
+        };
+        match parse_request(raw.as_bytes(), &l).unwrap() {
+            Parsed::Complete(p, n) => p.into_head(Bytes::copy_from_slice(&raw.as_bytes()[..n])),
+            Parsed::Partial => panic!(),
+        }
+    }
+
+    #[test]
+    fn client_address_from_trusted_chain() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nX-Forwarded-For: 10.0.0.5\r\n\r\n");
+        let peer: IpAddr = "10.1.1.1".parse().unwrap();
+        assert_eq!(client_addr(peer, &h, &trusted), "2.2.2.2".parse::<IpAddr>().unwrap());
+        // An untrusted peer's header is not believed.
+        let stranger: IpAddr = "9.9.9.9".parse().unwrap();
+        assert_eq!(client_addr(stranger, &h, &trusted), stranger);
+        assert_eq!(client_addr(peer, &h, &[]), peer);
+        // Garbage stops the walk at the last good address.
+        let h = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: junk, 10.0.0.9\r\n\r\n");
+        assert_eq!(client_addr(peer, &h, &trusted), "10.0.0.9".parse::<IpAddr>().unwrap());
+    }
+
+    fn cfg() -> Config {
+        Config::parse(
+            r#"
+            [[upstream]]
+            name = "app"
+            servers = ["127.0.0.1:3000", "localhost:3001"]
+            [[server]]
+            listen = ["127.0.0.1:8080"]
+            [[server.location]]
+            path = "/api/"
+            proxy_pass = "http://app/v2/"
+            "#,
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn redirects_do_not_leak_the_backend() {
+        let c = cfg();
+        let loc = &c.servers[0].locations[0];
+        let Action::Proxy(pass) = &loc.action else { panic!() };
+        let r = Redirect {
+            upstream: &c.upstreams[0],
+            location: loc,
+            pass,
+            public_host: b"example.com",
+        };
+        let rw = |v: &str| rewrite_redirect(v.as_bytes(), &r).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(rw("http://127.0.0.1:3000/v2/users?x=1").as_deref(), Some("http://example.com/api/users?x=1"));
+        assert_eq!(rw("http://localhost:3001/v2/").as_deref(), Some("http://example.com/api/"));
+        assert_eq!(rw("http://app/other").as_deref(), Some("http://example.com/other"));
+        assert_eq!(rw("http://127.0.0.1:3000").as_deref(), Some("http://example.com/"));
+        assert_eq!(rw("http://elsewhere.org/v2/"), None);
+        assert_eq!(rw("/v2/relative"), None);
+    }
+
+    #[test]
+    fn target_replaces_matched_prefix() {
+        let c = cfg();
+        let loc = &c.servers[0].locations[0];
+        let Action::Proxy(pass) = &loc.action else { panic!() };
+        let t = upstream_target(b"/api/users?q=1", b"/api/users", b"?q=1", false, loc, pass);
+        assert_eq!(&*t, b"/v2/users?q=1");
+        let bare = ProxyPass { path: None, ..pass.clone() };
+        let t = upstream_target(b"/api/users?q=1", b"/api/users", b"?q=1", false, loc, &bare);
+        assert_eq!(&*t, b"/api/users?q=1");
+    }
+}

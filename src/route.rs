@@ -1,0 +1,274 @@
+//! The compiled router: listen address → server block (by Host) → location
+//! (longest prefix). Built once per worker from the config; no I/O.
+//!
+//! Server selection follows nginx: an exact `server_name` wins, then the
+//! longest matching `*.suffix` wildcard, then the listen address's default
+//! server (the first block on it without `server_name`, or else the first
+//! block on it).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::config::Config;
+
+/// The routes reachable through one listening address.
+#[derive(Debug)]
+struct ListenerRoutes {
+    exact: HashMap<String, usize>,
+    /// `(".example.com", server)`, longest suffix first.
+    wildcards: Vec<(String, usize)>,
+    default: usize,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    listeners: Vec<ListenerRoutes>,
+    /// Per server block: `(prefix, location index)`, longest prefix first.
+    locations: Vec<Vec<(String, usize)>>,
+}
+
+/// The distinct listen addresses of a config, in first-seen order. Listener
+/// `i` of every worker binds `listen_addrs(cfg)[i]`.
+pub fn listen_addrs(cfg: &Config) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for s in &cfg.servers {
+        for a in &s.listen {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+    }
+    out
+}
+
+impl Router {
+    pub fn new(cfg: &Config) -> Router {
+        let listeners = listen_addrs(cfg)
+            .into_iter()
+            .map(|addr| {
+                let on_addr: Vec<usize> = (0..cfg.servers.len())
+                    .filter(|&i| cfg.servers[i].listen.contains(&addr))
+                    .collect();
+                let default = on_addr
+                    .iter()
+                    .copied()
+                    .find(|&i| cfg.servers[i].server_names.is_empty())
+                    .unwrap_or(on_addr[0]);
+                let mut exact = HashMap::new();
+                let mut wildcards = Vec::new();
+                for &i in &on_addr {
+                    for name in &cfg.servers[i].server_names {
+                        match name.strip_prefix('*') {
+                            Some(suffix) => wildcards.push((suffix.to_string(), i)),
+                            None => {
+                                exact.entry(name.clone()).or_insert(i);
+                            }
+                        }
+                    }
+                }
+                wildcards.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+                ListenerRoutes {
+                    exact,
+                    wildcards,
+                    default,
+                }
+            })
+            .collect();
+        let locations = cfg
+            .servers
+            .iter()
+            .map(|s| {
+                let mut locs: Vec<(String, usize)> =
+                    s.locations.iter().enumerate().map(|(i, l)| (l.path.clone(), i)).collect();
+                locs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+                locs
+            })
+            .collect();
+        Router {
+            listeners,
+            locations,
+        }
+    }
+
+    /// The default server block of a listener, whose limits apply before the
+    /// Host of a request is known.
+    pub fn default_server(&self, listener: usize) -> usize {
+        self.listeners[listener].default
+    }
+
+    /// Picks the server block for a request's host (`Host` field or the
+    /// authority of an absolute-form target), port and case ignored.
+    pub fn server_for(&self, listener: usize, host: Option<&[u8]>) -> usize {
+        let routes = &self.listeners[listener];
+        let Some(host) = host else { return routes.default };
+        let mut lower = [0u8; 255];
+        let host = host_without_port(host);
+        if host.is_empty() || host.len() > lower.len() {
+            return routes.default;
+        }
+        let lower = &mut lower[..host.len()];
+        for (d, s) in lower.iter_mut().zip(host) {
+            *d = s.to_ascii_lowercase();
+        }
+        let Ok(name) = std::str::from_utf8(lower) else {
+            return routes.default;
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if let Some(&i) = routes.exact.get(name) {
+            return i;
+        }
+        routes
+            .wildcards
+            .iter()
+            .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
+            .map_or(routes.default, |&(_, i)| i)
+    }
+
+    /// The location whose prefix is the longest match for `path`.
+    pub fn location_for(&self, server: usize, path: &[u8]) -> Option<usize> {
+        self.locations[server]
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_bytes()))
+            .map(|&(_, i)| i)
+    }
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
+pub fn host_without_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) => &host[..i],
+        None => host,
+    }
+}
+
+/// Removes `.` and `..` segments from a path (RFC 3986 §5.2.4) so that
+/// `/api/../admin` is routed as `/admin`, the way the upstream will read it.
+/// Returns `None` when `..` would climb above the root; the caller refuses it.
+/// Paths without dot segments, the usual case, are returned unchanged and
+/// without allocating.
+pub fn normalize_path(path: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let has_dots = path
+        .split(|&b| b == b'/')
+        .any(|seg| seg == b"." || seg == b"..");
+    if !has_dots {
+        return Some(std::borrow::Cow::Borrowed(path));
+    }
+    let mut out: Vec<&[u8]> = Vec::new();
+    let segments: Vec<&[u8]> = path.split(|&b| b == b'/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            b"." => trailing_slash = i == last,
+            b".." => {
+                out.pop()?;
+                trailing_slash = i == last;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut norm = Vec::with_capacity(path.len());
+    for seg in &out {
+        norm.push(b'/');
+        norm.extend_from_slice(seg);
+    }
+    if trailing_slash || norm.is_empty() {
+        norm.push(b'/');
+    }
+    Some(std::borrow::Cow::Owned(norm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cfg(text: &str) -> Config {
+        Config::parse(text, Path::new("t.toml")).unwrap()
+    }
+
+    const TWO_HOSTS: &str = r#"
+        [[server]]
+        listen = ["127.0.0.1:1"]
+        server_name = ["example.com", "*.example.com", "*.b.example.com"]
+        [[server.location]]
+        path = "/"
+        return = { status = 200, body = "a" }
+        [[server.location]]
+        path = "/api/"
+        return = { status = 200, body = "api" }
+        [[server.location]]
+        path = "/api/v2/"
+        return = { status = 200, body = "v2" }
+
+        [[server]]
+        listen = ["127.0.0.1:1"]
+        server_name = ["other.org"]
+        [[server.location]]
+        path = "/"
+        return = { status = 200, body = "b" }
+
+        [[server]]
+        listen = ["127.0.0.1:1", "127.0.0.1:2"]
+        [[server.location]]
+        path = "/static/"
+        return = { status = 200, body = "c" }
+    "#;
+
+    #[test]
+    fn host_selection() {
+        let c = cfg(TWO_HOSTS);
+        let r = Router::new(&c);
+        assert_eq!(r.server_for(0, Some(b"example.com")), 0);
+        assert_eq!(r.server_for(0, Some(b"EXAMPLE.com:8080")), 0);
+        assert_eq!(r.server_for(0, Some(b"www.example.com")), 0);
+        assert_eq!(r.server_for(0, Some(b"x.b.example.com")), 0);
+        assert_eq!(r.server_for(0, Some(b"other.org")), 1);
+        assert_eq!(r.server_for(0, Some(b"other.org.")), 1);
+        assert_eq!(r.server_for(0, Some(b"unknown.net")), 2);
+        assert_eq!(r.server_for(0, None), 2);
+        assert_eq!(r.server_for(0, Some(b"badexample.com")), 2);
+        // The second address only has the third block.
+        assert_eq!(r.server_for(1, Some(b"example.com")), 2);
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let c = cfg(TWO_HOSTS);
+        let r = Router::new(&c);
+        assert_eq!(r.location_for(0, b"/api/v2/users"), Some(2));
+        assert_eq!(r.location_for(0, b"/api/users"), Some(1));
+        assert_eq!(r.location_for(0, b"/api"), Some(0));
+        assert_eq!(r.location_for(2, b"/other"), None);
+    }
+
+    #[test]
+    fn host_port_split() {
+        assert_eq!(host_without_port(b"a.com:80"), b"a.com");
+        assert_eq!(host_without_port(b"a.com"), b"a.com");
+        assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
+        assert_eq!(host_without_port(b"[::1]"), b"[::1]");
+    }
+
+    #[test]
+    fn dot_segments() {
+        let n = |p: &str| normalize_path(p.as_bytes()).map(|c| String::from_utf8(c.into_owned()).unwrap());
+        assert_eq!(n("/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/api/../admin").as_deref(), Some("/admin"));
+        assert_eq!(n("/a/./b/").as_deref(), Some("/a/b/"));
+        assert_eq!(n("/a/b/..").as_deref(), Some("/a/"));
+        assert_eq!(n("/a/.").as_deref(), Some("/a/"));
+        assert_eq!(n("/..").as_deref(), None);
+        assert_eq!(n("/a/../../b").as_deref(), None);
+        assert_eq!(n("/a..b/c.").as_deref(), Some("/a..b/c."));
+    }
+}

@@ -1,0 +1,158 @@
+//! Process level: binding, worker threads (one per core, pinned), signals.
+//!
+//! Everything that can fail at start-up (binding, opening log files) fails
+//! before a worker serves its first request. The main thread then only waits
+//! for a signal and forwards it to the workers over their control channels;
+//! it is never on the request path.
+
+pub mod listener;
+pub mod shutdown;
+pub mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::config::Config;
+use crate::route::listen_addrs;
+
+/// Which monoio driver the workers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Uring,
+    Legacy,
+}
+
+impl Driver {
+    /// io_uring when the kernel offers it, epoll otherwise; the environment
+    /// variable `RINGWAY_DRIVER=legacy` forces epoll.
+    pub fn detect() -> Driver {
+        match std::env::var("RINGWAY_DRIVER").as_deref() {
+            Ok("legacy") | Ok("epoll") => return Driver::Legacy,
+            Ok("uring") | Ok("io_uring") | Ok("") | Err(_) => {}
+            Ok(other) => tracing::warn!("RINGWAY_DRIVER={other:?} is not \"legacy\" or \"uring\"; detecting"),
+        }
+        if monoio::utils::detect_uring() {
+            Driver::Uring
+        } else {
+            tracing::warn!("io_uring is not available here (old kernel, io_uring_disabled or a seccomp filter); using epoll");
+            Driver::Legacy
+        }
+    }
+}
+
+/// Messages from the main thread to a worker.
+#[derive(Debug)]
+pub enum Control {
+    /// Stop accepting, drain, exit.
+    Shutdown,
+}
+
+/// Listening sockets bound for every worker, not yet serving.
+pub struct Server {
+    config: Arc<Config>,
+    workers: usize,
+    /// `sockets[w][i]`: worker `w`'s socket for listen address `i`.
+    sockets: Vec<Vec<std::net::TcpListener>>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Server {
+    /// Binds every listen address once per worker (SO_REUSEPORT). A port 0
+    /// is chosen by the kernel for the first worker and shared by the rest.
+    pub fn bind(config: Arc<Config>, workers: usize) -> io::Result<Server> {
+        let mut addrs = listen_addrs(&config);
+        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+        for addr in addrs.iter_mut() {
+            for worker_sockets in sockets.iter_mut() {
+                let l = listener::bind(*addr)?;
+                if addr.port() == 0 {
+                    *addr = l.local_addr()?;
+                }
+                worker_sockets.push(l);
+            }
+        }
+        Ok(Server {
+            config,
+            workers,
+            sockets,
+            addrs,
+        })
+    }
+
+    /// The bound addresses, in config order, with real ports.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Starts the worker threads.
+    pub fn start(self) -> io::Result<Handle> {
+        let driver = Driver::detect();
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let mut controls = Vec::new();
+        let mut threads = Vec::new();
+        for (id, listeners) in self.sockets.into_iter().enumerate() {
+            let (tx, rx) = flume::bounded(4);
+            controls.push(tx);
+            let spec = worker::WorkerSpec {
+                id,
+                core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
+                config: self.config.clone(),
+                listeners,
+                control: rx,
+                driver,
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ringway-w{id}"))
+                    .spawn(move || worker::run(spec))?,
+            );
+        }
+        tracing::info!(
+            workers = self.workers,
+            driver = ?driver,
+            "listening on {}",
+            self.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        Ok(Handle { controls, threads })
+    }
+}
+
+/// Running workers.
+pub struct Handle {
+    controls: Vec<flume::Sender<Control>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Asks every worker to drain and stop.
+    pub fn shutdown(&self) {
+        for c in &self.controls {
+            let _ = c.send(Control::Shutdown);
+        }
+    }
+
+    /// Waits for every worker to finish.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then drains and returns.
+pub fn run(config: Arc<Config>, workers: usize) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // Registered before the workers start, so an early signal is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let server = Server::bind(config, workers)?;
+    let handle = server.start()?;
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!("signal {sig}: draining");
+    }
+    handle.shutdown();
+    handle.join();
+    tracing::info!("stopped");
+    Ok(())
+}

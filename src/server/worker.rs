@@ -1,0 +1,101 @@
+//! One worker: a thread pinned to a core, running its own monoio runtime on
+//! io_uring (or epoll), with its own listeners and its own `WorkerCtx`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::ctx::WorkerCtx;
+
+use super::{listener, Control, Driver};
+
+/// How often idle upstream connections are checked for a close by the upstream.
+const POOL_SWEEP: Duration = Duration::from_secs(1);
+
+pub struct WorkerSpec {
+    pub id: usize,
+    pub core: Option<core_affinity::CoreId>,
+    pub config: Arc<Config>,
+    pub listeners: Vec<TcpListener>,
+    pub control: flume::Receiver<Control>,
+    pub driver: Driver,
+}
+
+/// The body of a worker thread.
+pub fn run(spec: WorkerSpec) {
+    if let Some(core) = spec.core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(worker = spec.id, "could not pin to core {}", core.id);
+        }
+    }
+    let id = spec.id;
+    let result = match spec.driver {
+        Driver::Uring => match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(1024)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => rt.block_on(main(spec)),
+            Err(e) => {
+                tracing::warn!(worker = id, "io_uring runtime failed ({e}); using epoll");
+                legacy(spec)
+            }
+        },
+        Driver::Legacy => legacy(spec),
+    };
+    if let Err(e) = result {
+        tracing::error!(worker = id, "worker stopped: {e}");
+    }
+}
+
+fn legacy(spec: WorkerSpec) -> std::io::Result<()> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
+    rt.block_on(main(spec))
+}
+
+async fn main(spec: WorkerSpec) -> std::io::Result<()> {
+    let ctx = WorkerCtx::new(spec.id, spec.config)?;
+    for (i, l) in spec.listeners.into_iter().enumerate() {
+        let l = monoio::net::TcpListener::from_std(l)?;
+        monoio::spawn(listener::accept_loop(ctx.clone(), i, l));
+    }
+    let sweeper = ctx.clone();
+    monoio::spawn(async move {
+        while !sweeper.shutdown.is_raised() {
+            monoio::select! {
+                _ = monoio::time::sleep(POOL_SWEEP) => {},
+                _ = sweeper.shutdown.wait() => break,
+            }
+            for up in &sweeper.upstreams {
+                up.pool.sweep();
+            }
+        }
+    });
+
+    // Control messages from the main thread. A closed channel means the
+    // process is going away: treat it as a shutdown.
+    loop {
+        match spec.control.recv_async().await {
+            Ok(Control::Shutdown) | Err(_) => break,
+        }
+    }
+
+    // Drain: stop accepting, close idle connections, let requests in
+    // flight finish until drain_timeout.
+    ctx.shutdown.raise();
+    let deadline = Instant::now() + ctx.config.global.drain_timeout;
+    while ctx.active.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if ctx.active.get() > 0 {
+        tracing::warn!(worker = ctx.id, "drain timeout: closing {} connections", ctx.active.get());
+    }
+    for up in &ctx.upstreams {
+        up.pool.clear();
+    }
+    ctx.logs.flush_all();
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Idle keep-alive connections to one upstream, per worker.
+//!
+//! A connection comes back here only through [`Pool::put`], which the proxy
+//! calls after nginx's checklist (request fully sent, response fully read, no
+//! error, keep-alive allowed, not shutting down); anything else is dropped and
+//! so closed. `take` and `put` are synchronous: no borrow is ever held across
+//! an await. An idle connection the upstream has closed is noticed by a
+//! non-blocking peek, both when it is taken and by a periodic sweep.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use super::UpConn;
+
+struct Idle {
+    conn: UpConn,
+    since: Instant,
+}
+
+pub struct Pool {
+    idle: RefCell<VecDeque<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: RefCell::new(VecDeque::with_capacity(max_idle.min(64))),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    /// The most recently used live connection to `peer`, if any.
+    pub fn take(&self, peer: usize) -> Option<UpConn> {
+        let mut idle = self.idle.borrow_mut();
+        let now = Instant::now();
+        while let Some(pos) = idle.iter().rposition(|c| c.conn.peer == peer) {
+            let entry = idle.remove(pos)?;
+            if now.duration_since(entry.since) < self.idle_timeout && is_alive(&entry.conn) {
+                let mut conn = entry.conn;
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection for reuse; the oldest idle one is closed when full.
+    pub fn put(&self, conn: UpConn) {
+        if self.max_idle == 0 || !conn.rbuf.is_empty() {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Drops idle connections that expired or that the upstream closed.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.idle
+            .borrow_mut()
+            .retain(|c| now.duration_since(c.since) < self.idle_timeout && is_alive(&c.conn));
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
+    pub fn clear(&self) {
+        self.idle.borrow_mut().clear();
+    }
+}
+
+/// An idle HTTP/1.1 connection has nothing to say: a peek that finds data or
+/// end-of-stream means it cannot be reused.
+fn is_alive(conn: &UpConn) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: recv on a socket fd we own, into a one-byte local buffer;
+    // MSG_DONTWAIT makes it return at once whatever the socket's mode.
+    let n = unsafe {
+        libc::recv(
+            conn.stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
