@@ -125,7 +125,11 @@ fn main() {
         })
         .collect();
 
-    let driver = if monoio::utils::detect_uring() { "io_uring" } else { "epoll" };
+    let driver = if monoio::utils::detect_uring() {
+        "io_uring"
+    } else {
+        "epoll"
+    };
     eprintln!("perf-backend: {} thread(s), driver {driver}", args.threads);
     println!("listening on {addr}");
     use std::io::Write;
@@ -210,7 +214,10 @@ fn parse(buf: &[u8], first_on_conn: bool) -> Parsed {
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
                 Some(n) => body_len = n,
                 None => return Parsed::Invalid,
             }
@@ -295,15 +302,61 @@ async fn serve(mut stream: TcpStream, conn_id: u64) -> io::Result<()> {
     let mut first = true;
     let body = body_bytes();
 
+    // A request whose response waits until its body has been read.
+    let mut pending: Option<Request> = None;
+    let mut echo: Vec<u8> = Vec::new();
+
     loop {
         let mut close = false;
-        // Answer every complete request already buffered (pipelining).
+        // Answer every complete request already buffered (pipelining). A
+        // response is sent only once the request body has been read in full,
+        // as a typical origin would.
         loop {
             if skip > 0 {
                 let n = skip.min(buf.len() - pos);
                 pos += n;
                 skip -= n;
                 if skip > 0 {
+                    break;
+                }
+            }
+            if let Some(req) = pending.take() {
+                close = req.close;
+                match req.route {
+                    Route::Conns => {
+                        let n = ACCEPTED.load(Ordering::Relaxed) - PROBES.load(Ordering::Relaxed);
+                        let mut digits = Vec::with_capacity(20);
+                        push_num(&mut digits, n);
+                        push_head(&mut out, b"200 OK", digits.len(), conn_id, close);
+                        if !req.head_only {
+                            out.extend_from_slice(&digits);
+                        }
+                    }
+                    Route::Echo => {
+                        push_head(&mut out, b"200 OK", echo.len(), conn_id, close);
+                        if !req.head_only {
+                            out.extend_from_slice(&echo);
+                        }
+                    }
+                    Route::Size(n) => {
+                        push_head(&mut out, b"200 OK", n, conn_id, close);
+                        if req.head_only {
+                        } else if n <= INLINE_BODY_MAX {
+                            out.extend_from_slice(&body[..n]);
+                        } else {
+                            // Large body: head first, then shared static slices.
+                            out = flush(&mut stream, out).await?;
+                            let mut left = n;
+                            while left > 0 {
+                                let k = left.min(body.len());
+                                let (res, _) = stream.write_all(&body[..k]).await;
+                                res?;
+                                left -= k;
+                            }
+                        }
+                    }
+                }
+                if close {
                     break;
                 }
             }
@@ -325,51 +378,16 @@ async fn serve(mut stream: TcpStream, conn_id: u64) -> io::Result<()> {
                 }
             };
             first = false;
-            let head_start = pos;
+            if let Route::Echo = req.route {
+                echo.clear();
+                echo.extend_from_slice(&buf[pos..pos + req.head_len]);
+            }
             pos += req.head_len;
             skip = req.body_len;
-            close = req.close;
             if req.expect_continue && req.body_len > buf.len() - pos {
                 out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
-            match req.route {
-                Route::Conns => {
-                    let n = ACCEPTED.load(Ordering::Relaxed) - PROBES.load(Ordering::Relaxed);
-                    let mut digits = Vec::with_capacity(20);
-                    push_num(&mut digits, n);
-                    push_head(&mut out, b"200 OK", digits.len(), conn_id, close);
-                    if !req.head_only {
-                        out.extend_from_slice(&digits);
-                    }
-                }
-                Route::Echo => {
-                    let len = req.head_len;
-                    push_head(&mut out, b"200 OK", len, conn_id, close);
-                    if !req.head_only {
-                        out.extend_from_slice(&buf[head_start..head_start + len]);
-                    }
-                }
-                Route::Size(n) => {
-                    push_head(&mut out, b"200 OK", n, conn_id, close);
-                    if req.head_only {
-                    } else if n <= INLINE_BODY_MAX {
-                        out.extend_from_slice(&body[..n]);
-                    } else {
-                        // Large body: head first, then shared static slices.
-                        out = flush(&mut stream, out).await?;
-                        let mut left = n;
-                        while left > 0 {
-                            let k = left.min(body.len());
-                            let (res, _) = stream.write_all(&body[..k]).await;
-                            res?;
-                            left -= k;
-                        }
-                    }
-                }
-            }
-            if close {
-                break;
-            }
+            pending = Some(req);
         }
         out = flush(&mut stream, out).await?;
         if close {

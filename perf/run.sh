@@ -187,12 +187,14 @@ cpu_set() {
     echo "$out"
 }
 
-# cpu_busy SET: "busy total" jiffies of the CPUs in SET, from /proc/stat.
+# cpu_busy SET: "busy total task" jiffies of the CPUs in SET, from
+# /proc/stat; busy includes interrupts, task is user + nice + system only.
 cpu_busy() {
     awk -v set="$1" '$1 ~ /^cpu[0-9]+$/ && index(set, " " substr($1, 4) " ") {
         for (i = 2; i <= 9; i++) t += $i
         b += $2 + $3 + $4 + $7 + $8 + $9
-    } END { print b + 0, t + 0 }' /proc/stat
+        u += $2 + $3 + $4
+    } END { print b + 0, t + 0, u + 0 }' /proc/stat
 }
 
 backend_conns() { curl -s --max-time 5 "http://127.0.0.1:$BACKEND_PORT/__conns" || echo "?"; }
@@ -202,6 +204,13 @@ ensure_tools
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE="$(ulimit -n)"
 LOAD_SET="$(cpu_set "$LOAD_CPUS")"
+PROXY_SET="$(cpu_set "$PROXY_CPUS")"
+# When the proxy has its CPUs to itself, any other task time on them is noise
+# from outside the test, and is reported. Not measured when CPUs are shared.
+NOISE_SET="$PROXY_SET"
+for _c in $PROXY_SET; do
+    [[ "$(cpu_set "$LOAD_CPUS")$(cpu_set "$BACKEND_CPUS")" == *" $_c "* ]] && NOISE_SET=" "
+done
 
 WORK="$(mktemp -d /tmp/ringway-perf.XXXXXX)"
 chmod 755 "$WORK"
@@ -503,12 +512,13 @@ run_wrk() {  # run_wrk OUTFILE DURATION-SECONDS: runs "${WRK[@]}" bounded in tim
 }
 
 measure() {  # measure SCENARIO PROXY ROUND
-    local sc=$1 px=$2 round=$3 out="$WORK/wrk.$1.$2.$3.txt" pids c0 c1 k0 k1 b0 b1 t0 t1 secs
+    local sc=$1 px=$2 round=$3 out="$WORK/wrk.$1.$2.$3.txt" pids c0 c1 k0 k1 b0 b1 bt0 bt1 pt0 pt1 pu0 pu1 t0 t1 secs
     wrk_cmd "$sc" "$DURATION" "${PORT[$px]}"
     secs=$(to_secs "$DURATION")
     pids=$(proxy_pids "$px")
     k0=$(backend_conns)
-    read -r b0 bt0 <<<"$(cpu_busy "$LOAD_SET")"
+    read -r b0 bt0 _ <<<"$(cpu_busy "$LOAD_SET")"
+    read -r _ pt0 pu0 <<<"$(cpu_busy "$NOISE_SET")"
     # shellcheck disable=SC2086
     c0=$(cpu_ticks $pids)
     t0=$EPOCHREALTIME
@@ -516,16 +526,19 @@ measure() {  # measure SCENARIO PROXY ROUND
     t1=$EPOCHREALTIME
     # shellcheck disable=SC2086
     c1=$(cpu_ticks $pids)
-    read -r b1 bt1 <<<"$(cpu_busy "$LOAD_SET")"
+    read -r _ pt1 pu1 <<<"$(cpu_busy "$NOISE_SET")"
+    read -r b1 bt1 _ <<<"$(cpu_busy "$LOAD_SET")"
     k1=$(backend_conns)
     local parsed
     parsed=$(python3 "$WORK/parse_wrk.py" "$out")
-    local wall load_pct up="-1"
+    local wall load_pct other_pct up="-1"
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     load_pct=$(awk -v a="$((b1 - b0))" -v b="$((bt1 - bt0))" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : -1) }')
+    # Time other processes spent on the proxy's CPUs; -1 when not measured.
+    other_pct=$(awk -v a="$((pu1 - pu0 - (c1 - c0)))" -v b="$((pt1 - pt0))" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : -1) }')
     [[ "$k0" =~ ^[0-9]+$ && "$k1" =~ ^[0-9]+$ ]] && up=$((k1 - k0))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$px" "$round" "$parsed" "$((c1 - c0))" \
-        "$wall" "$up" "$load_pct" | tr ' ' '\t' >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$px" "$round" "$parsed" "$((c1 - c0))" \
+        "$wall" "$up" "$load_pct" "$other_pct" | tr ' ' '\t' >>"$RESULTS"
     local f
     read -r -a f <<<"$parsed"
     if [[ "$px" == ringway && ( "${f[0]}" == -1 || "${f[4]}" != 0 || "${f[5]}" != 0 ) ]]; then
@@ -737,12 +750,12 @@ desc = dict(l.split("=", 1) for l in descs.splitlines() if "=" in l)
 rows = {}
 for line in open(results):
     f = line.rstrip("\n").split("\t")
-    if len(f) < 13:
+    if len(f) < 14:
         continue
     sc, px, rnd = f[0], f[1], int(f[2])
     rps, reqs, p50, p99, non2xx, sock = float(f[3]), int(f[4]), float(f[5]), float(f[6]), int(f[7]), int(f[8])
-    ticks, wall, up, load = int(f[9]), float(f[10]), int(f[11]), float(f[12])
-    r = dict(rps=rps, p50=p50, p99=p99, errors=non2xx + sock, non2xx=non2xx, sock=sock, load=load)
+    ticks, wall, up, load, other = int(f[9]), float(f[10]), int(f[11]), float(f[12]), float(f[13])
+    r = dict(rps=rps, p50=p50, p99=p99, errors=non2xx + sock, non2xx=non2xx, sock=sock, load=load, other=other)
     ok = reqs > 0 and rps >= 0
     r["cpu_us"] = ticks / tck * 1e6 / reqs if ok else None
     r["cpu_pct"] = 100.0 * ticks / tck / wall if wall > 0 else None
@@ -771,12 +784,17 @@ for sc in [s for s in scenarios.split(",") if s]:
         rs = rows[sc].get(px)
         if not rs:
             continue
-        m[px] = {k: med(rs, k) for k in ("rps", "cpu_us", "cpu_pct", "p50", "p99", "up_per_1k", "load")}
+        m[px] = {k: med(rs, k) for k in ("rps", "cpu_us", "cpu_pct", "p50", "p99", "up_per_1k", "load", "other")}
         err = sum(r["errors"] for r in rs)
         print("%-8s %10s %11s %6s %9s %9s %12s %8d %6s" % (
             px, fmt(m[px]["rps"], ",.0f"), fmt(m[px]["cpu_us"], ".1f"), fmt(m[px]["cpu_pct"], ".0f"),
             fmt(m[px]["p50"], ".0f"), fmt(m[px]["p99"], ".0f"), fmt(m[px]["up_per_1k"], ".2f"), err,
             fmt(m[px]["load"], ".0f")))
+    for px in m:
+        worst = max((r["other"] for r in rows[sc][px]), default=0)
+        if worst >= 5:
+            print("note: other processes used up to %.0f%% of the proxy CPUs during the %s runs; "
+                  "this scenario's figures for it are less reliable" % (worst, px))
     if "ringway" in m:
         parts = []
         line = {"sc": sc}

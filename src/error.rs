@@ -92,11 +92,12 @@ impl ErrorKind {
     pub fn side(self) -> Side {
         use ErrorKind::*;
         match self {
-            BadRequest(_) | UriTooLong | HeadersTooLarge | VersionNotSupported
-            | ExpectationFailed | MethodNotAllowed | BodyTooLarge | NotFound | HeaderTimeout
-            | BodyTimeout | ClientGone => Side::Downstream,
-            ConnectRefused | ConnectTimeout | ReadTimeout | SendTimeout | BadResponse(_)
-            | UpstreamClosed | UpstreamTruncated => Side::Upstream,
+            BadRequest(_) | UriTooLong | HeadersTooLarge | VersionNotSupported | ExpectationFailed
+            | MethodNotAllowed | BodyTooLarge | NotFound | HeaderTimeout | BodyTimeout | ClientGone => {
+                Side::Downstream
+            }
+            ConnectRefused | ConnectTimeout | ReadTimeout | SendTimeout | BadResponse(_) | UpstreamClosed
+            | UpstreamTruncated => Side::Upstream,
             Internal => Side::Internal,
         }
     }

@@ -29,7 +29,10 @@ pub async fn read_buf<S: AsyncReadRent>(
     reserve: usize,
     t: Duration,
 ) -> Result<usize, IoFail> {
-    if buf.capacity() - buf.len() < reserve.min(1024).max(1) {
+    // Reserving reclaims the buffer's own memory once the slices split off
+    // it earlier have been written and dropped, so steady state allocates nothing.
+    let spare = buf.capacity() - buf.len();
+    if spare == 0 || spare < reserve / 4 {
         buf.reserve(reserve);
     }
     let owned = std::mem::take(buf);
@@ -43,11 +46,7 @@ pub async fn read_buf<S: AsyncReadRent>(
 }
 
 /// Writes all of `data` and gives it back.
-pub async fn write_all<S: AsyncWriteRent, B: IoBuf>(
-    s: &mut S,
-    data: B,
-    t: Duration,
-) -> Result<B, IoFail> {
+pub async fn write_all<S: AsyncWriteRent, B: IoBuf>(s: &mut S, data: B, t: Duration) -> Result<B, IoFail> {
     match monoio::time::timeout(t, s.write_all(data)).await {
         Ok((Ok(_), b)) => Ok(b),
         Ok((Err(e), _)) => Err(IoFail::Io(e)),
@@ -56,11 +55,7 @@ pub async fn write_all<S: AsyncWriteRent, B: IoBuf>(
 }
 
 /// Writes a reusable output buffer, then empties it for the next use.
-pub async fn flush_vec<S: AsyncWriteRent>(
-    s: &mut S,
-    out: &mut Vec<u8>,
-    t: Duration,
-) -> Result<(), IoFail> {
+pub async fn flush_vec<S: AsyncWriteRent>(s: &mut S, out: &mut Vec<u8>, t: Duration) -> Result<(), IoFail> {
     let data = std::mem::take(out);
     let mut data = write_all(s, data, t).await?;
     data.clear();

@@ -82,7 +82,9 @@ impl AccessLogs {
                         .create(true)
                         .append(true)
                         .open(p)
-                        .map_err(|e| std::io::Error::new(e.kind(), format!("access log {}: {e}", p.display())))?,
+                        .map_err(|e| {
+                            std::io::Error::new(e.kind(), format!("access log {}: {e}", p.display()))
+                        })?,
                 ),
                 _ => Target::Stdout,
             };

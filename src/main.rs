@@ -38,7 +38,10 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!("ringway: configuration file {} test is successful", args.config.display());
+        println!(
+            "ringway: configuration file {} test is successful",
+            args.config.display()
+        );
         return ExitCode::SUCCESS;
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let workers = match args.workers {
         Some(0) => {

@@ -78,16 +78,17 @@ impl Router {
             .servers
             .iter()
             .map(|s| {
-                let mut locs: Vec<(String, usize)> =
-                    s.locations.iter().enumerate().map(|(i, l)| (l.path.clone(), i)).collect();
+                let mut locs: Vec<(String, usize)> = s
+                    .locations
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.path.clone(), i))
+                    .collect();
                 locs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
                 locs
             })
             .collect();
-        Router {
-            listeners,
-            locations,
-        }
+        Router { listeners, locations }
     }
 
     /// The default server block of a listener, whose limits apply before the
@@ -153,9 +154,7 @@ pub fn host_without_port(host: &[u8]) -> &[u8] {
 /// Paths without dot segments, the usual case, are returned unchanged and
 /// without allocating.
 pub fn normalize_path(path: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    let has_dots = path
-        .split(|&b| b == b'/')
-        .any(|seg| seg == b"." || seg == b"..");
+    let has_dots = path.split(|&b| b == b'/').any(|seg| seg == b"." || seg == b"..");
     if !has_dots {
         return Some(std::borrow::Cow::Borrowed(path));
     }

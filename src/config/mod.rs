@@ -176,9 +176,7 @@ impl Config {
     pub fn worker_count(&self) -> usize {
         match self.global.workers {
             Workers::Count(n) => n,
-            Workers::Auto => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            Workers::Auto => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         }
     }
 }

@@ -221,7 +221,11 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
             StrOrInt::Str(s) if s == "auto" => Workers::Auto,
             StrOrInt::Int(n) if (1..=1024).contains(n) => Workers::Count(*n as usize),
             _ => {
-                c.error(w.span(), "global.workers", "must be \"auto\" or a number from 1 to 1024");
+                c.error(
+                    w.span(),
+                    "global.workers",
+                    "must be \"auto\" or a number from 1 to 1024",
+                );
                 Workers::Auto
             }
         },
@@ -233,7 +237,11 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
             c.error(
                 l.span(),
                 "global.log_level",
-                format!("unknown level {:?} (one of: {})", l.get_ref(), LOG_LEVELS.join(", ")),
+                format!(
+                    "unknown level {:?} (one of: {})",
+                    l.get_ref(),
+                    LOG_LEVELS.join(", ")
+                ),
             );
             "info".to_string()
         }
@@ -300,11 +308,19 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
     let name = u.name.get_ref().clone();
     let mut ok = true;
     if name.is_empty() || name.contains(['/', ':', ' ']) {
-        c.error(u.name.span(), format!("{key}.name"), "must be a plain name such as \"app\"");
+        c.error(
+            u.name.span(),
+            format!("{key}.name"),
+            "must be a plain name such as \"app\"",
+        );
         ok = false;
     }
     if u.servers.get_ref().is_empty() {
-        c.error(u.servers.span(), format!("{key}.servers"), "needs at least one server");
+        c.error(
+            u.servers.span(),
+            format!("{key}.servers"),
+            "needs at least one server",
+        );
         ok = false;
     }
     let mut servers = Vec::new();
@@ -341,10 +357,16 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
             }
         }
     }
-    up.keepalive_timeout =
-        c.duration(&u.keepalive_timeout, &format!("{key}.keepalive_timeout"), up.keepalive_timeout);
-    up.connect_timeout =
-        c.duration(&u.connect_timeout, &format!("{key}.connect_timeout"), up.connect_timeout);
+    up.keepalive_timeout = c.duration(
+        &u.keepalive_timeout,
+        &format!("{key}.keepalive_timeout"),
+        up.keepalive_timeout,
+    );
+    up.connect_timeout = c.duration(
+        &u.connect_timeout,
+        &format!("{key}.connect_timeout"),
+        up.connect_timeout,
+    );
     up.read_timeout = c.duration(&u.read_timeout, &format!("{key}.read_timeout"), up.read_timeout);
     up.send_timeout = c.duration(&u.send_timeout, &format!("{key}.send_timeout"), up.send_timeout);
     ok.then_some(up)
@@ -353,7 +375,9 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
 fn check_listen(c: &mut Checker, v: &Spanned<StrOrInt>, key: &str) -> Option<SocketAddr> {
     let parsed = match v.get_ref() {
         // A bare port listens on every IPv4 address, as `listen 8080;` does in nginx.
-        StrOrInt::Int(p) => u16::try_from(*p).ok().map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+        StrOrInt::Int(p) => u16::try_from(*p)
+            .ok()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
         StrOrInt::Str(s) => s
             .parse::<SocketAddr>()
             .ok()
@@ -380,7 +404,11 @@ fn check_server(
     let r = s.get_ref();
     let mut listen = Vec::new();
     if r.listen.get_ref().is_empty() {
-        c.error(r.listen.span(), format!("{key}.listen"), "needs at least one address");
+        c.error(
+            r.listen.span(),
+            format!("{key}.listen"),
+            "needs at least one address",
+        );
     }
     for (j, l) in r.listen.get_ref().iter().enumerate() {
         if let Some(a) = check_listen(c, l, &format!("{key}.listen[{j}]")) {
@@ -409,7 +437,11 @@ fn check_server(
             "off" => AccessLog::Off,
             "stdout" => AccessLog::Stdout,
             "" => {
-                c.error(v.span(), format!("{key}.access_log"), "a path, \"stdout\" or \"off\"");
+                c.error(
+                    v.span(),
+                    format!("{key}.access_log"),
+                    "a path, \"stdout\" or \"off\"",
+                );
                 AccessLog::Off
             }
             p => AccessLog::File(p.into()),
@@ -451,7 +483,11 @@ fn check_limits(c: &mut Checker, r: &RawServer, key: &str) -> ClientLimits {
     let max_request_line = size_or(c, &r.max_request_line, "max_request_line", 8 << 10);
     let max_header_size = size_or(c, &r.max_header_size, "max_header_size", 32 << 10);
     if let (Some(v), true) = (&r.max_header_size, max_header_size < max_request_line) {
-        c.error(v.span(), k("max_header_size"), "must not be smaller than max_request_line");
+        c.error(
+            v.span(),
+            k("max_header_size"),
+            "must not be smaller than max_request_line",
+        );
     }
     ClientLimits {
         max_request_line,
@@ -461,9 +497,21 @@ fn check_limits(c: &mut Checker, r: &RawServer, key: &str) -> ClientLimits {
             .client_max_body_size
             .as_ref()
             .and_then(|v| c.size(v, &k("client_max_body_size"))),
-        header_timeout: c.duration(&r.client_header_timeout, &k("client_header_timeout"), Duration::from_secs(60)),
-        body_timeout: c.duration(&r.client_body_timeout, &k("client_body_timeout"), Duration::from_secs(60)),
-        keepalive_timeout: c.duration(&r.keepalive_timeout, &k("keepalive_timeout"), Duration::from_secs(75)),
+        header_timeout: c.duration(
+            &r.client_header_timeout,
+            &k("client_header_timeout"),
+            Duration::from_secs(60),
+        ),
+        body_timeout: c.duration(
+            &r.client_body_timeout,
+            &k("client_body_timeout"),
+            Duration::from_secs(60),
+        ),
+        keepalive_timeout: c.duration(
+            &r.keepalive_timeout,
+            &k("keepalive_timeout"),
+            Duration::from_secs(75),
+        ),
         keepalive_requests: c.positive(&r.keepalive_requests, &k("keepalive_requests"), 1000),
         send_timeout: c.duration(&r.send_timeout, &k("send_timeout"), Duration::from_secs(60)),
     }
@@ -501,13 +549,21 @@ fn check_location(
         }
         (None, Some(ret)) => {
             if r.preserve_host.is_some() {
-                c.error(l.span(), format!("{key}.preserve_host"), "only applies with proxy_pass");
+                c.error(
+                    l.span(),
+                    format!("{key}.preserve_host"),
+                    "only applies with proxy_pass",
+                );
             }
             let rr = ret.get_ref();
             let status = *rr.status.get_ref();
             let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
             if !(200..=599).contains(&status) {
-                c.error(rr.status.span(), format!("{key}.return.status"), "must be from 200 to 599");
+                c.error(
+                    rr.status.span(),
+                    format!("{key}.return.status"),
+                    "must be from 200 to 599",
+                );
                 ok = false;
             } else if redirect && rr.location.is_none() {
                 c.error(

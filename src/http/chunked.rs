@@ -243,8 +243,7 @@ mod tests {
         Ok((out, pos))
     }
 
-    const BODY: &[u8] =
-        b"5\r\nhello\r\n6;name=val\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+    const BODY: &[u8] = b"5\r\nhello\r\n6;name=val\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
 
     #[test]
     fn decodes_whole_and_byte_by_byte() {
@@ -307,7 +306,10 @@ mod tests {
     fn bounds_extensions_and_trailers() {
         let mut long_ext = b"1;".to_vec();
         long_ext.extend(std::iter::repeat_n(b'a', MAX_EXT + 1));
-        assert_eq!(Decoder::new().decode(&long_ext), Err(ChunkError::ExtensionTooLong));
+        assert_eq!(
+            Decoder::new().decode(&long_ext),
+            Err(ChunkError::ExtensionTooLong)
+        );
         let mut trailers = b"0\r\n".to_vec();
         for _ in 0..2000 {
             trailers.extend_from_slice(b"X-Trailer: value\r\n");

@@ -21,7 +21,11 @@ pub fn status_line(status: u16, reason: &[u8], out: &mut Vec<u8>) {
     digits[2] += (status % 10) as u8;
     out.extend_from_slice(&digits);
     out.push(b' ');
-    out.extend_from_slice(if reason.is_empty() { reason_phrase(status).as_bytes() } else { reason });
+    out.extend_from_slice(if reason.is_empty() {
+        reason_phrase(status).as_bytes()
+    } else {
+        reason
+    });
     out.extend_from_slice(b"\r\n");
 }
 
@@ -69,7 +73,8 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         b"proxy-authenticate",
     ];
     // Cheap length filter before the case-insensitive compare.
-    HOP.iter().any(|h| h.len() == name.len() && eq_ignore_case(h, name))
+    HOP.iter()
+        .any(|h| h.len() == name.len() && eq_ignore_case(h, name))
 }
 
 /// True if `name` is one of the fields a Connection header listed.

@@ -274,7 +274,10 @@ mod tests {
             "GET / HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         ] {
-            assert!(matches!(meta(bad), Err(HttpError::Malformed(_))), "accepted {bad:?}");
+            assert!(
+                matches!(meta(bad), Err(HttpError::Malformed(_))),
+                "accepted {bad:?}"
+            );
         }
         assert_eq!(
             meta("PUT / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n").unwrap_err(),
@@ -313,15 +316,39 @@ mod tests {
     #[test]
     fn response_framing() {
         let r = |s, h| rmeta(s, h).unwrap().body;
-        assert_eq!(r("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", false), BodyKind::Length(7));
-        assert_eq!(r("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true), BodyKind::Empty);
+        assert_eq!(
+            r("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", false),
+            BodyKind::Length(7)
+        );
+        assert_eq!(
+            r("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true),
+            BodyKind::Empty
+        );
         assert_eq!(r("HTTP/1.1 204 No Content\r\n\r\n", false), BodyKind::Empty);
-        assert_eq!(r("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n", false), BodyKind::Empty);
-        assert_eq!(r("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false), BodyKind::Chunked);
+        assert_eq!(
+            r("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n", false),
+            BodyKind::Empty
+        );
+        assert_eq!(
+            r("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false),
+            BodyKind::Chunked
+        );
         assert_eq!(r("HTTP/1.1 200 OK\r\n\r\n", false), BodyKind::UntilClose);
         assert!(rmeta("HTTP/1.1 200 OK\r\n\r\n", false).unwrap().close);
-        assert!(rmeta("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).unwrap().close);
-        assert!(rmeta("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
-        assert!(rmeta("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false).is_err());
+        assert!(
+            rmeta("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false)
+                .unwrap()
+                .close
+        );
+        assert!(rmeta(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
+        assert!(rmeta(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false
+        )
+        .is_err());
     }
 }

@@ -262,7 +262,10 @@ mod tests {
 
     #[test]
     fn partial_until_blank_line() {
-        assert!(matches!(parse("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(Parsed::Partial)));
+        assert!(matches!(
+            parse("GET / HTTP/1.1\r\nHost: x\r\n"),
+            Ok(Parsed::Partial)
+        ));
         assert!(matches!(parse("GET / HT"), Ok(Parsed::Partial)));
     }
 

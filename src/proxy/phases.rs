@@ -152,10 +152,13 @@ struct Target<'a> {
 fn split_target(target: &[u8]) -> Result<Target<'_>> {
     let (authority, origin) = if target.first() == Some(&b'/') {
         (None, target)
-    } else if let Some(rest) = strip_prefix_ignore_case(target, b"http://")
-        .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+    } else if let Some(rest) =
+        strip_prefix_ignore_case(target, b"http://").or_else(|| strip_prefix_ignore_case(target, b"https://"))
     {
-        let end = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
         let path = &rest[end..];
         if end == 0 {
             return Err(ErrorKind::BadRequest("absolute-form target without host").into());
@@ -167,8 +170,7 @@ fn split_target(target: &[u8]) -> Result<Target<'_>> {
     let q = origin.iter().position(|&b| b == b'?').unwrap_or(origin.len());
     let (raw_path, query) = origin.split_at(q);
     let raw_path: &[u8] = if raw_path.is_empty() { b"/" } else { raw_path };
-    let path = route::normalize_path(raw_path)
-        .ok_or(ErrorKind::BadRequest("path climbs above the root"))?;
+    let path = route::normalize_path(raw_path).ok_or(ErrorKind::BadRequest("path climbs above the root"))?;
     let normalized = matches!(path, std::borrow::Cow::Owned(_)) || authority.is_some() || origin.is_empty();
     Ok(Target {
         path,
@@ -205,7 +207,9 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
         .location_for(ex.server, &target.path)
         .ok_or(ErrorKind::NotFound)?;
     let location = &server.locations[loc_idx];
-    let max_body = location.client_max_body_size.unwrap_or(server.limits.client_max_body_size);
+    let max_body = location
+        .client_max_body_size
+        .unwrap_or(server.limits.client_max_body_size);
     if let (Some(max), BodyKind::Length(n)) = (max_body, ex.meta.body()) {
         if n > max {
             return Err(ErrorKind::BodyTooLarge.into());
@@ -217,8 +221,14 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
         Action::Proxy(pass) => {
             let up = &ctx.upstreams[pass.upstream];
             let public_host = host.unwrap_or_default();
-            let upstream_target =
-                rewrite::upstream_target(head.target(), &target.path, target.query, target.normalized, location, pass);
+            let upstream_target = rewrite::upstream_target(
+                head.target(),
+                &target.path,
+                target.query,
+                target.normalized,
+                location,
+                pass,
+            );
             let plan = Plan {
                 up,
                 location,
@@ -267,7 +277,10 @@ struct Plan<'a> {
 
 /// RFC 9110 §9.2.2.
 fn idempotent(method: &[u8]) -> bool {
-    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE")
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
+    )
 }
 
 /// Phases connect_upstream → finish for a proxied request.
@@ -341,7 +354,17 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         // Phase: forward_request_body.
         let mut early = false;
         if !replayable {
-            match forward_request_body(ctx, ds, ex, &mut conn, plan.max_body, &limits, up_cfg.send_timeout).await {
+            match forward_request_body(
+                ctx,
+                ds,
+                ex,
+                &mut conn,
+                plan.max_body,
+                &limits,
+                up_cfg.send_timeout,
+            )
+            .await
+            {
                 Ok(()) => {}
                 // The upstream stopped reading: it may have answered already
                 // (a 413 of its own, say). Read that answer, then close.
@@ -400,7 +423,11 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         if first <= 16 * 1024 {
             ds.wbuf.extend_from_slice(&conn.rbuf.split_to(first));
             ex.body_bytes = first as u64;
-            body_left = if first as u64 == n { BodyKind::Empty } else { BodyKind::Length(n - first as u64) };
+            body_left = if first as u64 == n {
+                BodyKind::Empty
+            } else {
+                BodyKind::Length(n - first as u64)
+            };
         }
     }
     ex.status = head.status;
@@ -416,7 +443,10 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         write_timeout: limits.send_timeout,
         limit: None,
     };
-    match copy.run(&mut conn.stream, &mut conn.rbuf, &mut ds.stream, &mut ds.body_out).await {
+    match copy
+        .run(&mut conn.stream, &mut conn.rbuf, &mut ds.stream, &mut ds.body_out)
+        .await
+    {
         Ok(n) => ex.body_bytes += n,
         Err(BodyError::Write(_)) => return Err(ErrorKind::ClientGone.into()),
         Err(BodyError::Read(Some(IoFail::Timeout))) => return Err(ErrorKind::ReadTimeout.into()),
@@ -476,7 +506,9 @@ async fn read_response_head(
                 Ok(Parsed::Complete(mut head, len)) => {
                     head.buf = conn.rbuf.split_to(len).freeze();
                     if head.status == 101 {
-                        return Err(ErrorKind::BadResponse("101 Switching Protocols was not asked for").into());
+                        return Err(
+                            ErrorKind::BadResponse("101 Switching Protocols was not asked for").into(),
+                        );
                     }
                     if (100..200).contains(&head.status) {
                         continue;
@@ -503,7 +535,9 @@ async fn read_response_head(
             Ok(0) => return Err(ErrorKind::UpstreamClosed.into()),
             Ok(_) => {}
             Err(IoFail::Timeout) => return Err(ErrorKind::ReadTimeout.into()),
-            Err(IoFail::Io(e)) if had_bytes => return Err(Error::io(ErrorKind::BadResponse("response head cut short"), e)),
+            Err(IoFail::Io(e)) if had_bytes => {
+                return Err(Error::io(ErrorKind::BadResponse("response head cut short"), e))
+            }
             Err(IoFail::Io(e)) => return Err(Error::io(ErrorKind::UpstreamClosed, e)),
         }
     }
@@ -537,8 +571,15 @@ async fn answer_error(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange, e
     ex.close |= !(clean && ex.req_body_done) || ctx.shutdown.is_raised();
     ex.status = status;
     let head_only = ex.head.method() == b"HEAD";
-    ex.body_bytes = if head_only { 0 } else { respond::error_body(status).len() as u64 };
-    if send_canned(ctx, ds, status, Some(ex.server), ex.close, head_only).await.is_err() {
+    ex.body_bytes = if head_only {
+        0
+    } else {
+        respond::error_body(status).len() as u64
+    };
+    if send_canned(ctx, ds, status, Some(ex.server), ex.close, head_only)
+        .await
+        .is_err()
+    {
         ex.close = true;
     }
 }

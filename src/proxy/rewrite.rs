@@ -13,7 +13,9 @@ use ipnet::IpNet;
 
 use crate::config::{Location, ProxyPass, Upstream};
 use crate::http::encode::{self, is_hop_by_hop, named_in};
-use crate::http::{eq_ignore_case, list_items, BodyKind, RequestHead, RequestMeta, ResponseHead, ResponseMeta, Version};
+use crate::http::{
+    eq_ignore_case, list_items, BodyKind, RequestHead, RequestMeta, ResponseHead, ResponseMeta, Version,
+};
 use crate::log::Dates;
 
 /// The client's address: the peer, or when the peer is a trusted proxy, the
@@ -31,7 +33,10 @@ pub fn client_addr(peer: IpAddr, head: &RequestHead, trusted: &[IpNet]) -> IpAdd
         .flat_map(|(_, v)| list_items(v))
         .collect();
     for item in xff.iter().rev() {
-        let Some(addr) = std::str::from_utf8(item).ok().and_then(|s| s.parse::<IpAddr>().ok()) else {
+        let Some(addr) = std::str::from_utf8(item)
+            .ok()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+        else {
             break;
         };
         client = addr.to_canonical();
@@ -88,7 +93,9 @@ fn is_proxy_owned(name: &[u8]) -> bool {
         b"x-forwarded-host",
         b"x-forwarded-port",
     ];
-    OWNED.iter().any(|h| h.len() == name.len() && eq_ignore_case(h, name))
+    OWNED
+        .iter()
+        .any(|h| h.len() == name.len() && eq_ignore_case(h, name))
 }
 
 pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
@@ -198,8 +205,7 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
     encode::status_line(r.head.status, r.head.reason(), out);
     let mut has_date = false;
     for (name, value) in r.head.headers() {
-        let keep_length = eq_ignore_case(name, b"content-length")
-            && (r.head_request || r.head.status == 304);
+        let keep_length = eq_ignore_case(name, b"content-length") && (r.head_request || r.head.status == 304);
         if (is_hop_by_hop(name) && !keep_length) || named_in(name, &r.meta.connection_names, buf) {
             continue;
         }
@@ -233,7 +239,10 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
 /// for a location `/api/` proxied to `http://app/v2/`. Other values: `None`.
 pub fn rewrite_redirect(value: &[u8], r: &Redirect) -> Option<Vec<u8>> {
     let rest = value.strip_prefix(b"http://")?;
-    let end = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
     let ours = eq_ignore_case(authority, r.upstream.name.as_bytes())
         || r.upstream.servers.iter().any(|s| {
@@ -282,14 +291,20 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let h = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nX-Forwarded-For: 10.0.0.5\r\n\r\n");
         let peer: IpAddr = "10.1.1.1".parse().unwrap();
-        assert_eq!(client_addr(peer, &h, &trusted), "2.2.2.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_addr(peer, &h, &trusted),
+            "2.2.2.2".parse::<IpAddr>().unwrap()
+        );
         // An untrusted peer's header is not believed.
         let stranger: IpAddr = "9.9.9.9".parse().unwrap();
         assert_eq!(client_addr(stranger, &h, &trusted), stranger);
         assert_eq!(client_addr(peer, &h, &[]), peer);
         // Garbage stops the walk at the last good address.
         let h = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: junk, 10.0.0.9\r\n\r\n");
-        assert_eq!(client_addr(peer, &h, &trusted), "10.0.0.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_addr(peer, &h, &trusted),
+            "10.0.0.9".parse::<IpAddr>().unwrap()
+        );
     }
 
     fn cfg() -> Config {
@@ -313,7 +328,9 @@ mod tests {
     fn redirects_do_not_leak_the_backend() {
         let c = cfg();
         let loc = &c.servers[0].locations[0];
-        let Action::Proxy(pass) = &loc.action else { panic!() };
+        let Action::Proxy(pass) = &loc.action else {
+            panic!()
+        };
         let r = Redirect {
             upstream: &c.upstreams[0],
             location: loc,
@@ -321,10 +338,22 @@ mod tests {
             public_host: b"example.com",
         };
         let rw = |v: &str| rewrite_redirect(v.as_bytes(), &r).map(|v| String::from_utf8(v).unwrap());
-        assert_eq!(rw("http://127.0.0.1:3000/v2/users?x=1").as_deref(), Some("http://example.com/api/users?x=1"));
-        assert_eq!(rw("http://localhost:3001/v2/").as_deref(), Some("http://example.com/api/"));
-        assert_eq!(rw("http://app/other").as_deref(), Some("http://example.com/other"));
-        assert_eq!(rw("http://127.0.0.1:3000").as_deref(), Some("http://example.com/"));
+        assert_eq!(
+            rw("http://127.0.0.1:3000/v2/users?x=1").as_deref(),
+            Some("http://example.com/api/users?x=1")
+        );
+        assert_eq!(
+            rw("http://localhost:3001/v2/").as_deref(),
+            Some("http://example.com/api/")
+        );
+        assert_eq!(
+            rw("http://app/other").as_deref(),
+            Some("http://example.com/other")
+        );
+        assert_eq!(
+            rw("http://127.0.0.1:3000").as_deref(),
+            Some("http://example.com/")
+        );
         assert_eq!(rw("http://elsewhere.org/v2/"), None);
         assert_eq!(rw("/v2/relative"), None);
     }
@@ -333,10 +362,15 @@ mod tests {
     fn target_replaces_matched_prefix() {
         let c = cfg();
         let loc = &c.servers[0].locations[0];
-        let Action::Proxy(pass) = &loc.action else { panic!() };
+        let Action::Proxy(pass) = &loc.action else {
+            panic!()
+        };
         let t = upstream_target(b"/api/users?q=1", b"/api/users", b"?q=1", false, loc, pass);
         assert_eq!(&*t, b"/v2/users?q=1");
-        let bare = ProxyPass { path: None, ..pass.clone() };
+        let bare = ProxyPass {
+            path: None,
+            ..pass.clone()
+        };
         let t = upstream_target(b"/api/users?q=1", b"/api/users", b"?q=1", false, loc, &bare);
         assert_eq!(&*t, b"/api/users?q=1");
     }

@@ -77,10 +77,8 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
 
     // Control messages from the main thread. A closed channel means the
     // process is going away: treat it as a shutdown.
-    loop {
-        match spec.control.recv_async().await {
-            Ok(Control::Shutdown) | Err(_) => break,
-        }
+    match spec.control.recv_async().await {
+        Ok(Control::Shutdown) | Err(_) => {}
     }
 
     // Drain: stop accepting, close idle connections, let requests in
@@ -91,7 +89,11 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     if ctx.active.get() > 0 {
-        tracing::warn!(worker = ctx.id, "drain timeout: closing {} connections", ctx.active.get());
+        tracing::warn!(
+            worker = ctx.id,
+            "drain timeout: closing {} connections",
+            ctx.active.get()
+        );
     }
     for up in &ctx.upstreams {
         up.pool.clear();
