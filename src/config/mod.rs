@@ -180,3 +180,25 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped config must load: a documented key that stopped parsing
+    /// would otherwise go unnoticed.
+    #[test]
+    fn shipped_configs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut files = vec![root.join("ringway.toml")];
+        for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        assert!(files.len() >= 3);
+        for f in files {
+            if let Err(e) = Config::load(&f) {
+                panic!("{}: {e}", f.display());
+            }
+        }
+    }
+}

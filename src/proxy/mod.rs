@@ -12,8 +12,10 @@ pub mod rewrite;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
 use crate::ctx::WorkerCtx;
@@ -54,7 +56,12 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
         listener,
         served: 0,
     };
-    while let phases::Next::KeepAlive = phases::exchange(&ctx, &mut ds).await {
+    loop {
+        match phases::exchange(&ctx, &mut ds).await {
+            phases::Next::KeepAlive => {}
+            phases::Next::Close => return,
+            phases::Next::Linger => return linger(&mut ds).await,
+        }
         ds.served += 1;
         // An idle connection keeps only a small buffer, not one sized for
         // the largest body it has carried.
@@ -63,6 +70,31 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
         }
         if ds.body_out.capacity() > 4 * HEAD_BUF {
             ds.body_out = Vec::new();
+        }
+    }
+}
+
+/// Lingering close, as nginx does it: when the client may still be sending
+/// (a refused body, a pipelined request), closing at once would make the
+/// kernel answer its data with a reset, and a reset can destroy the response
+/// it has not read yet. So: send FIN, then read and discard for a bounded
+/// time and amount before closing.
+async fn linger(ds: &mut Downstream) {
+    const LINGER_TIME: Duration = Duration::from_secs(2);
+    const LINGER_READ: Duration = Duration::from_millis(500);
+    const LINGER_BYTES: usize = 1 << 20;
+    let _ = ds.stream.shutdown().await;
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        ds.rbuf.clear();
+        match crate::io::read_buf(&mut ds.stream, &mut ds.rbuf, 16 * 1024, left.min(LINGER_READ)).await {
+            Ok(n) if n > 0 => discarded += n,
+            _ => break,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::http::framing::{request_meta, response_meta};
 use crate::http::parse::{parse_request, parse_response, HeadLimits, Parsed};
-use crate::http::{BodyKind, RequestHead, RequestMeta, ResponseHead, Version};
+use crate::http::{BodyKind, RequestHead, RequestMeta, ResponseHead};
 use crate::io::{self, IoFail};
 use crate::log::Entry;
 use crate::route;
@@ -32,6 +32,8 @@ const UPSTREAM_BUF: usize = 16 * 1024;
 pub enum Next {
     KeepAlive,
     Close,
+    /// Close, but the client may still be sending: see `super::linger`.
+    Linger,
 }
 
 /// One request and what has happened to it so far.
@@ -61,6 +63,7 @@ pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
             if let Some(status) = e.kind.status() {
                 tracing::debug!(peer = %ds.peer, "refused request: {e}");
                 let _ = send_canned(ctx, ds, status, None, true, false).await;
+                return Next::Linger;
             }
             return Next::Close;
         }
@@ -180,6 +183,21 @@ fn split_target(target: &[u8]) -> Result<Target<'_>> {
     })
 }
 
+/// A host must be a name, an IPv4 address or a bracketed IPv6 address, with
+/// an optional port (RFC 9110 §7.2). Slashes, backslashes and the like would
+/// let a client smuggle a path into what the backend and the logs take as a
+/// host name, so such requests are refused, as nginx does.
+fn check_host(host: &[u8]) -> Result<()> {
+    let ok = host
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'));
+    if ok && !host.starts_with(b".") {
+        Ok(())
+    } else {
+        Err(ErrorKind::BadRequest("invalid Host").into())
+    }
+}
+
 fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
 }
@@ -194,14 +212,19 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
     if matches!(ex.head.method(), b"CONNECT" | b"TRACE") {
         return Err(ErrorKind::MethodNotAllowed.into());
     }
-    let head = ex.head.clone();
-    let target = split_target(head.target())?;
+    // A second handle on the head's bytes (a reference count, not a copy),
+    // so slices of it can live while `ex` is updated.
+    let buf = ex.head.buf.clone();
+    let target = split_target(ex.head.target.of(&buf))?;
 
     // Phase: route.
-    let host = target.authority.or_else(|| ex.meta.host.map(|s| s.of(&head.buf)));
+    let host = target.authority.or_else(|| ex.meta.host.map(|s| s.of(&buf)));
+    if let Some(h) = host {
+        check_host(h)?;
+    }
     ex.server = ctx.router.server_for(ds.listener, host);
     let server = ctx.server(ex.server);
-    ex.client = rewrite::client_addr(ds.peer.ip(), &head, &ctx.config.global.trusted_proxies);
+    ex.client = rewrite::client_addr(ds.peer.ip(), &ex.head, &ctx.config.global.trusted_proxies);
     let loc_idx = ctx
         .router
         .location_for(ex.server, &target.path)
@@ -222,7 +245,7 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
             let up = &ctx.upstreams[pass.upstream];
             let public_host = host.unwrap_or_default();
             let upstream_target = rewrite::upstream_target(
-                head.target(),
+                ex.head.target.of(&buf),
                 &target.path,
                 target.query,
                 target.normalized,
@@ -323,7 +346,12 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     let method_idempotent = idempotent(ex.head.method());
     let (mut conn, resp, early) = loop {
         // Phase: connect_upstream.
-        let mut conn = match plan.up.pool.take(peer_idx) {
+        let pooled = if retried {
+            None
+        } else {
+            plan.up.pool.take(peer_idx)
+        };
+        let mut conn = match pooled {
             Some(c) => c,
             None => UpConn {
                 stream: connect::connect(peer.addr, up_cfg.connect_timeout).await?,
@@ -623,10 +651,11 @@ fn finish_request(ctx: &WorkerCtx, ds: &Downstream, ex: &Exchange) -> Next {
             },
         );
     }
-    let _ = ds;
-    if ex.close || ex.head.version == Version::Http10 && ex.meta.close {
-        Next::Close
-    } else {
+    if !ex.close {
         Next::KeepAlive
+    } else if !ex.req_body_done || !ds.rbuf.is_empty() {
+        Next::Linger
+    } else {
+        Next::Close
     }
 }
