@@ -154,6 +154,31 @@ fn parse_size(s: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// Adds a suggestion to serde's "unknown field `lisen`, expected one of
+/// `listen`, ..." and explains the usual cause of "expected a sequence".
+fn with_hint(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let Some((field, expected)) = rest.split_once('`') else {
+            return message.to_string();
+        };
+        let closest = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|k| (strsim::levenshtein(field, k), k))
+            .filter(|(d, _)| *d <= 2)
+            .min();
+        if let Some((_, k)) = closest {
+            return format!("{message}; did you mean `{k}`?");
+        }
+    } else if message.contains("expected a sequence") {
+        return format!(
+            "{message} (repeated tables are written [[server]], [[upstream]], [[server.location]])"
+        );
+    }
+    message.to_string()
+}
+
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
@@ -167,7 +192,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         Err(e) => {
             // serde stops at the first shape error, so this one comes alone.
             let span = e.span().unwrap_or(0..0);
-            c.error(span, "", e.message().trim().to_string());
+            c.error(span, "", with_hint(e.message().trim()));
             return Err(ConfigErrors(c.errors));
         }
     };
@@ -690,6 +715,42 @@ mod tests {
         assert_eq!(parse_size("k"), None);
         assert_eq!(parse_size("1.5m"), None);
         assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn misspelt_keys_get_a_suggestion() {
+        let e = validate("[[server]]\nlisen = 1\n", Path::new("t.toml")).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert!(e.0[0].message.ends_with("did you mean `listen`?"), "{}", e.0[0]);
+        assert_eq!((e.0[0].line, e.0[0].col), (2, 1));
+        let e = validate("[server]\nlisten = 1\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.0[0].message.contains("[[server]]"), "{}", e.0[0]);
+    }
+
+    #[test]
+    fn all_semantic_errors_are_collected() {
+        let text =
+            "[global]\nworkers = \"many\"\n[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n\
+                    read_timeout = \"60\"\n[[server]]\nlisten = [\"nowhere\"]\n[[server.location]]\n\
+                    path = \"/\"\nproxy_pass = \"http://api/\"\n";
+        let e = validate(text, Path::new("t.toml")).unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "global.workers",
+                "upstream[0].read_timeout",
+                "server[0].listen[0]",
+                "server[0].location[0].proxy_pass"
+            ]
+        );
+        assert!(e.0[3]
+            .message
+            .contains(r#"unknown upstream "api" (defined: "app")"#));
+        assert_eq!(
+            e.to_string().lines().next().unwrap(),
+            "t.toml:2:11: global.workers: must be \"auto\" or a number from 1 to 1024"
+        );
     }
 
     #[test]
