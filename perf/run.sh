@@ -59,8 +59,8 @@ ensure_tools() {
     fi
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-    # nginx packages start a system service on install; that instance is not
-    # ours and is left alone, it listens on port 80 which we never use.
+    # Installing nginx may start a system nginx service. It is not ours, so it
+    # is left alone; it listens on port 80, which this script never uses.
 }
 
 # ------------------------------------------------- process bookkeeping -----
@@ -790,11 +790,14 @@ for sc in [s for s in scenarios.split(",") if s]:
             px, fmt(m[px]["rps"], ",.0f"), fmt(m[px]["cpu_us"], ".1f"), fmt(m[px]["cpu_pct"], ".0f"),
             fmt(m[px]["p50"], ".0f"), fmt(m[px]["p99"], ".0f"), fmt(m[px]["up_per_1k"], ".2f"), err,
             fmt(m[px]["load"], ".0f")))
+    noisy = []
     for px in m:
         worst = max((r["other"] for r in rows[sc][px]), default=0)
         if worst >= 5:
-            print("note: other processes used up to %.0f%% of the proxy CPUs during the %s runs; "
-                  "this scenario's figures for it are less reliable" % (worst, px))
+            noisy.append("%.0f%% (%s)" % (worst, px))
+    if noisy:
+        print("note: processes outside the test took up to %s of the proxy CPU in some rounds; "
+              "those figures are less reliable" % ", ".join(noisy))
     if "ringway" in m:
         parts = []
         line = {"sc": sc}
