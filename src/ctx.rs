@@ -7,9 +7,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::{Config, Server};
+use crate::idle::IdleTimers;
 use crate::log::{AccessLogs, Dates};
 use crate::route::Router;
-use crate::server::shutdown::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::upstream::UpstreamState;
 
 pub struct WorkerCtx {
@@ -20,6 +21,8 @@ pub struct WorkerCtx {
     pub logs: AccessLogs,
     pub dates: Dates,
     pub shutdown: Shutdown,
+    /// Deadlines of idle client connections, woken by the worker's tick.
+    pub idle: IdleTimers,
     /// Open downstream connections.
     pub active: Cell<usize>,
 }
@@ -35,6 +38,7 @@ impl WorkerCtx {
             logs: AccessLogs::open(&config)?,
             dates: Dates::default(),
             shutdown: Shutdown::default(),
+            idle: IdleTimers::default(),
             active: Cell::new(0),
             config,
         }))
@@ -42,6 +46,12 @@ impl WorkerCtx {
 
     pub fn server(&self, i: usize) -> &Server {
         &self.config.servers[i]
+    }
+
+    /// Stops accepting and ends every idle wait; requests in flight go on.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.raise();
+        self.idle.close_all();
     }
 
     /// Counts a downstream connection for as long as the guard lives.

@@ -20,8 +20,9 @@ use monoio::net::TcpStream;
 
 use crate::ctx::WorkerCtx;
 
-/// A client's read buffer starts this large and grows only for larger heads.
-const HEAD_BUF: usize = 4096;
+/// A client's read buffer is this large when a request starts arriving, and
+/// grows only for larger heads and for bodies.
+pub(crate) const HEAD_BUF: usize = 4096;
 
 /// One client connection and the buffers it reuses from request to request.
 pub struct Downstream {
@@ -48,30 +49,48 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
     let local = stream.local_addr().unwrap_or(peer);
     let mut ds = Downstream {
         stream,
-        rbuf: BytesMut::with_capacity(HEAD_BUF),
-        wbuf: Vec::with_capacity(1024),
+        rbuf: BytesMut::new(),
+        wbuf: Vec::new(),
         body_out: Vec::new(),
         peer,
         local,
         listener,
         served: 0,
     };
+    let limits = &ctx.server(ctx.router.default_server(listener)).limits;
     loop {
-        match phases::exchange(&ctx, &mut ds).await {
+        // Between requests the connection holds no buffer and waits for
+        // readiness only: an idle keep-alive client costs its small task.
+        if ds.rbuf.is_empty() {
+            ds.rbuf = BytesMut::new();
+            ds.wbuf = Vec::new();
+            ds.body_out = Vec::new();
+            let wait = if ds.served == 0 {
+                limits.header_timeout
+            } else {
+                limits.keepalive_timeout
+            };
+            if !wait_readable(&ctx, &ds.stream, wait).await {
+                return;
+            }
+        }
+        // The exchange runs as its own allocation, so the task parked above
+        // stays small however deep the request path's futures are.
+        match Box::pin(phases::exchange(&ctx, &mut ds)).await {
             phases::Next::KeepAlive => {}
             phases::Next::Close => return,
-            phases::Next::Linger => return linger(&mut ds).await,
+            // Boxed like the exchange: rare, and it must not size the idle task.
+            phases::Next::Linger => return Box::pin(linger(&mut ds)).await,
         }
         ds.served += 1;
-        // An idle connection keeps only a small buffer, not one sized for
-        // the largest body it has carried.
-        if ds.rbuf.is_empty() && ds.rbuf.capacity() > 4 * HEAD_BUF {
-            ds.rbuf = BytesMut::with_capacity(HEAD_BUF);
-        }
-        if ds.body_out.capacity() > 4 * HEAD_BUF {
-            ds.body_out = Vec::new();
-        }
     }
+}
+
+/// Waits until the client sends something (or closes). False when the wait
+/// expires or the worker starts shutting down: the connection just closes.
+async fn wait_readable(ctx: &WorkerCtx, stream: &TcpStream, wait: Duration) -> bool {
+    let woke = ctx.idle.wait(stream.readable(false), Instant::now() + wait).await;
+    matches!(woke, crate::idle::Woke::Ready(Ok(())))
 }
 
 /// Lingering close, as nginx does it: when the client may still be sending

@@ -54,7 +54,7 @@ struct Exchange {
 /// Serves one request on a downstream connection.
 pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
     let default = ctx.router.default_server(ds.listener);
-    let head = match read_request_head(ctx, ds, &ctx.server(default).limits).await {
+    let head = match read_request_head(ds, &ctx.server(default).limits).await {
         Ok(Some(head)) => head,
         Ok(None) => return Next::Close,
         Err(e) => {
@@ -85,21 +85,16 @@ pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
     finish_request(ctx, ds, &ex)
 }
 
-/// Phase: read_request_head. Waits for a complete head under
-/// `client_header_timeout` (or `keepalive_timeout` while idle between
-/// requests). `Ok(None)`: the client closed or went idle too long, or the
-/// worker is shutting down; the connection just closes.
-async fn read_request_head(
-    ctx: &WorkerCtx,
-    ds: &mut Downstream,
-    limits: &ClientLimits,
-) -> Result<Option<RequestHead>> {
+/// Phase: read_request_head. Called once the client has sent something;
+/// waits for a complete head under `client_header_timeout`. `Ok(None)`: the
+/// client closed before sending a byte; the connection just closes.
+async fn read_request_head(ds: &mut Downstream, limits: &ClientLimits) -> Result<Option<RequestHead>> {
     let head_limits = HeadLimits {
         max_request_line: limits.max_request_line,
         max_header_size: limits.max_header_size,
         max_headers: limits.max_headers,
     };
-    let mut deadline: Option<Instant> = None;
+    let deadline = Instant::now() + limits.header_timeout;
     loop {
         if !ds.rbuf.is_empty() {
             match parse_request(&ds.rbuf, &head_limits) {
@@ -111,35 +106,23 @@ async fn read_request_head(
                 Err(e) => return Err(ErrorKind::from(e).into()),
             }
         }
-        let idle = ds.rbuf.is_empty();
-        let wait = if idle && ds.served > 0 {
-            limits.keepalive_timeout
-        } else {
-            let d = *deadline.get_or_insert_with(|| Instant::now() + limits.header_timeout);
-            d.saturating_duration_since(Instant::now())
-        };
-        let read = io::read_buf(&mut ds.stream, &mut ds.rbuf, HEAD_READ, wait);
-        let res = if idle {
-            // Between requests, shutting down closes the connection at once.
-            monoio::select! {
-                r = read => r,
-                _ = ctx.shutdown.wait() => return Ok(None),
-            }
-        } else {
-            read.await
-        };
-        match res {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match io::read_buf(&mut ds.stream, &mut ds.rbuf, HEAD_READ, wait).await {
             Ok(0) if ds.rbuf.is_empty() => return Ok(None),
             Ok(0) => return Err(ErrorKind::ClientGone.into()),
             Ok(_) => {}
-            Err(IoFail::Timeout) if idle && ds.served > 0 => return Ok(None),
             Err(IoFail::Timeout) => return Err(ErrorKind::HeaderTimeout.into()),
+            Err(IoFail::Io(e)) if ds.rbuf.is_empty() => {
+                // A reset while idle is a client going away, not an error.
+                tracing::trace!(peer = %ds.peer, "client closed: {e}");
+                return Ok(None);
+            }
             Err(IoFail::Io(e)) => return Err(Error::io(ErrorKind::ClientGone, e)),
         }
     }
 }
 
-const HEAD_READ: usize = 4096;
+const HEAD_READ: usize = super::HEAD_BUF;
 
 /// The request target, split for routing and rewriting.
 struct Target<'a> {

@@ -6,7 +6,6 @@
 //! it is never on the request path.
 
 pub mod listener;
-pub mod shutdown;
 pub mod worker;
 
 use std::io;

@@ -12,6 +12,7 @@ use super::{listener, Control, Driver};
 
 /// How often idle upstream connections are checked for a close by the upstream.
 const POOL_SWEEP: Duration = Duration::from_secs(1);
+const POOL_SWEEP_TICKS: u32 = (POOL_SWEEP.as_millis() / crate::idle::TICK.as_millis()) as u32;
 
 pub struct WorkerSpec {
     pub id: usize,
@@ -62,15 +63,22 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
         let l = monoio::net::TcpListener::from_std(l)?;
         monoio::spawn(listener::accept_loop(ctx.clone(), i, l));
     }
-    let sweeper = ctx.clone();
+    // The worker's housekeeping tick: idle client deadlines every tick,
+    // idle upstream connections every POOL_SWEEP.
+    let ticker = ctx.clone();
     monoio::spawn(async move {
-        while !sweeper.shutdown.is_raised() {
+        let mut n = 0u32;
+        while !ticker.shutdown.is_raised() {
             monoio::select! {
-                _ = monoio::time::sleep(POOL_SWEEP) => {},
-                _ = sweeper.shutdown.wait() => break,
+                _ = monoio::time::sleep(crate::idle::TICK) => {},
+                _ = ticker.shutdown.wait() => break,
             }
-            for up in &sweeper.upstreams {
-                up.pool.sweep();
+            ticker.idle.tick(Instant::now());
+            n += 1;
+            if n % POOL_SWEEP_TICKS == 0 {
+                for up in &ticker.upstreams {
+                    up.pool.sweep();
+                }
             }
         }
     });
@@ -83,7 +91,7 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
 
     // Drain: stop accepting, close idle connections, let requests in
     // flight finish until drain_timeout.
-    ctx.shutdown.raise();
+    ctx.begin_shutdown();
     let deadline = Instant::now() + ctx.config.global.drain_timeout;
     while ctx.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(20)).await;
