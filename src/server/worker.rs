@@ -75,7 +75,7 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
             }
             ticker.idle.tick(Instant::now());
             n += 1;
-            if n % POOL_SWEEP_TICKS == 0 {
+            if n.is_multiple_of(POOL_SWEEP_TICKS) {
                 for up in &ticker.upstreams {
                     up.pool.sweep();
                 }
