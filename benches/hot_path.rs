@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringway::config::{Action, Config};
 use ringway::http::framing::request_meta;
 use ringway::http::parse::{parse_request, HeadLimits, Parsed, RequestHead};
-use ringway::proxy::rewrite::{request_head, RequestRewrite};
+use ringway::proxy::rewrite::{request_head, AddrText, RequestRewrite};
 use ringway::route::Router;
 
 const TINY: &[u8] = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
@@ -106,7 +106,8 @@ fn rewrite(c: &mut Criterion) {
         let h = head(raw);
         let meta = request_meta(&h).unwrap();
         let peer: SocketAddr = "192.0.2.7:55555".parse().unwrap();
-        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let peer = AddrText::ip(peer.ip());
+        let port = AddrText::port(8080);
         let mut out = Vec::with_capacity(2048);
         g.throughput(Throughput::Bytes(raw.len() as u64));
         g.bench_function(name, |b| {
@@ -120,9 +121,9 @@ fn rewrite(c: &mut Criterion) {
                         host: h.header("host"),
                         preserve_host: pass.preserve_host,
                         upstream_authority: "127.0.0.1:3000",
-                        peer: peer.ip(),
-                        client: peer.ip(),
-                        local,
+                        peer: &peer,
+                        client: &peer,
+                        local_port: &port,
                     },
                     &mut out,
                 );

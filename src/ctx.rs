@@ -6,8 +6,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::bufpool::BufPool;
 use crate::config::{Config, Server};
-use crate::idle::IdleTimers;
+use crate::deadline::Deadlines;
 use crate::log::{AccessLogs, Dates};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
@@ -21,8 +22,10 @@ pub struct WorkerCtx {
     pub logs: AccessLogs,
     pub dates: Dates,
     pub shutdown: Shutdown,
-    /// Deadlines of idle client connections, woken by the worker's tick.
-    pub idle: IdleTimers,
+    /// Deadlines of every socket wait, woken by the worker's tick.
+    pub deadlines: Deadlines,
+    /// Buffers lent to connections while they serve a request.
+    pub buffers: BufPool,
     /// Open downstream connections.
     pub active: Cell<usize>,
 }
@@ -38,7 +41,8 @@ impl WorkerCtx {
             logs: AccessLogs::open(&config)?,
             dates: Dates::default(),
             shutdown: Shutdown::default(),
-            idle: IdleTimers::default(),
+            deadlines: Deadlines::default(),
+            buffers: BufPool::new(crate::proxy::HEAD_BUF),
             active: Cell::new(0),
             config,
         }))
@@ -51,7 +55,7 @@ impl WorkerCtx {
     /// Stops accepting and ends every idle wait; requests in flight go on.
     pub fn begin_shutdown(&self) {
         self.shutdown.raise();
-        self.idle.close_all();
+        self.deadlines.close_all();
     }
 
     /// Counts a downstream connection for as long as the guard lives.

@@ -1,19 +1,23 @@
 //! Socket reads and writes under a deadline, in monoio's rent style: the
 //! buffer is handed to the kernel and handed back with the result.
 //!
-//! Every await on a socket in ringway goes through here, so none can wait
-//! forever. A timed-out operation's buffer is given up (io_uring may still own
-//! it until the cancellation completes); the connection is closed anyway.
+//! Every await on a socket in ringway goes through here (or through
+//! `upstream::connect`), so none can wait forever. Deadlines come from the
+//! worker's [`Deadlines`] table rather than a timer per operation. A timed-out
+//! operation's buffer is given up (io_uring may still own it until the
+//! cancellation completes); the connection is closed anyway.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+use crate::deadline::{Deadlines, Woke};
 
 #[derive(Debug)]
 pub enum IoFail {
@@ -22,11 +26,12 @@ pub enum IoFail {
 }
 
 /// Reads once into the spare capacity of `buf` (reserving `reserve` bytes if
-/// less is free). `Ok(0)` is end of stream.
+/// much less is free). `Ok(0)` is end of stream.
 pub async fn read_buf<S: AsyncReadRent>(
     s: &mut S,
     buf: &mut BytesMut,
     reserve: usize,
+    d: &Deadlines,
     t: Duration,
 ) -> Result<usize, IoFail> {
     // Reserving reclaims the buffer's own memory once the slices split off
@@ -36,28 +41,49 @@ pub async fn read_buf<S: AsyncReadRent>(
         buf.reserve(reserve);
     }
     let owned = std::mem::take(buf);
-    match monoio::time::timeout(t, s.read(owned)).await {
-        Ok((res, b)) => {
+    match d.within(s.read(owned), Instant::now() + t).await {
+        Woke::Ready((res, b)) => {
             *buf = b;
             res.map_err(IoFail::Io)
         }
-        Err(_) => Err(IoFail::Timeout),
+        Woke::TimedOut | Woke::Closing => Err(IoFail::Timeout),
+    }
+}
+
+/// Writes all of `data`; gives it back on success, and on an I/O error too
+/// (not on a timeout, where the kernel may still hold it).
+pub async fn write_all_keep<S: AsyncWriteRent, B: IoBuf>(
+    s: &mut S,
+    data: B,
+    d: &Deadlines,
+    t: Duration,
+) -> Result<B, (IoFail, Option<B>)> {
+    match d.within(s.write_all(data), Instant::now() + t).await {
+        Woke::Ready((Ok(_), b)) => Ok(b),
+        Woke::Ready((Err(e), b)) => Err((IoFail::Io(e), Some(b))),
+        Woke::TimedOut | Woke::Closing => Err((IoFail::Timeout, None)),
     }
 }
 
 /// Writes all of `data` and gives it back.
-pub async fn write_all<S: AsyncWriteRent, B: IoBuf>(s: &mut S, data: B, t: Duration) -> Result<B, IoFail> {
-    match monoio::time::timeout(t, s.write_all(data)).await {
-        Ok((Ok(_), b)) => Ok(b),
-        Ok((Err(e), _)) => Err(IoFail::Io(e)),
-        Err(_) => Err(IoFail::Timeout),
-    }
+pub async fn write_all<S: AsyncWriteRent, B: IoBuf>(
+    s: &mut S,
+    data: B,
+    d: &Deadlines,
+    t: Duration,
+) -> Result<B, IoFail> {
+    write_all_keep(s, data, d, t).await.map_err(|(e, _)| e)
 }
 
 /// Writes a reusable output buffer, then empties it for the next use.
-pub async fn flush_vec<S: AsyncWriteRent>(s: &mut S, out: &mut Vec<u8>, t: Duration) -> Result<(), IoFail> {
+pub async fn flush_vec<S: AsyncWriteRent>(
+    s: &mut S,
+    out: &mut Vec<u8>,
+    d: &Deadlines,
+    t: Duration,
+) -> Result<(), IoFail> {
     let data = std::mem::take(out);
-    let mut data = write_all(s, data, t).await?;
+    let mut data = write_all(s, data, d, t).await?;
     data.clear();
     *out = data;
     Ok(())

@@ -15,11 +15,12 @@
 //! → {`error`, `config`, `io`}. `http` is pure parsing and encoding, `route`
 //! does no I/O, and `upstream` never parses HTTP.
 
+pub mod bufpool;
 pub mod config;
 pub mod ctx;
+pub mod deadline;
 pub mod error;
 pub mod http;
-pub mod idle;
 pub mod io;
 pub mod log;
 pub mod proxy;

@@ -1,6 +1,6 @@
 //! A worker-local "shutting down" flag that tasks can also wait on: the accept
 //! loops and the housekeeping tick wake when it is raised. (Idle client
-//! connections are woken through `idle::IdleTimers::close_all`.)
+//! connections are woken through `deadline::Deadlines::close_all`.)
 //!
 //! Waiters live in a slab and leave it when their future is dropped, so the
 //! table holds only tasks that are waiting now, however many came before.

@@ -5,6 +5,8 @@
 //! partial input too, so an endless request line is refused once it passes the
 //! limit instead of being buffered forever.
 
+use std::mem::MaybeUninit;
+
 use bytes::Bytes;
 
 use super::{HeaderSpan, HttpError, Span, Version};
@@ -149,16 +151,18 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestPa
         return Err(HttpError::UriTooLong);
     }
 
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    // Header slots left uninitialised: httparse writes each one before it is
+    // read, and zeroing 128 of them would cost more than parsing a small head.
+    let mut stack = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
     let mut heap;
-    let slots: &mut [httparse::Header] = if limits.max_headers <= STACK_HEADERS {
+    let slots: &mut [MaybeUninit<httparse::Header>] = if limits.max_headers <= STACK_HEADERS {
         &mut stack[..limits.max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        heap = vec![MaybeUninit::uninit(); limits.max_headers];
         &mut heap
     };
-    let mut req = httparse::Request::new(slots);
-    match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(len)) => {
             if len > limits.max_header_size {
                 return Err(HttpError::HeadersTooLarge);
@@ -194,16 +198,16 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestPa
 /// Parses a response head from the start of `buf` (at most `max_headers`
 /// fields; the caller bounds the buffer size).
 pub fn parse_response(buf: &[u8], max_headers: usize) -> Result<Parsed<ResponseHead>, HttpError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut stack = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
     let mut heap;
-    let slots: &mut [httparse::Header] = if max_headers <= STACK_HEADERS {
+    let slots: &mut [MaybeUninit<httparse::Header>] = if max_headers <= STACK_HEADERS {
         &mut stack[..max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; max_headers];
+        heap = vec![MaybeUninit::uninit(); max_headers];
         &mut heap
     };
-    let mut res = httparse::Response::new(slots);
-    match res.parse(buf) {
+    let mut res = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, slots) {
         Ok(httparse::Status::Complete(len)) => {
             let headers = res
                 .headers

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use crate::deadline::Deadlines;
 use crate::http::chunked::{self, ChunkError, Decoder};
 use crate::http::BodyKind;
 use crate::io::{self, IoFail};
@@ -29,7 +30,8 @@ pub enum BodyError {
     TooLarge,
 }
 
-pub struct Copy {
+pub struct Copy<'a> {
+    pub deadlines: &'a Deadlines,
     pub kind: BodyKind,
     /// Frame the output as chunked (else: raw bytes, for a Content-Length or
     /// close-delimited output).
@@ -39,7 +41,7 @@ pub struct Copy {
     pub limit: Option<u64>,
 }
 
-impl Copy {
+impl Copy<'_> {
     /// Forwards the body; returns the payload bytes moved.
     pub async fn run<R: AsyncReadRent, W: AsyncWriteRent>(
         &self,
@@ -56,7 +58,7 @@ impl Copy {
     }
 
     async fn fill<R: AsyncReadRent>(&self, src: &mut R, buf: &mut BytesMut) -> Result<usize, BodyError> {
-        match io::read_buf(src, buf, BODY_READ, self.read_timeout).await {
+        match io::read_buf(src, buf, BODY_READ, self.deadlines, self.read_timeout).await {
             Ok(n) => Ok(n),
             Err(e) => Err(BodyError::Read(Some(e))),
         }
@@ -78,7 +80,7 @@ impl Copy {
             // The slice shares the read buffer's memory; once written and
             // dropped, the next read reuses the same allocation.
             let piece = buf.split_to(take);
-            io::write_all(dst, piece, self.write_timeout)
+            io::write_all(dst, piece, self.deadlines, self.write_timeout)
                 .await
                 .map_err(BodyError::Write)?;
             left -= take as u64;
@@ -135,7 +137,7 @@ impl Copy {
                 out.extend_from_slice(chunked::LAST_CHUNK);
             }
             if !out.is_empty() {
-                io::flush_vec(dst, out, self.write_timeout)
+                io::flush_vec(dst, out, self.deadlines, self.write_timeout)
                     .await
                     .map_err(BodyError::Write)?;
             }

@@ -22,7 +22,7 @@ use crate::ctx::WorkerCtx;
 
 /// A client's read buffer is this large when a request starts arriving, and
 /// grows only for larger heads and for bodies.
-pub(crate) const HEAD_BUF: usize = 4096;
+pub const HEAD_BUF: usize = 4096;
 
 /// One client connection and the buffers it reuses from request to request.
 pub struct Downstream {
@@ -34,8 +34,13 @@ pub struct Downstream {
     pub wbuf: Vec<u8>,
     /// Re-framed body bytes (chunked) in either direction.
     pub body_out: Vec<u8>,
+    /// The upstream request head (and a small body), kept for a retry.
+    pub upbuf: Vec<u8>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// `peer`'s address and `local`'s port as text, for the forwarding headers.
+    pub peer_text: rewrite::AddrText,
+    pub port_text: rewrite::AddrText,
     /// Which of the worker's listeners accepted it.
     pub listener: usize,
     /// Requests served so far on this connection.
@@ -52,45 +57,61 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
         rbuf: BytesMut::new(),
         wbuf: Vec::new(),
         body_out: Vec::new(),
+        upbuf: Vec::new(),
         peer,
         local,
+        peer_text: rewrite::AddrText::ip(peer.ip()),
+        port_text: rewrite::AddrText::port(local.port()),
         listener,
         served: 0,
     };
     let limits = &ctx.server(ctx.router.default_server(listener)).limits;
-    loop {
-        // Between requests the connection holds no buffer and waits for
-        // readiness only: an idle keep-alive client costs its small task.
+    let linger = loop {
         if ds.rbuf.is_empty() {
-            ds.rbuf = BytesMut::new();
-            ds.wbuf = Vec::new();
-            ds.body_out = Vec::new();
+            // Nothing pipelined: the buffers go back to the worker's pool
+            // while the client is quiet.
+            recycle(&ctx, &mut ds);
             let wait = if ds.served == 0 {
                 limits.header_timeout
             } else {
                 limits.keepalive_timeout
             };
             if !wait_readable(&ctx, &ds.stream, wait).await {
-                return;
+                break false;
             }
+            ds.rbuf = ctx.buffers.take_bytes();
+            ds.wbuf = ctx.buffers.take_vec();
         }
         // The exchange runs as its own allocation, so the task parked above
         // stays small however deep the request path's futures are.
         match Box::pin(phases::exchange(&ctx, &mut ds)).await {
-            phases::Next::KeepAlive => {}
-            phases::Next::Close => return,
-            // Boxed like the exchange: rare, and it must not size the idle task.
-            phases::Next::Linger => return Box::pin(linger(&mut ds)).await,
+            phases::Next::KeepAlive => ds.served += 1,
+            phases::Next::Close => break false,
+            phases::Next::Linger => break true,
         }
-        ds.served += 1;
+    };
+    if linger {
+        // Boxed like the exchange: rare, and it must not size the idle task.
+        Box::pin(linger_close(&ctx, &mut ds)).await;
     }
+    recycle(&ctx, &mut ds);
+}
+
+fn recycle(ctx: &WorkerCtx, ds: &mut Downstream) {
+    ctx.buffers.put_bytes(std::mem::take(&mut ds.rbuf));
+    ctx.buffers.put_vec(std::mem::take(&mut ds.wbuf));
+    ctx.buffers.put_vec(std::mem::take(&mut ds.body_out));
+    ctx.buffers.put_vec(std::mem::take(&mut ds.upbuf));
 }
 
 /// Waits until the client sends something (or closes). False when the wait
 /// expires or the worker starts shutting down: the connection just closes.
 async fn wait_readable(ctx: &WorkerCtx, stream: &TcpStream, wait: Duration) -> bool {
-    let woke = ctx.idle.wait(stream.readable(false), Instant::now() + wait).await;
-    matches!(woke, crate::idle::Woke::Ready(Ok(())))
+    let woke = ctx
+        .deadlines
+        .idle(stream.readable(false), Instant::now() + wait)
+        .await;
+    matches!(woke, crate::deadline::Woke::Ready(Ok(())))
 }
 
 /// Lingering close, as nginx does it: when the client may still be sending
@@ -98,7 +119,7 @@ async fn wait_readable(ctx: &WorkerCtx, stream: &TcpStream, wait: Duration) -> b
 /// kernel answer its data with a reset, and a reset can destroy the response
 /// it has not read yet. So: send FIN, then read and discard for a bounded
 /// time and amount before closing.
-async fn linger(ds: &mut Downstream) {
+async fn linger_close(ctx: &WorkerCtx, ds: &mut Downstream) {
     const LINGER_TIME: Duration = Duration::from_secs(2);
     const LINGER_READ: Duration = Duration::from_millis(500);
     const LINGER_BYTES: usize = 1 << 20;
@@ -111,7 +132,15 @@ async fn linger(ds: &mut Downstream) {
             break;
         }
         ds.rbuf.clear();
-        match crate::io::read_buf(&mut ds.stream, &mut ds.rbuf, 16 * 1024, left.min(LINGER_READ)).await {
+        match crate::io::read_buf(
+            &mut ds.stream,
+            &mut ds.rbuf,
+            16 * 1024,
+            &ctx.deadlines,
+            left.min(LINGER_READ),
+        )
+        .await
+        {
             Ok(n) if n > 0 => discarded += n,
             _ => break,
         }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::body::{BodyError, Copy};
 use super::respond::{self, Canned};
@@ -54,7 +54,7 @@ struct Exchange {
 /// Serves one request on a downstream connection.
 pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
     let default = ctx.router.default_server(ds.listener);
-    let head = match read_request_head(ds, &ctx.server(default).limits).await {
+    let head = match read_request_head(ctx, ds, &ctx.server(default).limits).await {
         Ok(Some(head)) => head,
         Ok(None) => return Next::Close,
         Err(e) => {
@@ -88,7 +88,11 @@ pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
 /// Phase: read_request_head. Called once the client has sent something;
 /// waits for a complete head under `client_header_timeout`. `Ok(None)`: the
 /// client closed before sending a byte; the connection just closes.
-async fn read_request_head(ds: &mut Downstream, limits: &ClientLimits) -> Result<Option<RequestHead>> {
+async fn read_request_head(
+    ctx: &WorkerCtx,
+    ds: &mut Downstream,
+    limits: &ClientLimits,
+) -> Result<Option<RequestHead>> {
     let head_limits = HeadLimits {
         max_request_line: limits.max_request_line,
         max_header_size: limits.max_header_size,
@@ -107,7 +111,7 @@ async fn read_request_head(ds: &mut Downstream, limits: &ClientLimits) -> Result
             }
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        match io::read_buf(&mut ds.stream, &mut ds.rbuf, HEAD_READ, wait).await {
+        match io::read_buf(&mut ds.stream, &mut ds.rbuf, HEAD_READ, &ctx.deadlines, wait).await {
             Ok(0) if ds.rbuf.is_empty() => return Ok(None),
             Ok(0) => return Err(ErrorKind::ClientGone.into()),
             Ok(_) => {}
@@ -265,7 +269,7 @@ async fn respond_return(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange,
     }
     .write(&ctx.dates, &mut ds.wbuf);
     let limits = &ctx.server(ex.server).limits;
-    io::flush_vec(&mut ds.stream, &mut ds.wbuf, limits.send_timeout)
+    io::flush_vec(&mut ds.stream, &mut ds.wbuf, &ctx.deadlines, limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))
 }
@@ -299,7 +303,16 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     // with the head: such a request can be sent again as it is.
     let peer_idx = plan.up.balancer.next();
     let peer = &up_cfg.servers[peer_idx];
-    let mut out = Vec::with_capacity(ex.head.buf.len() + 256);
+    let client_text = if ex.client == ds.peer.ip().to_canonical() {
+        ds.peer_text
+    } else {
+        rewrite::AddrText::ip(ex.client)
+    };
+    let mut out = std::mem::take(&mut ds.upbuf);
+    if out.capacity() == 0 {
+        out = ctx.buffers.take_vec();
+    }
+    out.clear();
     rewrite::request_head(
         &RequestRewrite {
             head: &ex.head,
@@ -308,9 +321,9 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
             host: plan.host,
             preserve_host: plan.pass.preserve_host,
             upstream_authority: &peer.authority,
-            peer: ds.peer.ip(),
-            client: ex.client,
-            local: ds.local,
+            peer: &ds.peer_text,
+            client: &client_text,
+            local_port: &ds.port_text,
         },
         &mut out,
     );
@@ -323,7 +336,8 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         BodyKind::Length(_) | BodyKind::Chunked => false,
         BodyKind::Empty | BodyKind::UntilClose => true,
     };
-    let request = Bytes::from(out);
+    // Kept across a retry: a failed write hands the buffer back.
+    let mut request = Some(out);
 
     let mut retried = false;
     let method_idempotent = idempotent(ex.head.method());
@@ -351,15 +365,20 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         };
 
         // Phase: send_request.
-        if let Err(e) = io::write_all(&mut conn.stream, request.clone(), up_cfg.send_timeout).await {
-            if may_retry(&conn, true) && !matches!(e, IoFail::Timeout) {
-                retried = true;
-                continue;
+        let Some(req) = request.take() else {
+            return Err(ErrorKind::Internal.into());
+        };
+        match io::write_all_keep(&mut conn.stream, req, &ctx.deadlines, up_cfg.send_timeout).await {
+            Ok(req) => request = Some(req),
+            Err((IoFail::Io(e), Some(req))) => {
+                request = Some(req);
+                if may_retry(&conn, true) {
+                    retried = true;
+                    continue;
+                }
+                return Err(Error::io(ErrorKind::UpstreamClosed, e));
             }
-            return Err(match e {
-                IoFail::Timeout => Error::new(ErrorKind::SendTimeout),
-                IoFail::Io(e) => Error::io(ErrorKind::UpstreamClosed, e),
-            });
+            Err(_) => return Err(Error::new(ErrorKind::SendTimeout)),
         }
 
         // Phase: forward_request_body.
@@ -388,7 +407,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         }
 
         // Phase: read_response_head.
-        match read_response_head(&mut conn, up_cfg.read_timeout, ex.head.method() == b"HEAD").await {
+        match read_response_head(ctx, &mut conn, up_cfg.read_timeout, ex.head.method() == b"HEAD").await {
             Ok(resp) => break (conn, resp, early),
             Err(e) if e.kind == ErrorKind::UpstreamClosed && may_retry(&conn, false) => {
                 tracing::debug!(upstream = %up_cfg.name, "pooled connection was closed; retrying on a new one");
@@ -398,6 +417,10 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         }
     };
     let (head, meta) = resp;
+    if let Some(mut req) = request {
+        req.clear();
+        ds.upbuf = req;
+    }
 
     // The client connection stays open only if this exchange ends cleanly.
     ex.close |= early
@@ -442,12 +465,13 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         }
     }
     ex.status = head.status;
-    io::flush_vec(&mut ds.stream, &mut ds.wbuf, limits.send_timeout)
+    io::flush_vec(&mut ds.stream, &mut ds.wbuf, &ctx.deadlines, limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))?;
 
     // Phase: forward_response_body.
     let copy = Copy {
+        deadlines: &ctx.deadlines,
         kind: body_left,
         chunked_out: framing == ClientFraming::Chunked,
         read_timeout: up_cfg.read_timeout,
@@ -487,12 +511,17 @@ async fn forward_request_body(
 ) -> std::result::Result<(), BodyError> {
     if ex.meta.expect_continue && ds.rbuf.is_empty() {
         // The upstream connection is ready, so now the client may send.
-        io::write_all(&mut ds.stream, respond::CONTINUE, limits.send_timeout)
-            .await
-            .map_err(|e| BodyError::Read(Some(e)))?;
+        io::write_all(
+            &mut ds.stream,
+            respond::CONTINUE,
+            &ctx.deadlines,
+            limits.send_timeout,
+        )
+        .await
+        .map_err(|e| BodyError::Read(Some(e)))?;
     }
-    let _ = ctx;
     let copy = Copy {
+        deadlines: &ctx.deadlines,
         kind: ex.meta.body(),
         chunked_out: ex.meta.body() == BodyKind::Chunked,
         read_timeout: limits.body_timeout,
@@ -507,6 +536,7 @@ async fn forward_request_body(
 
 /// Phase: read_response_head. Interim 1xx responses are read and dropped.
 async fn read_response_head(
+    ctx: &WorkerCtx,
     conn: &mut UpConn,
     read_timeout: Duration,
     head_request: bool,
@@ -541,7 +571,15 @@ async fn read_response_head(
             }
         }
         let had_bytes = !conn.rbuf.is_empty();
-        match io::read_buf(&mut conn.stream, &mut conn.rbuf, HEAD_READ, read_timeout).await {
+        match io::read_buf(
+            &mut conn.stream,
+            &mut conn.rbuf,
+            HEAD_READ,
+            &ctx.deadlines,
+            read_timeout,
+        )
+        .await
+        {
             Ok(0) if had_bytes => return Err(ErrorKind::BadResponse("response head cut short").into()),
             Ok(0) => return Err(ErrorKind::UpstreamClosed.into()),
             Ok(_) => {}
@@ -615,7 +653,7 @@ async fn send_canned(
     .write(&ctx.dates, &mut ds.wbuf);
     let server = server.unwrap_or_else(|| ctx.router.default_server(ds.listener));
     let t = ctx.server(server).limits.send_timeout;
-    io::flush_vec(&mut ds.stream, &mut ds.wbuf, t).await
+    io::flush_vec(&mut ds.stream, &mut ds.wbuf, &ctx.deadlines, t).await
 }
 
 /// Phase: finish (downstream side): access log, keep-alive decision.

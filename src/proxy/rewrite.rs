@@ -7,7 +7,7 @@
 //! allocated per field.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -68,6 +68,69 @@ pub fn upstream_target<'a>(
     }
 }
 
+/// An address as text, formatted once per connection rather than per request.
+#[derive(Clone, Copy)]
+pub struct AddrText {
+    buf: [u8; 45],
+    len: u8,
+}
+
+impl AddrText {
+    pub fn ip(ip: IpAddr) -> AddrText {
+        let mut t = AddrText { buf: [0; 45], len: 0 };
+        match ip.to_canonical() {
+            // The common case without the formatting machinery.
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    t.push_decimal(u32::from(octet));
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut cursor = std::io::Cursor::new(&mut t.buf[..]);
+                let _ = write!(cursor, "{v6}");
+                t.len = cursor.position() as u8;
+            }
+        }
+        t
+    }
+
+    pub fn port(port: u16) -> AddrText {
+        let mut t = AddrText { buf: [0; 45], len: 0 };
+        t.push_decimal(u32::from(port));
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len as usize] = b;
+        self.len += 1;
+    }
+
+    fn push_decimal(&mut self, n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut v = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            self.push(d);
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
 /// Inputs for the upstream request head.
 pub struct RequestRewrite<'a> {
     pub head: &'a RequestHead,
@@ -77,9 +140,13 @@ pub struct RequestRewrite<'a> {
     pub host: Option<&'a [u8]>,
     pub preserve_host: bool,
     pub upstream_authority: &'a str,
-    pub peer: IpAddr,
-    pub client: IpAddr,
-    pub local: SocketAddr,
+    /// The peer address, appended to X-Forwarded-For.
+    pub peer: &'a AddrText,
+    /// The client address for X-Real-IP (the peer's, unless a trusted proxy
+    /// forwarded the request).
+    pub client: &'a AddrText,
+    /// The port the client connected to.
+    pub local_port: &'a AddrText,
 }
 
 /// Fields the proxy sets itself; whatever the client sent under these names
@@ -130,18 +197,14 @@ pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
             }
         }
     }
-    push_ip(r.peer.to_canonical(), out);
-    out.extend_from_slice(b"\r\nX-Real-IP: ");
-    push_ip(r.client, out);
+    out.extend_from_slice(r.peer.as_bytes());
     out.extend_from_slice(b"\r\n");
+    encode::header(b"X-Real-IP", r.client.as_bytes(), out);
     encode::header(b"X-Forwarded-Proto", b"http", out);
     if let Some(h) = r.host {
         encode::header(b"X-Forwarded-Host", h, out);
     }
-    {
-        use std::io::Write;
-        let _ = write!(out, "X-Forwarded-Port: {}\r\n", r.local.port());
-    }
+    encode::header(b"X-Forwarded-Port", r.local_port.as_bytes(), out);
     match r.meta.body() {
         BodyKind::Length(n) => encode::content_length(n, out),
         BodyKind::Chunked => encode::header(b"Transfer-Encoding", b"chunked", out),
@@ -153,11 +216,6 @@ pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
         }
     }
     encode::end_head(out);
-}
-
-fn push_ip(ip: IpAddr, out: &mut Vec<u8>) {
-    use std::io::Write;
-    let _ = write!(out, "{ip}");
 }
 
 /// How the response body is framed toward the client.
@@ -284,6 +342,27 @@ mod tests {
             Parsed::Complete(p, n) => p.into_head(Bytes::copy_from_slice(&raw.as_bytes()[..n])),
             Parsed::Partial => panic!(),
         }
+    }
+
+    #[test]
+    fn address_text() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "10.20.3.4",
+            "::1",
+            "2001:db8::ff00:42:8329",
+        ] {
+            let addr: IpAddr = ip.parse().unwrap();
+            assert_eq!(AddrText::ip(addr).as_bytes(), ip.as_bytes());
+        }
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(AddrText::ip(mapped).as_bytes(), b"192.0.2.1");
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".parse().unwrap();
+        assert_eq!(AddrText::ip(longest).as_bytes(), longest.to_string().as_bytes());
+        assert_eq!(AddrText::port(0).as_bytes(), b"0");
+        assert_eq!(AddrText::port(65535).as_bytes(), b"65535");
     }
 
     #[test]

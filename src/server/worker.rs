@@ -12,7 +12,7 @@ use super::{listener, Control, Driver};
 
 /// How often idle upstream connections are checked for a close by the upstream.
 const POOL_SWEEP: Duration = Duration::from_secs(1);
-const POOL_SWEEP_TICKS: u32 = (POOL_SWEEP.as_millis() / crate::idle::TICK.as_millis()) as u32;
+const POOL_SWEEP_TICKS: u32 = (POOL_SWEEP.as_millis() / crate::deadline::TICK.as_millis()) as u32;
 
 pub struct WorkerSpec {
     pub id: usize,
@@ -70,10 +70,10 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
         let mut n = 0u32;
         while !ticker.shutdown.is_raised() {
             monoio::select! {
-                _ = monoio::time::sleep(crate::idle::TICK) => {},
+                _ = monoio::time::sleep(crate::deadline::TICK) => {},
                 _ = ticker.shutdown.wait() => break,
             }
-            ticker.idle.tick(Instant::now());
+            ticker.deadlines.tick(Instant::now());
             n += 1;
             if n.is_multiple_of(POOL_SWEEP_TICKS) {
                 for up in &ticker.upstreams {

@@ -1,12 +1,15 @@
-//! Waiting on idle client connections without a timer each.
+//! Deadlines for socket waits, without a timer each.
 //!
-//! A keep-alive connection between requests waits for the client to send
-//! again. A monoio `Sleep` is 640 bytes, more than the rest of an idle
-//! connection's state, so idle waits do not get one: each registers its
-//! deadline in this per-worker table, and one periodic tick of the worker
-//! wakes those whose deadline has passed (nginx keeps one timer tree per
-//! worker for the same reason). Deadlines are therefore honoured to within
-//! one tick. Raising the worker's shutdown wakes every idle wait at once.
+//! Every await on a socket has a deadline. A monoio `Sleep` per wait would
+//! cost 640 bytes in each future that holds one (more than the rest of an
+//! idle connection's state) and a timer-wheel insert and removal per I/O.
+//! Instead a wait that has to block registers its deadline in this per-worker
+//! table, and one periodic tick of the worker wakes those whose deadline has
+//! passed (nginx keeps one timer tree per worker for the same reason). A
+//! deadline is therefore honoured to within one tick, late but never early.
+//!
+//! Idle waits (a keep-alive client between requests) also end when the worker
+//! starts shutting down; I/O of a request in flight does not.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -26,12 +29,12 @@ struct Entry {
 }
 
 #[derive(Default)]
-pub struct IdleTimers {
+pub struct Deadlines {
     entries: RefCell<Slab<Entry>>,
     closing: Cell<bool>,
 }
 
-/// Why an idle wait ended.
+/// Why a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Woke<T> {
     Ready(T),
@@ -39,14 +42,26 @@ pub enum Woke<T> {
     Closing,
 }
 
-impl IdleTimers {
-    /// Waits for `fut` until `deadline` (to within one tick) or shutdown.
-    pub fn wait<F: Future>(&self, fut: F, deadline: Instant) -> IdleWait<'_, F> {
-        IdleWait {
+impl Deadlines {
+    /// Waits for `fut` until `deadline` (to within one tick).
+    pub fn within<F: Future>(&self, fut: F, deadline: Instant) -> Within<'_, F> {
+        Within {
             timers: self,
             fut,
             deadline,
             key: None,
+            idle: false,
+        }
+    }
+
+    /// Like `within`, and also ends when the worker starts shutting down.
+    pub fn idle<F: Future>(&self, fut: F, deadline: Instant) -> Within<'_, F> {
+        Within {
+            timers: self,
+            fut,
+            deadline,
+            key: None,
+            idle: true,
         }
     }
 
@@ -63,6 +78,8 @@ impl IdleTimers {
     /// Ends every idle wait, now and from now on.
     pub fn close_all(&self) {
         self.closing.set(true);
+        // Waking the rest too is harmless: they find their deadline unmet
+        // and wait on.
         for (_, e) in self.entries.borrow_mut().iter_mut() {
             e.waker.wake_by_ref();
         }
@@ -78,15 +95,16 @@ impl IdleTimers {
 }
 
 pin_project_lite::pin_project! {
-    pub struct IdleWait<'a, F> {
-        timers: &'a IdleTimers,
+    pub struct Within<'a, F> {
+        timers: &'a Deadlines,
         #[pin]
         fut: F,
         deadline: Instant,
         key: Option<usize>,
+        idle: bool,
     }
 
-    impl<F> PinnedDrop for IdleWait<'_, F> {
+    impl<F> PinnedDrop for Within<'_, F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(k) = this.key.take() {
@@ -96,12 +114,12 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F: Future> Future for IdleWait<'_, F> {
+impl<F: Future> Future for Within<'_, F> {
     type Output = Woke<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if this.timers.closing.get() {
+        if *this.idle && this.timers.closing.get() {
             return Poll::Ready(Woke::Closing);
         }
         if let Poll::Ready(v) = this.fut.poll(cx) {
@@ -138,9 +156,9 @@ mod tests {
 
     #[test]
     fn expires_on_tick_and_leaves_the_table() {
-        let t = IdleTimers::default();
+        let t = Deadlines::default();
         let now = Instant::now();
-        let mut w = Box::pin(t.wait(pending::<()>(), now + Duration::from_secs(5)));
+        let mut w = Box::pin(t.within(pending::<()>(), now + Duration::from_secs(5)));
         assert!(poll_once(w.as_mut()).is_pending());
         assert_eq!(t.len(), 1);
         t.tick(now + Duration::from_secs(4));
@@ -153,15 +171,19 @@ mod tests {
 
     #[test]
     fn ready_future_wins_and_close_ends_all() {
-        let t = IdleTimers::default();
+        let t = Deadlines::default();
         let far = Instant::now() + Duration::from_secs(60);
-        let mut ready = Box::pin(t.wait(async { 7 }, far));
+        let mut ready = Box::pin(t.idle(async { 7 }, far));
         assert_eq!(poll_once(ready.as_mut()), Poll::Ready(Woke::Ready(7)));
-        let mut waiting = Box::pin(t.wait(pending::<()>(), far));
+        let mut waiting = Box::pin(t.idle(pending::<()>(), far));
+        let mut in_flight = Box::pin(t.within(pending::<()>(), far));
         assert!(poll_once(waiting.as_mut()).is_pending());
+        assert!(poll_once(in_flight.as_mut()).is_pending());
         t.close_all();
         assert_eq!(poll_once(waiting.as_mut()), Poll::Ready(Woke::Closing));
-        let mut late = Box::pin(t.wait(pending::<()>(), far));
+        // A request in flight is not cut short by shutdown.
+        assert!(poll_once(in_flight.as_mut()).is_pending());
+        let mut late = Box::pin(t.idle(pending::<()>(), far));
         assert_eq!(poll_once(late.as_mut()), Poll::Ready(Woke::Closing));
     }
 }
