@@ -32,6 +32,7 @@ struct Entry {
 pub struct Deadlines {
     entries: RefCell<Slab<Entry>>,
     closing: Cell<bool>,
+    expired: Cell<bool>,
 }
 
 /// Why a wait ended.
@@ -85,6 +86,16 @@ impl Deadlines {
         }
     }
 
+    /// Ends every wait, idle or not, now and from now on: what is still in
+    /// flight when a shutdown's drain_timeout runs out fails as timed out.
+    pub fn expire_all(&self) {
+        self.expired.set(true);
+        for (_, e) in self.entries.borrow_mut().iter_mut() {
+            e.expired = true;
+            e.waker.wake_by_ref();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.borrow().len()
     }
@@ -121,6 +132,9 @@ impl<F: Future> Future for Within<'_, F> {
         let this = self.project();
         if *this.idle && this.timers.closing.get() {
             return Poll::Ready(Woke::Closing);
+        }
+        if this.timers.expired.get() {
+            return Poll::Ready(Woke::TimedOut);
         }
         if let Poll::Ready(v) = this.fut.poll(cx) {
             return Poll::Ready(Woke::Ready(v));
@@ -185,5 +199,10 @@ mod tests {
         assert!(poll_once(in_flight.as_mut()).is_pending());
         let mut late = Box::pin(t.idle(pending::<()>(), far));
         assert_eq!(poll_once(late.as_mut()), Poll::Ready(Woke::Closing));
+        // At the end of a drain, everything gives up.
+        t.expire_all();
+        assert_eq!(poll_once(in_flight.as_mut()), Poll::Ready(Woke::TimedOut));
+        let mut after = Box::pin(t.within(pending::<()>(), far));
+        assert_eq!(poll_once(after.as_mut()), Poll::Ready(Woke::TimedOut));
     }
 }

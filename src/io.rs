@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use monoio::buf::IoBuf;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::deadline::{Deadlines, Woke};
@@ -40,10 +40,16 @@ pub async fn read_buf<S: AsyncReadRent>(
     if spare == 0 || spare < reserve / 4 {
         buf.reserve(reserve);
     }
+    // The read goes after the bytes already held: monoio reads a whole
+    // `BytesMut` from its start, so it is handed only the spare part.
     let owned = std::mem::take(buf);
-    match d.within(s.read(owned), Instant::now() + t).await {
+    let (len, cap) = (owned.len(), owned.capacity());
+    match d
+        .within(s.read(owned.slice_mut(len..cap)), Instant::now() + t)
+        .await
+    {
         Woke::Ready((res, b)) => {
-            *buf = b;
+            *buf = b.into_inner();
             res.map_err(IoFail::Io)
         }
         Woke::TimedOut | Woke::Closing => Err(IoFail::Timeout),

@@ -154,7 +154,7 @@ pub fn host_without_port(host: &[u8]) -> &[u8] {
 /// Paths without dot segments, the usual case, are returned unchanged and
 /// without allocating.
 pub fn normalize_path(path: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    let has_dots = path.split(|&b| b == b'/').any(|seg| seg == b"." || seg == b"..");
+    let has_dots = path.split(|&b| b == b'/').any(|seg| dots(seg) > 0);
     if !has_dots {
         return Some(std::borrow::Cow::Borrowed(path));
     }
@@ -163,14 +163,14 @@ pub fn normalize_path(path: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     let last = segments.len().saturating_sub(1);
     let mut trailing_slash = false;
     for (i, seg) in segments.iter().enumerate() {
-        match *seg {
-            b"." => trailing_slash = i == last,
-            b".." => {
+        match dots(seg) {
+            1 => trailing_slash = i == last,
+            2 => {
                 out.pop()?;
                 trailing_slash = i == last;
             }
-            s => {
-                out.push(s);
+            _ => {
+                out.push(seg);
                 trailing_slash = false;
             }
         }
@@ -184,6 +184,28 @@ pub fn normalize_path(path: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
         norm.push(b'/');
     }
     Some(std::borrow::Cow::Owned(norm))
+}
+
+/// 1 for a `.` segment, 2 for `..`, 0 otherwise. A dot may be written
+/// percent-encoded (`%2e`): a backend that decodes it would climb just the
+/// same, so it counts as a dot here (nginx decodes before matching too).
+fn dots(seg: &[u8]) -> usize {
+    let mut n = 0;
+    let mut rest = seg;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return 0;
+        }
+        n += 1;
+        if n > 2 {
+            return 0;
+        }
+    }
+    n
 }
 
 #[cfg(test)]
@@ -269,5 +291,11 @@ mod tests {
         assert_eq!(n("/..").as_deref(), None);
         assert_eq!(n("/a/../../b").as_deref(), None);
         assert_eq!(n("/a..b/c.").as_deref(), Some("/a..b/c."));
+        assert_eq!(n("/api/%2e%2e/admin").as_deref(), Some("/admin"));
+        assert_eq!(n("/api/.%2E/admin").as_deref(), Some("/admin"));
+        assert_eq!(n("/a/%2e/b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/%2e%2e").as_deref(), None);
+        assert_eq!(n("/a/%2e%2e%2e/b").as_deref(), Some("/a/%2e%2e%2e/b"));
+        assert_eq!(n("/a/%2f/b").as_deref(), Some("/a/%2f/b"));
     }
 }

@@ -1,7 +1,8 @@
 //! The config file as written: serde types that mirror the TOML one to one.
 //!
-//! Every table refuses unknown keys (`deny_unknown_fields`), so a misspelt
-//! directive is an error with a position rather than a silently ignored line.
+//! A key these types do not know is never silently ignored: `validate.rs`
+//! deserializes through `serde_ignored`, which reports every such key, and
+//! each becomes an error with its position (all of them, not just the first).
 //! Values that need checking beyond their TOML type are kept `Spanned`, so
 //! `validate.rs` can point at the exact line and column of a bad value.
 
@@ -9,7 +10,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
     pub global: RawGlobal,
@@ -29,7 +29,6 @@ pub enum StrOrInt {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawGlobal {
     pub workers: Option<Spanned<StrOrInt>>,
     pub log_level: Option<Spanned<String>>,
@@ -38,7 +37,6 @@ pub struct RawGlobal {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub name: Spanned<String>,
     pub servers: Spanned<Vec<Spanned<RawPeer>>>,
@@ -58,6 +56,7 @@ pub enum RawPeer {
 }
 
 #[derive(Debug, Deserialize)]
+// Inside an untagged enum, where serde_ignored cannot see: refused here.
 #[serde(deny_unknown_fields)]
 pub struct RawPeerTable {
     pub addr: String,
@@ -65,7 +64,6 @@ pub struct RawPeerTable {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Spanned<Vec<Spanned<StrOrInt>>>,
     pub server_name: Option<Vec<Spanned<String>>>,
@@ -84,7 +82,6 @@ pub struct RawServer {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLocation {
     pub path: Spanned<String>,
     pub proxy_pass: Option<Spanned<String>>,
@@ -95,7 +92,6 @@ pub struct RawLocation {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawReturn {
     pub status: Spanned<i64>,
     pub body: Option<String>,

@@ -154,6 +154,154 @@ fn parse_size(s: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// One step of a key path: a table key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn segments(path: &serde_ignored::Path) -> Vec<Seg> {
+    use serde_ignored::Path;
+    let mut out = match path {
+        Path::Root => return Vec::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    };
+    match path {
+        // The fields of toml's `Spanned` wrapper are not keys of the file.
+        Path::Map { key, .. } if key.starts_with("$__serde_spanned") => {}
+        Path::Map { key, .. } => out.push(Seg::Key(key.clone())),
+        Path::Seq { index, .. } => out.push(Seg::Index(*index)),
+        _ => {}
+    }
+    out
+}
+
+/// `server[0].location[1].pth`
+fn key_name(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) if s.is_empty() => s.push_str(k),
+            Seg::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// Where a key is written, found in the document's syntax tree.
+fn key_span(doc: &toml_edit::ImDocument<&str>, path: &[Seg]) -> Option<Range<usize>> {
+    let (Seg::Key(last), parents) = path.split_last()? else {
+        return None;
+    };
+    let mut item = doc.as_item();
+    for seg in parents {
+        item = match seg {
+            Seg::Key(k) => item.get(k.as_str())?,
+            Seg::Index(i) => item.get(*i)?,
+        };
+    }
+    let (key, _) = item.as_table_like()?.get_key_value(last)?;
+    key.span()
+}
+
+/// The keys a table accepts, by where it sits, for "did you mean".
+fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
+    use super::raw::{RawGlobal, RawReturn};
+    let keys: Vec<&str> = parents
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    match keys.as_slice() {
+        [] => fields_of::<RawConfig>(),
+        ["global"] => fields_of::<RawGlobal>(),
+        ["upstream"] => fields_of::<RawUpstream>(),
+        ["server"] => fields_of::<RawServer>(),
+        ["server", "location"] => fields_of::<RawLocation>(),
+        ["server", "location", "return"] => fields_of::<RawReturn>(),
+        _ => &[],
+    }
+}
+
+/// The field names of a derived `Deserialize` struct, read by asking it to
+/// deserialize from a probe that records what it is asked for.
+fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Deserializer, Visitor};
+
+    #[derive(Debug)]
+    struct Stop;
+    impl fmt::Display for Stop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+fn report_unknown_keys(c: &mut Checker, unknown: &[Vec<Seg>]) {
+    let doc = toml_edit::ImDocument::parse(c.text).ok();
+    for path in unknown {
+        let Some((Seg::Key(name), parents)) = path.split_last() else {
+            continue;
+        };
+        let span = doc.as_ref().and_then(|d| key_span(d, path)).unwrap_or(0..0);
+        let known = known_keys(parents);
+        let closest = known
+            .iter()
+            .map(|k| (strsim::levenshtein(name, k), *k))
+            .filter(|(d, _)| *d <= 2)
+            .min();
+        let message = match closest {
+            Some((_, k)) => format!("unknown key `{name}`; did you mean `{k}`?"),
+            None if known.is_empty() => format!("unknown key `{name}`"),
+            None => format!("unknown key `{name}` (known here: {})", known.join(", ")),
+        };
+        c.error(span, key_name(path), message);
+    }
+}
+
 /// Adds a suggestion to serde's "unknown field `lisen`, expected one of
 /// `listen`, ..." and explains the usual cause of "expected a sequence".
 fn with_hint(message: &str) -> String {
@@ -171,7 +319,7 @@ fn with_hint(message: &str) -> String {
         if let Some((_, k)) = closest {
             return format!("{message}; did you mean `{k}`?");
         }
-    } else if message.contains("expected a sequence") {
+    } else if message.contains("invalid type: map, expected a sequence") {
         return format!(
             "{message} (repeated tables are written [[server]], [[upstream]], [[server.location]])"
         );
@@ -187,15 +335,20 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         file: origin.display().to_string(),
         errors: Vec::new(),
     };
-    let raw: RawConfig = match toml::from_str(text) {
+    let mut unknown: Vec<Vec<Seg>> = Vec::new();
+    let de = toml::Deserializer::new(text);
+    let raw: RawConfig = match serde_ignored::deserialize(de, |path| unknown.push(segments(&path))) {
         Ok(raw) => raw,
         Err(e) => {
-            // serde stops at the first shape error, so this one comes alone.
+            // A syntax or type error stops serde, so it comes alone.
             let span = e.span().unwrap_or(0..0);
             c.error(span, "", with_hint(e.message().trim()));
             return Err(ConfigErrors(c.errors));
         }
     };
+    if !unknown.is_empty() {
+        report_unknown_keys(&mut c, &unknown);
+    }
 
     let global = check_global(&mut c, &raw);
     let mut upstreams = Vec::new();
@@ -719,10 +872,15 @@ mod tests {
 
     #[test]
     fn misspelt_keys_get_a_suggestion() {
-        let e = validate("[[server]]\nlisen = 1\n", Path::new("t.toml")).unwrap_err();
-        assert_eq!(e.0.len(), 1);
+        let e = validate(
+            "[[server]]\nlisten = [\"127.0.0.1:1\"]\nlisen = 1\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "server[0].lisen");
         assert!(e.0[0].message.ends_with("did you mean `listen`?"), "{}", e.0[0]);
-        assert_eq!((e.0[0].line, e.0[0].col), (2, 1));
+        assert_eq!((e.0[0].line, e.0[0].col), (3, 1));
         let e = validate("[server]\nlisten = 1\n", Path::new("t.toml")).unwrap_err();
         assert!(e.0[0].message.contains("[[server]]"), "{}", e.0[0]);
     }
@@ -750,6 +908,32 @@ mod tests {
         assert_eq!(
             e.to_string().lines().next().unwrap(),
             "t.toml:2:11: global.workers: must be \"auto\" or a number from 1 to 1024"
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_the_other_errors() {
+        let text = "bogus = 1\n[global]\nworkers = 0\nwrokers = 2\n[[server]]\nlisten = [1]\n\
+                    [[server.location]]\npath = \"/\"\nreturn = { status = 200, bdy = \"x\" }\nzzz = 1\n";
+        let e = validate(text, Path::new("t.toml")).unwrap_err();
+        let got: Vec<(usize, &str)> = e.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "bogus"),
+                (3, "global.workers"),
+                (4, "global.wrokers"),
+                (9, "server[0].location[0].return.bdy"),
+                (10, "server[0].location[0].zzz")
+            ],
+            "{e}"
+        );
+        assert!(e.0[2].message.contains("did you mean `workers`?"));
+        assert!(e.0[3].message.contains("did you mean `body`?"));
+        assert!(
+            e.0[4].message.contains("known here: path, proxy_pass"),
+            "{}",
+            e.0[4]
         );
     }
 

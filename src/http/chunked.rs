@@ -208,6 +208,18 @@ impl Decoder {
     }
 }
 
+/// Checks the start of a chunked body, as far as it has arrived, without
+/// consuming it: a body that is already visibly invalid is refused before
+/// anything is sent upstream.
+pub fn check_prefix(input: &[u8]) -> Result<(), ChunkError> {
+    let mut d = Decoder::new();
+    let mut off = 0;
+    while off < input.len() && !d.is_done() {
+        off += d.decode(&input[off..])?.consumed;
+    }
+    Ok(())
+}
+
 /// Appends a chunk-size line for `len` bytes of data.
 pub fn write_chunk_header(len: usize, out: &mut Vec<u8>) {
     use std::io::Write;
@@ -327,6 +339,14 @@ mod tests {
             }
         }
         assert_eq!(res, Err(ChunkError::TrailersTooLarge));
+    }
+
+    #[test]
+    fn prefix_check() {
+        assert_eq!(check_prefix(b"5\r\nhel"), Ok(()));
+        assert_eq!(check_prefix(b""), Ok(()));
+        assert_eq!(check_prefix(b"zz\r\n"), Err(ChunkError::BadSize));
+        assert_eq!(check_prefix(b"5\nhello"), Err(ChunkError::BadLineEnd));
     }
 
     #[test]

@@ -206,7 +206,7 @@ pub fn response_meta(head: &ResponseHead, head_request: bool) -> Result<Response
         }
     } else {
         match length {
-            Some(0) => BodyKind::Empty,
+            // Length(0), not Empty: the client must be told the length too.
             Some(n) => BodyKind::Length(n),
             None => {
                 close = true;
@@ -325,6 +325,10 @@ mod tests {
             BodyKind::Empty
         );
         assert_eq!(r("HTTP/1.1 204 No Content\r\n\r\n", false), BodyKind::Empty);
+        assert_eq!(
+            r("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+            BodyKind::Length(0)
+        );
         assert_eq!(
             r("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n", false),
             BodyKind::Empty

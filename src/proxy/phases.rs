@@ -14,9 +14,10 @@ use super::Downstream;
 use crate::config::{Action, ClientLimits, Location, ProxyPass, Return};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::http::chunked;
 use crate::http::framing::{request_meta, response_meta};
 use crate::http::parse::{parse_request, parse_response, HeadLimits, Parsed};
-use crate::http::{BodyKind, RequestHead, RequestMeta, ResponseHead};
+use crate::http::{BodyKind, RequestHead, RequestMeta, ResponseHead, Version};
 use crate::io::{self, IoFail};
 use crate::log::Entry;
 use crate::route;
@@ -62,7 +63,8 @@ pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
             // say (400, 408, 414, 431) and close.
             if let Some(status) = e.kind.status() {
                 tracing::debug!(peer = %ds.peer, "refused request: {e}");
-                let _ = send_canned(ctx, ds, status, None, true, false).await;
+                log_refused(ctx, ds, status);
+                let _ = send_canned(ctx, ds, status, None, true, false, false).await;
                 return Next::Linger;
             }
             return Next::Close;
@@ -83,6 +85,18 @@ pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
         answer_error(ctx, ds, &mut ex, e).await;
     }
     finish_request(ctx, ds, &ex)
+}
+
+/// Whether the client connection must close after this response: the client
+/// asked for it, its body was not read to the end, the worker is shutting
+/// down, or keep-alive limits are reached. One rule for every response.
+fn must_close(ctx: &WorkerCtx, ds: &Downstream, ex: &Exchange) -> bool {
+    let limits = &ctx.server(ex.server).limits;
+    ex.close
+        || !ex.req_body_done
+        || ctx.shutdown.is_raised()
+        || ds.served + 1 >= limits.keepalive_requests
+        || limits.keepalive_timeout.is_zero()
 }
 
 /// Phase: read_request_head. Called once the client has sent something;
@@ -226,6 +240,13 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
         }
     }
 
+    if ex.meta.body() == BodyKind::Chunked {
+        // What has arrived of a chunked body is checked before an upstream
+        // sees the head. A fault further on aborts the upstream request
+        // mid-body, which no server takes for a complete request.
+        chunked::check_prefix(&ds.rbuf).map_err(|e| ErrorKind::BadRequest(e.as_str()))?;
+    }
+
     match &location.action {
         Action::Return(ret) => respond_return(ctx, ds, ex, ret).await,
         Action::Proxy(pass) => {
@@ -255,8 +276,8 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
 
 /// A `return` location: a fixed response, no upstream.
 async fn respond_return(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange, ret: &Return) -> Result<()> {
-    // The body, if any, is not read; the connection cannot be reused after it.
-    ex.close |= !ex.req_body_done || ctx.shutdown.is_raised();
+    // A body, if any, is not read, so the connection cannot be reused after it.
+    ex.close = must_close(ctx, ds, ex);
     ex.status = ret.status;
     ex.body_bytes = ret.body.len() as u64;
     ds.wbuf.clear();
@@ -265,6 +286,7 @@ async fn respond_return(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange,
         body: ret.body.as_bytes(),
         location: ret.location.as_deref().map(str::as_bytes),
         close: ex.close,
+        keep_alive_10: ex.head.version == Version::Http10,
         head_only: ex.head.method() == b"HEAD",
     }
     .write(&ctx.dates, &mut ds.wbuf);
@@ -423,11 +445,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     }
 
     // The client connection stays open only if this exchange ends cleanly.
-    ex.close |= early
-        || !ex.req_body_done
-        || ctx.shutdown.is_raised()
-        || ds.served + 1 >= limits.keepalive_requests
-        || limits.keepalive_timeout.is_zero();
+    ex.close = early || must_close(ctx, ds, ex);
     let framing = rewrite::client_framing(meta.body, ex.head.version);
     ex.close |= framing == ClientFraming::Close;
 
@@ -617,7 +635,7 @@ async fn answer_error(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange, e
     // After an upstream failure or a 404 the client's request was complete,
     // so its connection can carry on; after a client error it cannot.
     let clean = matches!(e.kind.side(), Side::Upstream) || e.kind == ErrorKind::NotFound;
-    ex.close |= !(clean && ex.req_body_done) || ctx.shutdown.is_raised();
+    ex.close = !clean || must_close(ctx, ds, ex);
     ex.status = status;
     let head_only = ex.head.method() == b"HEAD";
     ex.body_bytes = if head_only {
@@ -625,9 +643,18 @@ async fn answer_error(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange, e
     } else {
         respond::error_body(status).len() as u64
     };
-    if send_canned(ctx, ds, status, Some(ex.server), ex.close, head_only)
-        .await
-        .is_err()
+    let keep_alive_10 = ex.head.version == Version::Http10;
+    if send_canned(
+        ctx,
+        ds,
+        status,
+        Some(ex.server),
+        ex.close,
+        keep_alive_10,
+        head_only,
+    )
+    .await
+    .is_err()
     {
         ex.close = true;
     }
@@ -639,6 +666,7 @@ async fn send_canned(
     status: u16,
     server: Option<usize>,
     close: bool,
+    keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
     let body = respond::error_body(status);
@@ -648,12 +676,45 @@ async fn send_canned(
         body: body.as_bytes(),
         location: None,
         close,
+        keep_alive_10,
         head_only,
     }
     .write(&ctx.dates, &mut ds.wbuf);
     let server = server.unwrap_or_else(|| ctx.router.default_server(ds.listener));
     let t = ctx.server(server).limits.send_timeout;
     io::flush_vec(&mut ds.stream, &mut ds.wbuf, &ctx.deadlines, t).await
+}
+
+/// Logs a request refused before its head could be parsed, with its first
+/// line as received (nginx logs these too).
+fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
+    let server = ctx.router.default_server(ds.listener);
+    if !ctx.logs.enabled(server) {
+        return;
+    }
+    let start = ds
+        .rbuf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(ds.rbuf.len());
+    let line = &ds.rbuf[start..];
+    let end = line
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(line.len());
+    let limit = ctx.server(server).limits.max_request_line;
+    ctx.logs.write(
+        server,
+        &ctx.dates,
+        &Entry {
+            client: ds.peer.ip().to_canonical(),
+            request_line: &line[..end.min(limit)],
+            status,
+            body_bytes: respond::error_body(status).len() as u64,
+            referer: None,
+            user_agent: None,
+        },
+    );
 }
 
 /// Phase: finish (downstream side): access log, keep-alive decision.

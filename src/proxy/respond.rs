@@ -10,6 +10,8 @@ pub struct Canned<'a> {
     pub body: &'a [u8],
     pub location: Option<&'a [u8]>,
     pub close: bool,
+    /// An HTTP/1.0 client whose connection stays open must be told so.
+    pub keep_alive_10: bool,
     /// Answering HEAD: the head says how long the body would be; no body.
     pub head_only: bool,
 }
@@ -26,6 +28,8 @@ impl Canned<'_> {
         }
         if self.close {
             encode::header(b"Connection", b"close", out);
+        } else if self.keep_alive_10 {
+            encode::header(b"Connection", b"keep-alive", out);
         }
         encode::end_head(out);
         if !self.head_only {
@@ -54,6 +58,7 @@ mod tests {
             body: body.as_bytes(),
             location: None,
             close: true,
+            keep_alive_10: false,
             head_only: false,
         }
         .write(&Dates::default(), &mut out);

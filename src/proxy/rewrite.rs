@@ -191,7 +191,8 @@ pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
     out.extend_from_slice(b"X-Forwarded-For: ");
     if xff_seen {
         for (name, value) in r.head.headers() {
-            if eq_ignore_case(name, b"x-forwarded-for") {
+            // An empty field adds nothing to the list (RFC 9110 §5.6.1).
+            if eq_ignore_case(name, b"x-forwarded-for") && !value.trim_ascii().is_empty() {
                 out.extend_from_slice(value);
                 out.extend_from_slice(b", ");
             }

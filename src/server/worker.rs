@@ -92,16 +92,23 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
     // Drain: stop accepting, close idle connections, let requests in
     // flight finish until drain_timeout.
     ctx.begin_shutdown();
-    let deadline = Instant::now() + ctx.config.global.drain_timeout;
-    while ctx.active.get() > 0 && Instant::now() < deadline {
+    let drain_until = Instant::now() + ctx.config.global.drain_timeout;
+    while ctx.active.get() > 0 && Instant::now() < drain_until {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     if ctx.active.get() > 0 {
+        // Whatever still waits on a socket fails now as timed out; the
+        // tasks unwind, answer what they can and close their connections.
         tracing::warn!(
             worker = ctx.id,
             "drain timeout: closing {} connections",
             ctx.active.get()
         );
+        ctx.deadlines.expire_all();
+        let give_up = Instant::now() + Duration::from_secs(1);
+        while ctx.active.get() > 0 && Instant::now() < give_up {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     for up in &ctx.upstreams {
         up.pool.clear();

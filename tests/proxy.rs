@@ -1,0 +1,32 @@
+//! Integration tests: the real proxy, started in-process through the library
+//! (or as the binary, for the command line and signals), in front of real
+//! backends on loopback sockets. Each test would fail if the behaviour it is
+//! named after broke; refusals are checked as carefully as successes,
+//! including that nothing reached the backend.
+
+// Tests are plain threads with blocking sockets, not workers: the locks and
+// sleeps that clippy.toml keeps off the request path are right here.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+mod support;
+
+#[path = "proxy/bodies.rs"]
+mod bodies;
+#[path = "proxy/cli.rs"]
+mod cli;
+#[path = "proxy/config.rs"]
+mod config;
+#[path = "proxy/failures.rs"]
+mod failures;
+#[path = "proxy/headers.rs"]
+mod headers;
+#[path = "proxy/keepalive.rs"]
+mod keepalive;
+#[path = "proxy/lifecycle.rs"]
+mod lifecycle;
+#[path = "proxy/pool.rs"]
+mod pool;
+#[path = "proxy/refusals.rs"]
+mod refusals;
+#[path = "proxy/routing.rs"]
+mod routing;
