@@ -39,18 +39,7 @@ pub fn header(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
 
 /// `Content-Length: n`.
 pub fn content_length(n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    header(b"Content-Length", &digits[i..], out);
+    header(b"Content-Length", itoa::Buffer::new().format(n).as_bytes(), out);
 }
 
 #[inline]

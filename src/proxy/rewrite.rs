@@ -110,18 +110,7 @@ impl AddrText {
     }
 
     fn push_decimal(&mut self, n: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        let mut v = n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        for &d in &digits[i..] {
+        for &d in itoa::Buffer::new().format(n).as_bytes() {
             self.push(d);
         }
     }
