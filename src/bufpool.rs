@@ -10,10 +10,10 @@ use std::cell::RefCell;
 
 use bytes::BytesMut;
 
-/// Buffers kept per worker, per kind.
-const MAX_POOLED: usize = 256;
+/// Buffers kept per worker, per kind (at most 2 x 128 x 16 KiB = 4 MiB).
+const MAX_POOLED: usize = 128;
 /// Larger buffers are freed rather than kept.
-const MAX_KEPT: usize = 64 * 1024;
+const MAX_KEPT: usize = 16 * 1024;
 
 pub struct BufPool {
     bytes: RefCell<Vec<BytesMut>>,
