@@ -34,6 +34,9 @@ pub struct Global {
     pub log_level: String,
     /// `drain_timeout`: how long in-flight requests may run after SIGTERM. Default `10s`.
     pub drain_timeout: Duration,
+    /// `max_connections`: client connections one worker serves at once;
+    /// past it, new ones get a 503 and are closed. Default 16384.
+    pub max_connections: usize,
     /// `trusted_proxies`: CIDRs whose X-Forwarded-For is believed when taking the
     /// client address (nginx's `set_real_ip_from`). Default: none.
     pub trusted_proxies: Vec<IpNet>,

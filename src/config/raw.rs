@@ -33,6 +33,7 @@ pub struct RawGlobal {
     pub workers: Option<Spanned<StrOrInt>>,
     pub log_level: Option<Spanned<String>>,
     pub drain_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 

@@ -425,6 +425,7 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
         }
     };
     let drain_timeout = c.duration(&g.drain_timeout, "global.drain_timeout", Duration::from_secs(10));
+    let max_connections = c.positive(&g.max_connections, "global.max_connections", 16384) as usize;
     let mut trusted_proxies = Vec::new();
     for (i, p) in g.trusted_proxies.iter().flatten().enumerate() {
         let s = p.get_ref().trim();
@@ -445,6 +446,7 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
         workers,
         log_level,
         drain_timeout,
+        max_connections,
         trusted_proxies,
     }
 }

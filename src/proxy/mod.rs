@@ -104,6 +104,40 @@ fn recycle(ctx: &WorkerCtx, ds: &mut Downstream) {
     ctx.buffers.put_vec(std::mem::take(&mut ds.upbuf));
 }
 
+/// Answers a connection accepted past `max_connections` with a 503 and
+/// closes it. The write goes to an empty socket buffer and is bounded by a
+/// short deadline, so a flood of these costs little.
+pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
+    let mut stream = stream;
+    let mut out = Vec::with_capacity(160);
+    let body = respond::error_body(503);
+    respond::Canned {
+        status: 503,
+        body: body.as_bytes(),
+        location: None,
+        close: true,
+        keep_alive_10: false,
+        head_only: false,
+    }
+    .write(&ctx.dates, &mut out);
+    tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.config.global.max_connections);
+    let _ = crate::io::write_all(&mut stream, out, &ctx.deadlines, Duration::from_secs(1)).await;
+    // The client's request was not read: close the sending side, then
+    // discard what it sends for a moment (at most 1 s and 64 KiB), so that
+    // closing does not answer its data with a reset that destroys the 503.
+    let _ = stream.shutdown().await;
+    let mut buf = bytes::BytesMut::with_capacity(4096);
+    let until = Instant::now() + Duration::from_secs(1);
+    for _ in 0..16 {
+        let left = until.saturating_duration_since(Instant::now());
+        buf.clear();
+        match crate::io::read_buf(&mut stream, &mut buf, 4096, &ctx.deadlines, left).await {
+            Ok(n) if n > 0 && !left.is_zero() => {}
+            _ => break,
+        }
+    }
+}
+
 /// Waits until the client sends something (or closes). False when the wait
 /// expires or the worker starts shutting down: the connection just closes.
 async fn wait_readable(ctx: &WorkerCtx, stream: &TcpStream, wait: Duration) -> bool {

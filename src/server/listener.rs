@@ -44,6 +44,11 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, index: usize, listener: monoio::net
             _ = ctx.shutdown.wait() => break,
         };
         match accepted {
+            Ok((stream, peer)) if ctx.active.get() >= ctx.config.global.max_connections => {
+                // Full: say so and close, rather than leave the client
+                // waiting in the accept queue with no answer.
+                monoio::spawn(proxy::refuse_busy(ctx.clone(), stream, peer));
+            }
             Ok((stream, peer)) => {
                 let conn = proxy::serve_connection(ctx.clone(), index, stream, peer);
                 monoio::spawn(Isolated { fut: conn, peer });

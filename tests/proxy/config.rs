@@ -133,6 +133,7 @@ fn every_documented_key_is_accepted() {
 workers = 2
 log_level = "warn"
 drain_timeout = "3s"
+max_connections = 1000
 trusted_proxies = ["10.0.0.0/8", "::1"]
 
 [[upstream]]

@@ -343,3 +343,32 @@ fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
         ),
     }
 }
+
+#[test]
+fn past_max_connections_new_clients_get_503_then_a_freed_place_is_used() {
+    let p = Proxy::start(&config(
+        "max_connections = 2\n[[server]]\nlisten = [\"127.0.0.1:0\"]\naccess_log = \"off\"\n\
+         [[server.location]]\npath = \"/\"\nreturn = { status = 200, body = \"in\" }\n",
+    ));
+    // Two clients hold the worker's two places.
+    let mut a = p.client();
+    let mut b = p.client();
+    assert_eq!(a.get("/").text(), "in");
+    assert_eq!(b.get("/").text(), "in");
+    // A third is told why, and closed.
+    let mut c = p.client();
+    let r = c.get("/");
+    assert_eq!(r.status, 503);
+    assert!(r.says_close(), "{}", r.head_text());
+    c.expect_closed();
+    // The two held connections are unaffected.
+    assert_eq!(a.get("/").status, 200);
+    // Once one leaves, a new client gets its place.
+    drop(b);
+    let served = wait_for(Duration::from_secs(5), || {
+        let mut d = p.client();
+        (d.get("/").status == 200).then_some(())
+    });
+    assert!(served.is_some(), "a freed place was never reused");
+    assert_eq!(a.get("/").status, 200);
+}
