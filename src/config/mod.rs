@@ -83,6 +83,15 @@ pub enum Balance {
     IpHash,
     /// Two servers drawn at random (weighted), the less busy one taken.
     RandomTwo,
+    /// `hash = "..."`: consistent hashing of a request key (a ketama ring).
+    Hash(HashKey),
+}
+
+/// What `hash` hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKey {
+    /// `$request_uri`: the request target as the client sent it, with its query.
+    RequestUri,
 }
 
 impl Balance {

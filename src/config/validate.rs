@@ -613,6 +613,29 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
             }
         }
     }
+    if let Some(h) = &u.hash {
+        let hkey = format!("{key}.hash");
+        if u.balance.is_some() {
+            c.error(
+                h.span(),
+                hkey,
+                "`hash` chooses the server itself: remove `balance`",
+            );
+            ok = false;
+        } else if h.get_ref() == "$request_uri" {
+            up.balance = Balance::Hash(HashKey::RequestUri);
+        } else {
+            c.error(
+                h.span(),
+                hkey,
+                format!(
+                    "unsupported hash key {:?} (supported: \"$request_uri\")",
+                    h.get_ref()
+                ),
+            );
+            ok = false;
+        }
+    }
     if let Some(t) = &u.tries {
         match usize::try_from(*t.get_ref()) {
             Ok(n) if (1..=100).contains(&n) => up.tries = n,
@@ -1072,6 +1095,23 @@ mod tests {
             .message
             .contains("one of: round_robin, least_conn, ip_hash, random_two"));
         assert!(e.0[2].message.contains("every server is a backup"));
+        let h = |extra: &str| {
+            validate(
+                &format!("[[upstream]]\nname = \"app\"\n{extra}\nservers = [\"127.0.0.1:1\"]\n{LISTEN}"),
+                Path::new("t.toml"),
+            )
+        };
+        let up = &h("hash = \"$request_uri\"").unwrap().upstreams[0];
+        assert_eq!(up.balance, Balance::Hash(HashKey::RequestUri));
+        let e = h("hash = \"$uri\"").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t.toml:3:8: upstream[0].hash: unsupported hash key"),
+            "{e}"
+        );
+        let e = h("balance = \"ip_hash\"\nhash = \"$request_uri\"").unwrap_err();
+        assert!(e.to_string().contains("remove `balance`"), "{e}");
+
         let e = validate(
             &format!("[[upstream]]\nname = \"app\"\nservers = [{{ addr = \"127.0.0.1:1\", bakup = true }}]\n{LISTEN}"),
             Path::new("t.toml"),

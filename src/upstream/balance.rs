@@ -194,6 +194,82 @@ pub fn random_two(
     }
 }
 
+/// The finaliser of MurmurHash3's 64-bit variant: spreads FNV's output, whose
+/// high bits change little between inputs that differ only at the end (the
+/// point numbers of one server, paths with the same prefix).
+pub fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// Where a request key falls on a [`Ring`].
+pub fn ring_hash(key: &[u8]) -> u32 {
+    (mix64(fnv1a(key, 0)) >> 32) as u32
+}
+
+/// A consistent-hash ring in the manner of ketama: each server owns
+/// `POINTS_PER_WEIGHT` points per unit of weight, placed by hashing its
+/// address as written in the config (not its position in the list), and a key
+/// goes to the owner of the first point at or after the key's hash. Taking a
+/// server away moves only the keys it owned; the others keep their server.
+pub struct Ring {
+    points: Vec<(u32, usize)>,
+}
+
+impl Ring {
+    pub const POINTS_PER_WEIGHT: u32 = 160;
+
+    /// `servers`: (index, name, weight) of each server on the ring.
+    pub fn new<'a>(servers: impl IntoIterator<Item = (usize, &'a str, u32)>) -> Ring {
+        let mut points = Vec::new();
+        for (i, name, weight) in servers {
+            let base = fnv1a(name.as_bytes(), 0);
+            for j in 0..u64::from(weight * Self::POINTS_PER_WEIGHT) {
+                let p = mix64(base ^ j.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                points.push(((p >> 32) as u32, i));
+            }
+        }
+        // Equal points (rare) are ordered by server, so every worker and
+        // every restart builds the same ring.
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// The server owning `hash`, or the next one round the ring that is
+    /// `live`. `None` after `RING_STEPS` points with no live owner: the caller
+    /// falls back to round robin, as nginx does.
+    pub fn lookup(&self, hash: u32, live: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let start = self.points.partition_point(|&(p, _)| p < hash);
+        let mut last = usize::MAX;
+        let mut steps = 0;
+        for k in 0..self.points.len() {
+            let (_, i) = self.points[(start + k) % self.points.len()];
+            if i == last {
+                // Several points of one server in a row say nothing new.
+                continue;
+            }
+            if live(i) {
+                return Some(i);
+            }
+            last = i;
+            steps += 1;
+            if steps == RING_STEPS {
+                break;
+            }
+        }
+        None
+    }
+}
+
+/// Different servers a ring lookup passes before giving up.
+const RING_STEPS: usize = 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +389,51 @@ mod tests {
         let c = XorShift::new(2);
         assert_ne!(XorShift::new(4).next_u64(), c.next_u64());
         assert!((0..100).all(|_| a.next_u64() != 0));
+    }
+
+    fn uris(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("/item/{i}?v={}", i % 7)).collect()
+    }
+
+    #[test]
+    fn ring_moves_only_the_keys_of_a_removed_server() {
+        let names = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"];
+        let full = Ring::new(names.iter().enumerate().map(|(i, n)| (i, *n, 1)));
+        // The same servers without the third; indexes shift, names do not.
+        let kept = [0usize, 1, 3];
+        let smaller = Ring::new(kept.iter().enumerate().map(|(i, &k)| (i, names[k], 1)));
+        let keys = uris(4000);
+        let mut counts = [0usize; 4];
+        let mut moved = 0;
+        for key in &keys {
+            let h = ring_hash(key.as_bytes());
+            let before = full.lookup(h, |_| true).unwrap();
+            let after = kept[smaller.lookup(h, |_| true).unwrap()];
+            counts[before] += 1;
+            if before == 2 {
+                moved += 1;
+                assert_ne!(after, 2);
+            } else {
+                assert_eq!(before, after, "{key} moved though its server stayed");
+            }
+            // Marking the server down instead of removing it: the same answer.
+            assert_eq!(full.lookup(h, |i| i != 2).unwrap(), after, "{key}");
+        }
+        // 160 points each: close to a quarter of the keys per server.
+        assert!(counts.iter().all(|&c| (700..1300).contains(&c)), "{counts:?}");
+        assert_eq!(moved, counts[2]);
+    }
+
+    #[test]
+    fn ring_points_follow_weight() {
+        let ring = Ring::new([(0, "a:1", 1), (1, "b:1", 3)]);
+        assert_eq!(ring.points.len(), 4 * Ring::POINTS_PER_WEIGHT as usize);
+        let on_b = uris(4000)
+            .iter()
+            .filter(|k| ring.lookup(ring_hash(k.as_bytes()), |_| true) == Some(1))
+            .count();
+        assert!((2600..3400).contains(&on_b), "{on_b}");
+        assert_eq!(ring.lookup(1, |_| false), None);
+        assert_eq!(Ring::new([]).lookup(1, |_| true), None);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use crate::config::{Balance, Config, Upstream};
+use crate::config::{Balance, Config, HashKey, Upstream};
 
 /// A connection to one upstream server, with its read buffer.
 pub struct UpConn {
@@ -36,6 +36,8 @@ pub struct UpstreamState {
     pub peers: Vec<health::PeerState>,
     weights: Vec<u32>,
     rng: balance::XorShift,
+    /// For `hash`: the rings of the primaries and of the backups.
+    rings: Option<[balance::Ring; 2]>,
     config: Arc<Config>,
 }
 
@@ -50,6 +52,17 @@ impl UpstreamState {
             peers: up.servers.iter().map(|_| health::PeerState::default()).collect(),
             weights: up.servers.iter().map(|s| s.weight).collect(),
             rng: balance::XorShift::new(seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            rings: matches!(up.balance, Balance::Hash(_)).then(|| {
+                [false, true].map(|backup| {
+                    balance::Ring::new(
+                        up.servers
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.backup == backup)
+                            .map(|(i, s)| (i, s.authority.as_str(), s.weight)),
+                    )
+                })
+            }),
             config: config.clone(),
         }
     }
@@ -58,16 +71,21 @@ impl UpstreamState {
         &self.config.upstreams[self.index]
     }
 
-    /// The server for a request from `client`, leaving out those in `tried`
-    /// (already tried for this request) and those that are down. Primaries
-    /// first; backups only when no primary is left. `None`: no server is left.
-    pub fn select(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
+    /// The server for a request from `client` for `uri` (the request target
+    /// as sent), leaving out those in `tried` (already tried for this
+    /// request) and those that are down. Primaries first; backups only when
+    /// no primary is left. `None`: no server is left.
+    pub fn select(&self, client: IpAddr, uri: &[u8], tried: &[usize]) -> Option<usize> {
         let up = self.config();
         if up.servers.len() == 1 {
             return (!tried.contains(&0)).then_some(0);
         }
         let live = |i: usize| !tried.contains(&i) && !self.peers[i].is_down();
         let active = |i: usize| self.peers[i].active();
+        let key_hash = match up.balance {
+            Balance::Hash(HashKey::RequestUri) => balance::ring_hash(uri),
+            _ => 0,
+        };
         for backup in [false, true] {
             let tier = |i: usize| up.servers[i].backup == backup;
             let ok = |i: usize| tier(i) && live(i);
@@ -77,6 +95,11 @@ impl UpstreamState {
                 Balance::IpHash => balance::ip_hash(client, &self.weights, tier, live)
                     .or_else(|| self.balancer.next_among(ok)),
                 Balance::RandomTwo => balance::random_two(&self.rng, &self.weights, active, ok),
+                Balance::Hash(_) => self
+                    .rings
+                    .as_ref()
+                    .and_then(|r| r[usize::from(backup)].lookup(key_hash, live))
+                    .or_else(|| self.balancer.next_among(ok)),
             };
             if pick.is_some() {
                 return pick;

@@ -335,3 +335,44 @@ fn passive_health_is_per_worker() {
     assert_eq!(letters(&p, 20), "b".repeat(20));
     assert!((1..=2).contains(&dead.connections()), "{}", dead.connections());
 }
+
+#[test]
+fn hash_request_uri_sends_a_uri_to_one_server_and_survives_losing_one() {
+    let a = lettered("a");
+    let b = lettered("b");
+    let c = lettered("c");
+    let toml = lb_config(&quoted(&[a.addr, b.addr, c.addr]), "hash = \"$request_uri\"", "");
+    let uris: Vec<String> = (0..30).map(|i| format!("/img/{i}.png?size={}", i % 3)).collect();
+    let get = |p: &Proxy, uri: &str| {
+        let r = p.send(format!("GET {uri} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_eq!(r.status, 200, "{uri}");
+        r.text()
+    };
+    let p = Proxy::with_workers(&toml, 2);
+    let first: Vec<String> = uris.iter().map(|u| get(&p, u)).collect();
+    assert!(
+        ["a", "b", "c"].iter().all(|l| first.iter().any(|s| s == l)),
+        "{first:?}"
+    );
+    // Every time, in either worker.
+    for _ in 0..2 {
+        for (u, want) in uris.iter().zip(&first) {
+            assert_eq!(&get(&p, u), want, "{u}");
+        }
+    }
+    drop(p);
+    // Without `b` (a restart with a smaller config), only b's URIs move.
+    let p = Proxy::start(&lb_config(
+        &quoted(&[a.addr, c.addr]),
+        "hash = \"$request_uri\"",
+        "",
+    ));
+    for (u, before) in uris.iter().zip(&first) {
+        let now = get(&p, u);
+        if before == "b" {
+            assert_ne!(now, "b");
+        } else {
+            assert_eq!(&now, before, "{u} moved though its server stayed");
+        }
+    }
+}
