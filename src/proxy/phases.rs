@@ -361,11 +361,10 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error: Option<Error> = None;
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
-    // The request target as the client sent it (`hash = "$request_uri"`).
-    let head_buf = ex.head.buf.clone();
-    let request_uri = ex.head.target.of(&head_buf);
     let (mut conn, resp, early, _active) = loop {
-        // Phase: select (balance), among the servers that are up and not yet tried.
+        // Phase: select (balance), among the servers that are up and not yet
+        // tried. The target as the client sent it is `hash`'s $request_uri.
+        let request_uri = ex.head.target.of(&ex.head.buf);
         let Some(peer_idx) = plan.up.select(ex.client, request_uri, &tried) else {
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
         };
