@@ -369,9 +369,9 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
         };
         let peer = &up_cfg.servers[peer_idx];
-        // The head names the server when the Host is not the client's, so
-        // it is written again when the next server is another one.
-        if written_for.is_none() || (!plan.pass.preserve_host && written_for != Some(peer_idx)) {
+        // The head may name the server (Host, when the client's is not
+        // kept or there was none), so each server tried gets its own.
+        if written_for != Some(peer_idx) {
             let Some(out) = request.as_mut() else {
                 return Err(ErrorKind::Internal.into());
             };

@@ -97,7 +97,9 @@ const IP_HASH_ATTEMPTS: u8 = 20;
 /// server it lands on is not `live`, the address is hashed again with a
 /// different seed; the clients of a server that is down spread over the
 /// others, and everyone else stays put. `None` after `IP_HASH_ATTEMPTS`
-/// misses: the caller falls back to round robin.
+/// misses: the caller falls back to round robin. The whole address is
+/// hashed (nginx's ip_hash takes only the first three octets of an IPv4
+/// address, which puts a whole /24 on one server).
 pub fn ip_hash(
     client: IpAddr,
     weights: &[u32],

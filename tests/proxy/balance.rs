@@ -376,3 +376,20 @@ fn hash_request_uri_sends_a_uri_to_one_server_and_survives_losing_one() {
         }
     }
 }
+
+#[test]
+fn the_next_server_gets_its_own_host_header() {
+    let dead = closing();
+    let live = Backend::serve(|r| Reply::ok(r.header("host").unwrap_or("-")));
+    let toml = lb_config(&quoted(&[dead.addr, live.addr]), "", "").replace(
+        "proxy_pass = \"http://app\"",
+        "proxy_pass = \"http://app\"\npreserve_host = false",
+    );
+    let p = Proxy::start(&toml);
+    assert_eq!(p.get("/").text(), live.addr.to_string());
+    // The same when the client kept its Host but sent none (HTTP/1.0).
+    let dead = closing();
+    let p = Proxy::start(&lb_config(&quoted(&[dead.addr, live.addr]), "", ""));
+    assert_eq!(p.send("GET / HTTP/1.0\r\n\r\n").text(), live.addr.to_string());
+    assert_eq!(dead.connections(), 1);
+}
