@@ -393,3 +393,39 @@ fn the_next_server_gets_its_own_host_header() {
     assert_eq!(p.send("GET / HTTP/1.0\r\n\r\n").text(), live.addr.to_string());
     assert_eq!(dead.connections(), 1);
 }
+
+/// Reads a request and never answers.
+fn silent() -> Backend {
+    Backend::start(|c| {
+        if c.read_request().is_some() {
+            c.hold();
+        }
+    })
+}
+
+#[test]
+fn a_read_timeout_goes_to_the_next_server_unless_tries_timeout_has_passed() {
+    let (a, b) = (silent(), silent());
+    let p = Proxy::start(&lb_config(
+        &quoted(&[a.addr, b.addr]),
+        "read_timeout = \"200ms\"",
+        "",
+    ));
+    // GET is idempotent: after the first server's read_timeout, the second.
+    assert_eq!(p.get("/").status, 504);
+    assert_eq!((a.wait_requests(1).len(), b.wait_requests(1).len()), (1, 1));
+
+    let (a, b) = (silent(), silent());
+    let p = Proxy::start(&lb_config(
+        &quoted(&[a.addr, b.addr]),
+        "read_timeout = \"200ms\"\ntries_timeout = \"100ms\"",
+        "",
+    ));
+    // The first try alone outlasts tries_timeout: no second server.
+    assert_eq!(p.get("/").status, 504);
+    let seen = wait_for(IO_TIMEOUT, || {
+        let n = a.seen().len() + b.seen().len();
+        (n > 0).then_some(n)
+    });
+    assert_eq!(seen, Some(1));
+}
