@@ -32,11 +32,16 @@ pub struct WorkerCtx {
 
 impl WorkerCtx {
     pub fn new(id: usize, config: Arc<Config>) -> std::io::Result<Rc<WorkerCtx>> {
+        // random_two's generator: different per worker and per start.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = now ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Ok(Rc::new(WorkerCtx {
             id,
             router: Router::new(&config),
             upstreams: (0..config.upstreams.len())
-                .map(|i| UpstreamState::new(&config, i))
+                .map(|i| UpstreamState::new(&config, i, seed))
                 .collect(),
             logs: AccessLogs::open(&config)?,
             dates: Dates::default(),

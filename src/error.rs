@@ -45,6 +45,8 @@ pub enum ErrorKind {
     UpstreamClosed,
     /// The connection failed in the middle of a response body.
     UpstreamTruncated,
+    /// Every server of the upstream is marked down (passive health).
+    NoLiveUpstream,
     Internal,
 }
 
@@ -89,6 +91,17 @@ impl From<HttpError> for ErrorKind {
 }
 
 impl ErrorKind {
+    /// A failure that counts against the server in passive health (nginx's
+    /// `error`, `timeout` and `invalid_header`): it could not be reached, did
+    /// not answer in time, or answered with something that is not HTTP.
+    pub fn is_server_failure(self) -> bool {
+        use ErrorKind::*;
+        matches!(
+            self,
+            ConnectRefused | ConnectTimeout | ReadTimeout | SendTimeout | BadResponse(_) | UpstreamClosed
+        )
+    }
+
     pub fn side(self) -> Side {
         use ErrorKind::*;
         match self {
@@ -97,7 +110,7 @@ impl ErrorKind {
                 Side::Downstream
             }
             ConnectRefused | ConnectTimeout | ReadTimeout | SendTimeout | BadResponse(_) | UpstreamClosed
-            | UpstreamTruncated => Side::Upstream,
+            | UpstreamTruncated | NoLiveUpstream => Side::Upstream,
             Internal => Side::Internal,
         }
     }
@@ -118,6 +131,7 @@ impl ErrorKind {
             VersionNotSupported => 505,
             ConnectRefused | BadResponse(_) | UpstreamClosed => 502,
             ConnectTimeout | ReadTimeout | SendTimeout => 504,
+            NoLiveUpstream => 503,
             Internal => 500,
             ClientGone | UpstreamTruncated => return None,
         })
@@ -144,6 +158,7 @@ impl ErrorKind {
             BadResponse(why) => why,
             UpstreamClosed => "upstream closed before responding",
             UpstreamTruncated => "upstream closed mid-response",
+            NoLiveUpstream => "every upstream server is down",
             Internal => "internal error",
         }
     }
@@ -172,6 +187,8 @@ mod tests {
         assert_eq!(ErrorKind::UriTooLong.status(), Some(414));
         assert_eq!(ErrorKind::HeadersTooLarge.status(), Some(431));
         assert_eq!(ErrorKind::ClientGone.status(), None);
+        assert_eq!(ErrorKind::NoLiveUpstream.status(), Some(503));
+        assert_eq!(ErrorKind::NoLiveUpstream.side(), Side::Upstream);
         assert_eq!(ErrorKind::BadResponse("x").side(), Side::Upstream);
         assert_eq!(ErrorKind::BodyTooLarge.side(), Side::Downstream);
     }

@@ -10,6 +10,8 @@
 
 mod support;
 
+#[path = "proxy/balance.rs"]
+mod balance;
 #[path = "proxy/bodies.rs"]
 mod bodies;
 #[path = "proxy/cli.rs"]

@@ -65,6 +65,50 @@ pub struct Upstream {
     pub send_timeout: Duration,
     /// True for an upstream made from a `proxy_pass` that names host:port directly.
     pub implicit: bool,
+    /// `balance`: how a server is chosen. Default `round_robin`.
+    pub balance: Balance,
+    /// `tries`: how many servers one request may be tried on (the first
+    /// included). Default 2 when the upstream has more than one server, else 1.
+    pub tries: usize,
+    /// `tries_timeout`: no further server is tried once this much time has
+    /// passed since the first. Default `0s`: no limit.
+    pub tries_timeout: Duration,
+}
+
+/// `balance = "..."`: the rule that picks a server for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin, nginx's sequence.
+    RoundRobin,
+    /// Fewest requests in flight (on this worker) per unit of weight; ties by round robin.
+    LeastConn,
+    /// A stable hash of the client address, weighted: a client sticks to one server.
+    IpHash,
+    /// Two servers drawn at random (weighted), the less busy one taken.
+    RandomTwo,
+    /// `hash = "..."`: consistent hashing of a request key (a ketama ring).
+    Hash(HashKey),
+}
+
+/// What `hash` hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKey {
+    /// `$request_uri`: the request target as the client sent it, with its query.
+    RequestUri,
+}
+
+impl Balance {
+    pub const NAMES: [&'static str; 4] = ["round_robin", "least_conn", "ip_hash", "random_two"];
+
+    pub fn parse(s: &str) -> Option<Balance> {
+        Some(match s {
+            "round_robin" => Balance::RoundRobin,
+            "least_conn" => Balance::LeastConn,
+            "ip_hash" => Balance::IpHash,
+            "random_two" => Balance::RandomTwo,
+            _ => return None,
+        })
+    }
 }
 
 /// One server of an upstream.
@@ -75,6 +119,27 @@ pub struct Peer {
     /// Resolved when the config was loaded.
     pub addr: SocketAddr,
     pub weight: u32,
+    /// `backup`: sent requests only while every other server is down.
+    pub backup: bool,
+    /// `max_fails`: failures within `fail_timeout` that mark the server down
+    /// for `fail_timeout`. Default 1; 0 never marks it down.
+    pub max_fails: u32,
+    /// `fail_timeout`. Default `10s`.
+    pub fail_timeout: Duration,
+}
+
+impl Peer {
+    /// A server with every option at its default.
+    pub fn new(authority: String, addr: SocketAddr) -> Peer {
+        Peer {
+            authority,
+            addr,
+            weight: 1,
+            backup: false,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Where a server block writes its access log.

@@ -46,22 +46,52 @@ pub struct RawUpstream {
     pub connect_timeout: Option<Spanned<String>>,
     pub read_timeout: Option<Spanned<String>>,
     pub send_timeout: Option<Spanned<String>>,
+    pub balance: Option<Spanned<String>>,
+    pub hash: Option<Spanned<String>>,
+    pub tries: Option<Spanned<i64>>,
+    pub tries_timeout: Option<Spanned<String>>,
 }
 
-/// `"127.0.0.1:3000"` or `{ addr = "127.0.0.1:3001", weight = 2 }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `"127.0.0.1:3000"` or `{ addr = "127.0.0.1:3001", weight = 2, backup = true,
+/// max_fails = 3, fail_timeout = "30s" }`.
+#[derive(Debug)]
 pub enum RawPeer {
     Addr(String),
     Full(RawPeerTable),
 }
 
+// Written out rather than `#[serde(untagged)]`, which would turn a misspelt
+// key in the table into "data did not match any variant"; this way serde's
+// own message names the key and the known ones.
+impl<'de> Deserialize<'de> for RawPeer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawPeer, D::Error> {
+        struct PeerVisitor;
+        impl<'de> serde::de::Visitor<'de> for PeerVisitor {
+            type Value = RawPeer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"host:port\" or a table { addr = \"host:port\", ... }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPeer, E> {
+                Ok(RawPeer::Addr(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawPeer, A::Error> {
+                RawPeerTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawPeer::Full)
+            }
+        }
+        d.deserialize_any(PeerVisitor)
+    }
+}
+
 #[derive(Debug, Deserialize)]
-// Inside an untagged enum, where serde_ignored cannot see: refused here.
+// Refused here: serde_ignored does not reach inside a hand-written Deserialize.
 #[serde(deny_unknown_fields)]
 pub struct RawPeerTable {
     pub addr: String,
     pub weight: Option<i64>,
+    pub backup: Option<bool>,
+    pub max_fails: Option<i64>,
+    pub fail_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

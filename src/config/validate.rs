@@ -452,6 +452,7 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
 }
 
 fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstream {
+    let servers_len = servers.len();
     Upstream {
         name,
         servers,
@@ -461,6 +462,11 @@ fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstre
         read_timeout: Duration::from_secs(60),
         send_timeout: Duration::from_secs(60),
         implicit,
+        balance: Balance::RoundRobin,
+        // nginx tries every server by default; one retry elsewhere covers a
+        // dead server without multiplying the load of a slow one.
+        tries: if servers_len > 1 { 2 } else { 1 },
+        tries_timeout: Duration::ZERO,
     }
 }
 
@@ -506,26 +512,69 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
     let mut servers = Vec::new();
     for (j, p) in u.servers.get_ref().iter().enumerate() {
         let pkey = format!("{key}.servers[{j}]");
-        let (authority, weight) = match p.get_ref() {
-            RawPeer::Addr(a) => (a.clone(), 1),
-            RawPeer::Full(t) => (t.addr.clone(), t.weight.unwrap_or(1)),
+        let (authority, weight, t) = match p.get_ref() {
+            RawPeer::Addr(a) => (a.clone(), 1, None),
+            RawPeer::Full(t) => (t.addr.clone(), t.weight.unwrap_or(1), Some(t)),
         };
         if !(1..=10_000).contains(&weight) {
             c.error(p.span(), &pkey, "weight must be from 1 to 10000");
             ok = false;
             continue;
         }
-        match resolve(&authority) {
-            Ok(addr) => servers.push(Peer {
-                authority,
-                addr,
-                weight: weight as u32,
-            }),
+        let addr = match resolve(&authority) {
+            Ok(addr) => addr,
             Err(e) => {
                 c.error(p.span(), &pkey, e);
                 ok = false;
+                continue;
+            }
+        };
+        let mut peer = Peer::new(authority, addr);
+        peer.weight = weight as u32;
+        if let Some(t) = t {
+            peer.backup = t.backup.unwrap_or(false);
+            if let Some(n) = t.max_fails {
+                match u32::try_from(n) {
+                    Ok(n) if n <= 1000 => peer.max_fails = n,
+                    _ => {
+                        c.error(p.span(), format!("{pkey}.max_fails"), "must be from 0 to 1000");
+                        ok = false;
+                    }
+                }
+            }
+            // Inside an untagged enum the value has no span of its own: the
+            // error points at the server entry.
+            if let Some(d) = &t.fail_timeout {
+                match humantime::parse_duration(d.trim()) {
+                    Ok(d) if !d.is_zero() => peer.fail_timeout = d,
+                    Ok(_) => {
+                        c.error(
+                            p.span(),
+                            format!("{pkey}.fail_timeout"),
+                            "must be above 0 (write max_fails = 0 to never mark the server down)",
+                        );
+                        ok = false;
+                    }
+                    Err(e) => {
+                        c.error(
+                            p.span(),
+                            format!("{pkey}.fail_timeout"),
+                            format!("bad duration {d:?}: {e} (write it like \"750ms\", \"5s\" or \"2m\")"),
+                        );
+                        ok = false;
+                    }
+                }
             }
         }
+        servers.push(peer);
+    }
+    if !servers.is_empty() && servers.iter().all(|s| s.backup) {
+        c.error(
+            u.servers.span(),
+            format!("{key}.servers"),
+            "every server is a backup: at least one must not be",
+        );
+        ok = false;
     }
     let mut up = upstream_defaults(name, servers, false);
     if let Some(k) = &u.keepalive {
@@ -549,6 +598,60 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
     );
     up.read_timeout = c.duration(&u.read_timeout, &format!("{key}.read_timeout"), up.read_timeout);
     up.send_timeout = c.duration(&u.send_timeout, &format!("{key}.send_timeout"), up.send_timeout);
+    if let Some(b) = &u.balance {
+        match Balance::parse(b.get_ref()) {
+            Some(v) => up.balance = v,
+            None => {
+                c.error(
+                    b.span(),
+                    format!("{key}.balance"),
+                    format!(
+                        "unknown balance {:?} (one of: {})",
+                        b.get_ref(),
+                        Balance::NAMES.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(h) = &u.hash {
+        let hkey = format!("{key}.hash");
+        if u.balance.is_some() {
+            c.error(
+                h.span(),
+                hkey,
+                "`hash` chooses the server itself: remove `balance`",
+            );
+            ok = false;
+        } else if h.get_ref() == "$request_uri" {
+            up.balance = Balance::Hash(HashKey::RequestUri);
+        } else {
+            c.error(
+                h.span(),
+                hkey,
+                format!(
+                    "unsupported hash key {:?} (supported: \"$request_uri\")",
+                    h.get_ref()
+                ),
+            );
+            ok = false;
+        }
+    }
+    if let Some(t) = &u.tries {
+        match usize::try_from(*t.get_ref()) {
+            Ok(n) if (1..=100).contains(&n) => up.tries = n,
+            _ => {
+                c.error(t.span(), format!("{key}.tries"), "must be from 1 to 100");
+                ok = false;
+            }
+        }
+    }
+    up.tries_timeout = c.duration(
+        &u.tries_timeout,
+        &format!("{key}.tries_timeout"),
+        up.tries_timeout,
+    );
     ok.then_some(up)
 }
 
@@ -796,11 +899,7 @@ fn check_proxy_pass(
         match resolve(authority) {
             Ok(addr) => {
                 let idx = upstreams.len();
-                let peer = Peer {
-                    authority: authority.to_string(),
-                    addr,
-                    weight: 1,
-                };
+                let peer = Peer::new(authority.to_string(), addr);
                 upstreams.push(upstream_defaults(authority.to_string(), vec![peer], true));
                 by_name.insert(authority.to_string(), idx);
                 idx
@@ -937,6 +1036,90 @@ mod tests {
             "{}",
             e.0[4]
         );
+    }
+
+    const LISTEN: &str = "[[server]]\nlisten = [\"127.0.0.1:0\"]\n";
+
+    #[test]
+    fn balancing_keys_and_their_errors() {
+        let ok = validate(
+            "[[upstream]]\nname = \"app\"\nbalance = \"least_conn\"\ntries = 3\ntries_timeout = \"2s\"\n\
+             servers = [\"127.0.0.1:1\", { addr = \"127.0.0.1:2\", backup = true, max_fails = 0, fail_timeout = \"30s\" }]\n\
+             [[server]]\nlisten = [\"127.0.0.1:0\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let up = &ok.upstreams[0];
+        assert_eq!(
+            (up.balance, up.tries, up.tries_timeout),
+            (Balance::LeastConn, 3, Duration::from_secs(2))
+        );
+        assert_eq!((up.servers[0].backup, up.servers[0].max_fails), (false, 1));
+        assert_eq!(up.servers[0].fail_timeout, Duration::from_secs(10));
+        assert_eq!((up.servers[1].backup, up.servers[1].max_fails), (true, 0));
+        assert_eq!(up.servers[1].fail_timeout, Duration::from_secs(30));
+        // Defaults: round robin; a second try only when there is a second server.
+        let d = validate(
+            &format!(
+                "[[upstream]]\nname = \"one\"\nservers = [\"127.0.0.1:1\"]\n\
+             [[upstream]]\nname = \"two\"\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n{LISTEN}"
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (d.upstreams[0].balance, d.upstreams[0].tries),
+            (Balance::RoundRobin, 1)
+        );
+        assert_eq!(
+            (d.upstreams[1].tries, d.upstreams[1].tries_timeout),
+            (2, Duration::ZERO)
+        );
+
+        let text = format!(
+            "[[upstream]]\nname = \"app\"\nbalance = \"fastest\"\ntries = 0\n\
+             servers = [{{ addr = \"127.0.0.1:1\", max_fails = -1, fail_timeout = \"soon\", backup = true }}]\n{LISTEN}"
+        );
+        let e = validate(&text, Path::new("t.toml")).unwrap_err();
+        let got: Vec<(usize, &str)> = e.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (3, "upstream[0].balance"),
+                (4, "upstream[0].tries"),
+                (5, "upstream[0].servers"),
+                (5, "upstream[0].servers[0].max_fails"),
+                (5, "upstream[0].servers[0].fail_timeout"),
+            ],
+            "{e}"
+        );
+        assert!(e.0[0]
+            .message
+            .contains("one of: round_robin, least_conn, ip_hash, random_two"));
+        assert!(e.0[2].message.contains("every server is a backup"));
+        let h = |extra: &str| {
+            validate(
+                &format!("[[upstream]]\nname = \"app\"\n{extra}\nservers = [\"127.0.0.1:1\"]\n{LISTEN}"),
+                Path::new("t.toml"),
+            )
+        };
+        let up = &h("hash = \"$request_uri\"").unwrap().upstreams[0];
+        assert_eq!(up.balance, Balance::Hash(HashKey::RequestUri));
+        let e = h("hash = \"$uri\"").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t.toml:3:8: upstream[0].hash: unsupported hash key"),
+            "{e}"
+        );
+        let e = h("balance = \"ip_hash\"\nhash = \"$request_uri\"").unwrap_err();
+        assert!(e.to_string().contains("remove `balance`"), "{e}");
+
+        let e = validate(
+            &format!("[[upstream]]\nname = \"app\"\nservers = [{{ addr = \"127.0.0.1:1\", bakup = true }}]\n{LISTEN}"),
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bakup"), "{e}");
     }
 
     #[test]

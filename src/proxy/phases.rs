@@ -315,127 +315,226 @@ fn idempotent(method: &[u8]) -> bool {
     )
 }
 
-/// Phases connect_upstream → finish for a proxied request.
+/// How one server failed a request, and whether the next may be tried.
+struct Failure {
+    error: Error,
+    /// Trying another server cannot repeat a side effect or lose body bytes.
+    next_safe: bool,
+    /// The failure was on a connection taken from the pool.
+    reused: bool,
+}
+
+/// Phases select → connect_upstream → finish for a proxied request. A server
+/// that fails before a response head comes back counts against its health
+/// and, within `tries` and `tries_timeout` and when it is safe, the request
+/// goes to the next server the balancer picks.
 async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan: &Plan<'_>) -> Result<()> {
     let up_cfg = plan.up.config();
     let limits = ctx.server(ex.server).limits.clone();
     let body = ex.meta.body();
-
-    // The request head, plus the body when it is small enough to have come
-    // with the head: such a request can be sent again as it is.
-    let peer_idx = plan.up.balancer.next();
-    let peer = &up_cfg.servers[peer_idx];
     let client_text = if ex.client == ds.peer.ip().to_canonical() {
         ds.peer_text
     } else {
         rewrite::AddrText::ip(ex.client)
     };
+    // A body small enough to have come with the head is kept: such a request
+    // can be sent again as it is, to the same server or the next one.
+    let (replayable, body_prefix) = match body {
+        BodyKind::Length(n) if ds.rbuf.len() as u64 >= n => {
+            ex.req_body_done = true;
+            (true, ds.rbuf.split_to(n as usize))
+        }
+        BodyKind::Length(_) | BodyKind::Chunked => (false, BytesMut::new()),
+        BodyKind::Empty | BodyKind::UntilClose => (true, BytesMut::new()),
+    };
     let mut out = std::mem::take(&mut ds.upbuf);
     if out.capacity() == 0 {
         out = ctx.buffers.take_vec();
     }
-    out.clear();
-    rewrite::request_head(
-        &RequestRewrite {
-            head: &ex.head,
-            meta: &ex.meta,
-            target: plan.target,
-            host: plan.host,
-            preserve_host: plan.pass.preserve_host,
-            upstream_authority: &peer.authority,
-            peer: &ds.peer_text,
-            client: &client_text,
-            local_port: &ds.port_text,
-        },
-        &mut out,
-    );
-    let replayable = match body {
-        BodyKind::Length(n) if ds.rbuf.len() as u64 >= n => {
-            out.extend_from_slice(&ds.rbuf.split_to(n as usize));
-            ex.req_body_done = true;
-            true
-        }
-        BodyKind::Length(_) | BodyKind::Chunked => false,
-        BodyKind::Empty | BodyKind::UntilClose => true,
-    };
     // Kept across a retry: a failed write hands the buffer back.
     let mut request = Some(out);
+    // The server the head in `request` was written for.
+    let mut written_for: Option<usize> = None;
 
-    let mut retried = false;
     let method_idempotent = idempotent(ex.head.method());
-    let (mut conn, resp, early) = loop {
-        // Phase: connect_upstream.
-        let pooled = if retried {
-            None
-        } else {
-            plan.up.pool.take(peer_idx)
+    // Servers tried for this request, in order; empty until one fails.
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_error: Option<Error> = None;
+    let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
+    let (mut conn, resp, early, _active) = loop {
+        // Phase: select (balance), among the servers that are up and not yet
+        // tried. The target as the client sent it is `hash`'s $request_uri.
+        let request_uri = ex.head.target.of(&ex.head.buf);
+        let Some(peer_idx) = plan.up.select(ex.client, request_uri, &tried) else {
+            return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
         };
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => UpConn {
-                stream: connect::connect(peer.addr, up_cfg.connect_timeout).await?,
-                rbuf: BytesMut::with_capacity(UPSTREAM_BUF),
-                peer: peer_idx,
-                reused: false,
-            },
-        };
-        // A request that failed on a reused connection before any response
-        // byte is sent once more on a fresh one, when that cannot repeat a
-        // side effect: an idempotent method, or the write itself failed.
-        let may_retry = |conn: &UpConn, write_failed: bool| {
-            conn.reused && !retried && replayable && (write_failed || method_idempotent)
-        };
+        let peer = &up_cfg.servers[peer_idx];
+        // The head may name the server (Host, when the client's is not
+        // kept or there was none), so each server tried gets its own.
+        if written_for != Some(peer_idx) {
+            let Some(out) = request.as_mut() else {
+                return Err(ErrorKind::Internal.into());
+            };
+            out.clear();
+            rewrite::request_head(
+                &RequestRewrite {
+                    head: &ex.head,
+                    meta: &ex.meta,
+                    target: plan.target,
+                    host: plan.host,
+                    preserve_host: plan.pass.preserve_host,
+                    upstream_authority: &peer.authority,
+                    peer: &ds.peer_text,
+                    client: &client_text,
+                    local_port: &ds.port_text,
+                },
+                out,
+            );
+            out.extend_from_slice(&body_prefix);
+            written_for = Some(peer_idx);
+        }
+        // In flight on this server until the exchange ends, however it ends.
+        let active = plan.up.peers[peer_idx].begin();
 
-        // Phase: send_request.
-        let Some(req) = request.take() else {
-            return Err(ErrorKind::Internal.into());
-        };
-        match io::write_all_keep(&mut conn.stream, req, &ctx.deadlines, up_cfg.send_timeout).await {
-            Ok(req) => request = Some(req),
-            Err((IoFail::Io(e), Some(req))) => {
-                request = Some(req);
-                if may_retry(&conn, true) {
-                    retried = true;
-                    continue;
+        let outcome: std::result::Result<_, Failure> = 'attempt: {
+            let mut retried = false;
+            loop {
+                // Phase: connect_upstream.
+                let pooled = if retried {
+                    None
+                } else {
+                    plan.up.pool.take(peer_idx)
+                };
+                let mut conn = match pooled {
+                    Some(c) => c,
+                    None => match connect::connect(peer.addr, up_cfg.connect_timeout).await {
+                        Ok(stream) => UpConn {
+                            stream,
+                            rbuf: BytesMut::with_capacity(UPSTREAM_BUF),
+                            peer: peer_idx,
+                            reused: false,
+                        },
+                        // Nothing was sent: always safe to try elsewhere.
+                        Err(error) => {
+                            break 'attempt Err(Failure {
+                                error,
+                                next_safe: true,
+                                reused: false,
+                            })
+                        }
+                    },
+                };
+                // A request that failed on a reused connection before any response
+                // byte is sent once more on a fresh one, when that cannot repeat a
+                // side effect: an idempotent method, or the write itself failed.
+                let may_retry = |conn: &UpConn, write_failed: bool| {
+                    conn.reused && !retried && replayable && (write_failed || method_idempotent)
+                };
+
+                // Phase: send_request.
+                let Some(req) = request.take() else {
+                    return Err(ErrorKind::Internal.into());
+                };
+                match io::write_all_keep(&mut conn.stream, req, &ctx.deadlines, up_cfg.send_timeout).await {
+                    Ok(req) => request = Some(req),
+                    Err((IoFail::Io(e), Some(req))) => {
+                        request = Some(req);
+                        if may_retry(&conn, true) {
+                            retried = true;
+                            continue;
+                        }
+                        // The server has at most part of the head (and no
+                        // streamed body byte): it cannot act on it.
+                        break 'attempt Err(Failure {
+                            error: Error::io(ErrorKind::UpstreamClosed, e),
+                            next_safe: true,
+                            reused: conn.reused,
+                        });
+                    }
+                    Err(_) => {
+                        break 'attempt Err(Failure {
+                            error: Error::new(ErrorKind::SendTimeout),
+                            next_safe: false,
+                            reused: conn.reused,
+                        })
+                    }
                 }
-                return Err(Error::io(ErrorKind::UpstreamClosed, e));
-            }
-            Err(_) => return Err(Error::new(ErrorKind::SendTimeout)),
-        }
 
-        // Phase: forward_request_body.
-        let mut early = false;
-        if !replayable {
-            match forward_request_body(
-                ctx,
-                ds,
-                ex,
-                &mut conn,
-                plan.max_body,
-                &limits,
-                up_cfg.send_timeout,
-            )
-            .await
-            {
-                Ok(()) => {}
-                // The upstream stopped reading: it may have answered already
-                // (a 413 of its own, say). Read that answer, then close.
-                Err(BodyError::Write(_)) => early = true,
-                Err(BodyError::Read(Some(IoFail::Timeout))) => return Err(ErrorKind::BodyTimeout.into()),
-                Err(BodyError::Read(_)) => return Err(ErrorKind::ClientGone.into()),
-                Err(BodyError::Framing(e)) => return Err(ErrorKind::BadRequest(e.as_str()).into()),
-                Err(BodyError::TooLarge) => return Err(ErrorKind::BodyTooLarge.into()),
-            }
-        }
+                // Phase: forward_request_body.
+                let mut early = false;
+                if !replayable {
+                    match forward_request_body(
+                        ctx,
+                        ds,
+                        ex,
+                        &mut conn,
+                        plan.max_body,
+                        &limits,
+                        up_cfg.send_timeout,
+                    )
+                    .await
+                    {
+                        Ok(()) => {}
+                        // The upstream stopped reading: it may have answered already
+                        // (a 413 of its own, say). Read that answer, then close.
+                        Err(BodyError::Write(_)) => early = true,
+                        Err(BodyError::Read(Some(IoFail::Timeout))) => {
+                            return Err(ErrorKind::BodyTimeout.into())
+                        }
+                        Err(BodyError::Read(_)) => return Err(ErrorKind::ClientGone.into()),
+                        Err(BodyError::Framing(e)) => return Err(ErrorKind::BadRequest(e.as_str()).into()),
+                        Err(BodyError::TooLarge) => return Err(ErrorKind::BodyTooLarge.into()),
+                    }
+                }
 
-        // Phase: read_response_head.
-        match read_response_head(ctx, &mut conn, up_cfg.read_timeout, ex.head.method() == b"HEAD").await {
-            Ok(resp) => break (conn, resp, early),
-            Err(e) if e.kind == ErrorKind::UpstreamClosed && may_retry(&conn, false) => {
-                tracing::debug!(upstream = %up_cfg.name, "pooled connection was closed; retrying on a new one");
-                retried = true;
+                // Phase: read_response_head.
+                match read_response_head(ctx, &mut conn, up_cfg.read_timeout, ex.head.method() == b"HEAD")
+                    .await
+                {
+                    Ok(resp) => break 'attempt Ok((conn, resp, early)),
+                    Err(e) if e.kind == ErrorKind::UpstreamClosed && may_retry(&conn, false) => {
+                        tracing::debug!(upstream = %up_cfg.name, "pooled connection was closed; retrying on a new one");
+                        retried = true;
+                    }
+                    // The whole request was sent: another server may only
+                    // have it if it can be sent again and doing it twice is
+                    // harmless.
+                    Err(error) => {
+                        break 'attempt Err(Failure {
+                            error,
+                            next_safe: replayable && method_idempotent,
+                            reused: conn.reused,
+                        })
+                    }
+                }
             }
-            Err(e) => return Err(e),
+        };
+        match outcome {
+            Ok((conn, resp, early)) => {
+                plan.up.peers[peer_idx].success();
+                break (conn, resp, early, active);
+            }
+            Err(f) => {
+                drop(active);
+                let kind = f.error.kind;
+                // A pooled connection found closed says nothing about the server.
+                let stale = f.reused && kind == ErrorKind::UpstreamClosed;
+                if kind.is_server_failure() && !stale && plan.up.failure(peer_idx) {
+                    tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: {}", f.error);
+                }
+                tried.push(peer_idx);
+                let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
+                if !(kind.is_server_failure()
+                    && f.next_safe
+                    && tried.len() < up_cfg.tries
+                    && in_time
+                    && request.is_some())
+                {
+                    return Err(f.error);
+                }
+                tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "{}; trying the next server", f.error);
+                last_error = Some(f.error);
+            }
         }
     };
     let (head, meta) = resp;

@@ -1,44 +1,276 @@
-//! Choosing a server within an upstream: smooth weighted round robin, the
-//! sequence nginx produces (servers a=5, b=1, c=1 give a a b a c a a, never
-//! five a's in a row). State is per worker, so no two workers contend for it.
+//! Choosing a server within an upstream. Every rule here is a pure function
+//! of its inputs (weights, requests in flight, a client address, a random
+//! number), so each can be tested without I/O; `UpstreamState::select` feeds
+//! them the worker's state and decides which servers are candidates (live,
+//! not yet tried for this request, primaries before backups).
+//!
+//! Round robin is smooth weighted round robin, the sequence nginx produces
+//! (servers a=5, b=1, c=1 give a a b a c a a, never five a's in a row). State
+//! is per worker, so no two workers contend for it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
 
 pub struct RoundRobin {
     weights: Vec<i64>,
-    total: i64,
     current: RefCell<Vec<i64>>,
 }
 
 impl RoundRobin {
     pub fn new(weights: impl IntoIterator<Item = u32>) -> RoundRobin {
         let weights: Vec<i64> = weights.into_iter().map(i64::from).collect();
-        let total = weights.iter().sum();
         let current = RefCell::new(vec![0; weights.len()]);
-        RoundRobin {
-            weights,
-            total,
-            current,
-        }
+        RoundRobin { weights, current }
     }
 
     /// The next server index.
     pub fn next(&self) -> usize {
+        self.next_among(|_| true).unwrap_or(0)
+    }
+
+    /// The next server index among those `ok` accepts, or `None` when it
+    /// accepts none. Servers left out neither gain nor lose credit, as in
+    /// nginx, where a server that is down is skipped the same way.
+    pub fn next_among(&self, ok: impl Fn(usize) -> bool) -> Option<usize> {
         if self.weights.len() == 1 {
-            return 0;
+            return ok(0).then_some(0);
         }
         let mut current = self.current.borrow_mut();
-        let mut best = 0;
+        let mut best: Option<usize> = None;
+        let mut total = 0;
         for i in 0..self.weights.len() {
+            if !ok(i) {
+                continue;
+            }
             current[i] += self.weights[i];
-            if current[i] > current[best] {
-                best = i;
+            total += self.weights[i];
+            if best.is_none_or(|b| current[i] > current[b]) {
+                best = Some(i);
             }
         }
-        current[best] -= self.total;
-        best
+        let best = best?;
+        current[best] -= total;
+        Some(best)
     }
 }
+
+/// `a` carries less load than `b`: fewer requests in flight per unit of
+/// weight, compared by cross-multiplying so no division rounds.
+fn lighter(a: (u32, u32), b: (u32, u32)) -> std::cmp::Ordering {
+    let (active_a, weight_a) = a;
+    let (active_b, weight_b) = b;
+    (u64::from(active_a) * u64::from(weight_b)).cmp(&(u64::from(active_b) * u64::from(weight_a)))
+}
+
+/// least_conn: the server among `ok` with the fewest requests in flight per
+/// unit of weight; several equally light ones share by round robin.
+pub fn least_conn(
+    rr: &RoundRobin,
+    weights: &[u32],
+    active: impl Fn(usize) -> u32,
+    ok: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let best = (0..weights.len())
+        .filter(|&i| ok(i))
+        .min_by(|&a, &b| lighter((active(a), weights[a]), (active(b), weights[b])))?;
+    let load = (active(best), weights[best]);
+    rr.next_among(|i| ok(i) && lighter((active(i), weights[i]), load).is_eq())
+}
+
+/// FNV-1a, 64 bit: fixed constants, so the same input gives the same hash in
+/// every worker and after every restart (std's `RandomState` would not).
+pub fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes.iter().chain([seed].iter()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// How many times ip_hash hashes again when it lands on a server that is
+/// down before giving up (nginx uses 20 too).
+const IP_HASH_ATTEMPTS: u8 = 20;
+
+/// ip_hash: the client address hashed onto the weights of the servers in
+/// `tier`, so a client keeps its server while that server is up. When the
+/// server it lands on is not `live`, the address is hashed again with a
+/// different seed; the clients of a server that is down spread over the
+/// others, and everyone else stays put. `None` after `IP_HASH_ATTEMPTS`
+/// misses: the caller falls back to round robin. The whole address is
+/// hashed (nginx's ip_hash takes only the first three octets of an IPv4
+/// address, which puts a whole /24 on one server).
+pub fn ip_hash(
+    client: IpAddr,
+    weights: &[u32],
+    tier: impl Fn(usize) -> bool,
+    live: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let total: u64 = (0..weights.len())
+        .filter(|&i| tier(i))
+        .map(|i| u64::from(weights[i]))
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let v6;
+    let v4;
+    let bytes: &[u8] = match client {
+        IpAddr::V4(a) => {
+            v4 = a.octets();
+            &v4
+        }
+        IpAddr::V6(a) => {
+            v6 = a.octets();
+            &v6
+        }
+    };
+    for attempt in 0..IP_HASH_ATTEMPTS {
+        let slot = fnv1a(bytes, attempt) % total;
+        let i = weighted_slot(weights, &tier, slot)?;
+        if live(i) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The server that owns `slot` when the weights of the servers `ok` accepts
+/// are laid end to end.
+fn weighted_slot(weights: &[u32], ok: impl Fn(usize) -> bool, mut slot: u64) -> Option<usize> {
+    for (i, &w) in weights.iter().enumerate() {
+        if !ok(i) {
+            continue;
+        }
+        if slot < u64::from(w) {
+            return Some(i);
+        }
+        slot -= u64::from(w);
+    }
+    None
+}
+
+/// A xorshift64* generator: a few instructions per number, state per worker.
+/// Not for anything secret; it only spreads load.
+pub struct XorShift(Cell<u64>);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        // Zero is xorshift's one fixed point.
+        XorShift(Cell::new(seed | 1))
+    }
+
+    pub fn next_u64(&self) -> u64 {
+        let mut x = self.0.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// random_two, the power of two choices: two servers drawn at random by
+/// weight among `ok`, and the one with fewer requests in flight per unit of
+/// weight taken (the first drawn on a tie). Nearly as even as least_conn,
+/// without every request looking at every server.
+pub fn random_two(
+    rng: &XorShift,
+    weights: &[u32],
+    active: impl Fn(usize) -> u32,
+    ok: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let total: u64 = (0..weights.len())
+        .filter(|&i| ok(i))
+        .map(|i| u64::from(weights[i]))
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let a = weighted_slot(weights, &ok, rng.next_u64() % total)?;
+    let b = weighted_slot(weights, &ok, rng.next_u64() % total)?;
+    if lighter((active(b), weights[b]), (active(a), weights[a])).is_lt() {
+        Some(b)
+    } else {
+        Some(a)
+    }
+}
+
+/// The finaliser of MurmurHash3's 64-bit variant: spreads FNV's output, whose
+/// high bits change little between inputs that differ only at the end (the
+/// point numbers of one server, paths with the same prefix).
+pub fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// Where a request key falls on a [`Ring`].
+pub fn ring_hash(key: &[u8]) -> u32 {
+    (mix64(fnv1a(key, 0)) >> 32) as u32
+}
+
+/// A consistent-hash ring in the manner of ketama: each server owns
+/// `POINTS_PER_WEIGHT` points per unit of weight, placed by hashing its
+/// address as written in the config (not its position in the list), and a key
+/// goes to the owner of the first point at or after the key's hash. Taking a
+/// server away moves only the keys it owned; the others keep their server.
+pub struct Ring {
+    points: Vec<(u32, usize)>,
+}
+
+impl Ring {
+    pub const POINTS_PER_WEIGHT: u32 = 160;
+
+    /// `servers`: (index, name, weight) of each server on the ring.
+    pub fn new<'a>(servers: impl IntoIterator<Item = (usize, &'a str, u32)>) -> Ring {
+        let mut points = Vec::new();
+        for (i, name, weight) in servers {
+            let base = fnv1a(name.as_bytes(), 0);
+            for j in 0..u64::from(weight * Self::POINTS_PER_WEIGHT) {
+                let p = mix64(base ^ j.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                points.push(((p >> 32) as u32, i));
+            }
+        }
+        // Equal points (rare) are ordered by server, so every worker and
+        // every restart builds the same ring.
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// The server owning `hash`, or the next one round the ring that is
+    /// `live`. `None` after `RING_STEPS` points with no live owner: the caller
+    /// falls back to round robin, as nginx does.
+    pub fn lookup(&self, hash: u32, live: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let start = self.points.partition_point(|&(p, _)| p < hash);
+        let mut last = usize::MAX;
+        let mut steps = 0;
+        for k in 0..self.points.len() {
+            let (_, i) = self.points[(start + k) % self.points.len()];
+            if i == last {
+                // Several points of one server in a row say nothing new.
+                continue;
+            }
+            if live(i) {
+                return Some(i);
+            }
+            last = i;
+            steps += 1;
+            if steps == RING_STEPS {
+                break;
+            }
+        }
+        None
+    }
+}
+
+/// Different servers a ring lookup passes before giving up.
+const RING_STEPS: usize = 20;
 
 #[cfg(test)]
 mod tests {
@@ -58,5 +290,152 @@ mod tests {
     fn single_server() {
         let rr = RoundRobin::new([3]);
         assert!((0..5).all(|_| rr.next() == 0));
+        assert_eq!(rr.next_among(|_| false), None);
+    }
+
+    #[test]
+    fn round_robin_skips_servers_left_out() {
+        let rr = RoundRobin::new([5, 1, 1]);
+        let seq: Vec<usize> = (0..4).map(|_| rr.next_among(|i| i != 0).unwrap()).collect();
+        assert_eq!(seq, [1, 2, 1, 2]);
+        assert_eq!(rr.next_among(|_| false), None);
+    }
+
+    #[test]
+    fn least_conn_takes_the_lightest_per_weight() {
+        let rr = RoundRobin::new([1, 1, 1]);
+        let active = [3, 1, 2];
+        assert_eq!(least_conn(&rr, &[1, 1, 1], |i| active[i], |_| true), Some(1));
+        // Weight 4 with 3 in flight is lighter than weight 1 with 1.
+        let rr = RoundRobin::new([4, 1]);
+        let active = [3, 1];
+        assert_eq!(least_conn(&rr, &[4, 1], |i| active[i], |_| true), Some(0));
+        // Only among the servers allowed.
+        assert_eq!(least_conn(&rr, &[4, 1], |i| active[i], |i| i == 1), Some(1));
+        assert_eq!(least_conn(&rr, &[4, 1], |i| active[i], |_| false), None);
+    }
+
+    #[test]
+    fn least_conn_ties_go_round_robin() {
+        let rr = RoundRobin::new([1, 1, 1]);
+        let active = [0, 5, 0];
+        let seq: Vec<usize> = (0..4)
+            .map(|_| least_conn(&rr, &[1, 1, 1], |i| active[i], |_| true).unwrap())
+            .collect();
+        assert_eq!(seq, [0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn fnv1a_is_the_published_function() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c; the seed byte follows.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        h ^= u64::from(b'a');
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        assert_eq!(h, 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"", b'a'), h);
+    }
+
+    #[test]
+    fn ip_hash_is_stable_weighted_and_moves_only_the_clients_of_a_down_server() {
+        let weights = [1, 1, 2];
+        let clients: Vec<IpAddr> = (0..2000u32)
+            .map(|n| IpAddr::from([10, (n >> 16) as u8, (n >> 8) as u8, n as u8]))
+            .collect();
+        let pick = |c: IpAddr, live: &dyn Fn(usize) -> bool| ip_hash(c, &weights, |_| true, live).unwrap();
+        let all: Vec<usize> = clients.iter().map(|&c| pick(c, &|_| true)).collect();
+        // The same answer every time: nothing random or per process in it.
+        assert_eq!(
+            all,
+            clients.iter().map(|&c| pick(c, &|_| true)).collect::<Vec<_>>()
+        );
+        let mut counts = [0usize; 3];
+        for &i in &all {
+            counts[i] += 1;
+        }
+        // Weight 2 gets about half.
+        assert!((800..1200).contains(&counts[2]), "{counts:?}");
+        assert!(counts[0] > 300 && counts[1] > 300, "{counts:?}");
+        // Server 1 down: only its clients move.
+        let without: Vec<usize> = clients.iter().map(|&c| pick(c, &|i| i != 1)).collect();
+        for (before, after) in all.iter().zip(&without) {
+            assert_ne!(*after, 1);
+            if *before != 1 {
+                assert_eq!(before, after);
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(pick(v6, &|_| true), pick(v6, &|_| true));
+        assert_eq!(ip_hash(v6, &weights, |_| true, |_| false), None);
+    }
+
+    #[test]
+    fn random_two_prefers_the_less_busy_of_two() {
+        let rng = XorShift::new(7);
+        // Server 0 is busy: it wins only when drawn twice (about 1 in 4).
+        let active = [10, 0];
+        let mut counts = [0usize; 2];
+        for _ in 0..1000 {
+            counts[random_two(&rng, &[1, 1], |i| active[i], |_| true).unwrap()] += 1;
+        }
+        assert!((150..350).contains(&counts[0]), "{counts:?}");
+        // Never a server left out, and none at all when all are.
+        assert!((0..100).all(|_| random_two(&rng, &[1, 1], |_| 0, |i| i == 1) == Some(1)));
+        assert_eq!(random_two(&rng, &[1, 1], |_| 0, |_| false), None);
+    }
+
+    #[test]
+    fn xorshift_is_seeded_and_never_stuck() {
+        let a = XorShift::new(0);
+        let b = XorShift::new(1);
+        assert_eq!(a.next_u64(), b.next_u64());
+        let c = XorShift::new(2);
+        assert_ne!(XorShift::new(4).next_u64(), c.next_u64());
+        assert!((0..100).all(|_| a.next_u64() != 0));
+    }
+
+    fn uris(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("/item/{i}?v={}", i % 7)).collect()
+    }
+
+    #[test]
+    fn ring_moves_only_the_keys_of_a_removed_server() {
+        let names = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"];
+        let full = Ring::new(names.iter().enumerate().map(|(i, n)| (i, *n, 1)));
+        // The same servers without the third; indexes shift, names do not.
+        let kept = [0usize, 1, 3];
+        let smaller = Ring::new(kept.iter().enumerate().map(|(i, &k)| (i, names[k], 1)));
+        let keys = uris(4000);
+        let mut counts = [0usize; 4];
+        let mut moved = 0;
+        for key in &keys {
+            let h = ring_hash(key.as_bytes());
+            let before = full.lookup(h, |_| true).unwrap();
+            let after = kept[smaller.lookup(h, |_| true).unwrap()];
+            counts[before] += 1;
+            if before == 2 {
+                moved += 1;
+                assert_ne!(after, 2);
+            } else {
+                assert_eq!(before, after, "{key} moved though its server stayed");
+            }
+            // Marking the server down instead of removing it: the same answer.
+            assert_eq!(full.lookup(h, |i| i != 2).unwrap(), after, "{key}");
+        }
+        // 160 points each: close to a quarter of the keys per server.
+        assert!(counts.iter().all(|&c| (700..1300).contains(&c)), "{counts:?}");
+        assert_eq!(moved, counts[2]);
+    }
+
+    #[test]
+    fn ring_points_follow_weight() {
+        let ring = Ring::new([(0, "a:1", 1), (1, "b:1", 3)]);
+        assert_eq!(ring.points.len(), 4 * Ring::POINTS_PER_WEIGHT as usize);
+        let on_b = uris(4000)
+            .iter()
+            .filter(|k| ring.lookup(ring_hash(k.as_bytes()), |_| true) == Some(1))
+            .count();
+        assert!((2600..3400).contains(&on_b), "{on_b}");
+        assert_eq!(ring.lookup(1, |_| false), None);
+        assert_eq!(Ring::new([]).lookup(1, |_| true), None);
     }
 }

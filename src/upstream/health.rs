@@ -1,0 +1,148 @@
+//! Passive health, with nginx's `max_fails` / `fail_timeout` semantics:
+//! `max_fails` failures within `fail_timeout` mark a server down for
+//! `fail_timeout`; after that it is offered requests again, and a success
+//! clears its count. `max_fails = 0` never marks a server down.
+//!
+//! This state is per worker. nginx workers share it through shared memory;
+//! ringway's workers share nothing, so each learns about a failure on its
+//! own: a dead server may receive up to `max_fails` requests from every
+//! worker before all of them skip it. An upstream of a single server is
+//! never marked down (as in nginx): there is nowhere else to send the request.
+//!
+//! Also here: the count of requests in flight per server, which least_conn
+//! and random_two balance on.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// What one worker knows about one server.
+#[derive(Default)]
+pub struct PeerState {
+    /// Requests sent to this server that have not finished.
+    active: Cell<u32>,
+    /// Failures counted since `window_start`.
+    fails: Cell<u32>,
+    window_start: Cell<Option<Instant>>,
+    /// Down until this instant; `None` when up.
+    down_until: Cell<Option<Instant>>,
+}
+
+impl PeerState {
+    pub fn active(&self) -> u32 {
+        self.active.get()
+    }
+
+    /// Counts a request in flight for as long as the guard lives, so every
+    /// way out of an exchange (success, error, a dropped future) undoes it.
+    pub fn begin(&self) -> Active<'_> {
+        self.active.set(self.active.get() + 1);
+        Active(self)
+    }
+
+    /// Whether the server is down now. The clock is read only when a server
+    /// has been marked down, so the usual case costs one load.
+    pub fn is_down(&self) -> bool {
+        let Some(until) = self.down_until.get() else {
+            return false;
+        };
+        if Instant::now() < until {
+            return true;
+        }
+        self.down_until.set(None);
+        false
+    }
+
+    /// A failure at `now`. Returns true when it marked the server down.
+    pub fn failure(&self, now: Instant, max_fails: u32, fail_timeout: Duration) -> bool {
+        if max_fails == 0 {
+            return false;
+        }
+        // Failures older than fail_timeout no longer count.
+        if self
+            .window_start
+            .get()
+            .is_none_or(|start| now.duration_since(start) >= fail_timeout)
+        {
+            self.window_start.set(Some(now));
+            self.fails.set(0);
+        }
+        self.fails.set(self.fails.get() + 1);
+        if self.fails.get() < max_fails {
+            return false;
+        }
+        self.down_until.set(Some(now + fail_timeout));
+        self.fails.set(0);
+        self.window_start.set(None);
+        true
+    }
+
+    /// A response head was received: the server works.
+    pub fn success(&self) {
+        if self.fails.get() != 0 {
+            self.fails.set(0);
+            self.window_start.set(None);
+        }
+    }
+}
+
+pub struct Active<'a>(&'a PeerState);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn max_fails_within_fail_timeout_mark_down_for_fail_timeout() {
+        let p = PeerState::default();
+        let t0 = Instant::now();
+        assert!(!p.failure(t0, 3, T));
+        assert!(!p.failure(t0 + Duration::from_secs(1), 3, T));
+        assert!(!p.is_down());
+        assert!(p.failure(t0 + Duration::from_secs(2), 3, T));
+        assert!(p.is_down());
+        assert!(p.down_until.get().unwrap() >= t0 + Duration::from_secs(12));
+    }
+
+    #[test]
+    fn old_failures_and_successes_reset_the_count() {
+        let p = PeerState::default();
+        let t0 = Instant::now();
+        assert!(!p.failure(t0, 2, T));
+        // Past the window: this one starts a new count.
+        assert!(!p.failure(t0 + T, 2, T));
+        p.success();
+        assert!(!p.failure(t0 + T, 2, T));
+        assert!(p.failure(t0 + T, 2, T));
+    }
+
+    #[test]
+    fn max_fails_zero_never_marks_down_and_down_expires() {
+        let p = PeerState::default();
+        let t0 = Instant::now();
+        assert!((0..10).all(|_| !p.failure(t0, 0, T)));
+        assert!(!p.is_down());
+        // Marked down in the past for a short while: up again now.
+        assert!(p.failure(t0, 1, Duration::from_nanos(1)));
+        assert!(!p.is_down());
+    }
+
+    #[test]
+    fn active_requests_are_counted_by_guards() {
+        let p = PeerState::default();
+        let a = p.begin();
+        let b = p.begin();
+        assert_eq!(p.active(), 2);
+        drop(a);
+        assert_eq!(p.active(), 1);
+        drop(b);
+        assert_eq!(p.active(), 0);
+    }
+}
