@@ -39,7 +39,13 @@ const DEFAULT: HeadLimits = HeadLimits {
 
 const UPSTREAM_AUTHORITY: &str = "backend.internal:3000";
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: {
+    // FUZZ_PAST_KNOWN=1: step past the known finding (README.md) by judging
+    // request-targets by httparse's character set rather than RFC 3986.
+    if std::env::var_os("FUZZ_PAST_KNOWN").is_some_and(|v| v == "1") {
+        reference::LENIENT_TARGET.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}, |data: &[u8]| {
     let small = check_parse(data, &SMALL);
     let default = check_parse(data, &DEFAULT);
     if let Some(len) = small {

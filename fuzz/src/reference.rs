@@ -7,6 +7,8 @@
 //! limits and no recovery. The whole input must be one head, ending in the
 //! empty line, with nothing after it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 /// How the message body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
@@ -185,8 +187,16 @@ fn absolute_form(t: &[u8]) -> bool {
     authority(&rest[..end]) && path_and_query(&rest[end..])
 }
 
+/// When set, a request-target is only required to be one run of visible
+/// characters (no SP, no controls), as httparse reads it, instead of matching
+/// the RFC 3986 grammar. Lets a run look past a known target finding.
+pub static LENIENT_TARGET: AtomicBool = AtomicBool::new(false);
+
 /// The request-target for this method (RFC 9112 §3.2).
 fn request_target(method: &[u8], t: &[u8]) -> bool {
+    if LENIENT_TARGET.load(Ordering::Relaxed) {
+        return !t.is_empty() && t.iter().all(|&b| b > 0x20 && b != 0x7f);
+    }
     match method {
         b"CONNECT" => {
             // authority-form = uri-host ":" port
