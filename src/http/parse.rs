@@ -217,7 +217,20 @@ pub fn parse_response(buf: &[u8], max_headers: usize) -> Result<Parsed<ResponseH
                     value: Span::within(buf, h.value),
                 })
                 .collect();
-            let reason = Span::within(buf, res.reason.unwrap_or_default().as_bytes());
+            // httparse hands back a constant empty string, not a slice of
+            // `buf`, when the reason phrase is missing or has bytes above
+            // 0x7f; such a reason is dropped and the standard phrase written.
+            let reason = res
+                .reason
+                .map(str::as_bytes)
+                .filter(|r| inside(buf, r))
+                .map_or(Span::default(), |r| Span::within(buf, r));
+            // Three digits is all httparse checks; classes 1 to 5 are all
+            // HTTP defines (RFC 9110 §15). A status like 020 is neither
+            // interim nor final: the response is invalid.
+            if !(100..=599).contains(&res.code.unwrap_or(0)) {
+                return Err(HttpError::Malformed("status code outside 100-599"));
+            }
             Ok(Parsed::Complete(
                 ResponseHead {
                     buf: Bytes::new(),
@@ -232,6 +245,12 @@ pub fn parse_response(buf: &[u8], max_headers: usize) -> Result<Parsed<ResponseH
         Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
         Err(e) => Err(map_err(e)),
     }
+}
+
+/// True when `part` lies within `whole` (same allocation, in bounds).
+fn inside(whole: &[u8], part: &[u8]) -> bool {
+    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    p >= w && p + part.len() <= w + whole.len()
 }
 
 #[cfg(test)]
@@ -319,6 +338,41 @@ mod tests {
         assert!(matches!(
             parse_response(b"HTTP/1.1 abc OK\r\n\r\n", 8),
             Err(HttpError::Malformed(_))
+        ));
+    }
+
+    /// Found by fuzzing: a missing or non-ASCII reason phrase came back as a
+    /// span outside the head, and slicing it panicked.
+    #[test]
+    fn reason_phrase_missing_or_not_ascii() {
+        for raw in [
+            &b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 304 Not Modifi\xed\xed\xed\r\nContent-Length: 120\r\n\r\n",
+        ] {
+            let Parsed::Complete(mut h, len) = parse_response(raw, 8).unwrap() else {
+                panic!("partial")
+            };
+            h.buf = Bytes::copy_from_slice(&raw[..len]);
+            assert_eq!(h.reason(), b"");
+        }
+    }
+
+    /// Found by fuzzing: a status below 100 was taken as a final response.
+    #[test]
+    fn status_outside_the_defined_classes_is_refused() {
+        for raw in [
+            &b"HTTP/1.1 020 OK\r\n\r\n"[..],
+            b"HTTP/1.1 000 X\r\n\r\n",
+            b"HTTP/1.1 600 X\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_response(raw, 8), Err(HttpError::Malformed(_))),
+                "{raw:?}"
+            );
+        }
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 599 X\r\n\r\n", 8),
+            Ok(Parsed::Complete(..))
         ));
     }
 }

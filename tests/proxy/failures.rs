@@ -310,3 +310,29 @@ fn a_client_leaving_mid_response_costs_nothing_else() {
     let r = p.get("/big");
     assert_same_bytes(&r.body, &big, "the big body, asked for again");
 }
+
+/// Found by fuzzing: a status line without a reason phrase made the proxy
+/// slice outside the head. The standard phrase is written instead.
+#[test]
+fn a_status_line_without_reason_gets_the_standard_phrase() {
+    let backend = scripted(b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nhi");
+    let p = Proxy::start(&proxy_all(backend.addr, "", ""));
+    let mut c = p.client();
+    let r = c.get("/");
+    assert_eq!((r.status, r.text()), (200, "hi".to_string()));
+    assert!(
+        r.head_text().starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        r.head_text()
+    );
+    // The worker was not disturbed: the same connection goes on.
+    assert_eq!(c.get("/").status, 200);
+}
+
+/// Found by fuzzing: a three-digit status below 100 is not a response.
+#[test]
+fn a_status_below_100_is_502() {
+    let backend = scripted(b"HTTP/1.1 020 OK\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil");
+    let p = Proxy::start(&proxy_all(backend.addr, "", ""));
+    assert_eq!(p.get("/").status, 502);
+}
