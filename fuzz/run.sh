@@ -6,7 +6,6 @@
 #
 #   fuzz/run.sh                      # all targets, 60 s each
 #   FUZZ_SECONDS=300 fuzz/run.sh chunked
-#   FUZZ_PAST_KNOWN=1 fuzz/run.sh    # step past the findings in README.md
 #
 # cargo-fuzz needs nightly compiler flags; RUSTC_BOOTSTRAP=1 lets the stable
 # toolchain accept them.
@@ -41,12 +40,7 @@ failed=()
 for t in "${targets[@]}"; do
     corpus="$work/$t"
     mkdir -p "$corpus" "artifacts/$t"
-    if [ "${FUZZ_PAST_KNOWN:-0}" = 1 ]; then
-        # Looking past known findings: their regression inputs stay out.
-        cp corpus/"$t"/seed-* "$corpus"/
-    else
-        cp corpus/"$t"/* "$corpus"/
-    fi
+    cp corpus/"$t"/* "$corpus"/
     prefix=()
     [ "$t" = config ] && prefix=("${no_network[@]}")
     log="$work/$t.log"

@@ -13,37 +13,8 @@ use ringway::http::parse::{parse_response, Parsed};
 use ringway::http::BodyKind;
 use ringway_fuzz::{escaped, XorShift};
 
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// FUZZ_PAST_KNOWN=1: skip heads that hit the known findings in README.md
-/// (httparse hands back a reason phrase that is not inside the input: empty
-/// when the status line has no reason or has obs-text; a status below 100
-/// is accepted), so a run can look further.
-static PAST_KNOWN: AtomicBool = AtomicBool::new(false);
-
-fn known_finding(data: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut res = httparse::Response::new(&mut headers);
-    if res.parse(data).is_err() {
-        return false;
-    }
-    if res.code.is_some_and(|c| c < 100) {
-        return true;
-    }
-    res.reason.is_some_and(|r| {
-        let (start, base) = (r.as_ptr() as usize, data.as_ptr() as usize);
-        start < base || start + r.len() > base + data.len()
-    })
-}
-
-fuzz_target!(init: {
-    if std::env::var_os("FUZZ_PAST_KNOWN").is_some_and(|v| v == "1") {
-        PAST_KNOWN.store(true, Ordering::Relaxed);
-    }
-}, |data: &[u8]| {
-    if PAST_KNOWN.load(Ordering::Relaxed) && known_finding(data) {
-        return;
-    }
+fuzz_target!(|data: &[u8]| {
     for max_headers in [8, 100] {
         let (mut head, len) = match parse_response(data, max_headers) {
             Ok(Parsed::Complete(h, len)) => (h, len),
