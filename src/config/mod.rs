@@ -118,6 +118,9 @@ pub struct Peer {
     pub authority: String,
     /// Resolved when the config was loaded.
     pub addr: SocketAddr,
+    /// `addr` as text, to recognise a redirect to it without formatting
+    /// the address per response.
+    pub addr_text: String,
     pub weight: u32,
     /// `backup`: sent requests only while every other server is down.
     pub backup: bool,
@@ -134,6 +137,7 @@ impl Peer {
         Peer {
             authority,
             addr,
+            addr_text: addr.to_string(),
             weight: 1,
             backup: false,
             max_fails: 1,

@@ -37,8 +37,8 @@ pub struct Downstream {
     /// The upstream request head (and a small body), kept for a retry.
     pub upbuf: Vec<u8>,
     pub peer: SocketAddr,
-    pub local: SocketAddr,
-    /// `peer`'s address and `local`'s port as text, for the forwarding headers.
+    /// The peer's address and the port it connected to, as text for the
+    /// forwarding headers (formatted once per connection).
     pub peer_text: rewrite::AddrText,
     pub port_text: rewrite::AddrText,
     /// Which of the worker's listeners accepted it.
@@ -59,7 +59,6 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
         body_out: Vec::new(),
         upbuf: Vec::new(),
         peer,
-        local,
         peer_text: rewrite::AddrText::ip(peer.ip()),
         port_text: rewrite::AddrText::port(local.port()),
         listener,
@@ -122,20 +121,10 @@ pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr
     .write(&ctx.dates, &mut out);
     tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.config.global.max_connections);
     let _ = crate::io::write_all(&mut stream, out, &ctx.deadlines, Duration::from_secs(1)).await;
-    // The client's request was not read: close the sending side, then
-    // discard what it sends for a moment (at most 1 s and 64 KiB), so that
-    // closing does not answer its data with a reset that destroys the 503.
-    let _ = stream.shutdown().await;
-    let mut buf = bytes::BytesMut::with_capacity(4096);
-    let until = Instant::now() + Duration::from_secs(1);
-    for _ in 0..16 {
-        let left = until.saturating_duration_since(Instant::now());
-        buf.clear();
-        match crate::io::read_buf(&mut stream, &mut buf, 4096, &ctx.deadlines, left).await {
-            Ok(n) if n > 0 && !left.is_zero() => {}
-            _ => break,
-        }
-    }
+    // The client's request was not read: linger briefly, so closing does not
+    // answer its data with a reset that destroys the 503.
+    let mut buf = bytes::BytesMut::new();
+    linger(&ctx, &mut stream, &mut buf, Duration::from_secs(1), 64 * 1024).await;
 }
 
 /// Waits until the client sends something (or closes). False when the wait
@@ -154,27 +143,29 @@ async fn wait_readable(ctx: &WorkerCtx, stream: &TcpStream, wait: Duration) -> b
 /// it has not read yet. So: send FIN, then read and discard for a bounded
 /// time and amount before closing.
 async fn linger_close(ctx: &WorkerCtx, ds: &mut Downstream) {
-    const LINGER_TIME: Duration = Duration::from_secs(2);
-    const LINGER_READ: Duration = Duration::from_millis(500);
-    const LINGER_BYTES: usize = 1 << 20;
-    let _ = ds.stream.shutdown().await;
-    let deadline = Instant::now() + LINGER_TIME;
+    linger(ctx, &mut ds.stream, &mut ds.rbuf, Duration::from_secs(2), 1 << 20).await;
+}
+
+/// Sends FIN, then reads and discards what the client still sends, for at
+/// most `time` and `max_bytes` (each read waits at most 500 ms).
+async fn linger(
+    ctx: &WorkerCtx,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    time: Duration,
+    max_bytes: usize,
+) {
+    const READ_WAIT: Duration = Duration::from_millis(500);
+    let _ = stream.shutdown().await;
+    let deadline = Instant::now() + time;
     let mut discarded = 0;
-    while discarded < LINGER_BYTES {
+    while discarded < max_bytes {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        ds.rbuf.clear();
-        match crate::io::read_buf(
-            &mut ds.stream,
-            &mut ds.rbuf,
-            16 * 1024,
-            &ctx.deadlines,
-            left.min(LINGER_READ),
-        )
-        .await
-        {
+        buf.clear();
+        match crate::io::read_buf(stream, buf, 16 * 1024, &ctx.deadlines, left.min(READ_WAIT)).await {
             Ok(n) if n > 0 => discarded += n,
             _ => break,
         }

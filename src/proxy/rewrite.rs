@@ -295,7 +295,7 @@ pub fn rewrite_redirect(value: &[u8], r: &Redirect) -> Option<Vec<u8>> {
     let ours = eq_ignore_case(authority, r.upstream.name.as_bytes())
         || r.upstream.servers.iter().any(|s| {
             eq_ignore_case(authority, s.authority.as_bytes())
-                || eq_ignore_case(authority, s.addr.to_string().as_bytes())
+                || eq_ignore_case(authority, s.addr_text.as_bytes())
         });
     if !ours {
         return None;

@@ -72,10 +72,6 @@ impl Pool {
             .retain(|c| now.duration_since(c.since) < self.idle_timeout && is_alive(&c.conn));
     }
 
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().len()
-    }
-
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
     }
