@@ -28,4 +28,5 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 pub mod upstream;

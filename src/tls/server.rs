@@ -1,0 +1,2 @@
+//! TLS termination of client connections: certificates chosen by SNI,
+//! handshakes under a deadline, session resumption.
