@@ -1,15 +1,19 @@
 //! The compiled router: listen address → server block (by Host) → location
 //! (longest prefix). Built once per worker from the config; no I/O.
 //!
+//! Also here, as pure functions over a parsed request: the request keys of
+//! `hash` and `split_by` (`"$http_x_tenant:$cookie_session"`) and cookie lookup.
+//!
 //! Server selection follows nginx: an exact `server_name` wins, then the
 //! longest matching `*.suffix` wildcard, then the listen address's default
 //! server (the first block on it without `server_name`, or else the first
 //! block on it).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::config::Config;
+use crate::config::{Config, KeyPart, RequestKey};
+use crate::http::RequestHead;
 
 /// The routes reachable through one listening address.
 #[derive(Debug)]
@@ -132,6 +136,76 @@ impl Router {
             .find(|(prefix, _)| path.starts_with(prefix.as_bytes()))
             .map(|&(_, i)| i)
     }
+}
+
+/// The parts of a request a [`RequestKey`] reads.
+pub struct KeyInput<'a> {
+    pub head: &'a RequestHead,
+    /// The path as routed: no query, dot segments resolved (`$uri`).
+    pub path: &'a [u8],
+    /// The client address, after `trusted_proxies` (`$remote_addr`).
+    pub client: IpAddr,
+}
+
+/// Feeds the bytes of `key` for this request to `sink`, part by part, so a
+/// hash can be taken without building the key in memory. Returns false when
+/// every variable of the key was absent or empty: such a request has no key,
+/// and the caller does not hash it (a missing cookie would otherwise send
+/// every client without one to the same server).
+pub fn feed_key(key: &RequestKey, req: &KeyInput, mut sink: impl FnMut(&[u8])) -> bool {
+    let mut any = false;
+    let mut var = |v: &[u8], sink: &mut dyn FnMut(&[u8])| {
+        any |= !v.is_empty();
+        sink(v);
+    };
+    for part in &key.parts {
+        match part {
+            KeyPart::Literal(s) => sink(s.as_bytes()),
+            KeyPart::RequestUri => var(req.head.target(), &mut sink),
+            KeyPart::Uri => var(req.path, &mut sink),
+            KeyPart::RemoteAddr => {
+                // The longest IPv6 text is 45 bytes: formatted on the stack.
+                let mut buf = [0u8; 64];
+                let mut w: &mut [u8] = &mut buf;
+                let _ = std::io::Write::write_fmt(&mut w, format_args!("{}", req.client));
+                let n = 64 - w.len();
+                var(&buf[..n], &mut sink);
+            }
+            KeyPart::Header(name) => var(
+                header_named(req.head, name.as_bytes()).unwrap_or_default(),
+                &mut sink,
+            ),
+            KeyPart::Cookie(name) => var(cookie(req.head, name.as_bytes()).unwrap_or_default(), &mut sink),
+        }
+    }
+    any
+}
+
+/// The first field called `name` (case ignored), trimmed.
+fn header_named<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a [u8]> {
+    head.headers()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim_ascii())
+}
+
+/// The value of cookie `name` in the request's `Cookie` fields (RFC 6265
+/// §5.4: `a=1; b=2`, possibly over several fields); the first one wins. The
+/// name is compared ignoring case, as nginx's `$cookie_` does.
+pub fn cookie<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a [u8]> {
+    head.headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+        .flat_map(|(_, v)| v.split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (n, v) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            n.eq_ignore_ascii_case(name).then(|| {
+                // A quoted value stands for what is inside the quotes.
+                v.strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(v)
+            })
+        })
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
@@ -270,6 +344,86 @@ mod tests {
         assert_eq!(r.location_for(0, b"/api/users"), Some(1));
         assert_eq!(r.location_for(0, b"/api"), Some(0));
         assert_eq!(r.location_for(2, b"/other"), None);
+    }
+
+    fn head(raw: &str) -> RequestHead {
+        use crate::http::parse::{parse_request, HeadLimits, Parsed};
+        let limits = HeadLimits {
+            max_request_line: 8192,
+            max_header_size: 8192,
+            max_headers: 100,
+        };
+        match parse_request(raw.as_bytes(), &limits).unwrap() {
+            Parsed::Complete(parts, len) => {
+                parts.into_head(bytes::Bytes::copy_from_slice(&raw.as_bytes()[..len]))
+            }
+            Parsed::Partial => panic!("partial"),
+        }
+    }
+
+    fn key(parts: Vec<KeyPart>) -> RequestKey {
+        RequestKey {
+            text: String::new(),
+            parts,
+        }
+    }
+
+    fn rendered(k: &RequestKey, h: &RequestHead, client: &str) -> (String, bool) {
+        let input = KeyInput {
+            head: h,
+            path: b"/p",
+            client: client.parse().unwrap(),
+        };
+        let mut out = Vec::new();
+        let any = feed_key(k, &input, |b| out.extend_from_slice(b));
+        (String::from_utf8(out).unwrap(), any)
+    }
+
+    #[test]
+    fn keys_are_built_from_request_parts() {
+        let h = head(
+            "GET /p?q=1 HTTP/1.1\r\nHost: t\r\nX-Tenant:  acme \r\nCookie: a=1; session=\"s9\"\r\n\
+             Cookie: session=later; b=2\r\n\r\n",
+        );
+        let k = key(vec![
+            KeyPart::Header("x-tenant".into()),
+            KeyPart::Literal(":".into()),
+            KeyPart::Cookie("session".into()),
+            KeyPart::Literal("|".into()),
+            KeyPart::Cookie("B".into()),
+            KeyPart::Literal("|".into()),
+            KeyPart::RemoteAddr,
+            KeyPart::Uri,
+            KeyPart::RequestUri,
+        ]);
+        assert_eq!(
+            rendered(&k, &h, "2001:db8::1"),
+            ("acme:s9|2|2001:db8::1/p/p?q=1".into(), true)
+        );
+        // Nothing of the key in the request: no key, though literals remain.
+        let k = key(vec![
+            KeyPart::Header("x-missing".into()),
+            KeyPart::Literal(":".into()),
+            KeyPart::Cookie("none".into()),
+        ]);
+        assert_eq!(rendered(&k, &h, "10.0.0.1"), (":".into(), false));
+        let longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+        let k = key(vec![KeyPart::RemoteAddr]);
+        assert_eq!(
+            rendered(&k, &h, longest).0,
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let h = head("GET / HTTP/1.1\r\nHost: t\r\nCookie: x=1;y=; rw=ab=c\r\n\r\n");
+        assert_eq!(cookie(&h, b"x"), Some(&b"1"[..]));
+        assert_eq!(cookie(&h, b"y"), Some(&b""[..]));
+        assert_eq!(cookie(&h, b"rw"), Some(&b"ab=c"[..]));
+        assert_eq!(cookie(&h, b"z"), None);
+        let h = head("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(cookie(&h, b"x"), None);
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub struct Upstream {
 }
 
 /// `balance = "..."`: the rule that picks a server for a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balance {
     /// Smooth weighted round robin, nginx's sequence.
     RoundRobin,
@@ -87,14 +87,33 @@ pub enum Balance {
     /// Two servers drawn at random (weighted), the less busy one taken.
     RandomTwo,
     /// `hash = "..."`: consistent hashing of a request key (a ketama ring).
-    Hash(HashKey),
+    Hash(RequestKey),
 }
 
-/// What `hash` hashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashKey {
+/// A key built from parts of a request, such as `"$http_x_tenant:$cookie_session"`:
+/// literal text and variables, compiled when the config loads (`hash`, `split_by`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// As written in the config.
+    pub text: String,
+    pub parts: Vec<KeyPart>,
+}
+
+/// One piece of a [`RequestKey`]. Variables follow nginx's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    Literal(String),
     /// `$request_uri`: the request target as the client sent it, with its query.
     RequestUri,
+    /// `$uri`: the path without the query, dot segments resolved.
+    Uri,
+    /// `$remote_addr`: the client address (after `trusted_proxies`).
+    RemoteAddr,
+    /// `$http_<name>`: a request header field; the name is kept lower-case
+    /// with `_` turned into `-`, as nginx maps it.
+    Header(String),
+    /// `$cookie_<name>`: the value of a cookie in the `Cookie` header.
+    Cookie(String),
 }
 
 impl Balance {

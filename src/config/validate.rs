@@ -624,18 +624,14 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
                 "`hash` chooses the server itself: remove `balance`",
             );
             ok = false;
-        } else if h.get_ref() == "$request_uri" {
-            up.balance = Balance::Hash(HashKey::RequestUri);
         } else {
-            c.error(
-                h.span(),
-                hkey,
-                format!(
-                    "unsupported hash key {:?} (supported: \"$request_uri\")",
-                    h.get_ref()
-                ),
-            );
-            ok = false;
+            match parse_key(h.get_ref()) {
+                Ok(k) => up.balance = Balance::Hash(k),
+                Err(why) => {
+                    c.error(h.span(), hkey, why);
+                    ok = false;
+                }
+            }
         }
     }
     if let Some(t) = &u.tries {
@@ -653,6 +649,100 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
         up.tries_timeout,
     );
     ok.then_some(up)
+}
+
+/// Variables a request key may use: (name as written, what it is).
+const KEY_VARIABLES: [&str; 5] = [
+    "request_uri",
+    "uri",
+    "remote_addr",
+    "http_<name>",
+    "cookie_<name>",
+];
+
+/// Compiles a request key such as `"$http_x_tenant:$cookie_session"`:
+/// literal text and `$name` or `${name}` variables. An unknown variable is an
+/// error with the nearest known one.
+fn parse_key(text: &str) -> Result<RequestKey, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        literal.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        let (name, next) = if let Some(braced) = after.strip_prefix('{') {
+            let end = braced
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in {text:?}"))?;
+            (&braced[..end], &braced[end + 1..])
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if name.is_empty() {
+            return Err(format!(
+                "a `$` in {text:?} starts no variable (known: {})",
+                known_variables()
+            ));
+        }
+        if !literal.is_empty() {
+            parts.push(KeyPart::Literal(std::mem::take(&mut literal)));
+        }
+        parts.push(key_variable(name)?);
+        rest = next;
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        parts.push(KeyPart::Literal(literal));
+    }
+    if !parts.iter().any(|p| !matches!(p, KeyPart::Literal(_))) {
+        return Err(format!(
+            "{text:?} has no variable, so every request would get the same key (known: {})",
+            known_variables()
+        ));
+    }
+    Ok(RequestKey {
+        text: text.to_string(),
+        parts,
+    })
+}
+
+fn known_variables() -> String {
+    KEY_VARIABLES.map(|v| format!("${v}")).join(", ")
+}
+
+fn key_variable(name: &str) -> Result<KeyPart, String> {
+    let field = |rest: &str| rest.to_ascii_lowercase().replace('_', "-");
+    match name {
+        "request_uri" => return Ok(KeyPart::RequestUri),
+        "uri" => return Ok(KeyPart::Uri),
+        "remote_addr" => return Ok(KeyPart::RemoteAddr),
+        _ => {}
+    }
+    if let Some(h) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
+        return Ok(KeyPart::Header(field(h)));
+    }
+    if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+        return Ok(KeyPart::Cookie(c.to_string()));
+    }
+    // The nearest known name: a fixed one, or a prefix with the rest kept
+    // (`$htp_host` → `$http_host`).
+    let mut candidates: Vec<String> = ["request_uri", "uri", "remote_addr"].map(String::from).to_vec();
+    if let Some((_, rest)) = name.split_once('_') {
+        candidates.push(format!("http_{rest}"));
+        candidates.push(format!("cookie_{rest}"));
+    }
+    let closest = candidates
+        .iter()
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    Err(match closest {
+        Some((_, k)) => format!("unknown variable `${name}`; did you mean `${k}`?"),
+        None => format!("unknown variable `${name}` (known: {})", known_variables()),
+    })
 }
 
 fn check_listen(c: &mut Checker, v: &Spanned<StrOrInt>, key: &str) -> Option<SocketAddr> {
@@ -1051,7 +1141,7 @@ mod tests {
         .unwrap();
         let up = &ok.upstreams[0];
         assert_eq!(
-            (up.balance, up.tries, up.tries_timeout),
+            (up.balance.clone(), up.tries, up.tries_timeout),
             (Balance::LeastConn, 3, Duration::from_secs(2))
         );
         assert_eq!((up.servers[0].backup, up.servers[0].max_fails), (false, 1));
@@ -1068,7 +1158,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (d.upstreams[0].balance, d.upstreams[0].tries),
+            (d.upstreams[0].balance.clone(), d.upstreams[0].tries),
             (Balance::RoundRobin, 1)
         );
         assert_eq!(
@@ -1104,11 +1194,15 @@ mod tests {
             )
         };
         let up = &h("hash = \"$request_uri\"").unwrap().upstreams[0];
-        assert_eq!(up.balance, Balance::Hash(HashKey::RequestUri));
-        let e = h("hash = \"$uri\"").unwrap_err();
+        let Balance::Hash(k) = &up.balance else {
+            panic!("{:?}", up.balance)
+        };
+        assert_eq!(k.parts, [KeyPart::RequestUri]);
+        let e = h("hash = \"$reqest_uri\"").unwrap_err();
         assert!(
-            e.to_string()
-                .contains("t.toml:3:8: upstream[0].hash: unsupported hash key"),
+            e.to_string().contains(
+                "t.toml:3:8: upstream[0].hash: unknown variable `$reqest_uri`; did you mean `$request_uri`?"
+            ),
             "{e}"
         );
         let e = h("balance = \"ip_hash\"\nhash = \"$request_uri\"").unwrap_err();
@@ -1120,6 +1214,34 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("bakup"), "{e}");
+    }
+
+    #[test]
+    fn request_keys_compile_into_parts() {
+        let k = parse_key("$http_X_Tenant:${cookie_session}-$remote_addr$uri/$request_uri").unwrap();
+        assert_eq!(
+            k.parts,
+            [
+                KeyPart::Header("x-tenant".into()),
+                KeyPart::Literal(":".into()),
+                KeyPart::Cookie("session".into()),
+                KeyPart::Literal("-".into()),
+                KeyPart::RemoteAddr,
+                KeyPart::Uri,
+                KeyPart::Literal("/".into()),
+                KeyPart::RequestUri,
+            ]
+        );
+        let err = |t: &str| parse_key(t).unwrap_err();
+        assert!(err("$htp_x_tenant").ends_with("did you mean `$http_x_tenant`?"));
+        assert!(err("$cokie_sid").ends_with("did you mean `$cookie_sid`?"));
+        assert!(err("$remote_adr").ends_with("did you mean `$remote_addr`?"));
+        assert!(err("$host").contains("unknown variable `$host` (known: $request_uri, $uri"));
+        assert!(err("$http_").contains("unknown variable `$http_`"));
+        assert!(err("a$").contains("starts no variable"));
+        assert!(err("${uri").contains("unclosed"));
+        assert!(err("tenant").contains("has no variable"));
+        assert!(err("").contains("has no variable"));
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::http::parse::{parse_request, parse_response, HeadLimits, Parsed};
 use crate::http::{BodyKind, RequestHead, RequestMeta, ResponseHead, Version};
 use crate::io::{self, IoFail};
 use crate::log::Entry;
-use crate::route;
+use crate::route::{self, KeyInput};
+use crate::upstream::balance::KeyHasher;
 use crate::upstream::{connect, UpConn, UpstreamState};
 
 /// The largest response head accepted from an upstream (nginx's
@@ -264,6 +265,7 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
                 up,
                 location,
                 pass,
+                path: &target.path,
                 target: &upstream_target,
                 host,
                 public_host,
@@ -301,6 +303,8 @@ struct Plan<'a> {
     up: &'a UpstreamState,
     location: &'a Location,
     pass: &'a ProxyPass,
+    /// The path as routed (`$uri`).
+    path: &'a [u8],
     target: &'a [u8],
     host: Option<&'a [u8]>,
     public_host: &'a [u8],
@@ -361,11 +365,20 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error: Option<Error> = None;
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
+    // `hash`: the request's key, hashed where its parts lie in the head.
+    let key = plan.up.hash_key().and_then(|k| {
+        let mut h = KeyHasher::default();
+        let input = KeyInput {
+            head: &ex.head,
+            path: plan.path,
+            client: ex.client,
+        };
+        route::feed_key(k, &input, |b| h.write(b)).then(|| h.finish())
+    });
     let (mut conn, resp, early, _active) = loop {
         // Phase: select (balance), among the servers that are up and not yet
-        // tried. The target as the client sent it is `hash`'s $request_uri.
-        let request_uri = ex.head.target.of(&ex.head.buf);
-        let Some(peer_idx) = plan.up.select(ex.client, request_uri, &tried) else {
+        // tried.
+        let Some(peer_idx) = plan.up.select(ex.client, key, &tried) else {
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
         };
         let peer = &up_cfg.servers[peer_idx];

@@ -80,8 +80,13 @@ pub fn least_conn(
 /// FNV-1a, 64 bit: fixed constants, so the same input gives the same hash in
 /// every worker and after every restart (std's `RandomState` would not).
 pub fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes.iter().chain([seed].iter()) {
+    fnv_step(fnv_step(FNV_OFFSET, bytes), &[seed])
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv_step(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -210,6 +215,26 @@ pub fn mix64(mut x: u64) -> u64 {
 /// Where a request key falls on a [`Ring`].
 pub fn ring_hash(key: &[u8]) -> u32 {
     (mix64(fnv1a(key, 0)) >> 32) as u32
+}
+
+/// [`ring_hash`] of a key given in pieces, so a key made of several request
+/// parts is hashed where it lies, without being copied together first.
+pub struct KeyHasher(u64);
+
+impl Default for KeyHasher {
+    fn default() -> KeyHasher {
+        KeyHasher(FNV_OFFSET)
+    }
+}
+
+impl KeyHasher {
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv_step(self.0, bytes);
+    }
+
+    pub fn finish(&self) -> u32 {
+        (mix64(fnv_step(self.0, &[0])) >> 32) as u32
+    }
 }
 
 /// A consistent-hash ring in the manner of ketama: each server owns
@@ -424,6 +449,38 @@ mod tests {
         // 160 points each: close to a quarter of the keys per server.
         assert!(counts.iter().all(|&c| (700..1300).contains(&c)), "{counts:?}");
         assert_eq!(moved, counts[2]);
+    }
+
+    #[test]
+    fn ring_gives_an_added_server_about_one_in_n_keys_and_moves_no_other() {
+        let names = ["app1:80", "app2:80", "app3:80", "app4:80", "app5:80"];
+        let four = Ring::new(names[..4].iter().enumerate().map(|(i, n)| (i, *n, 1)));
+        let five = Ring::new(names.iter().enumerate().map(|(i, n)| (i, *n, 1)));
+        let keys = uris(10_000);
+        let mut moved = 0;
+        for key in &keys {
+            let h = ring_hash(key.as_bytes());
+            let (before, after) = (
+                four.lookup(h, |_| true).unwrap(),
+                five.lookup(h, |_| true).unwrap(),
+            );
+            if before != after {
+                assert_eq!(after, 4, "{key} moved between old servers");
+                moved += 1;
+            }
+        }
+        // Fixed names and keys: the same figure every run (1/5 is 2000).
+        assert!((1700..2300).contains(&moved), "{moved}");
+    }
+
+    #[test]
+    fn a_key_hashed_in_pieces_hashes_as_a_whole() {
+        let mut h = KeyHasher::default();
+        for piece in ["/img/", "", "1.png", "?v=2"] {
+            h.write(piece.as_bytes());
+        }
+        assert_eq!(h.finish(), ring_hash(b"/img/1.png?v=2"));
+        assert_eq!(KeyHasher::default().finish(), ring_hash(b""));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use crate::config::{Balance, Config, HashKey, Upstream};
+use crate::config::{Balance, Config, RequestKey, Upstream};
 
 /// A connection to one upstream server, with its read buffer.
 pub struct UpConn {
@@ -71,21 +71,26 @@ impl UpstreamState {
         &self.config.upstreams[self.index]
     }
 
-    /// The server for a request from `client` for `uri` (the request target
-    /// as sent), leaving out those in `tried` (already tried for this
+    /// The key `hash` hashes, if the upstream is balanced by one.
+    pub fn hash_key(&self) -> Option<&RequestKey> {
+        match &self.config().balance {
+            Balance::Hash(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The server for a request from `client` whose [`Self::hash_key`]
+    /// hashed to `key` (`None`: the request has no key, and `hash` falls back
+    /// to round robin), leaving out those in `tried` (already tried for this
     /// request) and those that are down. Primaries first; backups only when
     /// no primary is left. `None`: no server is left.
-    pub fn select(&self, client: IpAddr, uri: &[u8], tried: &[usize]) -> Option<usize> {
+    pub fn select(&self, client: IpAddr, key: Option<u32>, tried: &[usize]) -> Option<usize> {
         let up = self.config();
         if up.servers.len() == 1 {
             return (!tried.contains(&0)).then_some(0);
         }
         let live = |i: usize| !tried.contains(&i) && !self.peers[i].is_down();
         let active = |i: usize| self.peers[i].active();
-        let key_hash = match up.balance {
-            Balance::Hash(HashKey::RequestUri) => balance::ring_hash(uri),
-            _ => 0,
-        };
         for backup in [false, true] {
             let tier = |i: usize| up.servers[i].backup == backup;
             let ok = |i: usize| tier(i) && live(i);
@@ -95,10 +100,9 @@ impl UpstreamState {
                 Balance::IpHash => balance::ip_hash(client, &self.weights, tier, live)
                     .or_else(|| self.balancer.next_among(ok)),
                 Balance::RandomTwo => balance::random_two(&self.rng, &self.weights, active, ok),
-                Balance::Hash(_) => self
-                    .rings
-                    .as_ref()
-                    .and_then(|r| r[usize::from(backup)].lookup(key_hash, live))
+                Balance::Hash(_) => key
+                    .zip(self.rings.as_ref())
+                    .and_then(|(key, r)| r[usize::from(backup)].lookup(key, live))
                     .or_else(|| self.balancer.next_among(ok)),
             };
             if pick.is_some() {

@@ -1,0 +1,195 @@
+//! Balancing beyond the basic rules: `hash` keys made of request parts.
+//! Each backend answers with its own letter, so the test sees where every
+//! request went.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::support::*;
+
+/// One upstream `app` of `servers` (TOML array items) with `extra` keys, and
+/// a server block proxying everything to it, with `location_extra` in its
+/// location. `global_extra` goes into `[global]`.
+fn lb_config(servers: &str, extra: &str, location_extra: &str, global_extra: &str) -> String {
+    format!(
+        r#"[global]
+drain_timeout = "1s"
+{global_extra}
+
+[[upstream]]
+name = "app"
+servers = [{servers}]
+{extra}
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+[[server.location]]
+path = "/"
+proxy_pass = "http://app"
+{location_extra}
+"#
+    )
+}
+
+fn lettered(letter: &'static str) -> Backend {
+    Backend::serve(move |_| Reply::ok(letter))
+}
+
+fn quoted(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sends `GET target` with `headers` (each ending in CRLF) on `c` and returns
+/// the letter of the backend that answered.
+fn letter_for(c: &mut Client, target: &str, headers: &str) -> String {
+    let r = c.request(format!("GET {target} HTTP/1.1\r\nHost: t\r\n{headers}\r\n"));
+    assert_eq!(r.status, 200, "{target}: {}", r.text());
+    r.text()
+}
+
+fn tenant_headers(i: usize) -> String {
+    format!("X-Tenant: t{i}\r\nCookie: theme=dark; session=s{}\r\n", i * 7)
+}
+
+#[test]
+fn a_header_and_cookie_key_keeps_each_user_on_one_server_across_a_restart() {
+    let backends = [lettered("a"), lettered("b"), lettered("c")];
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let toml = lb_config(
+        &quoted(&addrs),
+        "hash = \"$http_x_tenant:$cookie_session\"",
+        "",
+        "",
+    );
+    let p = Proxy::start(&toml);
+    let mut c = p.client();
+    let first: Vec<String> = (0..60)
+        .map(|i| letter_for(&mut c, "/", &tenant_headers(i)))
+        .collect();
+    assert!(
+        ["a", "b", "c"].iter().all(|l| first.iter().any(|s| s == l)),
+        "{first:?}"
+    );
+    // The path is not part of the key: other paths, same server.
+    for (i, want) in first.iter().enumerate() {
+        assert_eq!(
+            &letter_for(&mut c, &format!("/x/{i}?q={i}"), &tenant_headers(i)),
+            want
+        );
+    }
+    drop(c);
+    drop(p);
+    // A restart, with two workers this time: the same user, the same server.
+    let p = Proxy::with_workers(&toml, 2);
+    for _ in 0..2 {
+        for (i, want) in first.iter().enumerate() {
+            let mut c = p.client();
+            assert_eq!(&letter_for(&mut c, "/", &tenant_headers(i)), want, "user {i}");
+        }
+    }
+}
+
+#[test]
+fn a_request_without_any_part_of_the_key_goes_round_robin() {
+    let (a, b) = (lettered("a"), lettered("b"));
+    let p = Proxy::start(&lb_config(
+        &quoted(&[a.addr, b.addr]),
+        "hash = \"tenant:$cookie_tenant\"",
+        "",
+        "",
+    ));
+    let mut c = p.client();
+    let got: String = (0..6).map(|_| letter_for(&mut c, "/", "")).collect();
+    assert_eq!(got, "ababab");
+    // With the cookie, one server every time.
+    let with: Vec<String> = (0..6)
+        .map(|_| letter_for(&mut c, "/", "Cookie: tenant=acme\r\n"))
+        .collect();
+    assert!(with.iter().all(|l| *l == with[0]), "{with:?}");
+}
+
+#[test]
+fn remote_addr_and_uri_keys() {
+    let (a, b, c) = (lettered("a"), lettered("b"), lettered("c"));
+    let servers = quoted(&[a.addr, b.addr, c.addr]);
+    // $remote_addr: the client address after trusted_proxies.
+    let p = Proxy::start(&lb_config(
+        &servers,
+        "hash = \"$remote_addr\"",
+        "",
+        "trusted_proxies = [\"127.0.0.1\"]",
+    ));
+    let from = |ip: usize| format!("X-Forwarded-For: 192.0.2.{ip}\r\n");
+    let mut conn = p.client();
+    let seen: Vec<String> = (1..40).map(|i| letter_for(&mut conn, "/", &from(i))).collect();
+    assert!(
+        ["a", "b", "c"].iter().all(|l| seen.iter().any(|s| s == l)),
+        "{seen:?}"
+    );
+    for (i, want) in (1..40).zip(&seen) {
+        assert_eq!(&letter_for(&mut conn, &format!("/other/{i}"), &from(i)), want);
+    }
+    // $uri: the path without its query.
+    let p = Proxy::start(&lb_config(&servers, "hash = \"$uri\"", "", ""));
+    let mut conn = p.client();
+    let seen: Vec<String> = (0..40)
+        .map(|i| letter_for(&mut conn, &format!("/u/{i}"), ""))
+        .collect();
+    assert!(
+        ["a", "b", "c"].iter().all(|l| seen.iter().any(|s| s == l)),
+        "{seen:?}"
+    );
+    for (i, want) in seen.iter().enumerate() {
+        assert_eq!(&letter_for(&mut conn, &format!("/u/{i}?page={i}"), ""), want);
+        assert_eq!(&letter_for(&mut conn, &format!("/u/x/../{i}"), ""), want);
+    }
+}
+
+/// Which backend each of `keys` lands on through a proxy with `servers`.
+fn placement(backends: &[(&'static str, &Backend)], keys: usize) -> Vec<String> {
+    let addrs: Vec<SocketAddr> = backends.iter().map(|(_, b)| b.addr).collect();
+    let p = Proxy::start(&lb_config(&quoted(&addrs), "hash = \"$cookie_sid\"", "", ""));
+    let mut c = p.client();
+    (0..keys)
+        .map(|i| letter_for(&mut c, "/", &format!("Cookie: sid=user-{i}\r\n")))
+        .collect()
+}
+
+#[test]
+fn adding_a_server_moves_only_the_keys_it_takes_about_one_in_n() {
+    let (a, b, c, d, e) = (
+        lettered("a"),
+        lettered("b"),
+        lettered("c"),
+        lettered("d"),
+        lettered("e"),
+    );
+    const KEYS: usize = 1000;
+    let four = placement(&[("a", &a), ("b", &b), ("c", &c), ("d", &d)], KEYS);
+    let five = placement(&[("a", &a), ("b", &b), ("c", &c), ("d", &d), ("e", &e)], KEYS);
+    let mut moved = 0;
+    for (i, (before, after)) in four.iter().zip(&five).enumerate() {
+        if before != after {
+            // A key that moved went to the new server, nowhere else.
+            assert_eq!(after, "e", "key {i} moved from {before} to {after}");
+            moved += 1;
+        }
+    }
+    assert_eq!(moved, five.iter().filter(|l| *l == "e").count());
+    // The new server takes close to 1/5 of the keys. The ring depends on
+    // the backends' ports, so the share varies from run to run; 160 points
+    // per server keep it within a few percent of 1/5 (the bound is over
+    // four standard deviations away).
+    let share = moved as f64 / KEYS as f64;
+    assert!((0.13..0.27).contains(&share), "moved share {share}");
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for l in &four {
+        *counts.entry(l).or_default() += 1;
+    }
+    assert!(counts.values().all(|&n| n > 150), "{counts:?}");
+}
