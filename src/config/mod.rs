@@ -73,6 +73,29 @@ pub struct Upstream {
     /// `tries_timeout`: no further server is tried once this much time has
     /// passed since the first. Default `0s`: no limit.
     pub tries_timeout: Duration,
+    /// `sticky`: a cookie that keeps a client on the server it was sent to.
+    pub sticky: Option<Sticky>,
+}
+
+/// `sticky = { cookie = "rw_srv", ... }`: the first response to a client
+/// sets a cookie naming its server by an opaque id; while that server is up,
+/// the client's requests go there whatever `balance` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sticky {
+    /// `cookie`: the cookie's name. Default `rw_srv`.
+    pub cookie: String,
+    /// `path`. Default `/`.
+    pub path: String,
+    /// `domain`. Default: none (the cookie goes back to the host that set it).
+    pub domain: Option<String>,
+    /// `max_age`. Default: none, a session cookie.
+    pub max_age: Option<Duration>,
+    /// `httponly`. Default false.
+    pub httponly: bool,
+    /// `secure`. Default false.
+    pub secure: bool,
+    /// `samesite`: `Strict`, `Lax` or `None`. Default: not sent.
+    pub samesite: Option<&'static str>,
 }
 
 /// `balance = "..."`: the rule that picks a server for a request.

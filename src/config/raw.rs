@@ -50,6 +50,19 @@ pub struct RawUpstream {
     pub hash: Option<Spanned<String>>,
     pub tries: Option<Spanned<i64>>,
     pub tries_timeout: Option<Spanned<String>>,
+    pub sticky: Option<Spanned<RawSticky>>,
+}
+
+/// `sticky = { cookie = "rw_srv", path = "/", max_age = "1h", httponly = true, secure = true }`.
+#[derive(Debug, Deserialize)]
+pub struct RawSticky {
+    pub cookie: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub domain: Option<Spanned<String>>,
+    pub max_age: Option<Spanned<String>>,
+    pub httponly: Option<bool>,
+    pub secure: Option<bool>,
+    pub samesite: Option<Spanned<String>>,
 }
 
 /// `"127.0.0.1:3000"` or `{ addr = "127.0.0.1:3001", weight = 2, backup = true,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawLocation, RawPeer, RawServer, RawUpstream, StrOrInt};
+use super::raw::{RawConfig, RawLocation, RawPeer, RawServer, RawSticky, RawUpstream, StrOrInt};
 use super::*;
 
 /// One problem in a config file, with where it is and what to do.
@@ -227,6 +227,7 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         [] => fields_of::<RawConfig>(),
         ["global"] => fields_of::<RawGlobal>(),
         ["upstream"] => fields_of::<RawUpstream>(),
+        ["upstream", "sticky"] => fields_of::<RawSticky>(),
         ["server"] => fields_of::<RawServer>(),
         ["server", "location"] => fields_of::<RawLocation>(),
         ["server", "location", "return"] => fields_of::<RawReturn>(),
@@ -467,6 +468,7 @@ fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstre
         // dead server without multiplying the load of a slow one.
         tries: if servers_len > 1 { 2 } else { 1 },
         tries_timeout: Duration::ZERO,
+        sticky: None,
     }
 }
 
@@ -648,7 +650,103 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
         &format!("{key}.tries_timeout"),
         up.tries_timeout,
     );
+    if let Some(st) = &u.sticky {
+        match check_sticky(c, st.get_ref(), &format!("{key}.sticky")) {
+            Some(st) => up.sticky = Some(st),
+            None => ok = false,
+        }
+    }
     ok.then_some(up)
+}
+
+/// `sticky = { ... }`. Cookie attributes are checked against RFC 6265's
+/// grammar, since a bad one would be sent to every client.
+fn check_sticky(c: &mut Checker, r: &RawSticky, key: &str) -> Option<Sticky> {
+    let before = c.errors.len();
+    let mut st = Sticky {
+        cookie: "rw_srv".to_string(),
+        path: "/".to_string(),
+        domain: None,
+        max_age: None,
+        httponly: r.httponly.unwrap_or(false),
+        secure: r.secure.unwrap_or(false),
+        samesite: None,
+    };
+    if let Some(n) = &r.cookie {
+        // RFC 6265 §4.1.1: a cookie name is an RFC 2616 token.
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if n.get_ref().is_empty() || !n.get_ref().bytes().all(token) {
+            c.error(
+                n.span(),
+                format!("{key}.cookie"),
+                format!(
+                    "{:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+                    n.get_ref()
+                ),
+            );
+        }
+        st.cookie = n.get_ref().clone();
+    }
+    // RFC 6265 §4.1.1: attribute values are any visible character but `;`.
+    let attr_ok = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+    if let Some(p) = &r.path {
+        if !p.get_ref().starts_with('/') || !attr_ok(p.get_ref()) {
+            c.error(
+                p.span(),
+                format!("{key}.path"),
+                "must start with \"/\" and hold no spaces or `;`",
+            );
+        }
+        st.path = p.get_ref().clone();
+    }
+    if let Some(d) = &r.domain {
+        if !attr_ok(d.get_ref()) {
+            c.error(
+                d.span(),
+                format!("{key}.domain"),
+                "must be a host name with no spaces or `;`",
+            );
+        }
+        st.domain = Some(d.get_ref().clone());
+    }
+    if r.max_age.is_some() {
+        let parsed = c.errors.len();
+        let d = c.duration(&r.max_age, &format!("{key}.max_age"), Duration::ZERO);
+        if let (Some(v), true) = (&r.max_age, d.as_secs() == 0) {
+            if c.errors.len() == parsed {
+                c.error(
+                    v.span(),
+                    format!("{key}.max_age"),
+                    "must be 1s or more (leave it out for a session cookie)",
+                );
+            }
+        }
+        st.max_age = Some(d);
+    }
+    if let Some(v) = &r.samesite {
+        st.samesite = match v.get_ref().to_ascii_lowercase().as_str() {
+            "strict" => Some("Strict"),
+            "lax" => Some("Lax"),
+            "none" if st.secure => Some("None"),
+            "none" => {
+                c.error(
+                    v.span(),
+                    format!("{key}.samesite"),
+                    "\"None\" needs secure = true (browsers drop the cookie otherwise)",
+                );
+                None
+            }
+            _ => {
+                c.error(
+                    v.span(),
+                    format!("{key}.samesite"),
+                    "one of: \"Strict\", \"Lax\", \"None\"",
+                );
+                None
+            }
+        };
+    }
+    (c.errors.len() == before).then_some(st)
 }
 
 /// Variables a request key may use: (name as written, what it is).
@@ -1214,6 +1312,62 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("bakup"), "{e}");
+    }
+
+    #[test]
+    fn sticky_and_its_errors() {
+        let up = |sticky: &str| {
+            validate(
+                &format!(
+                    "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\nsticky = {sticky}\n{LISTEN}"
+                ),
+                Path::new("t.toml"),
+            )
+        };
+        let d = up("{}").unwrap();
+        let st = d.upstreams[0].sticky.as_ref().unwrap();
+        assert_eq!(
+            (st.cookie.as_str(), st.path.as_str(), st.max_age),
+            ("rw_srv", "/", None)
+        );
+        assert!(!st.httponly && !st.secure && st.samesite.is_none() && st.domain.is_none());
+        let d = up(
+            "{ cookie = \"srv\", path = \"/app\", domain = \"example.com\", max_age = \"1h\", httponly = true, \
+             secure = true, samesite = \"none\" }",
+        )
+        .unwrap();
+        let st = d.upstreams[0].sticky.as_ref().unwrap();
+        assert_eq!(st.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            (st.samesite, st.domain.as_deref()),
+            (Some("None"), Some("example.com"))
+        );
+        let e = up(
+            "{ cookie = \"a b\", path = \"app\", domain = \"x;y\", max_age = \"0s\", samesite = \"none\" }",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream[0].sticky.cookie",
+                "upstream[0].sticky.path",
+                "upstream[0].sticky.domain",
+                "upstream[0].sticky.max_age",
+                "upstream[0].sticky.samesite"
+            ],
+            "{e}"
+        );
+        assert!(e.0[4].message.contains("needs secure = true"), "{e}");
+        let e = up("{ max_age = \"soon\", samesite = \"loose\" }").unwrap_err();
+        assert!(e.0[0].message.contains("bad duration"), "{e}");
+        assert!(e.0[1].message.contains("one of: \"Strict\""), "{e}");
+        let e = up("{ cokie = \"x\" }").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("upstream[0].sticky.cokie: unknown key `cokie`; did you mean `cookie`?"),
+            "{e}"
+        );
     }
 
     #[test]

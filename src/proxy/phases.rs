@@ -375,10 +375,20 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         };
         route::feed_key(k, &input, |b| h.write(b)).then(|| h.finish())
     });
+    // `sticky`: the cookie the client sent, when it can be a server's id.
+    let sticky: Option<[u8; 16]> = up_cfg
+        .sticky
+        .as_ref()
+        .and_then(|st| route::cookie(&ex.head, st.cookie.as_bytes()))
+        .and_then(|v| v.try_into().ok());
     let (mut conn, resp, early, _active) = loop {
         // Phase: select (balance), among the servers that are up and not yet
         // tried.
-        let Some(peer_idx) = plan.up.select(ex.client, key, &tried) else {
+        // A `sticky` cookie naming a server that can take the request wins.
+        let pick = sticky
+            .and_then(|v| plan.up.sticky_server(&v, &tried))
+            .or_else(|| plan.up.select(ex.client, key, &tried));
+        let Some(peer_idx) = pick else {
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
         };
         let peer = &up_cfg.servers[peer_idx];
@@ -561,6 +571,13 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     let framing = rewrite::client_framing(meta.body, ex.head.version);
     ex.close |= framing == ClientFraming::Close;
 
+    // `sticky`: a client whose cookie did not name this server (none, a
+    // forged one, or one whose server is down) is given one that does.
+    let set_cookie = match sticky.and_then(|v| plan.up.sticky_named(&v)) {
+        Some(named) if named == conn.peer => None,
+        _ => plan.up.set_cookie(conn.peer),
+    };
+
     // Write the response head, with the first body bytes when they fit.
     ds.wbuf.clear();
     rewrite::response_head(
@@ -571,6 +588,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
             head_request: ex.head.method() == b"HEAD",
             close: ex.close,
             client_version: ex.head.version,
+            extra: set_cookie.unwrap_or_default(),
             redirect: Redirect {
                 upstream: up_cfg,
                 location: plan.location,

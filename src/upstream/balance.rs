@@ -237,6 +237,44 @@ impl KeyHasher {
     }
 }
 
+/// `sticky`: the cookie value that names a server, 16 hex digits of a hash
+/// of its address as written in the config. The same in every worker and
+/// after a restart, unchanged when servers are added or reordered, and
+/// telling nothing of the address itself to the client. It is not a secret:
+/// a client may name any server of the upstream, as it could by retrying.
+pub fn sticky_id(authority: &str) -> [u8; 16] {
+    let h = mix64(fnv1a(authority.as_bytes(), b's'));
+    let mut out = [0u8; 16];
+    for (k, d) in out.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((h >> (60 - 4 * k)) & 0xf) as usize];
+    }
+    out
+}
+
+/// The `Set-Cookie` field line (RFC 6265 §4.1) naming the server `id`.
+pub fn set_cookie_line(st: &crate::config::Sticky, id: &[u8; 16]) -> Vec<u8> {
+    let mut line = format!("Set-Cookie: {}=", st.cookie).into_bytes();
+    line.extend_from_slice(id);
+    line.extend_from_slice(format!("; Path={}", st.path).as_bytes());
+    if let Some(d) = &st.domain {
+        line.extend_from_slice(format!("; Domain={d}").as_bytes());
+    }
+    if let Some(age) = st.max_age {
+        line.extend_from_slice(format!("; Max-Age={}", age.as_secs()).as_bytes());
+    }
+    if st.httponly {
+        line.extend_from_slice(b"; HttpOnly");
+    }
+    if st.secure {
+        line.extend_from_slice(b"; Secure");
+    }
+    if let Some(s) = st.samesite {
+        line.extend_from_slice(format!("; SameSite={s}").as_bytes());
+    }
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
 /// A consistent-hash ring in the manner of ketama: each server owns
 /// `POINTS_PER_WEIGHT` points per unit of weight, placed by hashing its
 /// address as written in the config (not its position in the list), and a key
@@ -471,6 +509,28 @@ mod tests {
         }
         // Fixed names and keys: the same figure every run (1/5 is 2000).
         assert!((1700..2300).contains(&moved), "{moved}");
+    }
+
+    #[test]
+    fn sticky_ids_are_fixed_hex_per_address() {
+        let a = sticky_id("10.0.0.1:80");
+        assert_eq!(a, sticky_id("10.0.0.1:80"));
+        assert_ne!(a, sticky_id("10.0.0.2:80"));
+        assert!(a.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let st = crate::config::Sticky {
+            cookie: "srv".into(),
+            path: "/app".into(),
+            domain: Some("example.com".into()),
+            max_age: Some(std::time::Duration::from_secs(3600)),
+            httponly: true,
+            secure: true,
+            samesite: Some("Lax"),
+        };
+        let line = String::from_utf8(set_cookie_line(&st, b"0123456789abcdef")).unwrap();
+        assert_eq!(
+            line,
+            "Set-Cookie: srv=0123456789abcdef; Path=/app; Domain=example.com; Max-Age=3600; HttpOnly; Secure; SameSite=Lax\r\n"
+        );
     }
 
     #[test]

@@ -38,7 +38,16 @@ pub struct UpstreamState {
     rng: balance::XorShift,
     /// For `hash`: the rings of the primaries and of the backups.
     rings: Option<[balance::Ring; 2]>,
+    /// For `sticky`: each server's cookie id, and its `Set-Cookie` line.
+    sticky: Option<StickyIds>,
     config: Arc<Config>,
+}
+
+/// The cookie values that name the servers of a `sticky` upstream, and the
+/// `Set-Cookie` field for each, written once when the worker starts.
+struct StickyIds {
+    ids: Vec<[u8; 16]>,
+    set_cookie: Vec<Box<[u8]>>,
 }
 
 impl UpstreamState {
@@ -63,8 +72,45 @@ impl UpstreamState {
                     )
                 })
             }),
+            sticky: up.sticky.as_ref().map(|st| {
+                let ids: Vec<[u8; 16]> = up
+                    .servers
+                    .iter()
+                    .map(|s| balance::sticky_id(&s.authority))
+                    .collect();
+                let set_cookie = ids
+                    .iter()
+                    .map(|id| balance::set_cookie_line(st, id).into_boxed_slice())
+                    .collect();
+                StickyIds { ids, set_cookie }
+            }),
             config: config.clone(),
         }
+    }
+
+    /// `sticky`: the server a cookie value names, if any (a forged or stale
+    /// value names none).
+    pub fn sticky_named(&self, value: &[u8]) -> Option<usize> {
+        let st = self.sticky.as_ref()?;
+        st.ids.iter().position(|id| id[..] == *value)
+    }
+
+    /// `sticky`: the server named by the cookie `value`, when it may take the
+    /// request: not down, not tried for it already, and, for a backup, only
+    /// while no primary can take it (so clients return to the primaries).
+    pub fn sticky_server(&self, value: &[u8], tried: &[usize]) -> Option<usize> {
+        let i = self.sticky_named(value)?;
+        let servers = &self.config().servers;
+        let usable = |i: usize| !tried.contains(&i) && !self.peers[i].is_down();
+        if !usable(i) || (servers[i].backup && (0..servers.len()).any(|j| !servers[j].backup && usable(j))) {
+            return None;
+        }
+        Some(i)
+    }
+
+    /// `sticky`: the `Set-Cookie` field (with its CRLF) that names server `i`.
+    pub fn set_cookie(&self, i: usize) -> Option<&[u8]> {
+        Some(&self.sticky.as_ref()?.set_cookie[i])
     }
 
     pub fn config(&self) -> &Upstream {
@@ -120,5 +166,42 @@ impl UpstreamState {
         }
         let s = &up.servers[i];
         self.peers[i].failure(Instant::now(), s.max_fails, s.fail_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn state(servers: &str, extra: &str) -> UpstreamState {
+        let text = format!(
+            "[[upstream]]\nname = \"app\"\nservers = [{servers}]\n{extra}\n\
+             [[server]]\nlisten = [\"127.0.0.1:0\"]\n"
+        );
+        let config = Arc::new(Config::parse(&text, Path::new("t.toml")).unwrap());
+        UpstreamState::new(&config, 0, 1)
+    }
+
+    #[test]
+    fn sticky_cookie_names_a_server_only_while_it_can_take_the_request() {
+        let up = state(
+            "\"127.0.0.1:1\", \"127.0.0.1:2\", { addr = \"127.0.0.1:3\", backup = true }",
+            "sticky = {}",
+        );
+        let id = |i: usize| balance::sticky_id(&up.config().servers[i].authority);
+        assert_eq!(up.sticky_named(&id(1)), Some(1));
+        assert_eq!(up.sticky_named(b"0000000000000000"), None);
+        assert_eq!(up.sticky_server(&id(1), &[]), Some(1));
+        assert_eq!(up.sticky_server(&id(1), &[1]), None);
+        // A backup only while no primary can take the request.
+        assert_eq!(up.sticky_server(&id(2), &[]), None);
+        assert_eq!(up.sticky_server(&id(2), &[0, 1]), Some(2));
+        // Down: not named, so the balancer decides.
+        assert!(up.failure(1));
+        assert_eq!(up.sticky_server(&id(1), &[]), None);
+        let line = up.set_cookie(0).unwrap();
+        assert!(line.starts_with(b"Set-Cookie: rw_srv=") && line.ends_with(b"; Path=/\r\n"));
+        assert!(state("\"127.0.0.1:1\"", "").set_cookie(0).is_none());
     }
 }

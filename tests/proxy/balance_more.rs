@@ -193,3 +193,122 @@ fn adding_a_server_moves_only_the_keys_it_takes_about_one_in_n() {
     }
     assert!(counts.values().all(|&n| n > 150), "{counts:?}");
 }
+
+const STICKY: &str =
+    "sticky = { cookie = \"rw_srv\", path = \"/\", max_age = \"1h\", httponly = true, secure = true }";
+
+/// GET / with `cookie` (none when empty): (letter, the `name=value` of the
+/// Set-Cookie if one came).
+fn sticky_get(c: &mut Client, cookie: &str) -> (String, Option<String>) {
+    let cookie = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: theme=dark; {cookie}\r\n")
+    };
+    let r = c.request(format!("GET / HTTP/1.1\r\nHost: t\r\n{cookie}\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.all("set-cookie").len() <= 1, "{}", r.head_text());
+    let set = r.header("set-cookie").map(|v| {
+        let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+        assert_eq!(attrs, " Path=/; Max-Age=3600; HttpOnly; Secure", "{v}");
+        let value = pair.strip_prefix("rw_srv=").expect(v);
+        assert!(
+            value.len() == 16 && value.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{v}"
+        );
+        pair.to_string()
+    });
+    (r.text(), set)
+}
+
+/// The cookie naming each backend, learnt from cookie-less requests.
+fn cookies_by_letter(c: &mut Client, n: usize) -> HashMap<String, String> {
+    let mut by_letter = HashMap::new();
+    for _ in 0..n {
+        let (letter, set) = sticky_get(c, "");
+        let set = set.expect("a client without the cookie is given one");
+        assert_eq!(by_letter.entry(letter).or_insert_with(|| set.clone()), &set);
+    }
+    by_letter
+}
+
+#[test]
+fn a_sticky_cookie_keeps_a_client_on_its_server_while_round_robin_rotates() {
+    let (a, b, c) = (lettered("a"), lettered("b"), lettered("c"));
+    let toml = lb_config(&quoted(&[a.addr, b.addr, c.addr]), STICKY, "", "");
+    let p = Proxy::start(&toml);
+    let mut conn = p.client();
+    // Without the cookie, round robin: each server in turn, each naming itself.
+    let got: String = (0..6).map(|_| sticky_get(&mut conn, "").0).collect();
+    assert_eq!(got, "abcabc");
+    let cookies = cookies_by_letter(&mut conn, 3);
+    assert_eq!(cookies.len(), 3);
+    assert_eq!(
+        cookies.values().collect::<std::collections::HashSet<_>>().len(),
+        3
+    );
+    // With it, one server every time, and no new cookie.
+    for (letter, cookie) in &cookies {
+        for _ in 0..10 {
+            assert_eq!(sticky_get(&mut conn, cookie), (letter.clone(), None));
+        }
+    }
+    drop(conn);
+    drop(p);
+    // The id is the server's own: the same after a restart, in any worker,
+    // and with the servers listed in another order.
+    let p = Proxy::with_workers(&lb_config(&quoted(&[c.addr, a.addr, b.addr]), STICKY, "", ""), 2);
+    for (letter, cookie) in &cookies {
+        for _ in 0..4 {
+            assert_eq!(sticky_get(&mut p.client(), cookie), (letter.clone(), None));
+        }
+    }
+}
+
+#[test]
+fn when_the_cookie_server_dies_another_takes_over_and_the_cookie_is_set_again() {
+    let (a, b) = (lettered("a"), lettered("b"));
+    let p = Proxy::start(&lb_config(&quoted(&[a.addr, b.addr]), STICKY, "", ""));
+    let mut conn = p.client();
+    let cookies = cookies_by_letter(&mut conn, 2);
+    let on_a = &cookies["a"];
+    assert_eq!(sticky_get(&mut conn, on_a), ("a".into(), None));
+    drop(a);
+    // a is gone: its client is served by b and handed b's cookie, every time
+    // it comes back with the old one (a is down now).
+    for _ in 0..3 {
+        assert_eq!(
+            sticky_get(&mut conn, on_a),
+            ("b".into(), Some(cookies["b"].clone()))
+        );
+    }
+    assert_eq!(sticky_get(&mut conn, &cookies["b"]), ("b".into(), None));
+}
+
+#[test]
+fn a_forged_or_unknown_sticky_cookie_counts_as_none() {
+    let (a, b) = (lettered("a"), lettered("b"));
+    let p = Proxy::start(&lb_config(&quoted(&[a.addr, b.addr]), STICKY, "", ""));
+    let mut conn = p.client();
+    let cookies = cookies_by_letter(&mut conn, 2);
+    let forged = [
+        "rw_srv=0000000000000000",
+        "rw_srv=forged",
+        "rw_srv=",
+        "rw_srv=0123456789abcdef0",
+    ];
+    // The balancer decides (round robin goes on), and the cookie is replaced.
+    let mut got = String::new();
+    for f in forged.iter().chain(forged.iter()) {
+        let (letter, set) = sticky_get(&mut conn, f);
+        assert_eq!(set.as_ref(), Some(&cookies[&letter]), "{f}");
+        got.push_str(&letter);
+    }
+    assert_eq!(got, "abababab");
+    // A cookie of that name for another upstream's server is unknown here too.
+    let other = lettered("z");
+    let q = Proxy::start(&lb_config(&quoted(&[other.addr]), STICKY, "", ""));
+    let (_, theirs) = sticky_get(&mut q.client(), "");
+    let (_, set) = sticky_get(&mut conn, &theirs.unwrap());
+    assert!(set.is_some());
+}
