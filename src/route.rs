@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::{Config, KeyPart, RequestKey};
+use crate::config::{Action, Config, KeyPart, ProxyPass, RequestKey, When, WhenField, SPLIT_WHOLE};
 use crate::http::RequestHead;
+use crate::upstream::balance::{KeyHasher, RoundRobin};
 
 /// The routes reachable through one listening address.
 #[derive(Debug)]
@@ -24,11 +25,13 @@ struct ListenerRoutes {
     default: usize,
 }
 
-#[derive(Debug)]
 pub struct Router {
     listeners: Vec<ListenerRoutes>,
     /// Per server block: `(prefix, location index)`, longest prefix first.
     locations: Vec<Vec<(String, usize)>>,
+    /// Per server block and location: the turns of a `split` without
+    /// `split_by` (side 0 is proxy_pass, side k the k-th split entry).
+    splits: Vec<Vec<Option<RoundRobin>>>,
 }
 
 /// The distinct listen addresses of a config, in first-seen order. Listener
@@ -92,7 +95,59 @@ impl Router {
                 locs
             })
             .collect();
-        Router { listeners, locations }
+        let splits = cfg
+            .servers
+            .iter()
+            .map(|s| {
+                s.locations
+                    .iter()
+                    .map(|l| match &l.action {
+                        Action::Proxy(pass) if !pass.split.is_empty() => {
+                            Some(RoundRobin::new(split_shares(pass)))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        Router {
+            listeners,
+            locations,
+            splits,
+        }
+    }
+
+    /// The upstream a request to location `loc` of `server` goes to: the
+    /// `proxy_pass` one or, with `split`, one of the split's. A `when` that
+    /// matches decides first; then `split_by`'s key, hashed onto the shares;
+    /// without `split_by` (or when the request has none of its key) the
+    /// shares are served in turns, so 5% is exactly 5 requests in every 100
+    /// on each worker, spread out (smooth weighted round robin).
+    pub fn upstream_for(&self, server: usize, loc: usize, pass: &ProxyPass, req: &KeyInput) -> usize {
+        if pass.split.is_empty() {
+            return pass.upstream;
+        }
+        if let Some(s) = pass
+            .split
+            .iter()
+            .find(|s| s.when.as_ref().is_some_and(|w| matches(w, req.head)))
+        {
+            return s.upstream;
+        }
+        let side = pass
+            .split_by
+            .as_ref()
+            .and_then(|k| {
+                let mut h = KeyHasher::default();
+                feed_key(k, req, |b| h.write(b)).then(|| h.finish())
+            })
+            .map(|hash| split_side(pass, hash))
+            .or_else(|| self.splits[server][loc].as_ref().map(|rr| rr.next()))
+            .unwrap_or(0);
+        match side {
+            0 => pass.upstream,
+            k => pass.split[k - 1].upstream,
+        }
     }
 
     /// The default server block of a listener, whose limits apply before the
@@ -179,6 +234,40 @@ pub fn feed_key(key: &RequestKey, req: &KeyInput, mut sink: impl FnMut(&[u8])) -
         }
     }
     any
+}
+
+/// The shares of a split's sides, proxy_pass's (the rest) first.
+fn split_shares(pass: &ProxyPass) -> Vec<u32> {
+    let taken: u32 = pass.split.iter().map(|s| s.share).sum();
+    std::iter::once(SPLIT_WHOLE.saturating_sub(taken))
+        .chain(pass.split.iter().map(|s| s.share))
+        .collect()
+}
+
+/// The side a key's hash falls on: the hash taken into 0..10000 and the
+/// split entries' shares laid end to end from 0, proxy_pass's after them.
+fn split_side(pass: &ProxyPass, hash: u32) -> usize {
+    // Multiply-shift rather than `%`: every bucket gets the same count of hashes ± 1.
+    let mut slot = ((u64::from(hash) * u64::from(SPLIT_WHOLE)) >> 32) as u32;
+    for (k, s) in pass.split.iter().enumerate() {
+        if slot < s.share {
+            return k + 1;
+        }
+        slot -= s.share;
+    }
+    0
+}
+
+fn matches(w: &When, head: &RequestHead) -> bool {
+    let got = match &w.what {
+        WhenField::Header(name) => header_named(head, name.as_bytes()),
+        WhenField::Cookie(name) => cookie(head, name.as_bytes()),
+    };
+    match (got, &w.value) {
+        (Some(v), Some(want)) => v == want.as_bytes(),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 /// The first field called `name` (case ignored), trimmed.
@@ -413,6 +502,48 @@ mod tests {
             rendered(&k, &h, longest).0,
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
         );
+    }
+
+    #[test]
+    fn split_shares_are_laid_end_to_end() {
+        let c = cfg(r#"
+            [[upstream]]
+            name = "a"
+            servers = ["127.0.0.1:1"]
+            [[upstream]]
+            name = "b"
+            servers = ["127.0.0.1:2"]
+            [[server]]
+            listen = ["127.0.0.1:1"]
+            [[server.location]]
+            path = "/"
+            proxy_pass = "http://a"
+            split = [{ upstream = "b", weight = 25 }, { upstream = "a", weight = 0.5 }]
+        "#);
+        let Action::Proxy(pass) = &c.servers[0].locations[0].action else {
+            panic!()
+        };
+        assert_eq!(split_shares(pass), [7450, 2500, 50]);
+        // The hash maps onto 0..10000: the first quarter is the first entry.
+        let at = |slot: u64| split_side(pass, ((slot << 32) / 10_000 + 1) as u32);
+        assert_eq!(
+            (at(0), at(2499), at(2500), at(2549), at(2550), at(9999)),
+            (1, 1, 2, 2, 0, 0)
+        );
+        assert_eq!(split_side(pass, u32::MAX), 0);
+        // In turns, without split_by: exactly the shares over 10000 requests.
+        let r = Router::new(&c);
+        let h = head("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let input = KeyInput {
+            head: &h,
+            path: b"/",
+            client: "10.0.0.1".parse().unwrap(),
+        };
+        let mut sides = [0usize; 2];
+        for _ in 0..10_000 {
+            sides[r.upstream_for(0, 0, pass, &input)] += 1;
+        }
+        assert_eq!(sides, [7500, 2500]);
     }
 
     #[test]

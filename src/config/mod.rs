@@ -258,7 +258,42 @@ pub struct ProxyPass {
     /// `preserve_host`: send the client's Host upstream (default) or the
     /// upstream server's address.
     pub preserve_host: bool,
+    /// `split`: shares of the requests sent to other upstreams instead
+    /// (canary, A/B); the rest go to `upstream`.
+    pub split: Vec<Split>,
+    /// `split_by`: with it, a request's side is chosen by a hash of this key,
+    /// so one user always lands on the same side; without it, by turns.
+    pub split_by: Option<RequestKey>,
 }
+
+/// One entry of `split = [{ upstream = "app-canary", weight = 5 }]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    /// The share of requests, in hundredths of a percent (`weight = 5` is 500).
+    pub share: u32,
+    /// `when`: requests that match go to this side whatever the shares say.
+    pub when: Option<When>,
+}
+
+/// `when = { header = "X-Canary", value = "1" }` or `{ cookie = "canary" }`:
+/// the field or cookie present with that value (any value, without `value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct When {
+    pub what: WhenField,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhenField {
+    /// A request header field name, lower-case.
+    Header(String),
+    Cookie(String),
+}
+
+/// `split` shares are in hundredths of a percent: 10_000 is every request.
+pub const SPLIT_WHOLE: u32 = 10_000;
 
 /// `return = { status = 301, location = "https://example.com/", body = "..." }`.
 #[derive(Debug, Clone)]

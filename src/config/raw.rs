@@ -133,6 +133,32 @@ pub struct RawLocation {
     pub return_: Option<Spanned<RawReturn>>,
     pub preserve_host: Option<bool>,
     pub client_max_body_size: Option<Spanned<StrOrInt>>,
+    pub split: Option<Spanned<Vec<Spanned<RawSplit>>>>,
+    pub split_by: Option<Spanned<String>>,
+}
+
+/// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.
+#[derive(Debug, Deserialize)]
+pub struct RawSplit {
+    pub upstream: Spanned<String>,
+    pub weight: Option<Spanned<Number>>,
+    pub when: Option<Spanned<RawWhen>>,
+}
+
+/// A percentage, written `5` or `0.5`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+/// `{ header = "X-Canary", value = "1" }` or `{ cookie = "canary" }`.
+#[derive(Debug, Deserialize)]
+pub struct RawWhen {
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

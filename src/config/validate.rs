@@ -12,7 +12,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawLocation, RawPeer, RawServer, RawSticky, RawUpstream, StrOrInt};
+use super::raw::{
+    Number, RawConfig, RawLocation, RawPeer, RawServer, RawSplit, RawSticky, RawUpstream, RawWhen, StrOrInt,
+};
 use super::*;
 
 /// One problem in a config file, with where it is and what to do.
@@ -231,6 +233,8 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server"] => fields_of::<RawServer>(),
         ["server", "location"] => fields_of::<RawLocation>(),
         ["server", "location", "return"] => fields_of::<RawReturn>(),
+        ["server", "location", "split"] => fields_of::<RawSplit>(),
+        ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }
 }
@@ -674,8 +678,7 @@ fn check_sticky(c: &mut Checker, r: &RawSticky, key: &str) -> Option<Sticky> {
     };
     if let Some(n) = &r.cookie {
         // RFC 6265 §4.1.1: a cookie name is an RFC 2616 token.
-        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-        if n.get_ref().is_empty() || !n.get_ref().bytes().all(token) {
+        if n.get_ref().is_empty() || !n.get_ref().bytes().all(is_token) {
             c.error(
                 n.span(),
                 format!("{key}.cookie"),
@@ -1013,12 +1016,24 @@ fn check_location(
         }
         (Some(p), None) => {
             let pass = check_proxy_pass(c, p, &format!("{key}.proxy_pass"), upstreams, by_name);
+            let (split, split_by) = check_split(c, r, key, upstreams, by_name)?;
             Action::Proxy(ProxyPass {
                 preserve_host: r.preserve_host.unwrap_or(true),
+                split,
+                split_by,
                 ..pass?
             })
         }
         (None, Some(ret)) => {
+            for (v, name) in [
+                (r.split.as_ref().map(|v| v.span()), "split"),
+                (r.split_by.as_ref().map(|v| v.span()), "split_by"),
+            ] {
+                if let Some(span) = v {
+                    c.error(span, format!("{key}.{name}"), "only applies with proxy_pass");
+                    ok = false;
+                }
+            }
             if r.preserve_host.is_some() {
                 c.error(
                     l.span(),
@@ -1056,6 +1071,162 @@ fn check_location(
         action,
         client_max_body_size,
     })
+}
+
+/// `split` and `split_by` of a proxied location. `None` when they are wrong.
+#[allow(clippy::type_complexity)]
+fn check_split(
+    c: &mut Checker,
+    r: &RawLocation,
+    key: &str,
+    upstreams: &[Upstream],
+    by_name: &HashMap<String, usize>,
+) -> Option<(Vec<Split>, Option<RequestKey>)> {
+    let before = c.errors.len();
+    let mut split = Vec::new();
+    let mut total: u64 = 0;
+    for (i, s) in r.split.iter().flat_map(|v| v.get_ref().iter()).enumerate() {
+        let skey = format!("{key}.split[{i}]");
+        let s = s.get_ref();
+        let name = s.upstream.get_ref();
+        let upstream = match by_name.get(name.as_str()) {
+            Some(&u) if !upstreams[u].implicit => Some(u),
+            _ => {
+                let mut defined: Vec<&str> = upstreams
+                    .iter()
+                    .filter(|u| !u.implicit)
+                    .map(|u| u.name.as_str())
+                    .collect();
+                defined.sort();
+                let closest = defined
+                    .iter()
+                    .map(|k| (strsim::levenshtein(name, k), *k))
+                    .filter(|(d, _)| *d <= 2)
+                    .min();
+                let hint = match closest {
+                    Some((_, k)) => format!("; did you mean {k:?}?"),
+                    None if defined.is_empty() => " (none defined)".to_string(),
+                    None => format!(
+                        " (defined: {})",
+                        defined
+                            .iter()
+                            .map(|d| format!("{d:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                c.error(
+                    s.upstream.span(),
+                    format!("{skey}.upstream"),
+                    format!("unknown upstream {name:?}{hint}"),
+                );
+                None
+            }
+        };
+        // Hundredths of a percent: 0.01% is the finest share.
+        let share = match s.weight.as_ref().map(|w| (w.span(), *w.get_ref())) {
+            None => Some(0),
+            Some((_, Number::Int(n))) if (0..=100).contains(&n) => Some(n as u32 * 100),
+            // 0.07 * 100 is 7.000000000000001 in binary floating point.
+            Some((_, Number::Float(f)))
+                if (0.0..=100.0).contains(&f) && ((f * 100.0) - (f * 100.0).round()).abs() < 1e-6 =>
+            {
+                Some((f * 100.0).round() as u32)
+            }
+            Some((span, _)) => {
+                c.error(
+                    span,
+                    format!("{skey}.weight"),
+                    "a percentage of requests from 0 to 100, in steps of 0.01",
+                );
+                None
+            }
+        };
+        let when = match &s.when {
+            None => None,
+            Some(w) => {
+                let wr = w.get_ref();
+                let what = match (&wr.header, &wr.cookie) {
+                    (Some(h), None) if !h.is_empty() && h.bytes().all(is_token) => {
+                        Some(WhenField::Header(h.to_ascii_lowercase()))
+                    }
+                    (None, Some(k)) if !k.is_empty() && k.bytes().all(is_token) => {
+                        Some(WhenField::Cookie(k.clone()))
+                    }
+                    (Some(_), None) | (None, Some(_)) => {
+                        c.error(w.span(), format!("{skey}.when"), "not a header or cookie name");
+                        None
+                    }
+                    _ => {
+                        c.error(
+                            w.span(),
+                            format!("{skey}.when"),
+                            "give one of header = \"...\" or cookie = \"...\" (and value = \"...\")",
+                        );
+                        None
+                    }
+                };
+                what.map(|what| When {
+                    what,
+                    value: wr.value.clone(),
+                })
+            }
+        };
+        if share == Some(0) && s.when.is_none() {
+            c.error(
+                s.weight.as_ref().map_or(s.upstream.span(), |w| w.span()),
+                format!("{skey}.weight"),
+                "needs a weight above 0 (or a `when` that sends requests here)",
+            );
+        }
+        total += u64::from(share.unwrap_or(0));
+        if let (Some(upstream), Some(share)) = (upstream, share) {
+            split.push(Split {
+                upstream,
+                share,
+                when,
+            });
+        }
+    }
+    if let Some(v) = &r.split {
+        if total > u64::from(SPLIT_WHOLE) {
+            c.error(
+                v.span(),
+                format!("{key}.split"),
+                format!(
+                    "weights add up to {}%, over 100% (the rest of the requests go to proxy_pass)",
+                    total as f64 / 100.0
+                ),
+            );
+        }
+        if v.get_ref().is_empty() {
+            c.error(
+                v.span(),
+                format!("{key}.split"),
+                "is empty: remove it or add an upstream",
+            );
+        }
+    }
+    let split_by = match &r.split_by {
+        None => None,
+        Some(k) if r.split.is_none() => {
+            c.error(k.span(), format!("{key}.split_by"), "only applies with split");
+            None
+        }
+        Some(k) => match parse_key(k.get_ref()) {
+            Ok(k) => Some(k),
+            Err(why) => {
+                c.error(k.span(), format!("{key}.split_by"), why);
+                None
+            }
+        },
+    };
+    (c.errors.len() == before).then_some((split, split_by))
+}
+
+/// RFC 9110 §5.6.2: a token character (header and cookie names).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn check_proxy_pass(
@@ -1120,6 +1291,8 @@ fn check_proxy_pass(
         upstream,
         path,
         preserve_host: true,
+        split: Vec::new(),
+        split_by: None,
     })
 }
 
@@ -1368,6 +1541,109 @@ mod tests {
                 .contains("upstream[0].sticky.cokie: unknown key `cokie`; did you mean `cookie`?"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn split_and_its_errors() {
+        let loc = |keys: &str| {
+            validate(
+                &format!(
+                    "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n\
+                     [[upstream]]\nname = \"canary\"\nservers = [\"127.0.0.1:2\"]\n{LISTEN}\
+                     [[server.location]]\npath = \"/\"\n{keys}\n"
+                ),
+                Path::new("t.toml"),
+            )
+        };
+        let c = loc(
+            "proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canary\", weight = 0.07 }, \
+             { upstream = \"app\", when = { header = \"X-Canary\", value = \"1\" } }]\nsplit_by = \"$cookie_uid\"",
+        )
+        .unwrap();
+        let Action::Proxy(pass) = &c.servers[0].locations[0].action else {
+            panic!()
+        };
+        assert_eq!(
+            pass.split[0],
+            Split {
+                upstream: 1,
+                share: 7,
+                when: None
+            }
+        );
+        assert_eq!(
+            pass.split[1].when,
+            Some(When {
+                what: WhenField::Header("x-canary".into()),
+                value: Some("1".into())
+            })
+        );
+        assert_eq!(
+            pass.split_by.as_ref().unwrap().parts,
+            [KeyPart::Cookie("uid".into())]
+        );
+
+        let e = loc(
+            "proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canery\", weight = 5 }, \
+             { upstream = \"nope\", weight = 101 }, { upstream = \"canary\", weight = 0.001 }, \
+             { upstream = \"canary\" }, { upstream = \"canary\", weight = 1, when = { header = \"a b\" } }, \
+             { upstream = \"canary\", weight = 1, when = { value = \"1\" } }]\nsplit_by = \"$cookei_uid\"",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server[0].location[0].split[0].upstream",
+                "server[0].location[0].split[1].upstream",
+                "server[0].location[0].split[1].weight",
+                "server[0].location[0].split[2].weight",
+                "server[0].location[0].split[3].weight",
+                "server[0].location[0].split[4].when",
+                "server[0].location[0].split[5].when",
+                "server[0].location[0].split_by",
+            ],
+            "{e}"
+        );
+        let msg = |i: usize| e.0[i].message.as_str();
+        assert!(
+            msg(0).ends_with("unknown upstream \"canery\"; did you mean \"canary\"?"),
+            "{e}"
+        );
+        assert!(msg(1).contains("(defined: \"app\", \"canary\")"), "{e}");
+        assert!(msg(2).contains("from 0 to 100"), "{e}");
+        assert!(msg(4).contains("needs a weight above 0"), "{e}");
+        assert!(msg(6).contains("give one of header"), "{e}");
+        assert!(msg(7).contains("did you mean `$cookie_uid`?"), "{e}");
+
+        let e = loc("proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canary\", weight = 60 }, { upstream = \"canary\", weight = 40.5 }]").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("server[0].location[0].split: weights add up to 100.5%, over 100%"),
+            "{e}"
+        );
+        let e = loc("proxy_pass = \"http://app\"\nsplit = []").unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+        let e = loc("proxy_pass = \"http://app\"\nsplit_by = \"$uri\"").unwrap_err();
+        assert!(e.to_string().contains("split_by: only applies with split"), "{e}");
+        let e =
+            loc("return = { status = 200 }\nsplit = [{ upstream = \"canary\", weight = 5 }]").unwrap_err();
+        assert!(
+            e.to_string().contains("split: only applies with proxy_pass"),
+            "{e}"
+        );
+        let e =
+            loc("proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canary\", wieght = 5 }]").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown key `wieght`; did you mean `weight`?"),
+            "{e}"
+        );
+        let e = loc(
+            "proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canary\", weight = 5, when = { heder = \"x\" } }]",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("did you mean `header`?"), "{e}");
     }
 
     #[test]

@@ -251,7 +251,13 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
     match &location.action {
         Action::Return(ret) => respond_return(ctx, ds, ex, ret).await,
         Action::Proxy(pass) => {
-            let up = &ctx.upstreams[pass.upstream];
+            // `split`: this request may go to another upstream than proxy_pass's.
+            let input = KeyInput {
+                head: &ex.head,
+                path: &target.path,
+                client: ex.client,
+            };
+            let up = &ctx.upstreams[ctx.router.upstream_for(ex.server, loc_idx, pass, &input)];
             let public_host = host.unwrap_or_default();
             let upstream_target = rewrite::upstream_target(
                 ex.head.target.of(&buf),

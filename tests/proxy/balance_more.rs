@@ -312,3 +312,125 @@ fn a_forged_or_unknown_sticky_cookie_counts_as_none() {
     let (_, set) = sticky_get(&mut conn, &theirs.unwrap());
     assert!(set.is_some());
 }
+
+/// Upstreams `app` (backend `main`) and `canary`, and `beta` for a third
+/// side; the location proxies to app with `split_keys`.
+fn split_config(main: &Backend, canary: &Backend, beta: &Backend, split_keys: &str) -> String {
+    format!(
+        r#"[global]
+drain_timeout = "1s"
+
+[[upstream]]
+name = "app"
+servers = ["{}"]
+
+[[upstream]]
+name = "canary"
+servers = ["{}"]
+
+[[upstream]]
+name = "beta"
+servers = ["{}"]
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+[[server.location]]
+path = "/"
+proxy_pass = "http://app"
+{split_keys}
+"#,
+        main.addr, canary.addr, beta.addr
+    )
+}
+
+fn count(letters: &[String], l: &str) -> usize {
+    letters.iter().filter(|s| *s == l).count()
+}
+
+#[test]
+fn a_split_sends_its_share_of_requests_to_the_canary() {
+    let (main, canary, beta) = (lettered("m"), lettered("c"), lettered("b"));
+    let p = Proxy::start(&split_config(
+        &main,
+        &canary,
+        &beta,
+        "split = [{ upstream = \"canary\", weight = 5 }, { upstream = \"beta\", weight = 2.5 }]",
+    ));
+    // keepalive_requests (1000) closes a connection: a new one every 500.
+    let got: Vec<String> = (0..4)
+        .flat_map(|n| {
+            let mut c = p.client();
+            (0..500)
+                .map(|i| letter_for(&mut c, &format!("/r/{n}/{i}"), ""))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // Shares are served in turns on each worker: 5% and 2.5% of 2000,
+    // to within one turn.
+    assert!((99..=101).contains(&count(&got, "c")), "{}", count(&got, "c"));
+    assert!((49..=51).contains(&count(&got, "b")), "{}", count(&got, "b"));
+    // Spread out, not in a burst: every block of 100 has its 5 canary requests.
+    for block in got.chunks(100) {
+        assert!((4..=6).contains(&count(block, "c")), "{block:?}");
+    }
+    // Every request reached the side it was counted on.
+    assert_eq!(canary.seen().len(), count(&got, "c"));
+    assert_eq!(main.seen().len(), count(&got, "m"));
+}
+
+#[test]
+fn split_by_a_cookie_keeps_each_user_on_one_side() {
+    let (main, canary, beta) = (lettered("m"), lettered("c"), lettered("b"));
+    let p = Proxy::with_workers(
+        &split_config(
+            &main,
+            &canary,
+            &beta,
+            "split = [{ upstream = \"canary\", weight = 20 }]\nsplit_by = \"$cookie_uid\"",
+        ),
+        2,
+    );
+    let user = |i: usize| format!("Cookie: uid=user-{i}\r\n");
+    let mut c = p.client();
+    let first: Vec<String> = (0..500).map(|i| letter_for(&mut c, "/", &user(i))).collect();
+    // The key alone decides (the backends' ports play no part): about 20% of
+    // the users, the same figure every run.
+    let on_canary = count(&first, "c");
+    assert!((70..=130).contains(&on_canary), "{on_canary}");
+    for _ in 0..2 {
+        for (i, want) in first.iter().enumerate().step_by(7) {
+            assert_eq!(
+                &letter_for(&mut p.client(), &format!("/other/{i}"), &user(i)),
+                want
+            );
+        }
+    }
+    beta.assert_untouched("not in the split");
+}
+
+#[test]
+fn a_matching_header_or_cookie_always_goes_to_its_side() {
+    let (main, canary, beta) = (lettered("m"), lettered("c"), lettered("b"));
+    let p = Proxy::start(&split_config(
+        &main,
+        &canary,
+        &beta,
+        r#"split = [
+    { upstream = "canary", weight = 0, when = { header = "X-Canary", value = "1" } },
+    { upstream = "beta", weight = 10, when = { cookie = "beta" } },
+]"#,
+    ));
+    let mut c = p.client();
+    for _ in 0..50 {
+        assert_eq!(letter_for(&mut c, "/", "X-Canary: 1\r\n"), "c");
+        assert_eq!(letter_for(&mut c, "/", "Cookie: a=1; beta=yes\r\n"), "b");
+    }
+    // Another value, or nothing: the shares decide, and the canary's is 0.
+    let got: Vec<String> = (0..100)
+        .map(|i| letter_for(&mut c, "/", if i % 2 == 0 { "X-Canary: 0\r\n" } else { "" }))
+        .collect();
+    assert_eq!(count(&got, "c"), 0);
+    assert_eq!(count(&got, "b"), 10);
+    assert_eq!(canary.seen().len(), 50);
+}
