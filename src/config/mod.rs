@@ -111,6 +111,9 @@ pub enum Balance {
     RandomTwo,
     /// `hash = "..."`: consistent hashing of a request key (a ketama ring).
     Hash(RequestKey),
+    /// Peak EWMA of response-head latency times requests in flight, the
+    /// lower of two servers drawn at random; the decay time (`ewma_decay`).
+    Ewma(Duration),
 }
 
 /// A key built from parts of a request, such as `"$http_x_tenant:$cookie_session"`:
@@ -140,7 +143,9 @@ pub enum KeyPart {
 }
 
 impl Balance {
-    pub const NAMES: [&'static str; 4] = ["round_robin", "least_conn", "ip_hash", "random_two"];
+    pub const NAMES: [&'static str; 5] = ["round_robin", "least_conn", "ip_hash", "random_two", "ewma"];
+    /// `ewma_decay`'s default: latencies older than this count for about a third.
+    pub const EWMA_DECAY: Duration = Duration::from_secs(10);
 
     pub fn parse(s: &str) -> Option<Balance> {
         Some(match s {
@@ -148,6 +153,7 @@ impl Balance {
             "least_conn" => Balance::LeastConn,
             "ip_hash" => Balance::IpHash,
             "random_two" => Balance::RandomTwo,
+            "ewma" => Balance::Ewma(Balance::EWMA_DECAY),
             _ => return None,
         })
     }

@@ -47,6 +47,7 @@ pub struct RawUpstream {
     pub read_timeout: Option<Spanned<String>>,
     pub send_timeout: Option<Spanned<String>>,
     pub balance: Option<Spanned<String>>,
+    pub ewma_decay: Option<Spanned<String>>,
     pub hash: Option<Spanned<String>>,
     pub tries: Option<Spanned<i64>>,
     pub tries_timeout: Option<Spanned<String>>,

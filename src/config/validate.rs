@@ -621,6 +621,21 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
             }
         }
     }
+    if let Some(d) = &u.ewma_decay {
+        let dkey = format!("{key}.ewma_decay");
+        let decay = c.duration(&u.ewma_decay, &dkey, Balance::EWMA_DECAY);
+        match up.balance {
+            Balance::Ewma(_) if decay.is_zero() => {
+                c.error(d.span(), dkey, "must be above 0");
+                ok = false;
+            }
+            Balance::Ewma(_) => up.balance = Balance::Ewma(decay),
+            _ => {
+                c.error(d.span(), dkey, "only applies with balance = \"ewma\"");
+                ok = false;
+            }
+        }
+    }
     if let Some(h) = &u.hash {
         let hkey = format!("{key}.hash");
         if u.balance.is_some() {
@@ -1485,6 +1500,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("bakup"), "{e}");
+    }
+
+    #[test]
+    fn ewma_and_its_decay() {
+        let up = |extra: &str| {
+            validate(
+                &format!("[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n{extra}\n{LISTEN}"),
+                Path::new("t.toml"),
+            )
+        };
+        let d = up("balance = \"ewma\"").unwrap();
+        assert_eq!(d.upstreams[0].balance, Balance::Ewma(Duration::from_secs(10)));
+        let d = up("balance = \"ewma\"\newma_decay = \"2s\"").unwrap();
+        assert_eq!(d.upstreams[0].balance, Balance::Ewma(Duration::from_secs(2)));
+        let e = up("ewma_decay = \"2s\"").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("upstream[0].ewma_decay: only applies with balance = \"ewma\""),
+            "{e}"
+        );
+        let e = up("balance = \"ewma\"\newma_decay = \"0s\"").unwrap_err();
+        assert!(e.to_string().contains("must be above 0"), "{e}");
     }
 
     #[test]

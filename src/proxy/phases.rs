@@ -424,6 +424,8 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         }
         // In flight on this server until the exchange ends, however it ends.
         let active = plan.up.peers[peer_idx].begin();
+        // `ewma` learns each server's latency: from here to the response head.
+        let attempt_start = Instant::now();
 
         let outcome: std::result::Result<_, Failure> = 'attempt: {
             let mut retried = false;
@@ -541,6 +543,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         match outcome {
             Ok((conn, resp, early)) => {
                 plan.up.peers[peer_idx].success();
+                plan.up.observe(peer_idx, attempt_start.elapsed());
                 break (conn, resp, early, active);
             }
             Err(f) => {
@@ -548,8 +551,15 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 let kind = f.error.kind;
                 // A pooled connection found closed says nothing about the server.
                 let stale = f.reused && kind == ErrorKind::UpstreamClosed;
-                if kind.is_server_failure() && !stale && plan.up.failure(peer_idx) {
-                    tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: {}", f.error);
+                if kind.is_server_failure() && !stale {
+                    // A failure is no fast answer: `ewma` counts it as taking
+                    // at least connect_timeout, so a server that refuses
+                    // at once does not look like the quickest.
+                    plan.up
+                        .observe(peer_idx, attempt_start.elapsed().max(up_cfg.connect_timeout));
+                    if plan.up.failure(peer_idx) {
+                        tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: {}", f.error);
+                    }
                 }
                 tried.push(peer_idx);
                 let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);

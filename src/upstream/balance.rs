@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 pub struct RoundRobin {
     weights: Vec<i64>,
@@ -195,6 +196,90 @@ pub fn random_two(
     let a = weighted_slot(weights, &ok, rng.next_u64() % total)?;
     let b = weighted_slot(weights, &ok, rng.next_u64() % total)?;
     if lighter((active(b), weights[b]), (active(a), weights[a])).is_lt() {
+        Some(b)
+    } else {
+        Some(a)
+    }
+}
+
+/// A server's peak EWMA of latency, as Finagle's and linkerd's balancers
+/// keep it: an exponentially weighted moving average over time (an
+/// observation `t` ago weighs `exp(-t / decay)`), except that a latency above
+/// the average replaces it at once, so a server that turns slow is avoided
+/// from its first slow answer and forgiven only gradually. Without new
+/// observations the estimate decays towards zero, so a server once slow is
+/// tried again after a few decay times. Per worker, like all balancer state.
+#[derive(Default)]
+pub struct PeakEwma {
+    /// Nanoseconds.
+    cost: Cell<f64>,
+    stamp: Cell<Option<Instant>>,
+}
+
+impl PeakEwma {
+    /// A latency observed at `now`.
+    pub fn observe(&self, rtt: Duration, now: Instant, decay: Duration) {
+        let rtt = rtt.as_nanos() as f64;
+        let cost = self.cost.get();
+        self.cost.set(if rtt > cost {
+            rtt
+        } else {
+            let w = self.weight_since(now, decay);
+            cost * w + rtt * (1.0 - w)
+        });
+        self.stamp.set(Some(now));
+    }
+
+    /// The estimate at `now` in nanoseconds, decayed since the last observation.
+    pub fn cost_at(&self, now: Instant, decay: Duration) -> f64 {
+        self.cost.get() * self.weight_since(now, decay)
+    }
+
+    fn weight_since(&self, now: Instant, decay: Duration) -> f64 {
+        match self.stamp.get() {
+            Some(t) => (-(now.saturating_duration_since(t).as_secs_f64()) / decay.as_secs_f64()).exp(),
+            None => 1.0,
+        }
+    }
+}
+
+/// The load ewma compares: the latency estimate times the requests that
+/// would be waiting (those in flight and this one), per unit of weight. A
+/// server with no estimate yet but requests in flight is taken as slow
+/// (`UNKNOWN_COST` each), so a burst does not all go to a new server.
+pub fn ewma_load(cost: f64, active: u32, weight: u32) -> f64 {
+    const UNKNOWN_COST: f64 = 1e9;
+    let cost = if cost == 0.0 && active > 0 {
+        UNKNOWN_COST
+    } else {
+        cost
+    };
+    cost * f64::from(active + 1) / f64::from(weight.max(1))
+}
+
+/// ewma: two different servers drawn at random by weight among `ok`, and the
+/// one with the lower [`ewma_load`] taken (the first drawn on a tie).
+pub fn ewma_pick(
+    rng: &XorShift,
+    weights: &[u32],
+    load: impl Fn(usize) -> f64,
+    ok: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let total: u64 = (0..weights.len())
+        .filter(|&i| ok(i))
+        .map(|i| u64::from(weights[i]))
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let a = weighted_slot(weights, &ok, rng.next_u64() % total)?;
+    let rest = total - u64::from(weights[a]);
+    if rest == 0 {
+        return Some(a);
+    }
+    let others = |i: usize| i != a && ok(i);
+    let b = weighted_slot(weights, others, rng.next_u64() % rest)?;
+    if load(b) < load(a) {
         Some(b)
     } else {
         Some(a)
@@ -444,6 +529,51 @@ mod tests {
         // Never a server left out, and none at all when all are.
         assert!((0..100).all(|_| random_two(&rng, &[1, 1], |_| 0, |i| i == 1) == Some(1)));
         assert_eq!(random_two(&rng, &[1, 1], |_| 0, |_| false), None);
+    }
+
+    #[test]
+    fn peak_ewma_jumps_to_a_peak_and_decays_slowly() {
+        let e = PeakEwma::default();
+        let t0 = Instant::now();
+        let tau = Duration::from_secs(10);
+        let ms = |n: u64| Duration::from_millis(n);
+        e.observe(ms(10), t0, tau);
+        assert_eq!(e.cost_at(t0, tau), 10e6);
+        // A slower answer replaces the estimate at once.
+        e.observe(ms(50), t0 + ms(1), tau);
+        assert_eq!(e.cost_at(t0 + ms(1), tau), 50e6);
+        // A faster one a decay time later moves it 1 - 1/e of the way.
+        e.observe(ms(10), t0 + ms(1) + tau, tau);
+        let c = e.cost_at(t0 + ms(1) + tau, tau);
+        assert!((c - (10e6 + 40e6 / std::f64::consts::E)).abs() < 1e3, "{c}");
+        // Unobserved, it decays towards zero.
+        assert!(e.cost_at(t0 + tau * 20, tau) < 1e3);
+    }
+
+    #[test]
+    fn ewma_takes_the_lower_load_of_two_different_servers() {
+        let rng = XorShift::new(3);
+        // Two servers: both are always drawn, so the lighter always wins.
+        let costs = [5e6, 1e5];
+        let load = |i: usize| ewma_load(costs[i], 0, 1);
+        assert!((0..100).all(|_| ewma_pick(&rng, &[1, 1], load, |_| true) == Some(1)));
+        // Requests in flight multiply the cost: 1e5 * 60 > 5e6.
+        let active = [0, 59];
+        let load = |i: usize| ewma_load(costs[i], active[i], 1);
+        assert!((0..100).all(|_| ewma_pick(&rng, &[1, 1], load, |_| true) == Some(0)));
+        // No estimate yet: idle is the lightest, busy the heaviest.
+        assert_eq!(ewma_load(0.0, 0, 1), 0.0);
+        assert!(ewma_load(0.0, 1, 1) > ewma_load(5e6, 10, 1));
+        // Three servers: the heaviest wins only if drawn with nothing else, never.
+        let costs = [9e9, 1.0, 2.0];
+        let mut counts = [0usize; 3];
+        for _ in 0..300 {
+            counts[ewma_pick(&rng, &[1, 1, 1], |i| costs[i], |_| true).unwrap()] += 1;
+        }
+        assert_eq!(counts[0], 0, "{counts:?}");
+        assert!(counts[2] > 50, "{counts:?}");
+        assert!((0..50).all(|_| ewma_pick(&rng, &[1, 1, 1], |i| costs[i], |i| i == 0) == Some(0)));
+        assert_eq!(ewma_pick(&rng, &[1, 1], |_| 0.0, |_| false), None);
     }
 
     #[test]

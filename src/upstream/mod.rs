@@ -40,6 +40,8 @@ pub struct UpstreamState {
     rings: Option<[balance::Ring; 2]>,
     /// For `sticky`: each server's cookie id, and its `Set-Cookie` line.
     sticky: Option<StickyIds>,
+    /// For `ewma`: each server's latency estimate.
+    ewma: Vec<balance::PeakEwma>,
     config: Arc<Config>,
 }
 
@@ -84,7 +86,15 @@ impl UpstreamState {
                     .collect();
                 StickyIds { ids, set_cookie }
             }),
+            ewma: up.servers.iter().map(|_| balance::PeakEwma::default()).collect(),
             config: config.clone(),
+        }
+    }
+
+    /// `ewma`: server `i` took `latency` to send a response head (or to fail).
+    pub fn observe(&self, i: usize, latency: std::time::Duration) {
+        if let Balance::Ewma(decay) = self.config().balance {
+            self.ewma[i].observe(latency, Instant::now(), decay);
         }
     }
 
@@ -146,6 +156,13 @@ impl UpstreamState {
                 Balance::IpHash => balance::ip_hash(client, &self.weights, tier, live)
                     .or_else(|| self.balancer.next_among(ok)),
                 Balance::RandomTwo => balance::random_two(&self.rng, &self.weights, active, ok),
+                Balance::Ewma(decay) => {
+                    let now = Instant::now();
+                    let load = |i: usize| {
+                        balance::ewma_load(self.ewma[i].cost_at(now, decay), active(i), self.weights[i])
+                    };
+                    balance::ewma_pick(&self.rng, &self.weights, load, ok)
+                }
                 Balance::Hash(_) => key
                     .zip(self.rings.as_ref())
                     .and_then(|(key, r)| r[usize::from(backup)].lookup(key, live))

@@ -434,3 +434,25 @@ fn a_matching_header_or_cookie_always_goes_to_its_side() {
     assert_eq!(count(&got, "b"), 10);
     assert_eq!(canary.seen().len(), 50);
 }
+
+#[test]
+fn ewma_sends_fewer_requests_to_a_slow_server() {
+    let slow = Backend::serve(|_| Reply::ok("s").delay(std::time::Duration::from_millis(100)));
+    let fast = lettered("f");
+    let p = Proxy::start(&lb_config(
+        &quoted(&[slow.addr, fast.addr]),
+        "balance = \"ewma\"\newma_decay = \"10s\"",
+        "",
+        "",
+    ));
+    let mut c = p.client();
+    let got: Vec<String> = (0..80)
+        .map(|i| letter_for(&mut c, &format!("/{i}"), ""))
+        .collect();
+    let (s, f) = (count(&got, "s"), count(&got, "f"));
+    // Round robin would give each 40. Once each has answered, every pick
+    // compares the two, and the slow one's estimate is far above the fast
+    // one's, so it is left alone.
+    assert_eq!(s + f, 80);
+    assert!(s * 8 < f, "slow {s}, fast {f}");
+}
