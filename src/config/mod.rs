@@ -75,6 +75,73 @@ pub struct Upstream {
     pub tries_timeout: Duration,
     /// `sticky`: a cookie that keeps a client on the server it was sent to.
     pub sticky: Option<Sticky>,
+    /// `next_upstream`: which failures and statuses send a request on to the
+    /// next server (nginx's `proxy_next_upstream`).
+    pub next_upstream: NextUpstream,
+}
+
+/// `next_upstream = ["error", "timeout", "http_503"]`, as a set of flags.
+/// Default: `error`, `timeout` and `invalid_header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextUpstream(u16);
+
+impl NextUpstream {
+    /// A connection refused or reset, or closed before a response head.
+    pub const ERROR: u16 = 1;
+    /// `connect_timeout`, `send_timeout` or `read_timeout` before a response head.
+    pub const TIMEOUT: u16 = 1 << 1;
+    /// A response head that is not valid HTTP.
+    pub const INVALID_HEADER: u16 = 1 << 2;
+    /// The names nginx uses, with their flags; the statuses follow.
+    pub const NAMES: [(&'static str, u16); 10] = [
+        ("error", Self::ERROR),
+        ("timeout", Self::TIMEOUT),
+        ("invalid_header", Self::INVALID_HEADER),
+        ("http_500", 1 << 3),
+        ("http_502", 1 << 4),
+        ("http_503", 1 << 5),
+        ("http_504", 1 << 6),
+        ("http_403", 1 << 7),
+        ("http_404", 1 << 8),
+        ("http_429", 1 << 9),
+    ];
+    pub const DEFAULT: NextUpstream = NextUpstream(Self::ERROR | Self::TIMEOUT | Self::INVALID_HEADER);
+    /// `["off"]`: no failure sends a request to another server.
+    pub const OFF: NextUpstream = NextUpstream(0);
+
+    pub fn parse(name: &str) -> Option<u16> {
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
+    }
+
+    pub fn with(self, flag: u16) -> NextUpstream {
+        NextUpstream(self.0 | flag)
+    }
+
+    pub fn has(self, flag: u16) -> bool {
+        self.0 & flag != 0
+    }
+
+    /// A response with this status goes on to the next server.
+    pub fn on_status(self, status: u16) -> bool {
+        let flag = match status {
+            500 => 1 << 3,
+            502 => 1 << 4,
+            503 => 1 << 5,
+            504 => 1 << 6,
+            403 => 1 << 7,
+            404 => 1 << 8,
+            429 => 1 << 9,
+            _ => 0,
+        };
+        self.has(flag)
+    }
+
+    /// A response with this status counts against the server's health
+    /// (`max_fails`), as in nginx: the 5xx statuses listed; 403, 404 and 429
+    /// never do, since they answer for the request and not the server.
+    pub fn status_is_failure(self, status: u16) -> bool {
+        matches!(status, 500 | 502 | 503 | 504) && self.on_status(status)
+    }
 }
 
 /// `sticky = { cookie = "rw_srv", ... }`: the first response to a client

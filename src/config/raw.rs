@@ -51,6 +51,7 @@ pub struct RawUpstream {
     pub hash: Option<Spanned<String>>,
     pub tries: Option<Spanned<i64>>,
     pub tries_timeout: Option<Spanned<String>>,
+    pub next_upstream: Option<Spanned<Vec<Spanned<String>>>>,
     pub sticky: Option<Spanned<RawSticky>>,
 }
 

@@ -473,6 +473,7 @@ fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstre
         tries: if servers_len > 1 { 2 } else { 1 },
         tries_timeout: Duration::ZERO,
         sticky: None,
+        next_upstream: NextUpstream::DEFAULT,
     }
 }
 
@@ -669,6 +670,12 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
         &format!("{key}.tries_timeout"),
         up.tries_timeout,
     );
+    if let Some(list) = &u.next_upstream {
+        match check_next_upstream(c, list, &format!("{key}.next_upstream")) {
+            Some(n) => up.next_upstream = n,
+            None => ok = false,
+        }
+    }
     if let Some(st) = &u.sticky {
         match check_sticky(c, st.get_ref(), &format!("{key}.sticky")) {
             Some(st) => up.sticky = Some(st),
@@ -676,6 +683,59 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
         }
     }
     ok.then_some(up)
+}
+
+/// `next_upstream = [...]`, nginx's `proxy_next_upstream` names.
+fn check_next_upstream(
+    c: &mut Checker,
+    list: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+) -> Option<NextUpstream> {
+    let before = c.errors.len();
+    let mut flags = NextUpstream::OFF;
+    let names = list.get_ref();
+    if names.is_empty() {
+        c.error(
+            list.span(),
+            key,
+            "is empty: write [\"off\"] to never try another server",
+        );
+    }
+    for (i, n) in names.iter().enumerate() {
+        let name = n.get_ref().as_str();
+        match (name, NextUpstream::parse(name)) {
+            (_, Some(f)) => flags = flags.with(f),
+            ("off", _) if names.len() == 1 => {}
+            ("off", _) => c.error(n.span(), format!("{key}[{i}]"), "\"off\" goes alone"),
+            ("non_idempotent", _) => c.error(
+                n.span(),
+                format!("{key}[{i}]"),
+                "not supported: a request that is not idempotent is never sent to a second server once sent",
+            ),
+            _ => {
+                let known: Vec<&str> = NextUpstream::NAMES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .chain(["off"])
+                    .collect();
+                let closest = known
+                    .iter()
+                    .map(|k| (strsim::levenshtein(name, k), *k))
+                    .filter(|(d, _)| *d <= 2)
+                    .min();
+                let hint = match closest {
+                    Some((_, k)) => format!("; did you mean {k:?}?"),
+                    None => format!(" (one of: {})", known.join(", ")),
+                };
+                c.error(
+                    n.span(),
+                    format!("{key}[{i}]"),
+                    format!("unknown failure kind {name:?}{hint}"),
+                );
+            }
+        }
+    }
+    (c.errors.len() == before).then_some(flags)
 }
 
 /// `sticky = { ... }`. Cookie attributes are checked against RFC 6265's
@@ -1500,6 +1560,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("bakup"), "{e}");
+    }
+
+    #[test]
+    fn next_upstream_and_its_errors() {
+        let up = |extra: &str| {
+            validate(
+                &format!("[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n{extra}\n{LISTEN}"),
+                Path::new("t.toml"),
+            )
+        };
+        let n = |extra: &str| up(extra).unwrap().upstreams[0].next_upstream;
+        let d = n("");
+        assert_eq!(d, NextUpstream::DEFAULT);
+        assert!(
+            d.has(NextUpstream::ERROR) && d.has(NextUpstream::TIMEOUT) && d.has(NextUpstream::INVALID_HEADER)
+        );
+        assert!(!d.on_status(502) && !d.on_status(503));
+        let s = n("next_upstream = [\"error\", \"http_503\", \"http_404\"]");
+        assert!(s.has(NextUpstream::ERROR) && !s.has(NextUpstream::TIMEOUT));
+        assert!(s.on_status(503) && s.on_status(404) && !s.on_status(502) && !s.on_status(200));
+        assert!(s.status_is_failure(503) && !s.status_is_failure(404));
+        assert_eq!(n("next_upstream = [\"off\"]"), NextUpstream::OFF);
+        let e = up("next_upstream = [\"eror\", \"teapot\", \"off\", \"non_idempotent\"]").unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream[0].next_upstream[0]",
+                "upstream[0].next_upstream[1]",
+                "upstream[0].next_upstream[2]",
+                "upstream[0].next_upstream[3]"
+            ],
+            "{e}"
+        );
+        assert!(e.0[0].message.ends_with("did you mean \"error\"?"), "{e}");
+        assert!(e.0[1].message.contains("(one of: error, timeout"), "{e}");
+        assert!(e.0[2].message.contains("goes alone"), "{e}");
+        assert!(e.0[3].message.contains("not supported"), "{e}");
+        let e = up("next_upstream = []").unwrap_err();
+        assert!(e.to_string().contains("write [\"off\"]"), "{e}");
     }
 
     #[test]

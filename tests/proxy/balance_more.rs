@@ -456,3 +456,166 @@ fn ewma_sends_fewer_requests_to_a_slow_server() {
     assert_eq!(s + f, 80);
     assert!(s * 8 < f, "slow {s}, fast {f}");
 }
+
+/// A backend answering every request with `status` and its letter.
+fn answering(status: u16, letter: &'static str) -> Backend {
+    Backend::serve(move |_| Reply::new(status).body(letter))
+}
+
+#[test]
+fn a_503_goes_to_the_next_server_when_listed_for_get_but_never_for_a_sent_post() {
+    let busy = answering(503, "busy");
+    let live = lettered("b");
+    let p = Proxy::start(&lb_config(
+        &quoted(&[busy.addr, live.addr]),
+        "next_upstream = [\"error\", \"timeout\", \"http_503\"]",
+        "",
+        "",
+    ));
+    // Round robin starts on `busy`: its 503 is let go and `live` answers.
+    let r = p.get("/");
+    assert_eq!((r.status, r.text().as_str()), (200, "b"));
+    assert_eq!(busy.seen().len(), 1);
+    // A listed 5xx counts against the server: busy is down (max_fails = 1).
+    for _ in 0..4 {
+        assert_eq!(p.get("/").text(), "b");
+    }
+    assert_eq!(busy.seen().len(), 1);
+
+    let busy = answering(503, "busy");
+    let live = lettered("b");
+    let p = Proxy::start(&lb_config(
+        &quoted(&[busy.addr, live.addr]),
+        "next_upstream = [\"error\", \"timeout\", \"http_503\"]",
+        "",
+        "",
+    ));
+    // The POST's body was sent with it: the 503 is the answer.
+    let r = p.send("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!((r.status, r.text().as_str()), (503, "busy"));
+    live.assert_untouched("a POST already sent to another server");
+}
+
+#[test]
+fn by_default_a_503_is_passed_on_and_does_not_count_against_the_server() {
+    let busy = answering(503, "busy");
+    let live = lettered("b");
+    let p = Proxy::start(&lb_config(&quoted(&[busy.addr, live.addr]), "", "", ""));
+    let got: Vec<(u16, String)> = (0..4)
+        .map(|_| {
+            let r = p.get("/");
+            (r.status, r.text())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (503, "busy".into()),
+            (200, "b".into()),
+            (503, "busy".into()),
+            (200, "b".into())
+        ]
+    );
+}
+
+#[test]
+fn when_every_server_answers_a_listed_status_the_last_answer_is_passed_on() {
+    let (x, y) = (answering(502, "x"), answering(502, "y"));
+    let p = Proxy::start(&lb_config(
+        &quoted(&[x.addr, y.addr]),
+        "next_upstream = [\"http_502\"]\ntries = 5",
+        "",
+        "",
+    ));
+    let r = p.get("/");
+    assert_eq!((r.status, r.text().as_str()), (502, "y"));
+    assert_eq!((x.seen().len(), y.seen().len()), (1, 1));
+    // A 404 may be listed too, and never marks a server down.
+    let (x, y) = (answering(404, "x"), lettered("y"));
+    let p = Proxy::start(&lb_config(
+        &quoted(&[x.addr, y.addr]),
+        "next_upstream = [\"http_404\"]",
+        "",
+        "",
+    ));
+    for _ in 0..4 {
+        assert_eq!(p.get("/").text(), "y");
+    }
+    // Round robin keeps offering x its turns (it would get one request in
+    // all if the 404 had marked it down).
+    assert!(x.seen().len() >= 2, "{}", x.seen().len());
+}
+
+#[test]
+fn next_upstream_off_tries_no_other_server_but_still_counts_the_failure() {
+    let live = lettered("b");
+    let p = Proxy::start(&lb_config(
+        &quoted(&[closed_port(), live.addr]),
+        "next_upstream = [\"off\"]",
+        "",
+        "",
+    ));
+    assert_eq!(p.get("/").status, 502);
+    live.assert_untouched("next_upstream = off");
+    // The refused server was marked down all the same.
+    for _ in 0..3 {
+        assert_eq!(p.get("/").text(), "b");
+    }
+    // Without "timeout", a read timeout is not tried elsewhere either.
+    let silent = Backend::start(|c| {
+        if c.read_request().is_some() {
+            c.hold();
+        }
+    });
+    let live = lettered("b");
+    let p = Proxy::start(&lb_config(
+        &quoted(&[silent.addr, live.addr]),
+        "next_upstream = [\"error\"]\nread_timeout = \"200ms\"",
+        "",
+        "",
+    ));
+    assert_eq!(p.get("/").status, 504);
+    live.assert_untouched("a timeout with only \"error\" listed");
+}
+
+#[test]
+fn the_access_log_shows_every_server_a_request_was_tried_on() {
+    let busy = answering(503, "busy");
+    let live = lettered("b");
+    let log = TempFile::new("tries.log");
+    let dead = closed_port();
+    let toml = lb_config(
+        &format!("\"{dead}\", \"{}\", \"{}\"", busy.addr, live.addr),
+        "next_upstream = [\"error\", \"http_503\"]\ntries = 3",
+        "",
+        "",
+    )
+    .replace(
+        "access_log = \"off\"",
+        &format!("access_log = \"{}\"", log.path().display()),
+    );
+    let p = Proxy::start(&toml);
+    assert_eq!(p.get("/first").text(), "b");
+    assert_eq!(p.get("/second").text(), "b");
+    let lines = wait_for(IO_TIMEOUT, || {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        (text.lines().count() >= 2).then_some(text)
+    })
+    .expect("two log lines");
+    let lines: Vec<&str> = lines.lines().collect();
+    // The first went to all three: a refused connect is logged 502, as nginx does.
+    assert!(
+        lines[0].ends_with(&format!(
+            "\"{dead}, {}, {}\" \"502, 503, 200\"",
+            busy.addr, live.addr
+        )),
+        "{}",
+        lines[0]
+    );
+    // The second went straight to the live one: a plain combined line.
+    assert!(
+        lines[1].contains("GET /second") && lines[1].ends_with("\"-\" \"-\""),
+        "{}",
+        lines[1]
+    );
+}
