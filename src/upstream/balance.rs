@@ -7,6 +7,11 @@
 //! Round robin is smooth weighted round robin, the sequence nginx produces
 //! (servers a=5, b=1, c=1 give a a b a c a a, never five a's in a row). State
 //! is per worker, so no two workers contend for it.
+//!
+//! Also here: the hash of request keys and the ketama ring of `hash`, the
+//! peak-EWMA latency estimates of `ewma`, and the cookie ids of `sticky`.
+//! Hashes use fixed constants (FNV-1a, a murmur finaliser), so every worker
+//! and every restart agree.
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
