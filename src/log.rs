@@ -54,6 +54,10 @@ pub struct Entry<'a> {
     pub body_bytes: u64,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    /// A request tried on more than one server: every server's address and
+    /// status, comma-separated in order (nginx's `$upstream_addr` and
+    /// `$upstream_status`), written as two more quoted fields.
+    pub tries: Option<(&'a str, &'a str)>,
 }
 
 pub struct AccessLogs {
@@ -119,6 +123,9 @@ impl AccessLogs {
             escape(e.referer.unwrap_or(b"-"), &mut b);
             b.extend_from_slice(b"\" \"");
             escape(e.user_agent.unwrap_or(b"-"), &mut b);
+            if let Some((addrs, statuses)) = e.tries {
+                let _ = write!(b, "\" \"{addrs}\" \"{statuses}");
+            }
             b.extend_from_slice(b"\"\n");
             if b.len() < FLUSH_AT && sink.flush_pending.get() {
                 return;

@@ -1,15 +1,20 @@
 //! The compiled router: listen address → server block (by Host) → location
 //! (longest prefix). Built once per worker from the config; no I/O.
 //!
+//! Also here, as pure functions over a parsed request: the request keys of
+//! `hash` and `split_by` (`"$http_x_tenant:$cookie_session"`) and cookie lookup.
+//!
 //! Server selection follows nginx: an exact `server_name` wins, then the
 //! longest matching `*.suffix` wildcard, then the listen address's default
 //! server (the first block on it without `server_name`, or else the first
 //! block on it).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::config::Config;
+use crate::config::{Action, Config, KeyPart, ProxyPass, RequestKey, When, WhenField, SPLIT_WHOLE};
+use crate::http::RequestHead;
+use crate::upstream::balance::{KeyHasher, RoundRobin};
 
 /// The routes reachable through one listening address.
 #[derive(Debug)]
@@ -20,11 +25,13 @@ struct ListenerRoutes {
     default: usize,
 }
 
-#[derive(Debug)]
 pub struct Router {
     listeners: Vec<ListenerRoutes>,
     /// Per server block: `(prefix, location index)`, longest prefix first.
     locations: Vec<Vec<(String, usize)>>,
+    /// Per server block and location: the turns of a `split` without
+    /// `split_by` (side 0 is proxy_pass, side k the k-th split entry).
+    splits: Vec<Vec<Option<RoundRobin>>>,
 }
 
 /// The distinct listen addresses of a config, in first-seen order. Listener
@@ -88,7 +95,59 @@ impl Router {
                 locs
             })
             .collect();
-        Router { listeners, locations }
+        let splits = cfg
+            .servers
+            .iter()
+            .map(|s| {
+                s.locations
+                    .iter()
+                    .map(|l| match &l.action {
+                        Action::Proxy(pass) if !pass.split.is_empty() => {
+                            Some(RoundRobin::new(split_shares(pass)))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        Router {
+            listeners,
+            locations,
+            splits,
+        }
+    }
+
+    /// The upstream a request to location `loc` of `server` goes to: the
+    /// `proxy_pass` one or, with `split`, one of the split's. A `when` that
+    /// matches decides first; then `split_by`'s key, hashed onto the shares;
+    /// without `split_by` (or when the request has none of its key) the
+    /// shares are served in turns, so 5% is exactly 5 requests in every 100
+    /// on each worker, spread out (smooth weighted round robin).
+    pub fn upstream_for(&self, server: usize, loc: usize, pass: &ProxyPass, req: &KeyInput) -> usize {
+        if pass.split.is_empty() {
+            return pass.upstream;
+        }
+        if let Some(s) = pass
+            .split
+            .iter()
+            .find(|s| s.when.as_ref().is_some_and(|w| matches(w, req.head)))
+        {
+            return s.upstream;
+        }
+        let side = pass
+            .split_by
+            .as_ref()
+            .and_then(|k| {
+                let mut h = KeyHasher::default();
+                feed_key(k, req, |b| h.write(b)).then(|| h.finish())
+            })
+            .map(|hash| split_side(pass, hash))
+            .or_else(|| self.splits[server][loc].as_ref().map(|rr| rr.next()))
+            .unwrap_or(0);
+        match side {
+            0 => pass.upstream,
+            k => pass.split[k - 1].upstream,
+        }
     }
 
     /// The default server block of a listener, whose limits apply before the
@@ -132,6 +191,110 @@ impl Router {
             .find(|(prefix, _)| path.starts_with(prefix.as_bytes()))
             .map(|&(_, i)| i)
     }
+}
+
+/// The parts of a request a [`RequestKey`] reads.
+pub struct KeyInput<'a> {
+    pub head: &'a RequestHead,
+    /// The path as routed: no query, dot segments resolved (`$uri`).
+    pub path: &'a [u8],
+    /// The client address, after `trusted_proxies` (`$remote_addr`).
+    pub client: IpAddr,
+}
+
+/// Feeds the bytes of `key` for this request to `sink`, part by part, so a
+/// hash can be taken without building the key in memory. Returns false when
+/// every variable of the key was absent or empty: such a request has no key,
+/// and the caller does not hash it (a missing cookie would otherwise send
+/// every client without one to the same server).
+pub fn feed_key(key: &RequestKey, req: &KeyInput, mut sink: impl FnMut(&[u8])) -> bool {
+    let mut any = false;
+    let mut var = |v: &[u8], sink: &mut dyn FnMut(&[u8])| {
+        any |= !v.is_empty();
+        sink(v);
+    };
+    for part in &key.parts {
+        match part {
+            KeyPart::Literal(s) => sink(s.as_bytes()),
+            KeyPart::RequestUri => var(req.head.target(), &mut sink),
+            KeyPart::Uri => var(req.path, &mut sink),
+            KeyPart::RemoteAddr => {
+                // The longest IPv6 text is 45 bytes: formatted on the stack.
+                let mut buf = [0u8; 64];
+                let mut w: &mut [u8] = &mut buf;
+                let _ = std::io::Write::write_fmt(&mut w, format_args!("{}", req.client));
+                let n = 64 - w.len();
+                var(&buf[..n], &mut sink);
+            }
+            KeyPart::Header(name) => var(
+                header_named(req.head, name.as_bytes()).unwrap_or_default(),
+                &mut sink,
+            ),
+            KeyPart::Cookie(name) => var(cookie(req.head, name.as_bytes()).unwrap_or_default(), &mut sink),
+        }
+    }
+    any
+}
+
+/// The shares of a split's sides, proxy_pass's (the rest) first.
+fn split_shares(pass: &ProxyPass) -> Vec<u32> {
+    let taken: u32 = pass.split.iter().map(|s| s.share).sum();
+    std::iter::once(SPLIT_WHOLE.saturating_sub(taken))
+        .chain(pass.split.iter().map(|s| s.share))
+        .collect()
+}
+
+/// The side a key's hash falls on: the hash taken into 0..10000 and the
+/// split entries' shares laid end to end from 0, proxy_pass's after them.
+fn split_side(pass: &ProxyPass, hash: u32) -> usize {
+    // Multiply-shift rather than `%`: every bucket gets the same count of hashes ± 1.
+    let mut slot = ((u64::from(hash) * u64::from(SPLIT_WHOLE)) >> 32) as u32;
+    for (k, s) in pass.split.iter().enumerate() {
+        if slot < s.share {
+            return k + 1;
+        }
+        slot -= s.share;
+    }
+    0
+}
+
+fn matches(w: &When, head: &RequestHead) -> bool {
+    let got = match &w.what {
+        WhenField::Header(name) => header_named(head, name.as_bytes()),
+        WhenField::Cookie(name) => cookie(head, name.as_bytes()),
+    };
+    match (got, &w.value) {
+        (Some(v), Some(want)) => v == want.as_bytes(),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// The first field called `name` (case ignored), trimmed.
+fn header_named<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a [u8]> {
+    head.headers()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim_ascii())
+}
+
+/// The value of cookie `name` in the request's `Cookie` fields (RFC 6265
+/// §5.4: `a=1; b=2`, possibly over several fields); the first one wins. The
+/// name is compared ignoring case, as nginx's `$cookie_` does.
+pub fn cookie<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a [u8]> {
+    head.headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+        .flat_map(|(_, v)| v.split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (n, v) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            n.eq_ignore_ascii_case(name).then(|| {
+                // A quoted value stands for what is inside the quotes.
+                v.strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(v)
+            })
+        })
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
@@ -270,6 +433,128 @@ mod tests {
         assert_eq!(r.location_for(0, b"/api/users"), Some(1));
         assert_eq!(r.location_for(0, b"/api"), Some(0));
         assert_eq!(r.location_for(2, b"/other"), None);
+    }
+
+    fn head(raw: &str) -> RequestHead {
+        use crate::http::parse::{parse_request, HeadLimits, Parsed};
+        let limits = HeadLimits {
+            max_request_line: 8192,
+            max_header_size: 8192,
+            max_headers: 100,
+        };
+        match parse_request(raw.as_bytes(), &limits).unwrap() {
+            Parsed::Complete(parts, len) => {
+                parts.into_head(bytes::Bytes::copy_from_slice(&raw.as_bytes()[..len]))
+            }
+            Parsed::Partial => panic!("partial"),
+        }
+    }
+
+    fn key(parts: Vec<KeyPart>) -> RequestKey {
+        RequestKey {
+            text: String::new(),
+            parts,
+        }
+    }
+
+    fn rendered(k: &RequestKey, h: &RequestHead, client: &str) -> (String, bool) {
+        let input = KeyInput {
+            head: h,
+            path: b"/p",
+            client: client.parse().unwrap(),
+        };
+        let mut out = Vec::new();
+        let any = feed_key(k, &input, |b| out.extend_from_slice(b));
+        (String::from_utf8(out).unwrap(), any)
+    }
+
+    #[test]
+    fn keys_are_built_from_request_parts() {
+        let h = head(
+            "GET /p?q=1 HTTP/1.1\r\nHost: t\r\nX-Tenant:  acme \r\nCookie: a=1; session=\"s9\"\r\n\
+             Cookie: session=later; b=2\r\n\r\n",
+        );
+        let k = key(vec![
+            KeyPart::Header("x-tenant".into()),
+            KeyPart::Literal(":".into()),
+            KeyPart::Cookie("session".into()),
+            KeyPart::Literal("|".into()),
+            KeyPart::Cookie("B".into()),
+            KeyPart::Literal("|".into()),
+            KeyPart::RemoteAddr,
+            KeyPart::Uri,
+            KeyPart::RequestUri,
+        ]);
+        assert_eq!(
+            rendered(&k, &h, "2001:db8::1"),
+            ("acme:s9|2|2001:db8::1/p/p?q=1".into(), true)
+        );
+        // Nothing of the key in the request: no key, though literals remain.
+        let k = key(vec![
+            KeyPart::Header("x-missing".into()),
+            KeyPart::Literal(":".into()),
+            KeyPart::Cookie("none".into()),
+        ]);
+        assert_eq!(rendered(&k, &h, "10.0.0.1"), (":".into(), false));
+        let longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+        let k = key(vec![KeyPart::RemoteAddr]);
+        assert_eq!(
+            rendered(&k, &h, longest).0,
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+    }
+
+    #[test]
+    fn split_shares_are_laid_end_to_end() {
+        let c = cfg(r#"
+            [[upstream]]
+            name = "a"
+            servers = ["127.0.0.1:1"]
+            [[upstream]]
+            name = "b"
+            servers = ["127.0.0.1:2"]
+            [[server]]
+            listen = ["127.0.0.1:1"]
+            [[server.location]]
+            path = "/"
+            proxy_pass = "http://a"
+            split = [{ upstream = "b", weight = 25 }, { upstream = "a", weight = 0.5 }]
+        "#);
+        let Action::Proxy(pass) = &c.servers[0].locations[0].action else {
+            panic!()
+        };
+        assert_eq!(split_shares(pass), [7450, 2500, 50]);
+        // The hash maps onto 0..10000: the first quarter is the first entry.
+        let at = |slot: u64| split_side(pass, ((slot << 32) / 10_000 + 1) as u32);
+        assert_eq!(
+            (at(0), at(2499), at(2500), at(2549), at(2550), at(9999)),
+            (1, 1, 2, 2, 0, 0)
+        );
+        assert_eq!(split_side(pass, u32::MAX), 0);
+        // In turns, without split_by: exactly the shares over 10000 requests.
+        let r = Router::new(&c);
+        let h = head("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let input = KeyInput {
+            head: &h,
+            path: b"/",
+            client: "10.0.0.1".parse().unwrap(),
+        };
+        let mut sides = [0usize; 2];
+        for _ in 0..10_000 {
+            sides[r.upstream_for(0, 0, pass, &input)] += 1;
+        }
+        assert_eq!(sides, [7500, 2500]);
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let h = head("GET / HTTP/1.1\r\nHost: t\r\nCookie: x=1;y=; rw=ab=c\r\n\r\n");
+        assert_eq!(cookie(&h, b"x"), Some(&b"1"[..]));
+        assert_eq!(cookie(&h, b"y"), Some(&b""[..]));
+        assert_eq!(cookie(&h, b"rw"), Some(&b"ab=c"[..]));
+        assert_eq!(cookie(&h, b"z"), None);
+        let h = head("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(cookie(&h, b"x"), None);
     }
 
     #[test]

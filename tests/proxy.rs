@@ -12,6 +12,8 @@ mod support;
 
 #[path = "proxy/balance.rs"]
 mod balance;
+#[path = "proxy/balance_more.rs"]
+mod balance_more;
 #[path = "proxy/bodies.rs"]
 mod bodies;
 #[path = "proxy/cli.rs"]

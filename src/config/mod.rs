@@ -73,10 +73,100 @@ pub struct Upstream {
     /// `tries_timeout`: no further server is tried once this much time has
     /// passed since the first. Default `0s`: no limit.
     pub tries_timeout: Duration,
+    /// `sticky`: a cookie that keeps a client on the server it was sent to.
+    pub sticky: Option<Sticky>,
+    /// `next_upstream`: which failures and statuses send a request on to the
+    /// next server (nginx's `proxy_next_upstream`).
+    pub next_upstream: NextUpstream,
+}
+
+/// `next_upstream = ["error", "timeout", "http_503"]`, as a set of flags.
+/// Default: `error`, `timeout` and `invalid_header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextUpstream(u16);
+
+impl NextUpstream {
+    /// A connection refused or reset, or closed before a response head.
+    pub const ERROR: u16 = 1;
+    /// `connect_timeout`, `send_timeout` or `read_timeout` before a response head.
+    pub const TIMEOUT: u16 = 1 << 1;
+    /// A response head that is not valid HTTP.
+    pub const INVALID_HEADER: u16 = 1 << 2;
+    /// The names nginx uses, with their flags; the statuses follow.
+    pub const NAMES: [(&'static str, u16); 10] = [
+        ("error", Self::ERROR),
+        ("timeout", Self::TIMEOUT),
+        ("invalid_header", Self::INVALID_HEADER),
+        ("http_500", 1 << 3),
+        ("http_502", 1 << 4),
+        ("http_503", 1 << 5),
+        ("http_504", 1 << 6),
+        ("http_403", 1 << 7),
+        ("http_404", 1 << 8),
+        ("http_429", 1 << 9),
+    ];
+    pub const DEFAULT: NextUpstream = NextUpstream(Self::ERROR | Self::TIMEOUT | Self::INVALID_HEADER);
+    /// `["off"]`: no failure sends a request to another server.
+    pub const OFF: NextUpstream = NextUpstream(0);
+
+    pub fn parse(name: &str) -> Option<u16> {
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
+    }
+
+    pub fn with(self, flag: u16) -> NextUpstream {
+        NextUpstream(self.0 | flag)
+    }
+
+    pub fn has(self, flag: u16) -> bool {
+        self.0 & flag != 0
+    }
+
+    /// A response with this status goes on to the next server.
+    pub fn on_status(self, status: u16) -> bool {
+        let flag = match status {
+            500 => 1 << 3,
+            502 => 1 << 4,
+            503 => 1 << 5,
+            504 => 1 << 6,
+            403 => 1 << 7,
+            404 => 1 << 8,
+            429 => 1 << 9,
+            _ => 0,
+        };
+        self.has(flag)
+    }
+
+    /// A response with this status counts against the server's health
+    /// (`max_fails`), as in nginx: the 5xx statuses listed; 403, 404 and 429
+    /// never do, since they answer for the request and not the server.
+    pub fn status_is_failure(self, status: u16) -> bool {
+        matches!(status, 500 | 502 | 503 | 504) && self.on_status(status)
+    }
+}
+
+/// `sticky = { cookie = "rw_srv", ... }`: the first response to a client
+/// sets a cookie naming its server by an opaque id; while that server is up,
+/// the client's requests go there whatever `balance` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sticky {
+    /// `cookie`: the cookie's name. Default `rw_srv`.
+    pub cookie: String,
+    /// `path`. Default `/`.
+    pub path: String,
+    /// `domain`. Default: none (the cookie goes back to the host that set it).
+    pub domain: Option<String>,
+    /// `max_age`. Default: none, a session cookie.
+    pub max_age: Option<Duration>,
+    /// `httponly`. Default false.
+    pub httponly: bool,
+    /// `secure`. Default false.
+    pub secure: bool,
+    /// `samesite`: `Strict`, `Lax` or `None`. Default: not sent.
+    pub samesite: Option<&'static str>,
 }
 
 /// `balance = "..."`: the rule that picks a server for a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balance {
     /// Smooth weighted round robin, nginx's sequence.
     RoundRobin,
@@ -87,18 +177,42 @@ pub enum Balance {
     /// Two servers drawn at random (weighted), the less busy one taken.
     RandomTwo,
     /// `hash = "..."`: consistent hashing of a request key (a ketama ring).
-    Hash(HashKey),
+    Hash(RequestKey),
+    /// Peak EWMA of response-head latency times requests in flight, the
+    /// lower of two servers drawn at random; the decay time (`ewma_decay`).
+    Ewma(Duration),
 }
 
-/// What `hash` hashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashKey {
+/// A key built from parts of a request, such as `"$http_x_tenant:$cookie_session"`:
+/// literal text and variables, compiled when the config loads (`hash`, `split_by`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// As written in the config.
+    pub text: String,
+    pub parts: Vec<KeyPart>,
+}
+
+/// One piece of a [`RequestKey`]. Variables follow nginx's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    Literal(String),
     /// `$request_uri`: the request target as the client sent it, with its query.
     RequestUri,
+    /// `$uri`: the path without the query, dot segments resolved.
+    Uri,
+    /// `$remote_addr`: the client address (after `trusted_proxies`).
+    RemoteAddr,
+    /// `$http_<name>`: a request header field; the name is kept lower-case
+    /// with `_` turned into `-`, as nginx maps it.
+    Header(String),
+    /// `$cookie_<name>`: the value of a cookie in the `Cookie` header.
+    Cookie(String),
 }
 
 impl Balance {
-    pub const NAMES: [&'static str; 4] = ["round_robin", "least_conn", "ip_hash", "random_two"];
+    pub const NAMES: [&'static str; 5] = ["round_robin", "least_conn", "ip_hash", "random_two", "ewma"];
+    /// `ewma_decay`'s default: latencies older than this count for about a third.
+    pub const EWMA_DECAY: Duration = Duration::from_secs(10);
 
     pub fn parse(s: &str) -> Option<Balance> {
         Some(match s {
@@ -106,6 +220,7 @@ impl Balance {
             "least_conn" => Balance::LeastConn,
             "ip_hash" => Balance::IpHash,
             "random_two" => Balance::RandomTwo,
+            "ewma" => Balance::Ewma(Balance::EWMA_DECAY),
             _ => return None,
         })
     }
@@ -216,7 +331,42 @@ pub struct ProxyPass {
     /// `preserve_host`: send the client's Host upstream (default) or the
     /// upstream server's address.
     pub preserve_host: bool,
+    /// `split`: shares of the requests sent to other upstreams instead
+    /// (canary, A/B); the rest go to `upstream`.
+    pub split: Vec<Split>,
+    /// `split_by`: with it, a request's side is chosen by a hash of this key,
+    /// so one user always lands on the same side; without it, by turns.
+    pub split_by: Option<RequestKey>,
 }
+
+/// One entry of `split = [{ upstream = "app-canary", weight = 5 }]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    /// The share of requests, in hundredths of a percent (`weight = 5` is 500).
+    pub share: u32,
+    /// `when`: requests that match go to this side whatever the shares say.
+    pub when: Option<When>,
+}
+
+/// `when = { header = "X-Canary", value = "1" }` or `{ cookie = "canary" }`:
+/// the field or cookie present with that value (any value, without `value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct When {
+    pub what: WhenField,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhenField {
+    /// A request header field name, lower-case.
+    Header(String),
+    Cookie(String),
+}
+
+/// `split` shares are in hundredths of a percent: 10_000 is every request.
+pub const SPLIT_WHOLE: u32 = 10_000;
 
 /// `return = { status = 301, location = "https://example.com/", body = "..." }`.
 #[derive(Debug, Clone)]

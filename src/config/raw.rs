@@ -47,9 +47,24 @@ pub struct RawUpstream {
     pub read_timeout: Option<Spanned<String>>,
     pub send_timeout: Option<Spanned<String>>,
     pub balance: Option<Spanned<String>>,
+    pub ewma_decay: Option<Spanned<String>>,
     pub hash: Option<Spanned<String>>,
     pub tries: Option<Spanned<i64>>,
     pub tries_timeout: Option<Spanned<String>>,
+    pub next_upstream: Option<Spanned<Vec<Spanned<String>>>>,
+    pub sticky: Option<Spanned<RawSticky>>,
+}
+
+/// `sticky = { cookie = "rw_srv", path = "/", max_age = "1h", httponly = true, secure = true }`.
+#[derive(Debug, Deserialize)]
+pub struct RawSticky {
+    pub cookie: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub domain: Option<Spanned<String>>,
+    pub max_age: Option<Spanned<String>>,
+    pub httponly: Option<bool>,
+    pub secure: Option<bool>,
+    pub samesite: Option<Spanned<String>>,
 }
 
 /// `"127.0.0.1:3000"` or `{ addr = "127.0.0.1:3001", weight = 2, backup = true,
@@ -120,6 +135,32 @@ pub struct RawLocation {
     pub return_: Option<Spanned<RawReturn>>,
     pub preserve_host: Option<bool>,
     pub client_max_body_size: Option<Spanned<StrOrInt>>,
+    pub split: Option<Spanned<Vec<Spanned<RawSplit>>>>,
+    pub split_by: Option<Spanned<String>>,
+}
+
+/// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.
+#[derive(Debug, Deserialize)]
+pub struct RawSplit {
+    pub upstream: Spanned<String>,
+    pub weight: Option<Spanned<Number>>,
+    pub when: Option<Spanned<RawWhen>>,
+}
+
+/// A percentage, written `5` or `0.5`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+/// `{ header = "X-Canary", value = "1" }` or `{ cookie = "canary" }`.
+#[derive(Debug, Deserialize)]
+pub struct RawWhen {
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

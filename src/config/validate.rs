@@ -12,7 +12,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawLocation, RawPeer, RawServer, RawUpstream, StrOrInt};
+use super::raw::{
+    Number, RawConfig, RawLocation, RawPeer, RawServer, RawSplit, RawSticky, RawUpstream, RawWhen, StrOrInt,
+};
 use super::*;
 
 /// One problem in a config file, with where it is and what to do.
@@ -227,9 +229,12 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         [] => fields_of::<RawConfig>(),
         ["global"] => fields_of::<RawGlobal>(),
         ["upstream"] => fields_of::<RawUpstream>(),
+        ["upstream", "sticky"] => fields_of::<RawSticky>(),
         ["server"] => fields_of::<RawServer>(),
         ["server", "location"] => fields_of::<RawLocation>(),
         ["server", "location", "return"] => fields_of::<RawReturn>(),
+        ["server", "location", "split"] => fields_of::<RawSplit>(),
+        ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }
 }
@@ -467,6 +472,8 @@ fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstre
         // dead server without multiplying the load of a slow one.
         tries: if servers_len > 1 { 2 } else { 1 },
         tries_timeout: Duration::ZERO,
+        sticky: None,
+        next_upstream: NextUpstream::DEFAULT,
     }
 }
 
@@ -615,6 +622,21 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
             }
         }
     }
+    if let Some(d) = &u.ewma_decay {
+        let dkey = format!("{key}.ewma_decay");
+        let decay = c.duration(&u.ewma_decay, &dkey, Balance::EWMA_DECAY);
+        match up.balance {
+            Balance::Ewma(_) if decay.is_zero() => {
+                c.error(d.span(), dkey, "must be above 0");
+                ok = false;
+            }
+            Balance::Ewma(_) => up.balance = Balance::Ewma(decay),
+            _ => {
+                c.error(d.span(), dkey, "only applies with balance = \"ewma\"");
+                ok = false;
+            }
+        }
+    }
     if let Some(h) = &u.hash {
         let hkey = format!("{key}.hash");
         if u.balance.is_some() {
@@ -624,18 +646,14 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
                 "`hash` chooses the server itself: remove `balance`",
             );
             ok = false;
-        } else if h.get_ref() == "$request_uri" {
-            up.balance = Balance::Hash(HashKey::RequestUri);
         } else {
-            c.error(
-                h.span(),
-                hkey,
-                format!(
-                    "unsupported hash key {:?} (supported: \"$request_uri\")",
-                    h.get_ref()
-                ),
-            );
-            ok = false;
+            match parse_key(h.get_ref()) {
+                Ok(k) => up.balance = Balance::Hash(k),
+                Err(why) => {
+                    c.error(h.span(), hkey, why);
+                    ok = false;
+                }
+            }
         }
     }
     if let Some(t) = &u.tries {
@@ -652,7 +670,255 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
         &format!("{key}.tries_timeout"),
         up.tries_timeout,
     );
+    if let Some(list) = &u.next_upstream {
+        match check_next_upstream(c, list, &format!("{key}.next_upstream")) {
+            Some(n) => up.next_upstream = n,
+            None => ok = false,
+        }
+    }
+    if let Some(st) = &u.sticky {
+        match check_sticky(c, st.get_ref(), &format!("{key}.sticky")) {
+            Some(st) => up.sticky = Some(st),
+            None => ok = false,
+        }
+    }
     ok.then_some(up)
+}
+
+/// `next_upstream = [...]`, nginx's `proxy_next_upstream` names.
+fn check_next_upstream(
+    c: &mut Checker,
+    list: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+) -> Option<NextUpstream> {
+    let before = c.errors.len();
+    let mut flags = NextUpstream::OFF;
+    let names = list.get_ref();
+    if names.is_empty() {
+        c.error(
+            list.span(),
+            key,
+            "is empty: write [\"off\"] to never try another server",
+        );
+    }
+    for (i, n) in names.iter().enumerate() {
+        let name = n.get_ref().as_str();
+        match (name, NextUpstream::parse(name)) {
+            (_, Some(f)) => flags = flags.with(f),
+            ("off", _) if names.len() == 1 => {}
+            ("off", _) => c.error(n.span(), format!("{key}[{i}]"), "\"off\" goes alone"),
+            ("non_idempotent", _) => c.error(
+                n.span(),
+                format!("{key}[{i}]"),
+                "not supported: a request that is not idempotent is never sent to a second server once sent",
+            ),
+            _ => {
+                let known: Vec<&str> = NextUpstream::NAMES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .chain(["off"])
+                    .collect();
+                let closest = known
+                    .iter()
+                    .map(|k| (strsim::levenshtein(name, k), *k))
+                    .filter(|(d, _)| *d <= 2)
+                    .min();
+                let hint = match closest {
+                    Some((_, k)) => format!("; did you mean {k:?}?"),
+                    None => format!(" (one of: {})", known.join(", ")),
+                };
+                c.error(
+                    n.span(),
+                    format!("{key}[{i}]"),
+                    format!("unknown failure kind {name:?}{hint}"),
+                );
+            }
+        }
+    }
+    (c.errors.len() == before).then_some(flags)
+}
+
+/// `sticky = { ... }`. Cookie attributes are checked against RFC 6265's
+/// grammar, since a bad one would be sent to every client.
+fn check_sticky(c: &mut Checker, r: &RawSticky, key: &str) -> Option<Sticky> {
+    let before = c.errors.len();
+    let mut st = Sticky {
+        cookie: "rw_srv".to_string(),
+        path: "/".to_string(),
+        domain: None,
+        max_age: None,
+        httponly: r.httponly.unwrap_or(false),
+        secure: r.secure.unwrap_or(false),
+        samesite: None,
+    };
+    if let Some(n) = &r.cookie {
+        // RFC 6265 §4.1.1: a cookie name is an RFC 2616 token.
+        if n.get_ref().is_empty() || !n.get_ref().bytes().all(is_token) {
+            c.error(
+                n.span(),
+                format!("{key}.cookie"),
+                format!(
+                    "{:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+                    n.get_ref()
+                ),
+            );
+        }
+        st.cookie = n.get_ref().clone();
+    }
+    // RFC 6265 §4.1.1: attribute values are any visible character but `;`.
+    let attr_ok = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+    if let Some(p) = &r.path {
+        if !p.get_ref().starts_with('/') || !attr_ok(p.get_ref()) {
+            c.error(
+                p.span(),
+                format!("{key}.path"),
+                "must start with \"/\" and hold no spaces or `;`",
+            );
+        }
+        st.path = p.get_ref().clone();
+    }
+    if let Some(d) = &r.domain {
+        if !attr_ok(d.get_ref()) {
+            c.error(
+                d.span(),
+                format!("{key}.domain"),
+                "must be a host name with no spaces or `;`",
+            );
+        }
+        st.domain = Some(d.get_ref().clone());
+    }
+    if r.max_age.is_some() {
+        let parsed = c.errors.len();
+        let d = c.duration(&r.max_age, &format!("{key}.max_age"), Duration::ZERO);
+        if let (Some(v), true) = (&r.max_age, d.as_secs() == 0) {
+            if c.errors.len() == parsed {
+                c.error(
+                    v.span(),
+                    format!("{key}.max_age"),
+                    "must be 1s or more (leave it out for a session cookie)",
+                );
+            }
+        }
+        st.max_age = Some(d);
+    }
+    if let Some(v) = &r.samesite {
+        st.samesite = match v.get_ref().to_ascii_lowercase().as_str() {
+            "strict" => Some("Strict"),
+            "lax" => Some("Lax"),
+            "none" if st.secure => Some("None"),
+            "none" => {
+                c.error(
+                    v.span(),
+                    format!("{key}.samesite"),
+                    "\"None\" needs secure = true (browsers drop the cookie otherwise)",
+                );
+                None
+            }
+            _ => {
+                c.error(
+                    v.span(),
+                    format!("{key}.samesite"),
+                    "one of: \"Strict\", \"Lax\", \"None\"",
+                );
+                None
+            }
+        };
+    }
+    (c.errors.len() == before).then_some(st)
+}
+
+/// Variables a request key may use: (name as written, what it is).
+const KEY_VARIABLES: [&str; 5] = [
+    "request_uri",
+    "uri",
+    "remote_addr",
+    "http_<name>",
+    "cookie_<name>",
+];
+
+/// Compiles a request key such as `"$http_x_tenant:$cookie_session"`:
+/// literal text and `$name` or `${name}` variables. An unknown variable is an
+/// error with the nearest known one.
+fn parse_key(text: &str) -> Result<RequestKey, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        literal.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        let (name, next) = if let Some(braced) = after.strip_prefix('{') {
+            let end = braced
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in {text:?}"))?;
+            (&braced[..end], &braced[end + 1..])
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if name.is_empty() {
+            return Err(format!(
+                "a `$` in {text:?} starts no variable (known: {})",
+                known_variables()
+            ));
+        }
+        if !literal.is_empty() {
+            parts.push(KeyPart::Literal(std::mem::take(&mut literal)));
+        }
+        parts.push(key_variable(name)?);
+        rest = next;
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        parts.push(KeyPart::Literal(literal));
+    }
+    if !parts.iter().any(|p| !matches!(p, KeyPart::Literal(_))) {
+        return Err(format!(
+            "{text:?} has no variable, so every request would get the same key (known: {})",
+            known_variables()
+        ));
+    }
+    Ok(RequestKey {
+        text: text.to_string(),
+        parts,
+    })
+}
+
+fn known_variables() -> String {
+    KEY_VARIABLES.map(|v| format!("${v}")).join(", ")
+}
+
+fn key_variable(name: &str) -> Result<KeyPart, String> {
+    let field = |rest: &str| rest.to_ascii_lowercase().replace('_', "-");
+    match name {
+        "request_uri" => return Ok(KeyPart::RequestUri),
+        "uri" => return Ok(KeyPart::Uri),
+        "remote_addr" => return Ok(KeyPart::RemoteAddr),
+        _ => {}
+    }
+    if let Some(h) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
+        return Ok(KeyPart::Header(field(h)));
+    }
+    if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+        return Ok(KeyPart::Cookie(c.to_string()));
+    }
+    // The nearest known name: a fixed one, or a prefix with the rest kept
+    // (`$htp_host` → `$http_host`).
+    let mut candidates: Vec<String> = ["request_uri", "uri", "remote_addr"].map(String::from).to_vec();
+    if let Some((_, rest)) = name.split_once('_') {
+        candidates.push(format!("http_{rest}"));
+        candidates.push(format!("cookie_{rest}"));
+    }
+    let closest = candidates
+        .iter()
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    Err(match closest {
+        Some((_, k)) => format!("unknown variable `${name}`; did you mean `${k}`?"),
+        None => format!("unknown variable `${name}` (known: {})", known_variables()),
+    })
 }
 
 fn check_listen(c: &mut Checker, v: &Spanned<StrOrInt>, key: &str) -> Option<SocketAddr> {
@@ -825,12 +1091,24 @@ fn check_location(
         }
         (Some(p), None) => {
             let pass = check_proxy_pass(c, p, &format!("{key}.proxy_pass"), upstreams, by_name);
+            let (split, split_by) = check_split(c, r, key, upstreams, by_name)?;
             Action::Proxy(ProxyPass {
                 preserve_host: r.preserve_host.unwrap_or(true),
+                split,
+                split_by,
                 ..pass?
             })
         }
         (None, Some(ret)) => {
+            for (v, name) in [
+                (r.split.as_ref().map(|v| v.span()), "split"),
+                (r.split_by.as_ref().map(|v| v.span()), "split_by"),
+            ] {
+                if let Some(span) = v {
+                    c.error(span, format!("{key}.{name}"), "only applies with proxy_pass");
+                    ok = false;
+                }
+            }
             if r.preserve_host.is_some() {
                 c.error(
                     l.span(),
@@ -868,6 +1146,162 @@ fn check_location(
         action,
         client_max_body_size,
     })
+}
+
+/// `split` and `split_by` of a proxied location. `None` when they are wrong.
+#[allow(clippy::type_complexity)]
+fn check_split(
+    c: &mut Checker,
+    r: &RawLocation,
+    key: &str,
+    upstreams: &[Upstream],
+    by_name: &HashMap<String, usize>,
+) -> Option<(Vec<Split>, Option<RequestKey>)> {
+    let before = c.errors.len();
+    let mut split = Vec::new();
+    let mut total: u64 = 0;
+    for (i, s) in r.split.iter().flat_map(|v| v.get_ref().iter()).enumerate() {
+        let skey = format!("{key}.split[{i}]");
+        let s = s.get_ref();
+        let name = s.upstream.get_ref();
+        let upstream = match by_name.get(name.as_str()) {
+            Some(&u) if !upstreams[u].implicit => Some(u),
+            _ => {
+                let mut defined: Vec<&str> = upstreams
+                    .iter()
+                    .filter(|u| !u.implicit)
+                    .map(|u| u.name.as_str())
+                    .collect();
+                defined.sort();
+                let closest = defined
+                    .iter()
+                    .map(|k| (strsim::levenshtein(name, k), *k))
+                    .filter(|(d, _)| *d <= 2)
+                    .min();
+                let hint = match closest {
+                    Some((_, k)) => format!("; did you mean {k:?}?"),
+                    None if defined.is_empty() => " (none defined)".to_string(),
+                    None => format!(
+                        " (defined: {})",
+                        defined
+                            .iter()
+                            .map(|d| format!("{d:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                c.error(
+                    s.upstream.span(),
+                    format!("{skey}.upstream"),
+                    format!("unknown upstream {name:?}{hint}"),
+                );
+                None
+            }
+        };
+        // Hundredths of a percent: 0.01% is the finest share.
+        let share = match s.weight.as_ref().map(|w| (w.span(), *w.get_ref())) {
+            None => Some(0),
+            Some((_, Number::Int(n))) if (0..=100).contains(&n) => Some(n as u32 * 100),
+            // 0.07 * 100 is 7.000000000000001 in binary floating point.
+            Some((_, Number::Float(f)))
+                if (0.0..=100.0).contains(&f) && ((f * 100.0) - (f * 100.0).round()).abs() < 1e-6 =>
+            {
+                Some((f * 100.0).round() as u32)
+            }
+            Some((span, _)) => {
+                c.error(
+                    span,
+                    format!("{skey}.weight"),
+                    "a percentage of requests from 0 to 100, in steps of 0.01",
+                );
+                None
+            }
+        };
+        let when = match &s.when {
+            None => None,
+            Some(w) => {
+                let wr = w.get_ref();
+                let what = match (&wr.header, &wr.cookie) {
+                    (Some(h), None) if !h.is_empty() && h.bytes().all(is_token) => {
+                        Some(WhenField::Header(h.to_ascii_lowercase()))
+                    }
+                    (None, Some(k)) if !k.is_empty() && k.bytes().all(is_token) => {
+                        Some(WhenField::Cookie(k.clone()))
+                    }
+                    (Some(_), None) | (None, Some(_)) => {
+                        c.error(w.span(), format!("{skey}.when"), "not a header or cookie name");
+                        None
+                    }
+                    _ => {
+                        c.error(
+                            w.span(),
+                            format!("{skey}.when"),
+                            "give one of header = \"...\" or cookie = \"...\" (and value = \"...\")",
+                        );
+                        None
+                    }
+                };
+                what.map(|what| When {
+                    what,
+                    value: wr.value.clone(),
+                })
+            }
+        };
+        if share == Some(0) && s.when.is_none() {
+            c.error(
+                s.weight.as_ref().map_or(s.upstream.span(), |w| w.span()),
+                format!("{skey}.weight"),
+                "needs a weight above 0 (or a `when` that sends requests here)",
+            );
+        }
+        total += u64::from(share.unwrap_or(0));
+        if let (Some(upstream), Some(share)) = (upstream, share) {
+            split.push(Split {
+                upstream,
+                share,
+                when,
+            });
+        }
+    }
+    if let Some(v) = &r.split {
+        if total > u64::from(SPLIT_WHOLE) {
+            c.error(
+                v.span(),
+                format!("{key}.split"),
+                format!(
+                    "weights add up to {}%, over 100% (the rest of the requests go to proxy_pass)",
+                    total as f64 / 100.0
+                ),
+            );
+        }
+        if v.get_ref().is_empty() {
+            c.error(
+                v.span(),
+                format!("{key}.split"),
+                "is empty: remove it or add an upstream",
+            );
+        }
+    }
+    let split_by = match &r.split_by {
+        None => None,
+        Some(k) if r.split.is_none() => {
+            c.error(k.span(), format!("{key}.split_by"), "only applies with split");
+            None
+        }
+        Some(k) => match parse_key(k.get_ref()) {
+            Ok(k) => Some(k),
+            Err(why) => {
+                c.error(k.span(), format!("{key}.split_by"), why);
+                None
+            }
+        },
+    };
+    (c.errors.len() == before).then_some((split, split_by))
+}
+
+/// RFC 9110 §5.6.2: a token character (header and cookie names).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn check_proxy_pass(
@@ -932,6 +1366,8 @@ fn check_proxy_pass(
         upstream,
         path,
         preserve_host: true,
+        split: Vec::new(),
+        split_by: None,
     })
 }
 
@@ -1051,7 +1487,7 @@ mod tests {
         .unwrap();
         let up = &ok.upstreams[0];
         assert_eq!(
-            (up.balance, up.tries, up.tries_timeout),
+            (up.balance.clone(), up.tries, up.tries_timeout),
             (Balance::LeastConn, 3, Duration::from_secs(2))
         );
         assert_eq!((up.servers[0].backup, up.servers[0].max_fails), (false, 1));
@@ -1068,7 +1504,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (d.upstreams[0].balance, d.upstreams[0].tries),
+            (d.upstreams[0].balance.clone(), d.upstreams[0].tries),
             (Balance::RoundRobin, 1)
         );
         assert_eq!(
@@ -1104,11 +1540,15 @@ mod tests {
             )
         };
         let up = &h("hash = \"$request_uri\"").unwrap().upstreams[0];
-        assert_eq!(up.balance, Balance::Hash(HashKey::RequestUri));
-        let e = h("hash = \"$uri\"").unwrap_err();
+        let Balance::Hash(k) = &up.balance else {
+            panic!("{:?}", up.balance)
+        };
+        assert_eq!(k.parts, [KeyPart::RequestUri]);
+        let e = h("hash = \"$reqest_uri\"").unwrap_err();
         assert!(
-            e.to_string()
-                .contains("t.toml:3:8: upstream[0].hash: unsupported hash key"),
+            e.to_string().contains(
+                "t.toml:3:8: upstream[0].hash: unknown variable `$reqest_uri`; did you mean `$request_uri`?"
+            ),
             "{e}"
         );
         let e = h("balance = \"ip_hash\"\nhash = \"$request_uri\"").unwrap_err();
@@ -1120,6 +1560,255 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("bakup"), "{e}");
+    }
+
+    #[test]
+    fn next_upstream_and_its_errors() {
+        let up = |extra: &str| {
+            validate(
+                &format!("[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n{extra}\n{LISTEN}"),
+                Path::new("t.toml"),
+            )
+        };
+        let n = |extra: &str| up(extra).unwrap().upstreams[0].next_upstream;
+        let d = n("");
+        assert_eq!(d, NextUpstream::DEFAULT);
+        assert!(
+            d.has(NextUpstream::ERROR) && d.has(NextUpstream::TIMEOUT) && d.has(NextUpstream::INVALID_HEADER)
+        );
+        assert!(!d.on_status(502) && !d.on_status(503));
+        let s = n("next_upstream = [\"error\", \"http_503\", \"http_404\"]");
+        assert!(s.has(NextUpstream::ERROR) && !s.has(NextUpstream::TIMEOUT));
+        assert!(s.on_status(503) && s.on_status(404) && !s.on_status(502) && !s.on_status(200));
+        assert!(s.status_is_failure(503) && !s.status_is_failure(404));
+        assert_eq!(n("next_upstream = [\"off\"]"), NextUpstream::OFF);
+        let e = up("next_upstream = [\"eror\", \"teapot\", \"off\", \"non_idempotent\"]").unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream[0].next_upstream[0]",
+                "upstream[0].next_upstream[1]",
+                "upstream[0].next_upstream[2]",
+                "upstream[0].next_upstream[3]"
+            ],
+            "{e}"
+        );
+        assert!(e.0[0].message.ends_with("did you mean \"error\"?"), "{e}");
+        assert!(e.0[1].message.contains("(one of: error, timeout"), "{e}");
+        assert!(e.0[2].message.contains("goes alone"), "{e}");
+        assert!(e.0[3].message.contains("not supported"), "{e}");
+        let e = up("next_upstream = []").unwrap_err();
+        assert!(e.to_string().contains("write [\"off\"]"), "{e}");
+    }
+
+    #[test]
+    fn ewma_and_its_decay() {
+        let up = |extra: &str| {
+            validate(
+                &format!("[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n{extra}\n{LISTEN}"),
+                Path::new("t.toml"),
+            )
+        };
+        let d = up("balance = \"ewma\"").unwrap();
+        assert_eq!(d.upstreams[0].balance, Balance::Ewma(Duration::from_secs(10)));
+        let d = up("balance = \"ewma\"\newma_decay = \"2s\"").unwrap();
+        assert_eq!(d.upstreams[0].balance, Balance::Ewma(Duration::from_secs(2)));
+        let e = up("ewma_decay = \"2s\"").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("upstream[0].ewma_decay: only applies with balance = \"ewma\""),
+            "{e}"
+        );
+        let e = up("balance = \"ewma\"\newma_decay = \"0s\"").unwrap_err();
+        assert!(e.to_string().contains("must be above 0"), "{e}");
+    }
+
+    #[test]
+    fn sticky_and_its_errors() {
+        let up = |sticky: &str| {
+            validate(
+                &format!(
+                    "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\nsticky = {sticky}\n{LISTEN}"
+                ),
+                Path::new("t.toml"),
+            )
+        };
+        let d = up("{}").unwrap();
+        let st = d.upstreams[0].sticky.as_ref().unwrap();
+        assert_eq!(
+            (st.cookie.as_str(), st.path.as_str(), st.max_age),
+            ("rw_srv", "/", None)
+        );
+        assert!(!st.httponly && !st.secure && st.samesite.is_none() && st.domain.is_none());
+        let d = up(
+            "{ cookie = \"srv\", path = \"/app\", domain = \"example.com\", max_age = \"1h\", httponly = true, \
+             secure = true, samesite = \"none\" }",
+        )
+        .unwrap();
+        let st = d.upstreams[0].sticky.as_ref().unwrap();
+        assert_eq!(st.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            (st.samesite, st.domain.as_deref()),
+            (Some("None"), Some("example.com"))
+        );
+        let e = up(
+            "{ cookie = \"a b\", path = \"app\", domain = \"x;y\", max_age = \"0s\", samesite = \"none\" }",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream[0].sticky.cookie",
+                "upstream[0].sticky.path",
+                "upstream[0].sticky.domain",
+                "upstream[0].sticky.max_age",
+                "upstream[0].sticky.samesite"
+            ],
+            "{e}"
+        );
+        assert!(e.0[4].message.contains("needs secure = true"), "{e}");
+        let e = up("{ max_age = \"soon\", samesite = \"loose\" }").unwrap_err();
+        assert!(e.0[0].message.contains("bad duration"), "{e}");
+        assert!(e.0[1].message.contains("one of: \"Strict\""), "{e}");
+        let e = up("{ cokie = \"x\" }").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("upstream[0].sticky.cokie: unknown key `cokie`; did you mean `cookie`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn split_and_its_errors() {
+        let loc = |keys: &str| {
+            validate(
+                &format!(
+                    "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n\
+                     [[upstream]]\nname = \"canary\"\nservers = [\"127.0.0.1:2\"]\n{LISTEN}\
+                     [[server.location]]\npath = \"/\"\n{keys}\n"
+                ),
+                Path::new("t.toml"),
+            )
+        };
+        let c = loc(
+            "proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canary\", weight = 0.07 }, \
+             { upstream = \"app\", when = { header = \"X-Canary\", value = \"1\" } }]\nsplit_by = \"$cookie_uid\"",
+        )
+        .unwrap();
+        let Action::Proxy(pass) = &c.servers[0].locations[0].action else {
+            panic!()
+        };
+        assert_eq!(
+            pass.split[0],
+            Split {
+                upstream: 1,
+                share: 7,
+                when: None
+            }
+        );
+        assert_eq!(
+            pass.split[1].when,
+            Some(When {
+                what: WhenField::Header("x-canary".into()),
+                value: Some("1".into())
+            })
+        );
+        assert_eq!(
+            pass.split_by.as_ref().unwrap().parts,
+            [KeyPart::Cookie("uid".into())]
+        );
+
+        let e = loc(
+            "proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canery\", weight = 5 }, \
+             { upstream = \"nope\", weight = 101 }, { upstream = \"canary\", weight = 0.001 }, \
+             { upstream = \"canary\" }, { upstream = \"canary\", weight = 1, when = { header = \"a b\" } }, \
+             { upstream = \"canary\", weight = 1, when = { value = \"1\" } }]\nsplit_by = \"$cookei_uid\"",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server[0].location[0].split[0].upstream",
+                "server[0].location[0].split[1].upstream",
+                "server[0].location[0].split[1].weight",
+                "server[0].location[0].split[2].weight",
+                "server[0].location[0].split[3].weight",
+                "server[0].location[0].split[4].when",
+                "server[0].location[0].split[5].when",
+                "server[0].location[0].split_by",
+            ],
+            "{e}"
+        );
+        let msg = |i: usize| e.0[i].message.as_str();
+        assert!(
+            msg(0).ends_with("unknown upstream \"canery\"; did you mean \"canary\"?"),
+            "{e}"
+        );
+        assert!(msg(1).contains("(defined: \"app\", \"canary\")"), "{e}");
+        assert!(msg(2).contains("from 0 to 100"), "{e}");
+        assert!(msg(4).contains("needs a weight above 0"), "{e}");
+        assert!(msg(6).contains("give one of header"), "{e}");
+        assert!(msg(7).contains("did you mean `$cookie_uid`?"), "{e}");
+
+        let e = loc("proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canary\", weight = 60 }, { upstream = \"canary\", weight = 40.5 }]").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("server[0].location[0].split: weights add up to 100.5%, over 100%"),
+            "{e}"
+        );
+        let e = loc("proxy_pass = \"http://app\"\nsplit = []").unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+        let e = loc("proxy_pass = \"http://app\"\nsplit_by = \"$uri\"").unwrap_err();
+        assert!(e.to_string().contains("split_by: only applies with split"), "{e}");
+        let e =
+            loc("return = { status = 200 }\nsplit = [{ upstream = \"canary\", weight = 5 }]").unwrap_err();
+        assert!(
+            e.to_string().contains("split: only applies with proxy_pass"),
+            "{e}"
+        );
+        let e =
+            loc("proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canary\", wieght = 5 }]").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown key `wieght`; did you mean `weight`?"),
+            "{e}"
+        );
+        let e = loc(
+            "proxy_pass = \"http://app\"\nsplit = [{ upstream = \"canary\", weight = 5, when = { heder = \"x\" } }]",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("did you mean `header`?"), "{e}");
+    }
+
+    #[test]
+    fn request_keys_compile_into_parts() {
+        let k = parse_key("$http_X_Tenant:${cookie_session}-$remote_addr$uri/$request_uri").unwrap();
+        assert_eq!(
+            k.parts,
+            [
+                KeyPart::Header("x-tenant".into()),
+                KeyPart::Literal(":".into()),
+                KeyPart::Cookie("session".into()),
+                KeyPart::Literal("-".into()),
+                KeyPart::RemoteAddr,
+                KeyPart::Uri,
+                KeyPart::Literal("/".into()),
+                KeyPart::RequestUri,
+            ]
+        );
+        let err = |t: &str| parse_key(t).unwrap_err();
+        assert!(err("$htp_x_tenant").ends_with("did you mean `$http_x_tenant`?"));
+        assert!(err("$cokie_sid").ends_with("did you mean `$cookie_sid`?"));
+        assert!(err("$remote_adr").ends_with("did you mean `$remote_addr`?"));
+        assert!(err("$host").contains("unknown variable `$host` (known: $request_uri, $uri"));
+        assert!(err("$http_").contains("unknown variable `$http_`"));
+        assert!(err("a$").contains("starts no variable"));
+        assert!(err("${uri").contains("unclosed"));
+        assert!(err("tenant").contains("has no variable"));
+        assert!(err("").contains("has no variable"));
     }
 
     #[test]

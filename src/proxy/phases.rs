@@ -11,7 +11,7 @@ use super::body::{BodyError, Copy};
 use super::respond::{self, Canned};
 use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
 use super::Downstream;
-use crate::config::{Action, ClientLimits, Location, ProxyPass, Return};
+use crate::config::{Action, ClientLimits, Location, NextUpstream, ProxyPass, Return};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::http::chunked;
@@ -20,7 +20,8 @@ use crate::http::parse::{parse_request, parse_response, HeadLimits, Parsed};
 use crate::http::{BodyKind, RequestHead, RequestMeta, ResponseHead, Version};
 use crate::io::{self, IoFail};
 use crate::log::Entry;
-use crate::route;
+use crate::route::{self, KeyInput};
+use crate::upstream::balance::KeyHasher;
 use crate::upstream::{connect, UpConn, UpstreamState};
 
 /// The largest response head accepted from an upstream (nginx's
@@ -50,6 +51,9 @@ struct Exchange {
     req_body_done: bool,
     /// Close the client connection after this exchange.
     close: bool,
+    /// When a request was tried on more than one server: each try's server
+    /// (upstream, server index) and status, for the access log.
+    tries: Vec<(usize, usize, u16)>,
 }
 
 /// Serves one request on a downstream connection.
@@ -78,6 +82,7 @@ pub async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
         body_bytes: 0,
         req_body_done: false,
         close: true,
+        tries: Vec::new(),
         head,
     };
     let result = handle(ctx, ds, &mut ex).await;
@@ -250,7 +255,13 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
     match &location.action {
         Action::Return(ret) => respond_return(ctx, ds, ex, ret).await,
         Action::Proxy(pass) => {
-            let up = &ctx.upstreams[pass.upstream];
+            // `split`: this request may go to another upstream than proxy_pass's.
+            let input = KeyInput {
+                head: &ex.head,
+                path: &target.path,
+                client: ex.client,
+            };
+            let up = &ctx.upstreams[ctx.router.upstream_for(ex.server, loc_idx, pass, &input)];
             let public_host = host.unwrap_or_default();
             let upstream_target = rewrite::upstream_target(
                 ex.head.target.of(&buf),
@@ -264,6 +275,7 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
                 up,
                 location,
                 pass,
+                path: &target.path,
                 target: &upstream_target,
                 host,
                 public_host,
@@ -301,6 +313,8 @@ struct Plan<'a> {
     up: &'a UpstreamState,
     location: &'a Location,
     pass: &'a ProxyPass,
+    /// The path as routed (`$uri`).
+    path: &'a [u8],
     target: &'a [u8],
     host: Option<&'a [u8]>,
     public_host: &'a [u8],
@@ -313,6 +327,16 @@ fn idempotent(method: &[u8]) -> bool {
         method,
         b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
     )
+}
+
+/// The `next_upstream` kind of a failure before a response head (nginx's
+/// names): a timeout, a response that is not HTTP, or any other error.
+fn next_upstream_kind(kind: ErrorKind) -> u16 {
+    match kind {
+        ErrorKind::ConnectTimeout | ErrorKind::SendTimeout | ErrorKind::ReadTimeout => NextUpstream::TIMEOUT,
+        ErrorKind::BadResponse(_) => NextUpstream::INVALID_HEADER,
+        _ => NextUpstream::ERROR,
+    }
 }
 
 /// How one server failed a request, and whether the next may be tried.
@@ -361,11 +385,34 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error: Option<Error> = None;
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
+    // `hash`: the request's key, hashed where its parts lie in the head.
+    let key = plan.up.hash_key().and_then(|k| {
+        let mut h = KeyHasher::default();
+        let input = KeyInput {
+            head: &ex.head,
+            path: plan.path,
+            client: ex.client,
+        };
+        route::feed_key(k, &input, |b| h.write(b)).then(|| h.finish())
+    });
+    // `sticky`: the cookie the client sent, when it can be a server's id.
+    let sticky: Option<[u8; 16]> = up_cfg
+        .sticky
+        .as_ref()
+        .and_then(|st| route::cookie(&ex.head, st.cookie.as_bytes()))
+        .and_then(|v| v.try_into().ok());
+    // Phase: select (balance), among the servers that are up and not yet
+    // tried. A `sticky` cookie naming a server that can take the request wins.
+    let client = ex.client;
+    let pick = |tried: &[usize]| {
+        sticky
+            .and_then(|v| plan.up.sticky_server(&v, tried))
+            .or_else(|| plan.up.select(client, key, tried))
+    };
+    // Chosen before a response was let go, to be sure there was a next server.
+    let mut next_pick: Option<usize> = None;
     let (mut conn, resp, early, _active) = loop {
-        // Phase: select (balance), among the servers that are up and not yet
-        // tried. The target as the client sent it is `hash`'s $request_uri.
-        let request_uri = ex.head.target.of(&ex.head.buf);
-        let Some(peer_idx) = plan.up.select(ex.client, request_uri, &tried) else {
+        let Some(peer_idx) = next_pick.take().or_else(|| pick(&tried)) else {
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
         };
         let peer = &up_cfg.servers[peer_idx];
@@ -395,6 +442,8 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         }
         // In flight on this server until the exchange ends, however it ends.
         let active = plan.up.peers[peer_idx].begin();
+        // `ewma` learns each server's latency: from here to the response head.
+        let attempt_start = Instant::now();
 
         let outcome: std::result::Result<_, Failure> = 'attempt: {
             let mut retried = false;
@@ -511,7 +560,43 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
         };
         match outcome {
             Ok((conn, resp, early)) => {
-                plan.up.peers[peer_idx].success();
+                plan.up.observe(peer_idx, attempt_start.elapsed());
+                let status = resp.0.status;
+                let next = up_cfg.next_upstream;
+                // Statuses listed in next_upstream: the 5xx ones count
+                // against the server, and each may go on to the next.
+                if next.status_is_failure(status) {
+                    if plan.up.failure(peer_idx) {
+                        tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: status {status}");
+                    }
+                } else {
+                    plan.up.peers[peer_idx].success();
+                }
+                let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
+                // The answer is let go only if the request can be sent again
+                // (idempotent, whole body in memory) and a server is left to
+                // take it; otherwise the client gets this answer, as in nginx.
+                if next.on_status(status)
+                    && !early
+                    && replayable
+                    && method_idempotent
+                    && tried.len() + 1 < up_cfg.tries
+                    && in_time
+                    && request.is_some()
+                {
+                    tried.push(peer_idx);
+                    next_pick = pick(&tried);
+                    if next_pick.is_some() {
+                        tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "status {status}; trying the next server");
+                        ex.tries.push((plan.up.index, peer_idx, status));
+                        // The connection closes with the unread answer.
+                        continue;
+                    }
+                    tried.pop();
+                }
+                if !ex.tries.is_empty() {
+                    ex.tries.push((plan.up.index, peer_idx, status));
+                }
                 break (conn, resp, early, active);
             }
             Err(f) => {
@@ -519,12 +604,22 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 let kind = f.error.kind;
                 // A pooled connection found closed says nothing about the server.
                 let stale = f.reused && kind == ErrorKind::UpstreamClosed;
-                if kind.is_server_failure() && !stale && plan.up.failure(peer_idx) {
-                    tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: {}", f.error);
+                if kind.is_server_failure() && !stale {
+                    // A failure is no fast answer: `ewma` counts it as taking
+                    // at least connect_timeout, so a server that refuses
+                    // at once does not look like the quickest.
+                    plan.up
+                        .observe(peer_idx, attempt_start.elapsed().max(up_cfg.connect_timeout));
+                    if plan.up.failure(peer_idx) {
+                        tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: {}", f.error);
+                    }
                 }
                 tried.push(peer_idx);
+                ex.tries
+                    .push((plan.up.index, peer_idx, kind.status().unwrap_or(502)));
                 let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
                 if !(kind.is_server_failure()
+                    && up_cfg.next_upstream.has(next_upstream_kind(kind))
                     && f.next_safe
                     && tried.len() < up_cfg.tries
                     && in_time
@@ -548,6 +643,13 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     let framing = rewrite::client_framing(meta.body, ex.head.version);
     ex.close |= framing == ClientFraming::Close;
 
+    // `sticky`: a client whose cookie did not name this server (none, a
+    // forged one, or one whose server is down) is given one that does.
+    let set_cookie = match sticky.and_then(|v| plan.up.sticky_named(&v)) {
+        Some(named) if named == conn.peer => None,
+        _ => plan.up.set_cookie(conn.peer),
+    };
+
     // Write the response head, with the first body bytes when they fit.
     ds.wbuf.clear();
     rewrite::response_head(
@@ -558,6 +660,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
             head_request: ex.head.method() == b"HEAD",
             close: ex.close,
             client_version: ex.head.version,
+            extra: set_cookie.unwrap_or_default(),
             redirect: Redirect {
                 upstream: up_cfg,
                 location: plan.location,
@@ -812,6 +915,7 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
             body_bytes: respond::error_body(status).len() as u64,
             referer: None,
             user_agent: None,
+            tries: None,
         },
     );
 }
@@ -819,6 +923,20 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
 /// Phase: finish (downstream side): access log, keep-alive decision.
 fn finish_request(ctx: &WorkerCtx, ds: &Downstream, ex: &Exchange) -> Next {
     if ctx.logs.enabled(ex.server) {
+        // A request tried on several servers: nginx's $upstream_addr and
+        // $upstream_status ("a, b" and "502, 200"). Built only then.
+        let tries = (ex.tries.len() > 1).then(|| {
+            let mut addrs = String::new();
+            let mut statuses = String::new();
+            for (k, &(up, peer, status)) in ex.tries.iter().enumerate() {
+                let sep = if k == 0 { "" } else { ", " };
+                addrs.push_str(sep);
+                addrs.push_str(&ctx.config.upstreams[up].servers[peer].addr_text);
+                statuses.push_str(sep);
+                statuses.push_str(&status.to_string());
+            }
+            (addrs, statuses)
+        });
         ctx.logs.write(
             ex.server,
             &ctx.dates,
@@ -829,6 +947,7 @@ fn finish_request(ctx: &WorkerCtx, ds: &Downstream, ex: &Exchange) -> Next {
                 body_bytes: ex.body_bytes,
                 referer: ex.head.header("referer"),
                 user_agent: ex.head.header("user-agent"),
+                tries: tries.as_ref().map(|(a, s)| (a.as_str(), s.as_str())),
             },
         );
     }

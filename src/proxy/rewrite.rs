@@ -236,6 +236,8 @@ pub struct ResponseRewrite<'a> {
     pub head_request: bool,
     pub close: bool,
     pub client_version: Version,
+    /// Fields ringway adds, each a whole line with its CRLF (`sticky`'s Set-Cookie).
+    pub extra: &'a [u8],
     pub redirect: Redirect<'a>,
 }
 
@@ -270,6 +272,7 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
     if !has_date {
         encode::header(b"Date", dates.http_date().as_bytes(), out);
     }
+    out.extend_from_slice(r.extra);
     match r.framing {
         ClientFraming::Length(n) => encode::content_length(n, out),
         ClientFraming::Chunked => encode::header(b"Transfer-Encoding", b"chunked", out),

@@ -7,9 +7,15 @@
 //! Round robin is smooth weighted round robin, the sequence nginx produces
 //! (servers a=5, b=1, c=1 give a a b a c a a, never five a's in a row). State
 //! is per worker, so no two workers contend for it.
+//!
+//! Also here: the hash of request keys and the ketama ring of `hash`, the
+//! peak-EWMA latency estimates of `ewma`, and the cookie ids of `sticky`.
+//! Hashes use fixed constants (FNV-1a, a murmur finaliser), so every worker
+//! and every restart agree.
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 pub struct RoundRobin {
     weights: Vec<i64>,
@@ -80,8 +86,13 @@ pub fn least_conn(
 /// FNV-1a, 64 bit: fixed constants, so the same input gives the same hash in
 /// every worker and after every restart (std's `RandomState` would not).
 pub fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes.iter().chain([seed].iter()) {
+    fnv_step(fnv_step(FNV_OFFSET, bytes), &[seed])
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv_step(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -196,6 +207,90 @@ pub fn random_two(
     }
 }
 
+/// A server's peak EWMA of latency, as Finagle's and linkerd's balancers
+/// keep it: an exponentially weighted moving average over time (an
+/// observation `t` ago weighs `exp(-t / decay)`), except that a latency above
+/// the average replaces it at once, so a server that turns slow is avoided
+/// from its first slow answer and forgiven only gradually. Without new
+/// observations the estimate decays towards zero, so a server once slow is
+/// tried again after a few decay times. Per worker, like all balancer state.
+#[derive(Default)]
+pub struct PeakEwma {
+    /// Nanoseconds.
+    cost: Cell<f64>,
+    stamp: Cell<Option<Instant>>,
+}
+
+impl PeakEwma {
+    /// A latency observed at `now`.
+    pub fn observe(&self, rtt: Duration, now: Instant, decay: Duration) {
+        let rtt = rtt.as_nanos() as f64;
+        let cost = self.cost.get();
+        self.cost.set(if rtt > cost {
+            rtt
+        } else {
+            let w = self.weight_since(now, decay);
+            cost * w + rtt * (1.0 - w)
+        });
+        self.stamp.set(Some(now));
+    }
+
+    /// The estimate at `now` in nanoseconds, decayed since the last observation.
+    pub fn cost_at(&self, now: Instant, decay: Duration) -> f64 {
+        self.cost.get() * self.weight_since(now, decay)
+    }
+
+    fn weight_since(&self, now: Instant, decay: Duration) -> f64 {
+        match self.stamp.get() {
+            Some(t) => (-(now.saturating_duration_since(t).as_secs_f64()) / decay.as_secs_f64()).exp(),
+            None => 1.0,
+        }
+    }
+}
+
+/// The load ewma compares: the latency estimate times the requests that
+/// would be waiting (those in flight and this one), per unit of weight. A
+/// server with no estimate yet but requests in flight is taken as slow
+/// (`UNKNOWN_COST` each), so a burst does not all go to a new server.
+pub fn ewma_load(cost: f64, active: u32, weight: u32) -> f64 {
+    const UNKNOWN_COST: f64 = 1e9;
+    let cost = if cost == 0.0 && active > 0 {
+        UNKNOWN_COST
+    } else {
+        cost
+    };
+    cost * f64::from(active + 1) / f64::from(weight.max(1))
+}
+
+/// ewma: two different servers drawn at random by weight among `ok`, and the
+/// one with the lower [`ewma_load`] taken (the first drawn on a tie).
+pub fn ewma_pick(
+    rng: &XorShift,
+    weights: &[u32],
+    load: impl Fn(usize) -> f64,
+    ok: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let total: u64 = (0..weights.len())
+        .filter(|&i| ok(i))
+        .map(|i| u64::from(weights[i]))
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let a = weighted_slot(weights, &ok, rng.next_u64() % total)?;
+    let rest = total - u64::from(weights[a]);
+    if rest == 0 {
+        return Some(a);
+    }
+    let others = |i: usize| i != a && ok(i);
+    let b = weighted_slot(weights, others, rng.next_u64() % rest)?;
+    if load(b) < load(a) {
+        Some(b)
+    } else {
+        Some(a)
+    }
+}
+
 /// The finaliser of MurmurHash3's 64-bit variant: spreads FNV's output, whose
 /// high bits change little between inputs that differ only at the end (the
 /// point numbers of one server, paths with the same prefix).
@@ -210,6 +305,64 @@ pub fn mix64(mut x: u64) -> u64 {
 /// Where a request key falls on a [`Ring`].
 pub fn ring_hash(key: &[u8]) -> u32 {
     (mix64(fnv1a(key, 0)) >> 32) as u32
+}
+
+/// [`ring_hash`] of a key given in pieces, so a key made of several request
+/// parts is hashed where it lies, without being copied together first.
+pub struct KeyHasher(u64);
+
+impl Default for KeyHasher {
+    fn default() -> KeyHasher {
+        KeyHasher(FNV_OFFSET)
+    }
+}
+
+impl KeyHasher {
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv_step(self.0, bytes);
+    }
+
+    pub fn finish(&self) -> u32 {
+        (mix64(fnv_step(self.0, &[0])) >> 32) as u32
+    }
+}
+
+/// `sticky`: the cookie value that names a server, 16 hex digits of a hash
+/// of its address as written in the config. The same in every worker and
+/// after a restart, unchanged when servers are added or reordered, and
+/// telling nothing of the address itself to the client. It is not a secret:
+/// a client may name any server of the upstream, as it could by retrying.
+pub fn sticky_id(authority: &str) -> [u8; 16] {
+    let h = mix64(fnv1a(authority.as_bytes(), b's'));
+    let mut out = [0u8; 16];
+    for (k, d) in out.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((h >> (60 - 4 * k)) & 0xf) as usize];
+    }
+    out
+}
+
+/// The `Set-Cookie` field line (RFC 6265 §4.1) naming the server `id`.
+pub fn set_cookie_line(st: &crate::config::Sticky, id: &[u8; 16]) -> Vec<u8> {
+    let mut line = format!("Set-Cookie: {}=", st.cookie).into_bytes();
+    line.extend_from_slice(id);
+    line.extend_from_slice(format!("; Path={}", st.path).as_bytes());
+    if let Some(d) = &st.domain {
+        line.extend_from_slice(format!("; Domain={d}").as_bytes());
+    }
+    if let Some(age) = st.max_age {
+        line.extend_from_slice(format!("; Max-Age={}", age.as_secs()).as_bytes());
+    }
+    if st.httponly {
+        line.extend_from_slice(b"; HttpOnly");
+    }
+    if st.secure {
+        line.extend_from_slice(b"; Secure");
+    }
+    if let Some(s) = st.samesite {
+        line.extend_from_slice(format!("; SameSite={s}").as_bytes());
+    }
+    line.extend_from_slice(b"\r\n");
+    line
 }
 
 /// A consistent-hash ring in the manner of ketama: each server owns
@@ -384,6 +537,51 @@ mod tests {
     }
 
     #[test]
+    fn peak_ewma_jumps_to_a_peak_and_decays_slowly() {
+        let e = PeakEwma::default();
+        let t0 = Instant::now();
+        let tau = Duration::from_secs(10);
+        let ms = |n: u64| Duration::from_millis(n);
+        e.observe(ms(10), t0, tau);
+        assert_eq!(e.cost_at(t0, tau), 10e6);
+        // A slower answer replaces the estimate at once.
+        e.observe(ms(50), t0 + ms(1), tau);
+        assert_eq!(e.cost_at(t0 + ms(1), tau), 50e6);
+        // A faster one a decay time later moves it 1 - 1/e of the way.
+        e.observe(ms(10), t0 + ms(1) + tau, tau);
+        let c = e.cost_at(t0 + ms(1) + tau, tau);
+        assert!((c - (10e6 + 40e6 / std::f64::consts::E)).abs() < 1e3, "{c}");
+        // Unobserved, it decays towards zero.
+        assert!(e.cost_at(t0 + tau * 20, tau) < 1e3);
+    }
+
+    #[test]
+    fn ewma_takes_the_lower_load_of_two_different_servers() {
+        let rng = XorShift::new(3);
+        // Two servers: both are always drawn, so the lighter always wins.
+        let costs = [5e6, 1e5];
+        let load = |i: usize| ewma_load(costs[i], 0, 1);
+        assert!((0..100).all(|_| ewma_pick(&rng, &[1, 1], load, |_| true) == Some(1)));
+        // Requests in flight multiply the cost: 1e5 * 60 > 5e6.
+        let active = [0, 59];
+        let load = |i: usize| ewma_load(costs[i], active[i], 1);
+        assert!((0..100).all(|_| ewma_pick(&rng, &[1, 1], load, |_| true) == Some(0)));
+        // No estimate yet: idle is the lightest, busy the heaviest.
+        assert_eq!(ewma_load(0.0, 0, 1), 0.0);
+        assert!(ewma_load(0.0, 1, 1) > ewma_load(5e6, 10, 1));
+        // Three servers: the heaviest wins only if drawn with nothing else, never.
+        let costs = [9e9, 1.0, 2.0];
+        let mut counts = [0usize; 3];
+        for _ in 0..300 {
+            counts[ewma_pick(&rng, &[1, 1, 1], |i| costs[i], |_| true).unwrap()] += 1;
+        }
+        assert_eq!(counts[0], 0, "{counts:?}");
+        assert!(counts[2] > 50, "{counts:?}");
+        assert!((0..50).all(|_| ewma_pick(&rng, &[1, 1, 1], |i| costs[i], |i| i == 0) == Some(0)));
+        assert_eq!(ewma_pick(&rng, &[1, 1], |_| 0.0, |_| false), None);
+    }
+
+    #[test]
     fn xorshift_is_seeded_and_never_stuck() {
         let a = XorShift::new(0);
         let b = XorShift::new(1);
@@ -424,6 +622,60 @@ mod tests {
         // 160 points each: close to a quarter of the keys per server.
         assert!(counts.iter().all(|&c| (700..1300).contains(&c)), "{counts:?}");
         assert_eq!(moved, counts[2]);
+    }
+
+    #[test]
+    fn ring_gives_an_added_server_about_one_in_n_keys_and_moves_no_other() {
+        let names = ["app1:80", "app2:80", "app3:80", "app4:80", "app5:80"];
+        let four = Ring::new(names[..4].iter().enumerate().map(|(i, n)| (i, *n, 1)));
+        let five = Ring::new(names.iter().enumerate().map(|(i, n)| (i, *n, 1)));
+        let keys = uris(10_000);
+        let mut moved = 0;
+        for key in &keys {
+            let h = ring_hash(key.as_bytes());
+            let (before, after) = (
+                four.lookup(h, |_| true).unwrap(),
+                five.lookup(h, |_| true).unwrap(),
+            );
+            if before != after {
+                assert_eq!(after, 4, "{key} moved between old servers");
+                moved += 1;
+            }
+        }
+        // Fixed names and keys: the same figure every run (1/5 is 2000).
+        assert!((1700..2300).contains(&moved), "{moved}");
+    }
+
+    #[test]
+    fn sticky_ids_are_fixed_hex_per_address() {
+        let a = sticky_id("10.0.0.1:80");
+        assert_eq!(a, sticky_id("10.0.0.1:80"));
+        assert_ne!(a, sticky_id("10.0.0.2:80"));
+        assert!(a.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let st = crate::config::Sticky {
+            cookie: "srv".into(),
+            path: "/app".into(),
+            domain: Some("example.com".into()),
+            max_age: Some(std::time::Duration::from_secs(3600)),
+            httponly: true,
+            secure: true,
+            samesite: Some("Lax"),
+        };
+        let line = String::from_utf8(set_cookie_line(&st, b"0123456789abcdef")).unwrap();
+        assert_eq!(
+            line,
+            "Set-Cookie: srv=0123456789abcdef; Path=/app; Domain=example.com; Max-Age=3600; HttpOnly; Secure; SameSite=Lax\r\n"
+        );
+    }
+
+    #[test]
+    fn a_key_hashed_in_pieces_hashes_as_a_whole() {
+        let mut h = KeyHasher::default();
+        for piece in ["/img/", "", "1.png", "?v=2"] {
+            h.write(piece.as_bytes());
+        }
+        assert_eq!(h.finish(), ring_hash(b"/img/1.png?v=2"));
+        assert_eq!(KeyHasher::default().finish(), ring_hash(b""));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use crate::config::{Balance, Config, HashKey, Upstream};
+use crate::config::{Balance, Config, RequestKey, Upstream};
 
 /// A connection to one upstream server, with its read buffer.
 pub struct UpConn {
@@ -38,7 +38,18 @@ pub struct UpstreamState {
     rng: balance::XorShift,
     /// For `hash`: the rings of the primaries and of the backups.
     rings: Option<[balance::Ring; 2]>,
+    /// For `sticky`: each server's cookie id, and its `Set-Cookie` line.
+    sticky: Option<StickyIds>,
+    /// For `ewma`: each server's latency estimate.
+    ewma: Vec<balance::PeakEwma>,
     config: Arc<Config>,
+}
+
+/// The cookie values that name the servers of a `sticky` upstream, and the
+/// `Set-Cookie` field for each, written once when the worker starts.
+struct StickyIds {
+    ids: Vec<[u8; 16]>,
+    set_cookie: Vec<Box<[u8]>>,
 }
 
 impl UpstreamState {
@@ -63,29 +74,79 @@ impl UpstreamState {
                     )
                 })
             }),
+            sticky: up.sticky.as_ref().map(|st| {
+                let ids: Vec<[u8; 16]> = up
+                    .servers
+                    .iter()
+                    .map(|s| balance::sticky_id(&s.authority))
+                    .collect();
+                let set_cookie = ids
+                    .iter()
+                    .map(|id| balance::set_cookie_line(st, id).into_boxed_slice())
+                    .collect();
+                StickyIds { ids, set_cookie }
+            }),
+            ewma: up.servers.iter().map(|_| balance::PeakEwma::default()).collect(),
             config: config.clone(),
         }
+    }
+
+    /// `ewma`: server `i` took `latency` to send a response head (or to fail).
+    pub fn observe(&self, i: usize, latency: std::time::Duration) {
+        if let Balance::Ewma(decay) = self.config().balance {
+            self.ewma[i].observe(latency, Instant::now(), decay);
+        }
+    }
+
+    /// `sticky`: the server a cookie value names, if any (a forged or stale
+    /// value names none).
+    pub fn sticky_named(&self, value: &[u8]) -> Option<usize> {
+        let st = self.sticky.as_ref()?;
+        st.ids.iter().position(|id| id[..] == *value)
+    }
+
+    /// `sticky`: the server named by the cookie `value`, when it may take the
+    /// request: not down, not tried for it already, and, for a backup, only
+    /// while no primary can take it (so clients return to the primaries).
+    pub fn sticky_server(&self, value: &[u8], tried: &[usize]) -> Option<usize> {
+        let i = self.sticky_named(value)?;
+        let servers = &self.config().servers;
+        let usable = |i: usize| !tried.contains(&i) && !self.peers[i].is_down();
+        if !usable(i) || (servers[i].backup && (0..servers.len()).any(|j| !servers[j].backup && usable(j))) {
+            return None;
+        }
+        Some(i)
+    }
+
+    /// `sticky`: the `Set-Cookie` field (with its CRLF) that names server `i`.
+    pub fn set_cookie(&self, i: usize) -> Option<&[u8]> {
+        Some(&self.sticky.as_ref()?.set_cookie[i])
     }
 
     pub fn config(&self) -> &Upstream {
         &self.config.upstreams[self.index]
     }
 
-    /// The server for a request from `client` for `uri` (the request target
-    /// as sent), leaving out those in `tried` (already tried for this
+    /// The key `hash` hashes, if the upstream is balanced by one.
+    pub fn hash_key(&self) -> Option<&RequestKey> {
+        match &self.config().balance {
+            Balance::Hash(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The server for a request from `client` whose [`Self::hash_key`]
+    /// hashed to `key` (`None`: the request has no key, and `hash` falls back
+    /// to round robin), leaving out those in `tried` (already tried for this
     /// request) and those that are down. Primaries first; backups only when
     /// no primary is left. `None`: no server is left.
-    pub fn select(&self, client: IpAddr, uri: &[u8], tried: &[usize]) -> Option<usize> {
+    pub fn select(&self, client: IpAddr, key: Option<u32>, tried: &[usize]) -> Option<usize> {
         let up = self.config();
         if up.servers.len() == 1 {
             return (!tried.contains(&0)).then_some(0);
         }
         let live = |i: usize| !tried.contains(&i) && !self.peers[i].is_down();
         let active = |i: usize| self.peers[i].active();
-        let key_hash = match up.balance {
-            Balance::Hash(HashKey::RequestUri) => balance::ring_hash(uri),
-            _ => 0,
-        };
         for backup in [false, true] {
             let tier = |i: usize| up.servers[i].backup == backup;
             let ok = |i: usize| tier(i) && live(i);
@@ -95,10 +156,16 @@ impl UpstreamState {
                 Balance::IpHash => balance::ip_hash(client, &self.weights, tier, live)
                     .or_else(|| self.balancer.next_among(ok)),
                 Balance::RandomTwo => balance::random_two(&self.rng, &self.weights, active, ok),
-                Balance::Hash(_) => self
-                    .rings
-                    .as_ref()
-                    .and_then(|r| r[usize::from(backup)].lookup(key_hash, live))
+                Balance::Ewma(decay) => {
+                    let now = Instant::now();
+                    let load = |i: usize| {
+                        balance::ewma_load(self.ewma[i].cost_at(now, decay), active(i), self.weights[i])
+                    };
+                    balance::ewma_pick(&self.rng, &self.weights, load, ok)
+                }
+                Balance::Hash(_) => key
+                    .zip(self.rings.as_ref())
+                    .and_then(|(key, r)| r[usize::from(backup)].lookup(key, live))
                     .or_else(|| self.balancer.next_among(ok)),
             };
             if pick.is_some() {
@@ -116,5 +183,42 @@ impl UpstreamState {
         }
         let s = &up.servers[i];
         self.peers[i].failure(Instant::now(), s.max_fails, s.fail_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn state(servers: &str, extra: &str) -> UpstreamState {
+        let text = format!(
+            "[[upstream]]\nname = \"app\"\nservers = [{servers}]\n{extra}\n\
+             [[server]]\nlisten = [\"127.0.0.1:0\"]\n"
+        );
+        let config = Arc::new(Config::parse(&text, Path::new("t.toml")).unwrap());
+        UpstreamState::new(&config, 0, 1)
+    }
+
+    #[test]
+    fn sticky_cookie_names_a_server_only_while_it_can_take_the_request() {
+        let up = state(
+            "\"127.0.0.1:1\", \"127.0.0.1:2\", { addr = \"127.0.0.1:3\", backup = true }",
+            "sticky = {}",
+        );
+        let id = |i: usize| balance::sticky_id(&up.config().servers[i].authority);
+        assert_eq!(up.sticky_named(&id(1)), Some(1));
+        assert_eq!(up.sticky_named(b"0000000000000000"), None);
+        assert_eq!(up.sticky_server(&id(1), &[]), Some(1));
+        assert_eq!(up.sticky_server(&id(1), &[1]), None);
+        // A backup only while no primary can take the request.
+        assert_eq!(up.sticky_server(&id(2), &[]), None);
+        assert_eq!(up.sticky_server(&id(2), &[0, 1]), Some(2));
+        // Down: not named, so the balancer decides.
+        assert!(up.failure(1));
+        assert_eq!(up.sticky_server(&id(1), &[]), None);
+        let line = up.set_cookie(0).unwrap();
+        assert!(line.starts_with(b"Set-Cookie: rw_srv=") && line.ends_with(b"; Path=/\r\n"));
+        assert!(state("\"127.0.0.1:1\"", "").set_cookie(0).is_none());
     }
 }
