@@ -50,6 +50,12 @@ pub struct RawUpstream {
     pub hash: Option<Spanned<String>>,
     pub tries: Option<Spanned<i64>>,
     pub tries_timeout: Option<Spanned<String>>,
+    pub tls: Option<Spanned<bool>>,
+    pub tls_verify: Option<Spanned<bool>>,
+    pub tls_ca: Option<Spanned<String>>,
+    pub tls_server_name: Option<Spanned<String>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
 }
 
 /// `"127.0.0.1:3000"` or `{ addr = "127.0.0.1:3001", weight = 2, backup = true,
@@ -120,6 +126,13 @@ pub struct RawLocation {
     pub return_: Option<Spanned<RawReturn>>,
     pub preserve_host: Option<bool>,
     pub client_max_body_size: Option<Spanned<StrOrInt>>,
+    /// TLS toward the implicit upstream of `proxy_pass = "https://host:port"`;
+    /// a named upstream carries its own `tls_*` keys instead.
+    pub proxy_tls_verify: Option<Spanned<bool>>,
+    pub proxy_tls_ca: Option<Spanned<String>>,
+    pub proxy_tls_server_name: Option<Spanned<String>>,
+    pub proxy_tls_cert: Option<Spanned<String>>,
+    pub proxy_tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -407,7 +407,13 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 };
                 let mut conn = match pooled {
                     Some(c) => c,
-                    None => match connect::connect(peer.addr, up_cfg.connect_timeout).await {
+                    None => match connect::connect(
+                        peer.addr,
+                        up_cfg.connect_timeout,
+                        plan.up.tls.as_ref().map(|t| (t, peer_idx)),
+                    )
+                    .await
+                    {
                         Ok(stream) => UpConn {
                             stream,
                             rbuf: BytesMut::with_capacity(UPSTREAM_BUF),

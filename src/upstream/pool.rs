@@ -9,7 +9,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::UpConn;
@@ -79,13 +78,21 @@ impl Pool {
 
 /// An idle HTTP/1.1 connection has nothing to say: a peek that finds data or
 /// end-of-stream means it cannot be reused.
+///
+/// For TLS the peek is of the raw socket too, and readable bytes mean the
+/// same. A TLS 1.3 server's session tickets do not trip it: it sends them
+/// right after the handshake, ahead of any response, so they have been read
+/// and consumed by the time a connection comes here (only after its whole
+/// response was read). What can arrive later is a close_notify alert, a
+/// close, or bytes no request asked for: the connection is dropped either
+/// way, which is the pool's ordinary business and not logged as an error.
 fn is_alive(conn: &UpConn) -> bool {
     let mut byte = 0u8;
     // SAFETY: recv on a socket fd we own, into a one-byte local buffer;
     // MSG_DONTWAIT makes it return at once whatever the socket's mode.
     let n = unsafe {
         libc::recv(
-            conn.stream.as_raw_fd(),
+            conn.stream.raw_fd(),
             (&mut byte as *mut u8).cast(),
             1,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
