@@ -167,6 +167,54 @@ fn a_self_signed_backend_needs_verification_off() {
 }
 
 #[test]
+fn a_stalled_handshake_is_a_504_after_connect_timeout() {
+    // Accepts the connection, never answers the ClientHello.
+    let silent = Backend::start(|c| c.hold());
+    let p = tls_upstream(&[silent.addr], "tls_verify = false\nconnect_timeout = \"300ms\"");
+    let r = p.get("/");
+    assert_eq!(r.status, 504);
+    assert!(silent.seen().is_empty());
+}
+
+#[test]
+fn a_backend_that_does_not_speak_tls_is_a_502() {
+    // Answers the ClientHello as an HTTP server answers garbage.
+    let plain = Backend::start(|c| {
+        let mut hello = [0u8; 512];
+        let _ = std::io::Read::read(&mut c.stream, &mut hello);
+        c.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        c.close_gracefully();
+    });
+    let p = tls_upstream(&[plain.addr], "tls_verify = false");
+    assert_eq!(p.get("/").status, 502);
+}
+
+#[test]
+fn large_bodies_cross_tls_both_ways() {
+    let (ca, cert) = ca_and_cert(&["backend.test"]);
+    // Echoes the request body back, chunked in odd pieces.
+    let backend = TlsBackend::serve(&cert, |r| Reply::ok(&r.body).chunked(7000));
+    let p = tls_upstream(
+        &[backend.addr],
+        &format!("tls_ca = {}\ntls_server_name = \"backend.test\"", toml_path(&ca)),
+    );
+    let body = payload(700 * 1024, 7);
+    let mut c = p.client();
+    let mut req = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    for _ in 0..2 {
+        let r = c.request(&req);
+        assert_eq!(r.status, 200);
+        assert_same_bytes(&r.body, &body, "echoed body");
+        assert_eq!(r.conn(), 1);
+    }
+}
+
+#[test]
 fn a_failed_handshake_goes_to_the_next_server() {
     let (ca, good_cert) = ca_and_cert(&["backend.test"]);
     let bad = TlsBackend::echo_target(&pki::self_signed(&["backend.test"]));
@@ -204,6 +252,37 @@ proxy_tls_ca = {}
     )));
     let r = p.get("/api/users");
     assert_eq!((r.status, r.text()), (200, "/v2/users".to_string()));
+}
+
+#[test]
+fn a_redirect_from_a_tls_upstream_is_mapped_back() {
+    let (ca, cert) = ca_and_cert(&["backend.test"]);
+    let backend = TlsBackend::serve(&cert, |_| {
+        Reply::new(302).header("Location", "https://backend.test/v2/next?x=1")
+    });
+    let p = Proxy::start(&config(&format!(
+        r#"
+[[upstream]]
+name = "app"
+servers = ["{}"]
+tls = true
+tls_ca = {}
+tls_server_name = "backend.test"
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+[[server.location]]
+path = "/api/"
+proxy_pass = "https://app/v2/"
+"#,
+        backend.addr,
+        toml_path(&ca)
+    )));
+    let r = p.send("GET /api/start HTTP/1.1\r\nHost: public.test\r\n\r\n");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("http://public.test/api/next?x=1"));
+    assert_eq!(backend.seen()[0].target(), "/v2/start");
 }
 
 #[test]
