@@ -3,6 +3,7 @@
 //! deadline (nginx gives the handshake a second `proxy_connect_timeout`; one
 //! bound for "the connection is ready" is simpler to reason about).
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -23,6 +24,8 @@ pub async fn connect(
     timeout: Duration,
     tls: Option<(&Connector, usize)>,
 ) -> Result<UpStream, Error> {
+    // Which part the deadline interrupted, for the log.
+    let handshaking = Cell::new(false);
     let establish = async {
         let stream = TcpStream::connect_addr(addr).await.map_err(|e| {
             let kind = if e.kind() == io::ErrorKind::TimedOut {
@@ -39,6 +42,7 @@ pub async fn connect(
             return Ok(UpStream::Plain(stream));
         };
         let fd = stream.as_raw_fd();
+        handshaking.set(true);
         match connector.handshake(peer, stream).await {
             Ok(tls) => Ok(UpStream::tls(tls, fd)),
             Err(e) => Err(Error::io(
@@ -49,6 +53,13 @@ pub async fn connect(
     };
     match monoio::time::timeout(timeout, establish).await {
         Ok(result) => result,
+        Err(_) if handshaking.get() => Err(Error::io(
+            ErrorKind::ConnectTimeout,
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{addr}, during the TLS handshake"),
+            ),
+        )),
         Err(_) => Err(Error::new(ErrorKind::ConnectTimeout)),
     }
 }

@@ -329,6 +329,9 @@ fn a_tls_connection_the_backend_closed_is_not_reused() {
     let r = c.request("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!((r.status, r.text(), r.conn()), (200, "POST hi".to_string(), 2));
     assert_eq!(backend.connections(), 2);
+    // The new connection resumed the first one's session (the worker's cache).
+    let resumed: Vec<bool> = backend.handshakes().iter().map(|h| h.resumed).collect();
+    assert_eq!(resumed, [false, true]);
 }
 
 #[test]

@@ -31,6 +31,8 @@ pub struct Handshake {
     pub alpn: Option<Vec<u8>>,
     /// The client presented a certificate (only asked for with `client_ca`).
     pub client_cert: bool,
+    /// The client resumed an earlier session instead of a full handshake.
+    pub resumed: bool,
     /// Why the handshake failed; `None` when it succeeded.
     pub error: Option<String>,
 }
@@ -226,6 +228,7 @@ fn serve_conn(
         sni: tls.conn.server_name().map(str::to_string),
         alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
         client_cert: tls.conn.peer_certificates().is_some_and(|c| !c.is_empty()),
+        resumed: tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         error,
     });
     if !ok {
