@@ -89,6 +89,9 @@ pub struct UpstreamTls {
     /// IP address written as such no SNI is sent (SNI carries only DNS
     /// names) and the certificate must name that address.
     pub names: Vec<rustls::pki_types::ServerName<'static>>,
+    /// `tls_server_name = "$host"`: the request's host is the name instead,
+    /// and `names` only stand in for a request without one.
+    pub name_from_host: bool,
     /// Roots, verifier, ALPN and client certificate, ready at load. Each
     /// worker uses a copy with its own session cache.
     pub client: Arc<rustls::ClientConfig>,
@@ -101,7 +104,8 @@ pub struct TlsSpec {
     pub verify: bool,
     /// `tls_ca`: trusted CA certificates (PEM); default the system's roots.
     pub ca: Option<PathBuf>,
-    /// `tls_server_name`: the name sent as SNI and checked in the certificate.
+    /// `tls_server_name`: the name sent as SNI and checked in the
+    /// certificate, or `$host` for the request's.
     pub server_name: Option<String>,
     /// `tls_cert` and `tls_key`: a client certificate for upstreams that ask for one.
     pub client_cert: Option<(PathBuf, PathBuf)>,

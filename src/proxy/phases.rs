@@ -361,6 +361,10 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error: Option<Error> = None;
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
+    // With `tls_server_name = "$host"`, the TLS name is the request's, and
+    // only connections made for it may be reused.
+    let request_name = plan.up.tls.as_ref().and_then(|t| t.name_for_request(plan.host));
+    let sni: Option<Box<str>> = request_name.as_ref().map(|n| n.to_str().into());
     let (mut conn, resp, early, _active) = loop {
         // Phase: select (balance), among the servers that are up and not yet
         // tried. The target as the client sent it is `hash`'s $request_uri.
@@ -403,14 +407,14 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 let pooled = if retried {
                     None
                 } else {
-                    plan.up.pool.take(peer_idx)
+                    plan.up.pool.take(peer_idx, sni.as_deref())
                 };
                 let mut conn = match pooled {
                     Some(c) => c,
                     None => match connect::connect(
                         peer.addr,
                         up_cfg.connect_timeout,
-                        plan.up.tls.as_ref().map(|t| (t, peer_idx)),
+                        plan.up.tls.as_ref().map(|t| (t, peer_idx, request_name.clone())),
                     )
                     .await
                     {
@@ -419,6 +423,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                             rbuf: BytesMut::with_capacity(UPSTREAM_BUF),
                             peer: peer_idx,
                             reused: false,
+                            sni: sni.clone(),
                         },
                         // Nothing was sent: always safe to try elsewhere.
                         Err(error) => {

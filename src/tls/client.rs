@@ -109,6 +109,8 @@ pub struct Connector {
     tls: TlsConnector,
     /// By server index.
     names: Vec<ServerName<'static>>,
+    /// `tls_server_name = "$host"`.
+    name_from_host: bool,
 }
 
 impl Connector {
@@ -122,20 +124,39 @@ impl Connector {
         Connector {
             tls: TlsConnector::from(Arc::new(config)),
             names: tls.names.clone(),
+            name_from_host: tls.name_from_host,
         }
     }
 
-    /// The handshake with server `peer` over a connected stream. The error
-    /// says why, naming the server: an unknown issuer, a name mismatch, an
-    /// expired certificate, an alert from the server.
-    pub async fn handshake(&self, peer: usize, tcp: TcpStream) -> io::Result<ClientTlsStream<TcpStream>> {
-        let name = self.names[peer].clone();
+    /// With `tls_server_name = "$host"`: the name for a request to `host`
+    /// (Host, or the authority of an absolute-form target), without its port
+    /// and in lower case. `None` when the upstream's names are fixed, or the
+    /// request has no host usable as a name; the server's own name is used then.
+    pub fn name_for_request(&self, host: Option<&[u8]>) -> Option<ServerName<'static>> {
+        if !self.name_from_host {
+            return None;
+        }
+        let host = std::str::from_utf8(host?).ok()?;
+        ServerName::try_from(host_of(host).to_ascii_lowercase()).ok()
+    }
+
+    /// The handshake with server `peer` over a connected stream, as `name`
+    /// (from [`Self::name_for_request`]) or the server's own name. The
+    /// error says why, naming the name: an unknown issuer, a name mismatch,
+    /// an expired certificate, an alert from the server.
+    pub async fn handshake(
+        &self,
+        peer: usize,
+        name: Option<ServerName<'static>>,
+        tcp: TcpStream,
+    ) -> io::Result<ClientTlsStream<TcpStream>> {
+        let name = name.unwrap_or_else(|| self.names[peer].clone());
+        let shown = name.to_str().into_owned();
         match self.tls.connect(name, tcp).await {
             Ok(stream) => Ok(stream),
             Err(e) => {
                 let e = io::Error::from(e);
-                let name = self.names[peer].to_str();
-                Err(io::Error::new(e.kind(), format!("server name {name:?}: {e}")))
+                Err(io::Error::new(e.kind(), format!("server name {shown:?}: {e}")))
             }
         }
     }

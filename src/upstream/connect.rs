@@ -10,19 +10,24 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
 use super::UpStream;
 use crate::error::{Error, ErrorKind};
 use crate::tls::client::Connector;
 
-/// Connects to `addr`, then for a TLS upstream shakes hands with server
-/// `peer` of it. A failed handshake is `UpstreamTls`, which health and retries
-/// treat like a failed connect; its source says why (unknown issuer, name
-/// mismatch, expired, an alert from the server).
+/// How to shake hands with a TLS upstream's server: its connector, the
+/// server's index, and the name for this request if not the server's own.
+pub type TlsTarget<'a> = (&'a Connector, usize, Option<ServerName<'static>>);
+
+/// Connects to `addr`, then for a TLS upstream shakes hands with the server.
+/// A failed handshake is `UpstreamTls`, which health and retries treat like a
+/// failed connect; its source says why (unknown issuer, name mismatch,
+/// expired, an alert from the server).
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
-    tls: Option<(&Connector, usize)>,
+    tls: Option<TlsTarget<'_>>,
 ) -> Result<UpStream, Error> {
     // Which part the deadline interrupted, for the log.
     let handshaking = Cell::new(false);
@@ -38,12 +43,12 @@ pub async fn connect(
         // Heads and small bodies go out in one write each; Nagle would
         // only delay them.
         let _ = stream.set_nodelay(true);
-        let Some((connector, peer)) = tls else {
+        let Some((connector, peer, name)) = tls else {
             return Ok(UpStream::Plain(stream));
         };
         let fd = stream.as_raw_fd();
         handshaking.set(true);
-        match connector.handshake(peer, stream).await {
+        match connector.handshake(peer, name, stream).await {
             Ok(tls) => Ok(UpStream::tls(tls, fd)),
             Err(e) => Err(Error::io(
                 ErrorKind::UpstreamTls,

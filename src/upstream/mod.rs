@@ -108,6 +108,9 @@ pub struct UpConn {
     /// Taken from the pool rather than freshly connected: a failure before
     /// any response byte may then be the upstream having closed it while idle.
     pub reused: bool,
+    /// The TLS server name it was made for, when that came from the request
+    /// (`tls_server_name = "$host"`): it serves only requests for that name.
+    pub sni: Option<Box<str>>,
 }
 
 /// One upstream group, per worker.

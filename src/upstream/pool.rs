@@ -33,11 +33,15 @@ impl Pool {
         }
     }
 
-    /// The most recently used live connection to `peer`, if any.
-    pub fn take(&self, peer: usize) -> Option<UpConn> {
+    /// The most recently used live connection to `peer`, if any; with
+    /// `sni`, one made for that TLS server name.
+    pub fn take(&self, peer: usize, sni: Option<&str>) -> Option<UpConn> {
         let mut idle = self.idle.borrow_mut();
         let now = Instant::now();
-        while let Some(pos) = idle.iter().rposition(|c| c.conn.peer == peer) {
+        while let Some(pos) = idle
+            .iter()
+            .rposition(|c| c.conn.peer == peer && c.conn.sni.as_deref() == sni)
+        {
             let entry = idle.remove(pos)?;
             if now.duration_since(entry.since) < self.idle_timeout && is_alive(&entry.conn) {
                 let mut conn = entry.conn;

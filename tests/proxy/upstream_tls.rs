@@ -111,6 +111,32 @@ fn a_certificate_for_another_name_is_a_502_and_nothing_is_sent() {
 }
 
 #[test]
+fn the_name_can_be_the_request_host_and_pooling_keeps_names_apart() {
+    let (ca, cert) = ca_and_cert(&["a.test", "b.test"]);
+    let backend = TlsBackend::echo_target(&cert);
+    let p = tls_upstream(
+        &[backend.addr],
+        &format!("tls_ca = {}\ntls_server_name = \"$host\"", toml_path(&ca)),
+    );
+    let get = |host: &str| p.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+    let conns: Vec<(u16, usize)> = ["a.test", "B.test:8080", "a.test", "b.test"]
+        .iter()
+        .map(|h| {
+            let r = get(h);
+            (r.status, r.conn())
+        })
+        .collect();
+    // A connection made for one name is reused only for that name.
+    assert_eq!(conns, [(200, 1), (200, 2), (200, 1), (200, 2)]);
+    let names: Vec<Option<String>> = backend.handshakes().into_iter().map(|h| h.sni).collect();
+    assert_eq!(names, [Some("a.test".to_string()), Some("b.test".to_string())]);
+    // Host is still the client's.
+    assert_eq!(backend.seen()[1].header("host"), Some("B.test:8080"));
+    // A host the certificate does not cover fails verification.
+    assert_eq!(get("c.test").status, 502);
+}
+
+#[test]
 fn an_address_is_checked_against_the_certificate_without_sni() {
     let (ca, cert) = ca_and_cert(&["127.0.0.1"]);
     let backend = TlsBackend::echo_target(&cert);
@@ -536,6 +562,11 @@ fn contradictory_tls_settings_are_errors() {
     let e = up("tls_verify = false\ntls_server_name = \"not a name\"");
     assert!(
         e.contains("upstream[0].tls_server_name: \"not a name\" is not a DNS name"),
+        "{e}"
+    );
+    let e = up("tls_verify = false\ntls_server_name = \"$hots\"");
+    assert!(
+        e.contains("upstream[0].tls_server_name: unknown variable \"$hots\" (the only one is \"$host\")"),
         "{e}"
     );
     let e = up("tls_verify = false\ntls_sever_name = \"a.test\"");

@@ -17,6 +17,10 @@ use super::*;
 use crate::config::{TlsSpec, UpstreamTls};
 use crate::tls::{self, client};
 
+/// `tls_server_name = "$host"`: the request's host name, as nginx's
+/// `proxy_ssl_name $host`.
+const HOST_VARIABLE: &str = "$host";
+
 /// The TLS keys of an upstream (`tls_*`) or a location (`proxy_tls_*`).
 pub(super) struct TlsKeys<'a> {
     prefix: &'static str,
@@ -199,8 +203,24 @@ pub(super) fn check(
         ok = false;
     }
 
+    let from_host = keys
+        .server_name
+        .is_some_and(|v| v.get_ref().trim() == HOST_VARIABLE);
     let configured = match keys.server_name {
         None => None,
+        Some(_) if from_host => None,
+        Some(v) if v.get_ref().trim().starts_with('$') => {
+            c.error(
+                v.span(),
+                name("server_name"),
+                format!(
+                    "unknown variable {:?} (the only one is \"{HOST_VARIABLE}\")",
+                    v.get_ref().trim()
+                ),
+            );
+            ok = false;
+            None
+        }
         Some(v) => match client::parse_server_name(v.get_ref().trim()) {
             Ok(n) => Some(n),
             Err(e) => {
@@ -297,6 +317,7 @@ pub(super) fn check(
             client_cert: cert_paths,
         },
         names,
+        name_from_host: from_host,
         client: Arc::new(client),
     })
 }
