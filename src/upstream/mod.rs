@@ -57,15 +57,27 @@ impl AsyncReadRent for UpStream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             UpStream::Plain(s) => s.read(buf).await,
-            UpStream::Tls { stream, .. } => stream.read(buf).await,
+            UpStream::Tls { stream, .. } => tls_eof(stream.read(buf).await),
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             UpStream::Plain(s) => s.readv(buf).await,
-            UpStream::Tls { stream, .. } => stream.readv(buf).await,
+            UpStream::Tls { stream, .. } => tls_eof(stream.readv(buf).await),
         }
+    }
+}
+
+/// A TLS peer that closes the connection without a close_notify alert is
+/// taken as having closed it, as over plain TCP (and as nginx does): many
+/// servers end a close-delimited body that way. rustls reports it as
+/// `UnexpectedEof`. A body with a length or chunked framing that ends early
+/// is still caught as cut short by the framing.
+fn tls_eof<T>((result, buf): BufResult<usize, T>) -> BufResult<usize, T> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => (Ok(0), buf),
+        r => (r, buf),
     }
 }
 

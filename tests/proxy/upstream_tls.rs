@@ -241,6 +241,60 @@ fn large_bodies_cross_tls_both_ways() {
 }
 
 #[test]
+fn a_body_that_ends_with_the_connection_may_end_without_close_notify() {
+    let (ca, cert) = ca_and_cert(&["backend.test"]);
+    for close_without_notify in [false, true] {
+        let backend = TlsBackend::with_options(
+            &cert,
+            TlsOptions {
+                close_without_notify,
+                ..TlsOptions::default()
+            },
+            |_| Reply::ok(payload(100_000, 3)).until_close(),
+        );
+        let p = tls_upstream(
+            &[backend.addr],
+            &format!("tls_ca = {}\ntls_server_name = \"backend.test\"", toml_path(&ca)),
+        );
+        let mut c = p.client();
+        let r = c.get("/");
+        assert_eq!(r.status, 200);
+        // Re-framed as chunked, and complete: the client connection stays open.
+        assert_eq!(r.framing, Framing::Chunked);
+        assert_same_bytes(&r.body, &payload(100_000, 3), "close-delimited body");
+        assert_eq!(
+            c.get("/").status,
+            200,
+            "close_without_notify: {close_without_notify}"
+        );
+    }
+
+    // With a length, a close before the end is still a body cut short.
+    let backend = TlsBackend::with_options(
+        &cert,
+        TlsOptions {
+            close_without_notify: true,
+            ..TlsOptions::default()
+        },
+        |_| {
+            Reply::ok(payload(1000, 4))
+                .until_close()
+                .header("Content-Length", "2000")
+        },
+    );
+    let p = tls_upstream(
+        &[backend.addr],
+        &format!("tls_ca = {}\ntls_server_name = \"backend.test\"", toml_path(&ca)),
+    );
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    match c.try_response() {
+        Err(ReadError::Eof { got }) => assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}"),
+        other => panic!("expected a response cut short, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_failed_handshake_goes_to_the_next_server() {
     let (ca, good_cert) = ca_and_cert(&["backend.test"]);
     let bad = TlsBackend::echo_target(&pki::self_signed(&["backend.test"]));

@@ -48,6 +48,9 @@ pub struct TlsOptions {
     pub close_after_reply: bool,
     /// Require a client certificate issued by this CA (PEM).
     pub client_ca: Option<String>,
+    /// Close without close_notify, as many servers do after a body that
+    /// ends with the connection.
+    pub close_without_notify: bool,
 }
 
 struct Shared {
@@ -98,6 +101,7 @@ impl TlsBackend {
         });
         let reply: Arc<dyn Fn(&Seen) -> Reply + Send + Sync> = Arc::new(reply);
         let close_after_reply = opts.close_after_reply;
+        let notify = !opts.close_without_notify;
         let sh = shared.clone();
         let accept = std::thread::Builder::new()
             .name(format!("tls-backend-{}", addr.port()))
@@ -116,7 +120,7 @@ impl TlsBackend {
                     }
                     let (sh2, config, reply) = (sh.clone(), config.clone(), reply.clone());
                     let t = std::thread::spawn(move || {
-                        serve_conn(id, stream, config, &sh2, &*reply, close_after_reply);
+                        serve_conn(id, stream, config, &sh2, &*reply, close_after_reply, notify);
                         let clone = sh2.open.lock().unwrap().remove(&id);
                         drop(clone);
                     });
@@ -213,6 +217,7 @@ fn serve_conn(
     shared: &Shared,
     reply: &dyn Fn(&Seen) -> Reply,
     close_after_reply: bool,
+    notify: bool,
 ) {
     let mut tls = StreamOwned::new(ServerConnection::new(config).unwrap(), tcp);
     let mut error = None;
@@ -243,8 +248,10 @@ fn serve_conn(
             return;
         }
         if close_after_reply || r.after == After::Close {
-            tls.conn.send_close_notify();
-            let _ = tls.conn.complete_io(&mut tls.sock);
+            if notify {
+                tls.conn.send_close_notify();
+                let _ = tls.conn.complete_io(&mut tls.sock);
+            }
             let _ = tls.sock.shutdown(Shutdown::Write);
             shared.closed.fetch_add(1, Ordering::SeqCst);
             // Until the peer closes too, so the close cannot become a reset.
