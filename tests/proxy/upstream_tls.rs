@@ -67,6 +67,7 @@ fn verifies_against_tls_ca_and_sends_the_configured_name() {
     assert_eq!(h[0].sni.as_deref(), Some("backend.test"));
     // The backend offers h2 first; ringway offers only HTTP/1.1.
     assert_eq!(h[0].alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(h[0].version.as_deref(), Some("TLSv1_3"));
 }
 
 #[test]
@@ -335,6 +336,29 @@ proxy_tls_ca = {}
 }
 
 #[test]
+fn a_tls12_backend_is_served_and_pooled_too() {
+    let (ca, cert) = ca_and_cert(&["backend.test"]);
+    let backend = TlsBackend::with_options(
+        &cert,
+        TlsOptions {
+            tls12_only: true,
+            ..TlsOptions::default()
+        },
+        |r| Reply::ok(r.target()),
+    );
+    let p = tls_upstream(
+        &[backend.addr],
+        &format!("tls_ca = {}\ntls_server_name = \"backend.test\"", toml_path(&ca)),
+    );
+    let mut c = p.client();
+    let conns: Vec<usize> = (0..3).map(|_| c.get("/12").conn()).collect();
+    assert_eq!(conns, [1, 1, 1]);
+    let h = backend.handshakes();
+    assert_eq!(h[0].version.as_deref(), Some("TLSv1_2"));
+    assert_eq!(h[0].alpn.as_deref(), Some(&b"http/1.1"[..]));
+}
+
+#[test]
 fn a_redirect_from_a_tls_upstream_is_mapped_back() {
     let (ca, cert) = ca_and_cert(&["backend.test"]);
     let backend = TlsBackend::serve(&cert, |_| {
@@ -539,6 +563,23 @@ fn an_unreadable_ca_file_is_named() {
         e.contains("server[0].location[0].proxy_tls_ca:") && e.contains("not-a-ca.pem: no certificate found"),
         "{e}"
     );
+}
+
+#[test]
+fn a_ca_path_that_is_not_a_file_is_refused_without_reading_it() {
+    let up = |ca: &str| {
+        config_error(&format!(
+            "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\ntls = true\ntls_ca = \"{ca}\"\n{LISTEN}"
+        ))
+    };
+    // /dev/zero would never end.
+    let e = up("/dev/zero");
+    assert!(
+        e.contains("upstream[0].tls_ca: /dev/zero: not a regular file"),
+        "{e}"
+    );
+    let e = up("/");
+    assert!(e.contains("upstream[0].tls_ca: /: not a regular file"), "{e}");
 }
 
 #[test]

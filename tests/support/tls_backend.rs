@@ -33,6 +33,8 @@ pub struct Handshake {
     pub client_cert: bool,
     /// The client resumed an earlier session instead of a full handshake.
     pub resumed: bool,
+    /// The protocol version agreed, as rustls names it (`TLSv1_3`).
+    pub version: Option<String>,
     /// Why the handshake failed; `None` when it succeeded.
     pub error: Option<String>,
 }
@@ -51,6 +53,8 @@ pub struct TlsOptions {
     /// Close without close_notify, as many servers do after a body that
     /// ends with the connection.
     pub close_without_notify: bool,
+    /// Speak TLS 1.2 only (no session tickets after the handshake).
+    pub tls12_only: bool,
 }
 
 struct Shared {
@@ -86,7 +90,7 @@ impl TlsBackend {
         opts: TlsOptions,
         reply: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
     ) -> TlsBackend {
-        let config = Arc::new(server_config(cert, opts.client_ca.as_deref()));
+        let config = Arc::new(server_config(cert, opts.client_ca.as_deref(), opts.tls12_only));
         let listener = TcpListener::bind(opts.bind.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
             .expect("TLS backend bind");
         let addr = listener.local_addr().unwrap();
@@ -181,14 +185,19 @@ impl Drop for TlsBackend {
     }
 }
 
-fn server_config(cert: &Issued, client_ca: Option<&str>) -> ServerConfig {
+fn server_config(cert: &Issued, client_ca: Option<&str>, tls12_only: bool) -> ServerConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .expect("test certificate");
     let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("test key");
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap();
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
@@ -234,6 +243,7 @@ fn serve_conn(
         alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
         client_cert: tls.conn.peer_certificates().is_some_and(|c| !c.is_empty()),
         resumed: tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        version: tls.conn.protocol_version().map(|v| format!("{v:?}")),
         error,
     });
     if !ok {

@@ -252,8 +252,12 @@ pub(super) fn check(
         (None, None) => None,
         (Some(cv), Some(kv)) => {
             let (cert_path, key_path) = (c.config_path(cv.get_ref()), c.config_path(kv.get_ref()));
-            let chain = tls::read_certs(&cert_path).map_err(|e| c.error(cv.span(), name("cert"), e));
-            let pkey = tls::read_key(&key_path).map_err(|e| c.error(kv.span(), name("key"), e));
+            let chain = tls::check_pem_file(&cert_path)
+                .and_then(|_| tls::read_certs(&cert_path))
+                .map_err(|e| c.error(cv.span(), name("cert"), e));
+            let pkey = tls::check_pem_file(&key_path)
+                .and_then(|_| tls::read_key(&key_path))
+                .map_err(|e| c.error(kv.span(), name("key"), e));
             match (chain, pkey) {
                 (Ok(chain), Ok(pkey)) => Some((cert_path, key_path, chain, pkey)),
                 _ => {
@@ -276,7 +280,7 @@ pub(super) fn check(
 
     let roots = match (verify, &ca) {
         (false, _) => None,
-        (true, Some((v, path))) => match tls::read_roots(path) {
+        (true, Some((v, path))) => match tls::check_pem_file(path).and_then(|_| tls::read_roots(path)) {
             Ok(roots) => Some(Arc::new(roots)),
             Err(e) => {
                 c.error(v.span(), name("ca"), e);
