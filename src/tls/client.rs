@@ -225,6 +225,30 @@ mod tests {
     }
 
     #[test]
+    fn request_names_for_host_upstreams() {
+        let tls = |from_host| UpstreamTls {
+            spec: Default::default(),
+            names: vec![default_server_name("10.0.0.1:443").unwrap()],
+            name_from_host: from_host,
+            client: Arc::new(client_config(None, None).unwrap()),
+        };
+        let c = Connector::new(&tls(true));
+        let name = |h: &str| {
+            c.name_for_request(Some(h.as_bytes()))
+                .map(|n| n.to_str().into_owned())
+        };
+        assert_eq!(name("Shop.Example:8443").as_deref(), Some("shop.example"));
+        assert_eq!(name("shop.example").as_deref(), Some("shop.example"));
+        assert_eq!(name("[::1]:8080").as_deref(), Some("::1"));
+        assert_eq!(name("bad host"), None);
+        assert!(c.name_for_request(None).is_none());
+        // Fixed names: the request's host plays no part.
+        assert!(Connector::new(&tls(false))
+            .name_for_request(Some(b"shop.example"))
+            .is_none());
+    }
+
+    #[test]
     fn configs_offer_http11_with_and_without_verification() {
         let mut roots = RootCertStore::empty();
         let key = rcgen::KeyPair::generate().unwrap();
