@@ -90,6 +90,10 @@ impl Pool {
 /// response was read). What can arrive later is a close_notify alert, a
 /// close, or bytes no request asked for: the connection is dropped either
 /// way, which is the pool's ordinary business and not logged as an error.
+/// The peek cannot see what the TLS layer already read into its buffers
+/// together with the last bytes of the response (a close_notify sent right
+/// behind them, with the TCP close still on its way); such a connection
+/// shows its end on reuse, where the stale-connection retry covers it.
 fn is_alive(conn: &UpConn) -> bool {
     let mut byte = 0u8;
     // SAFETY: recv on a socket fd we own, into a one-byte local buffer;
