@@ -37,6 +37,10 @@ pub enum ErrorKind {
     // The upstream's fault.
     ConnectRefused,
     ConnectTimeout,
+    /// The TLS handshake with the upstream failed: an untrusted or expired
+    /// certificate, a name mismatch, no protocol in common. Counts as a
+    /// failed connect.
+    UpstreamTls,
     ReadTimeout,
     SendTimeout,
     /// A response that is not valid HTTP/1.x or frames its body ambiguously.
@@ -98,7 +102,13 @@ impl ErrorKind {
         use ErrorKind::*;
         matches!(
             self,
-            ConnectRefused | ConnectTimeout | ReadTimeout | SendTimeout | BadResponse(_) | UpstreamClosed
+            ConnectRefused
+                | ConnectTimeout
+                | UpstreamTls
+                | ReadTimeout
+                | SendTimeout
+                | BadResponse(_)
+                | UpstreamClosed
         )
     }
 
@@ -109,8 +119,8 @@ impl ErrorKind {
             | MethodNotAllowed | BodyTooLarge | NotFound | HeaderTimeout | BodyTimeout | ClientGone => {
                 Side::Downstream
             }
-            ConnectRefused | ConnectTimeout | ReadTimeout | SendTimeout | BadResponse(_) | UpstreamClosed
-            | UpstreamTruncated | NoLiveUpstream => Side::Upstream,
+            ConnectRefused | ConnectTimeout | UpstreamTls | ReadTimeout | SendTimeout | BadResponse(_)
+            | UpstreamClosed | UpstreamTruncated | NoLiveUpstream => Side::Upstream,
             Internal => Side::Internal,
         }
     }
@@ -129,7 +139,7 @@ impl ErrorKind {
             ExpectationFailed => 417,
             HeadersTooLarge => 431,
             VersionNotSupported => 505,
-            ConnectRefused | BadResponse(_) | UpstreamClosed => 502,
+            ConnectRefused | UpstreamTls | BadResponse(_) | UpstreamClosed => 502,
             ConnectTimeout | ReadTimeout | SendTimeout => 504,
             NoLiveUpstream => 503,
             Internal => 500,
@@ -153,6 +163,7 @@ impl ErrorKind {
             ClientGone => "client closed or stalled",
             ConnectRefused => "upstream connect failed",
             ConnectTimeout => "upstream connect timed out",
+            UpstreamTls => "upstream TLS handshake failed",
             ReadTimeout => "upstream read timed out",
             SendTimeout => "upstream send timed out",
             BadResponse(why) => why,

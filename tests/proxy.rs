@@ -34,3 +34,5 @@ mod pool;
 mod refusals;
 #[path = "proxy/routing.rs"]
 mod routing;
+#[path = "proxy/upstream_tls.rs"]
+mod upstream_tls;

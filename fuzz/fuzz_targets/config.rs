@@ -16,7 +16,15 @@ use ringway::config::Config;
 /// True if `s`, used as `host:port` or `http://host:port/...`, could make
 /// the loader call the resolver.
 fn needs_lookup(s: &str) -> bool {
-    let candidates = [Some(s), s.strip_prefix("http://").map(|r| r.split('/').next().unwrap_or(r))];
+    let authority = |r: &str| r.split('/').next().unwrap_or(r).to_string();
+    let candidates = [
+        Some(s.to_string()),
+        s.strip_prefix("http://").map(authority),
+        // `https://host` without a port is host:443.
+        s.strip_prefix("https://")
+            .map(authority)
+            .map(|a| if a.contains(':') { a } else { format!("{a}:443") }),
+    ];
     candidates.into_iter().flatten().any(|a| {
         if a.parse::<SocketAddr>().is_ok() {
             return false;

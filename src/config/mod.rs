@@ -11,6 +11,7 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -78,6 +79,8 @@ pub struct Upstream {
     /// `next_upstream`: which failures and statuses send a request on to the
     /// next server (nginx's `proxy_next_upstream`).
     pub next_upstream: NextUpstream,
+    /// `tls = true` (or `proxy_pass = "https://..."`): speak TLS to the servers.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// `next_upstream = ["error", "timeout", "http_503"]`, as a set of flags.
@@ -163,6 +166,39 @@ pub struct Sticky {
     pub secure: bool,
     /// `samesite`: `Strict`, `Lax` or `None`. Default: not sent.
     pub samesite: Option<&'static str>,
+}
+
+/// TLS toward an upstream's servers, checked and loaded at config load.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// The settings as written, to tell whether two `https://` locations
+    /// naming the same address can share one implicit upstream.
+    pub spec: TlsSpec,
+    /// The name each server is sent as SNI and verified against, by server
+    /// index: `tls_server_name`, else the server's host as written. For an
+    /// IP address written as such no SNI is sent (SNI carries only DNS
+    /// names) and the certificate must name that address.
+    pub names: Vec<rustls::pki_types::ServerName<'static>>,
+    /// `tls_server_name = "$host"`: the request's host is the name instead,
+    /// and `names` only stand in for a request without one.
+    pub name_from_host: bool,
+    /// Roots, verifier, ALPN and client certificate, ready at load. Each
+    /// worker uses a copy with its own session cache.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+/// The TLS keys of an upstream (or of an `https://` location), as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// `tls_verify`: check the certificate chain and name. Default true.
+    pub verify: bool,
+    /// `tls_ca`: trusted CA certificates (PEM); default the system's roots.
+    pub ca: Option<PathBuf>,
+    /// `tls_server_name`: the name sent as SNI and checked in the
+    /// certificate, or `$host` for the request's.
+    pub server_name: Option<String>,
+    /// `tls_cert` and `tls_key`: a client certificate for upstreams that ask for one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// `balance = "..."`: the rule that picks a server for a request.

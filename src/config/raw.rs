@@ -53,6 +53,12 @@ pub struct RawUpstream {
     pub tries_timeout: Option<Spanned<String>>,
     pub next_upstream: Option<Spanned<Vec<Spanned<String>>>>,
     pub sticky: Option<Spanned<RawSticky>>,
+    pub tls: Option<Spanned<bool>>,
+    pub tls_verify: Option<Spanned<bool>>,
+    pub tls_ca: Option<Spanned<String>>,
+    pub tls_server_name: Option<Spanned<String>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
 }
 
 /// `sticky = { cookie = "rw_srv", path = "/", max_age = "1h", httponly = true, secure = true }`.
@@ -137,6 +143,13 @@ pub struct RawLocation {
     pub client_max_body_size: Option<Spanned<StrOrInt>>,
     pub split: Option<Spanned<Vec<Spanned<RawSplit>>>>,
     pub split_by: Option<Spanned<String>>,
+    /// TLS toward the implicit upstream of `proxy_pass = "https://host:port"`;
+    /// a named upstream carries its own `tls_*` keys instead.
+    pub proxy_tls_verify: Option<Spanned<bool>>,
+    pub proxy_tls_ca: Option<Spanned<String>>,
+    pub proxy_tls_server_name: Option<Spanned<String>>,
+    pub proxy_tls_cert: Option<Spanned<String>>,
+    pub proxy_tls_key: Option<Spanned<String>>,
 }
 
 /// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.

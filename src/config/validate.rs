@@ -17,6 +17,8 @@ use super::raw::{
 };
 use super::*;
 
+mod upstream_tls;
+
 /// One problem in a config file, with where it is and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -76,6 +78,8 @@ struct Checker<'a> {
     text: &'a str,
     file: String,
     errors: Vec<ConfigError>,
+    /// The system's CA certificates, read the first time an upstream needs them.
+    system_roots: Option<Result<Arc<rustls::RootCertStore>, String>>,
 }
 
 impl Checker<'_> {
@@ -339,6 +343,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         text,
         file: origin.display().to_string(),
         errors: Vec::new(),
+        system_roots: None,
     };
     let mut unknown: Vec<Vec<Seg>> = Vec::new();
     let de = toml::Deserializer::new(text);
@@ -474,6 +479,7 @@ fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstre
         tries_timeout: Duration::ZERO,
         sticky: None,
         next_upstream: NextUpstream::DEFAULT,
+        tls: None,
     }
 }
 
@@ -681,6 +687,15 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
             Some(st) => up.sticky = Some(st),
             None => ok = false,
         }
+    }
+    let tls_keys = upstream_tls::TlsKeys::upstream(u);
+    match &u.tls {
+        Some(on) if *on.get_ref() && ok => {
+            up.tls = upstream_tls::check(c, &tls_keys, key, &up.servers, on.span());
+            ok &= up.tls.is_some();
+        }
+        Some(on) if *on.get_ref() => {}
+        _ => ok &= upstream_tls::refuse_unused(c, &tls_keys, key, "tls = true"),
     }
     ok.then_some(up)
 }
@@ -1090,7 +1105,8 @@ fn check_location(
             return None;
         }
         (Some(p), None) => {
-            let pass = check_proxy_pass(c, p, &format!("{key}.proxy_pass"), upstreams, by_name);
+            let tls_keys = upstream_tls::TlsKeys::location(r);
+            let pass = check_proxy_pass(c, p, &format!("{key}.proxy_pass"), &tls_keys, upstreams, by_name);
             let (split, split_by) = check_split(c, r, key, upstreams, by_name)?;
             Action::Proxy(ProxyPass {
                 preserve_host: r.preserve_host.unwrap_or(true),
@@ -1109,6 +1125,12 @@ fn check_location(
                     ok = false;
                 }
             }
+            ok &= upstream_tls::refuse_unused(
+                c,
+                &upstream_tls::TlsKeys::location(r),
+                key,
+                "proxy_pass = \"https://...\"",
+            );
             if r.preserve_host.is_some() {
                 c.error(
                     l.span(),
@@ -1308,23 +1330,71 @@ fn check_proxy_pass(
     c: &mut Checker,
     p: &Spanned<String>,
     key: &str,
+    tls_keys: &upstream_tls::TlsKeys,
     upstreams: &mut Vec<Upstream>,
     by_name: &mut HashMap<String, usize>,
 ) -> Option<ProxyPass> {
     let v = p.get_ref();
-    let Some(rest) = v.strip_prefix("http://") else {
-        let why = if v.starts_with("https://") {
-            "TLS to upstreams is not supported yet; use http://"
-        } else {
-            "must start with http:// (\"http://app/\" or \"http://127.0.0.1:3000\")"
-        };
-        c.error(p.span(), key, why);
-        return None;
+    let (https, rest) = match (v.strip_prefix("http://"), v.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => {
+            c.error(p.span(), key, upstream_tls::bad_scheme(v));
+            return None;
+        }
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], Some(rest[i..].to_string())),
         None => (rest, None),
     };
+    let named = by_name
+        .get(authority)
+        .copied()
+        .filter(|&i| !upstreams[i].implicit);
+    if let Some(idx) = named {
+        // The scheme and the upstream's `tls` must agree, so that a location
+        // never hides whether its traffic is encrypted.
+        let up = &upstreams[idx];
+        let why = match (https, up.tls.is_some()) {
+            (true, false) => Some(format!(
+                "upstream {authority:?} does not use TLS: add tls = true to it, or write http://{authority}"
+            )),
+            (false, true) => Some(format!(
+                "upstream {authority:?} has tls = true: write https://{authority}"
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            c.error(p.span(), key, why);
+            return None;
+        }
+        if !upstream_tls::refuse_unused(
+            c,
+            tls_keys,
+            key.trim_end_matches(".proxy_pass"),
+            &format!("an address (proxy_pass = \"https://host:port\"); upstream {authority:?} takes tls_* keys itself"),
+        ) {
+            return None;
+        }
+        return Some(ProxyPass {
+            upstream: idx,
+            path,
+            preserve_host: true,
+            split: Vec::new(),
+            split_by: None,
+        });
+    }
+    if https {
+        return upstream_tls::implicit_https(c, p, key, authority, path, tls_keys, upstreams);
+    }
+    if !upstream_tls::refuse_unused(
+        c,
+        tls_keys,
+        key.trim_end_matches(".proxy_pass"),
+        "proxy_pass = \"https://...\"",
+    ) {
+        return None;
+    }
     let upstream = if let Some(&idx) = by_name.get(authority) {
         idx
     } else if authority.contains(':') {
@@ -1344,21 +1414,13 @@ fn check_proxy_pass(
             }
         }
     } else {
-        let mut defined: Vec<String> = upstreams
-            .iter()
-            .filter(|u| !u.implicit)
-            .map(|u| format!("{:?}", u.name))
-            .collect();
-        defined.sort();
-        let defined = if defined.is_empty() {
-            "none defined".to_string()
-        } else {
-            format!("defined: {}", defined.join(", "))
-        };
         c.error(
             p.span(),
             key,
-            format!("unknown upstream {authority:?} ({defined}); to proxy to one address, write host:port"),
+            format!(
+                "unknown upstream {authority:?} ({}); to proxy to one address, write host:port",
+                defined_upstreams(upstreams)
+            ),
         );
         return None;
     };
@@ -1369,6 +1431,21 @@ fn check_proxy_pass(
         split: Vec::new(),
         split_by: None,
     })
+}
+
+/// `defined: "a", "b"` or `none defined`, for unknown-upstream errors.
+fn defined_upstreams(upstreams: &[Upstream]) -> String {
+    let mut defined: Vec<String> = upstreams
+        .iter()
+        .filter(|u| !u.implicit)
+        .map(|u| format!("{:?}", u.name))
+        .collect();
+    defined.sort();
+    if defined.is_empty() {
+        "none defined".to_string()
+    } else {
+        format!("defined: {}", defined.join(", "))
+    }
 }
 
 /// Two server blocks claiming the same name on the same address would make the

@@ -411,6 +411,10 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
     };
     // Chosen before a response was let go, to be sure there was a next server.
     let mut next_pick: Option<usize> = None;
+    // With `tls_server_name = "$host"`, the TLS name is the request's, and
+    // only connections made for it may be reused.
+    let request_name = plan.up.tls.as_ref().and_then(|t| t.name_for_request(plan.host));
+    let sni: Option<Box<str>> = request_name.as_ref().map(|n| n.to_str().into());
     let (mut conn, resp, early, _active) = loop {
         let Some(peer_idx) = next_pick.take().or_else(|| pick(&tried)) else {
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
@@ -452,16 +456,23 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 let pooled = if retried {
                     None
                 } else {
-                    plan.up.pool.take(peer_idx)
+                    plan.up.pool.take(peer_idx, sni.as_deref())
                 };
                 let mut conn = match pooled {
                     Some(c) => c,
-                    None => match connect::connect(peer.addr, up_cfg.connect_timeout).await {
+                    None => match connect::connect(
+                        peer.addr,
+                        up_cfg.connect_timeout,
+                        plan.up.tls.as_ref().map(|t| (t, peer_idx, request_name.clone())),
+                    )
+                    .await
+                    {
                         Ok(stream) => UpConn {
                             stream,
                             rbuf: BytesMut::with_capacity(UPSTREAM_BUF),
                             peer: peer_idx,
                             reused: false,
+                            sni: sni.clone(),
                         },
                         // Nothing was sent: always safe to try elsewhere.
                         Err(error) => {

@@ -287,19 +287,36 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
 }
 
 /// `http://<any server of the upstream>/v2/x` → `http://<public host>/api/x`
-/// for a location `/api/` proxied to `http://app/v2/`. Other values: `None`.
+/// for a location `/api/` proxied to `http://app/v2/`. An upstream with TLS
+/// redirects to itself as `https://`, and may know itself by its
+/// `tls_server_name`. Other values: `None`.
 pub fn rewrite_redirect(value: &[u8], r: &Redirect) -> Option<Vec<u8>> {
-    let rest = value.strip_prefix(b"http://")?;
+    let tls = r.upstream.tls.as_ref();
+    let (scheme, default_port): (&[u8], &[u8]) = match tls {
+        Some(_) => (b"https://", b"443"),
+        None => (b"http://", b"80"),
+    };
+    let rest = value.strip_prefix(scheme)?;
     let end = rest
         .iter()
         .position(|&b| b == b'/' || b == b'?')
         .unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
-    let ours = eq_ignore_case(authority, r.upstream.name.as_bytes())
-        || r.upstream.servers.iter().any(|s| {
-            eq_ignore_case(authority, s.authority.as_bytes())
-                || eq_ignore_case(authority, s.addr_text.as_bytes())
-        });
+    // `host` and `host:<default port>` are the same server.
+    let same = |known: &[u8]| {
+        eq_ignore_case(
+            without_port(authority, default_port),
+            without_port(known, default_port),
+        )
+    };
+    let ours = same(r.upstream.name.as_bytes())
+        || r.upstream
+            .servers
+            .iter()
+            .any(|s| same(s.authority.as_bytes()) || same(s.addr_text.as_bytes()))
+        || tls
+            .and_then(|t| t.spec.server_name.as_deref())
+            .is_some_and(|n| same(n.as_bytes()));
     if !ours {
         return None;
     }
@@ -315,6 +332,14 @@ pub fn rewrite_redirect(value: &[u8], r: &Redirect) -> Option<Vec<u8>> {
         _ => out.extend_from_slice(path),
     }
     Some(out)
+}
+
+/// `authority` without a trailing `:<port>` when that port is `port`.
+fn without_port<'a>(authority: &'a [u8], port: &[u8]) -> &'a [u8] {
+    match authority.strip_suffix(port).and_then(|a| a.strip_suffix(b":")) {
+        Some(host) if !host.is_empty() => host,
+        _ => authority,
+    }
 }
 
 #[cfg(test)]
@@ -428,6 +453,66 @@ mod tests {
         );
         assert_eq!(rw("http://elsewhere.org/v2/"), None);
         assert_eq!(rw("/v2/relative"), None);
+        // The upstream speaks plain HTTP: an https:// URL is somewhere else.
+        assert_eq!(rw("https://127.0.0.1:3000/v2/"), None);
+    }
+
+    #[test]
+    fn redirects_from_tls_upstreams_are_mapped_back_too() {
+        let c = Config::parse(
+            r#"
+            [[upstream]]
+            name = "api"
+            servers = ["127.0.0.1:8443", "127.0.0.2:443"]
+            tls = true
+            tls_verify = false
+            tls_server_name = "api.internal"
+            [[server]]
+            listen = ["127.0.0.1:8080"]
+            [[server.location]]
+            path = "/api/"
+            proxy_pass = "https://api/v2/"
+            [[server.location]]
+            path = "/one/"
+            proxy_pass = "https://127.0.0.3"
+            proxy_tls_verify = false
+            "#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let rw = |loc: usize, v: &str| {
+            let loc = &c.servers[0].locations[loc];
+            let Action::Proxy(pass) = &loc.action else {
+                panic!()
+            };
+            let r = Redirect {
+                upstream: &c.upstreams[pass.upstream],
+                location: loc,
+                pass,
+                public_host: b"example.com",
+            };
+            rewrite_redirect(v.as_bytes(), &r).map(|v| String::from_utf8(v).unwrap())
+        };
+        let mapped = Some("http://example.com/api/x?y=1".to_string());
+        assert_eq!(rw(0, "https://127.0.0.1:8443/v2/x?y=1"), mapped);
+        // By the name the servers' certificates carry, and without the default port.
+        assert_eq!(rw(0, "https://api.internal/v2/x?y=1"), mapped);
+        assert_eq!(rw(0, "https://API.internal:443/v2/x?y=1"), mapped);
+        assert_eq!(rw(0, "https://127.0.0.2/v2/x?y=1"), mapped);
+        assert_eq!(rw(0, "https://api/v2/x?y=1"), mapped);
+        // Another scheme or port is another place.
+        assert_eq!(rw(0, "http://127.0.0.1:8443/v2/x"), None);
+        assert_eq!(rw(0, "https://api.internal:8443/v2/x"), None);
+        assert_eq!(rw(0, "https://127.0.0.1/v2/x"), None);
+        // An address without a port in proxy_pass is port 443.
+        assert_eq!(
+            rw(1, "https://127.0.0.3:443/a").as_deref(),
+            Some("http://example.com/a")
+        );
+        assert_eq!(
+            rw(1, "https://127.0.0.3/a").as_deref(),
+            Some("http://example.com/a")
+        );
     }
 
     #[test]

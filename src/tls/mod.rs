@@ -59,6 +59,29 @@ pub fn read_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// The largest PEM file read (a system CA bundle is about 200 KiB).
+const MAX_PEM_FILE: u64 = 16 << 20;
+
+/// Refuses what is not a regular file of a sane size (`/dev/zero`, a
+/// directory, a FIFO), which would otherwise make loading hang or fail
+/// obscurely. A path that cannot be examined is left for the reader's error.
+pub fn check_pem_file(path: &Path) -> Result<(), String> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if !meta.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if meta.len() > MAX_PEM_FILE {
+        return Err(format!(
+            "{}: {} bytes is too large for a PEM file (at most {MAX_PEM_FILE})",
+            path.display(),
+            meta.len()
+        ));
+    }
+    Ok(())
+}
+
 fn pem_error(path: &Path, e: pem::Error) -> String {
     match e {
         pem::Error::Io(e) => format!("cannot read {}: {e}", path.display()),

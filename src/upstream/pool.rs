@@ -9,7 +9,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::UpConn;
@@ -34,11 +33,15 @@ impl Pool {
         }
     }
 
-    /// The most recently used live connection to `peer`, if any.
-    pub fn take(&self, peer: usize) -> Option<UpConn> {
+    /// The most recently used live connection to `peer`, if any; with
+    /// `sni`, one made for that TLS server name.
+    pub fn take(&self, peer: usize, sni: Option<&str>) -> Option<UpConn> {
         let mut idle = self.idle.borrow_mut();
         let now = Instant::now();
-        while let Some(pos) = idle.iter().rposition(|c| c.conn.peer == peer) {
+        while let Some(pos) = idle
+            .iter()
+            .rposition(|c| c.conn.peer == peer && c.conn.sni.as_deref() == sni)
+        {
             let entry = idle.remove(pos)?;
             if now.duration_since(entry.since) < self.idle_timeout && is_alive(&entry.conn) {
                 let mut conn = entry.conn;
@@ -79,13 +82,25 @@ impl Pool {
 
 /// An idle HTTP/1.1 connection has nothing to say: a peek that finds data or
 /// end-of-stream means it cannot be reused.
+///
+/// For TLS the peek is of the raw socket too, and readable bytes mean the
+/// same. A TLS 1.3 server's session tickets do not trip it: it sends them
+/// right after the handshake, ahead of any response, so they have been read
+/// and consumed by the time a connection comes here (only after its whole
+/// response was read). What can arrive later is a close_notify alert, a
+/// close, or bytes no request asked for: the connection is dropped either
+/// way, which is the pool's ordinary business and not logged as an error.
+/// The peek cannot see what the TLS layer already read into its buffers
+/// together with the last bytes of the response (a close_notify sent right
+/// behind them, with the TCP close still on its way); such a connection
+/// shows its end on reuse, where the stale-connection retry covers it.
 fn is_alive(conn: &UpConn) -> bool {
     let mut byte = 0u8;
     // SAFETY: recv on a socket fd we own, into a one-byte local buffer;
     // MSG_DONTWAIT makes it return at once whatever the socket's mode.
     let n = unsafe {
         libc::recv(
-            conn.stream.as_raw_fd(),
+            conn.stream.raw_fd(),
             (&mut byte as *mut u8).cast(),
             1,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
