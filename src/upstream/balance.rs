@@ -117,10 +117,7 @@ pub fn ip_hash(
     tier: impl Fn(usize) -> bool,
     live: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    let total: u64 = (0..weights.len())
-        .filter(|&i| tier(i))
-        .map(|i| u64::from(weights[i]))
-        .sum();
+    let total = weight_of(weights, &tier);
     if total == 0 {
         return None;
     }
@@ -144,6 +141,14 @@ pub fn ip_hash(
         }
     }
     None
+}
+
+/// The summed weight of the servers `ok` accepts.
+fn weight_of(weights: &[u32], ok: impl Fn(usize) -> bool) -> u64 {
+    (0..weights.len())
+        .filter(|&i| ok(i))
+        .map(|i| u64::from(weights[i]))
+        .sum()
 }
 
 /// The server that owns `slot` when the weights of the servers `ok` accepts
@@ -191,10 +196,7 @@ pub fn random_two(
     active: impl Fn(usize) -> u32,
     ok: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    let total: u64 = (0..weights.len())
-        .filter(|&i| ok(i))
-        .map(|i| u64::from(weights[i]))
-        .sum();
+    let total = weight_of(weights, &ok);
     if total == 0 {
         return None;
     }
@@ -270,10 +272,7 @@ pub fn ewma_pick(
     load: impl Fn(usize) -> f64,
     ok: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    let total: u64 = (0..weights.len())
-        .filter(|&i| ok(i))
-        .map(|i| u64::from(weights[i]))
-        .sum();
+    let total = weight_of(weights, &ok);
     if total == 0 {
         return None;
     }
