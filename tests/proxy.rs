@@ -32,3 +32,5 @@ mod pool;
 mod refusals;
 #[path = "proxy/routing.rs"]
 mod routing;
+#[path = "proxy/tls.rs"]
+mod tls;

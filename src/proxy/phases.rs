@@ -387,6 +387,12 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                     peer: &ds.peer_text,
                     client: &client_text,
                     local_port: &ds.port_text,
+                    https: ds.stream.tls().is_some(),
+                    client_cert_subject: ds
+                        .stream
+                        .tls()
+                        .and_then(|t| t.client_subject.as_deref())
+                        .map(str::as_bytes),
                 },
                 out,
             );

@@ -136,18 +136,24 @@ pub struct RequestRewrite<'a> {
     pub client: &'a AddrText,
     /// The port the client connected to.
     pub local_port: &'a AddrText,
+    /// The client connection is TLS: `X-Forwarded-Proto: https`.
+    pub https: bool,
+    /// The verified client certificate's subject, sent as
+    /// `X-Client-Cert-Subject` (never what the client wrote under that name).
+    pub client_cert_subject: Option<&'a [u8]>,
 }
 
 /// Fields the proxy sets itself; whatever the client sent under these names
 /// is dropped, so the backend cannot be told a false client address.
 fn is_proxy_owned(name: &[u8]) -> bool {
-    const OWNED: [&[u8]; 6] = [
+    const OWNED: [&[u8]; 7] = [
         b"host",
         b"expect",
         b"x-real-ip",
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-forwarded-port",
+        b"x-client-cert-subject",
     ];
     OWNED
         .iter()
@@ -190,7 +196,14 @@ pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
     out.extend_from_slice(r.peer.as_bytes());
     out.extend_from_slice(b"\r\n");
     encode::header(b"X-Real-IP", r.client.as_bytes(), out);
-    encode::header(b"X-Forwarded-Proto", b"http", out);
+    encode::header(
+        b"X-Forwarded-Proto",
+        if r.https { b"https" } else { b"http" },
+        out,
+    );
+    if let Some(subject) = r.client_cert_subject {
+        encode::header(b"X-Client-Cert-Subject", subject, out);
+    }
     if let Some(h) = r.host {
         encode::header(b"X-Forwarded-Host", h, out);
     }

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod client;
 pub mod pki;
+pub mod tls_client;
 pub mod wire;
 
 use std::net::SocketAddr;

@@ -1,0 +1,455 @@
+//! TLS termination: certificates by SNI, the default certificate, ALPN,
+//! X-Forwarded-Proto, handshake deadlines, refused protocol versions, config
+//! errors about certificate files, HSTS and redirects to https, session
+//! resumption across workers, mTLS, and the access log's TLS fields.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+
+use crate::support::pki::{self, Ca};
+use crate::support::tls_client::{self, Opts};
+use crate::support::{self, Backend, Proxy, Reply, IO_TIMEOUT};
+
+/// A directory of certificate files for one test, removed on drop.
+pub struct CertDir(pub PathBuf);
+
+impl CertDir {
+    pub fn new(name: &str) -> CertDir {
+        let d = support::temp_path(name);
+        std::fs::create_dir_all(&d).unwrap();
+        CertDir(d)
+    }
+
+    /// Writes a leaf and returns `(cert path, key path, DER)`.
+    pub fn leaf(&self, issued: &pki::Issued, stem: &str) -> (String, String, Vec<u8>) {
+        let (c, k) = issued.write(&self.0, stem);
+        (toml_path(&c), toml_path(&k), issued.cert_der.clone())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for CertDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn toml_path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A server block on the shared TLS address answering `body`.
+fn tls_block(names: &[&str], tls: &str, body: &str) -> String {
+    let names = if names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "server_name = [{}]\n",
+            names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+{names}access_log = "off"
+tls = {tls}
+[[server.location]]
+path = "/"
+return = {{ status = 200, body = "{body}" }}
+"#
+    )
+}
+
+fn tls_table(cert: &str, key: &str) -> String {
+    format!("{{ cert = {cert:?}, key = {key:?} }}")
+}
+
+/// Two names with their own certificates on one address; the first block
+/// is the default server.
+struct TwoNames {
+    proxy: Proxy,
+    a: Vec<u8>,
+    b: Vec<u8>,
+    _dir: CertDir,
+}
+
+fn two_names(default_extra: &str) -> TwoNames {
+    let dir = CertDir::new("sni");
+    let ca = Ca::new("test CA");
+    let (ac, ak, a) = dir.leaf(&ca.issue(&["a.test"]), "a");
+    let (bc, bk, b) = dir.leaf(&ca.issue(&["b.test", "*.b.test"]), "b");
+    let toml = support::config(&format!(
+        "{}{}{}",
+        default_extra,
+        tls_block(&["a.test"], &tls_table(&ac, &ak), "from a"),
+        tls_block(&["b.test", "*.b.test"], &tls_table(&bc, &bk), "from b"),
+    ));
+    TwoNames {
+        proxy: Proxy::start(&toml),
+        a,
+        b,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn sni_picks_each_blocks_certificate() {
+    let t = two_names("");
+    let cfg = tls_client::default_config();
+    let mut a = tls_client::connect(t.proxy.addr(), &cfg, Some("a.test")).unwrap();
+    assert!(a.peer_cert() == t.a, "a.test got another certificate");
+    assert_eq!(a.get("a.test", "/").text(), "from a");
+    let mut b = tls_client::connect(t.proxy.addr(), &cfg, Some("b.test")).unwrap();
+    assert!(b.peer_cert() == t.b, "b.test got another certificate");
+    assert_eq!(b.get("b.test", "/").text(), "from b");
+    // A wildcard name matches as it does for Host.
+    let w = tls_client::connect(t.proxy.addr(), &cfg, Some("www.b.test")).unwrap();
+    assert!(
+        w.peer_cert() == t.b,
+        "www.b.test should get *.b.test's certificate"
+    );
+    // Several requests on one TLS connection (keep-alive).
+    for _ in 0..3 {
+        assert_eq!(a.get("a.test", "/").status, 200);
+    }
+}
+
+#[test]
+fn unknown_or_absent_sni_gets_the_default_servers_certificate() {
+    let t = two_names("");
+    let cfg = tls_client::default_config();
+    let unknown = tls_client::connect(t.proxy.addr(), &cfg, Some("other.test")).unwrap();
+    assert!(
+        unknown.peer_cert() == t.a,
+        "unknown SNI: not the default server's certificate"
+    );
+    let mut none = tls_client::connect(t.proxy.addr(), &cfg, None).unwrap();
+    assert!(
+        none.peer_cert() == t.a,
+        "no SNI: not the default server's certificate"
+    );
+    assert_eq!(none.get("a.test", "/").text(), "from a");
+}
+
+#[test]
+fn a_default_server_with_reject_handshake_refuses_unknown_names() {
+    let default = r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+tls = { reject_handshake = true }
+[[server.location]]
+path = "/"
+return = { status = 200, body = "never" }
+"#;
+    let t = two_names(default);
+    let cfg = tls_client::default_config();
+    for sni in [Some("other.test"), None] {
+        let e = tls_client::connect(t.proxy.addr(), &cfg, sni).err();
+        let e = e.unwrap_or_else(|| panic!("{sni:?}: handshake should be refused"));
+        assert!(
+            e.contains("UnrecognisedName") || e.contains("unrecognised"),
+            "{sni:?}: {e}"
+        );
+    }
+    let named = tls_client::connect(t.proxy.addr(), &cfg, Some("b.test")).unwrap();
+    assert!(named.peer_cert() == t.b);
+}
+
+#[test]
+fn alpn_is_http_1_1_and_both_versions_work() {
+    let t = two_names("");
+    for (opts, want) in [
+        (
+            Opts {
+                tls12_only: true,
+                ..Opts::default()
+            },
+            rustls::ProtocolVersion::TLSv1_2,
+        ),
+        (
+            Opts {
+                tls13_only: true,
+                ..Opts::default()
+            },
+            rustls::ProtocolVersion::TLSv1_3,
+        ),
+    ] {
+        let cfg = tls_client::config(opts);
+        let mut c = tls_client::connect(t.proxy.addr(), &cfg, Some("a.test")).unwrap();
+        assert_eq!(c.alpn().as_deref(), Some(&b"http/1.1"[..]));
+        assert_eq!(c.version(), Some(want));
+        assert_eq!(c.get("a.test", "/").text(), "from a");
+    }
+}
+
+/// A proxy with one TLS block in front of `backend`.
+fn tls_proxy(dir: &CertDir, backend: SocketAddr, server_extra: &str) -> (Proxy, Vec<u8>) {
+    let ca = Ca::new("test CA");
+    let (c, k, der) = dir.leaf(&ca.issue(&["app.test"]), "app");
+    let toml = support::proxy_all(
+        backend,
+        &format!("tls = {}\n{server_extra}", tls_table(&c, &k)),
+        "",
+    );
+    (Proxy::start(&toml), der)
+}
+
+#[test]
+fn a_request_over_tls_reaches_the_backend_with_forwarded_proto_https() {
+    let backend = Backend::serve(|_| Reply::ok("hello"));
+    let dir = CertDir::new("xfp");
+    let (proxy, _) = tls_proxy(&dir, backend.addr, "");
+    let cfg = tls_client::default_config();
+    let mut c = tls_client::connect(proxy.addr(), &cfg, Some("app.test")).unwrap();
+    let r = c.request("GET /x HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-Proto: http\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello");
+    let seen = backend.only_request();
+    assert_eq!(seen.all("x-forwarded-proto"), ["https"]);
+    assert_eq!(seen.target(), "/x");
+}
+
+#[test]
+fn a_large_body_crosses_tls_both_ways() {
+    let body = support::payload(300_000, 3);
+    let echo = body.clone();
+    let backend = Backend::serve(move |_| Reply::ok(&echo));
+    let dir = CertDir::new("big");
+    let (proxy, _) = tls_proxy(&dir, backend.addr, "");
+    let cfg = tls_client::default_config();
+    let mut c = tls_client::connect(proxy.addr(), &cfg, Some("app.test")).unwrap();
+    let mut req = format!(
+        "POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let r = c.request(&req);
+    assert_eq!(r.status, 200);
+    support::assert_same_bytes(&r.body, &body, "response body over TLS");
+    support::assert_same_bytes(&backend.only_request().body, &body, "request body over TLS");
+}
+
+#[test]
+fn a_client_that_never_speaks_tls_is_closed_at_the_deadline_while_others_are_served() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("silent");
+    let (proxy, _) = tls_proxy(&dir, backend.addr, "client_header_timeout = \"1s\"");
+    let mut silent = TcpStream::connect(proxy.addr()).unwrap();
+    silent.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // Served while the silent one waits.
+    let cfg = tls_client::default_config();
+    let mut c = tls_client::connect(proxy.addr(), &cfg, Some("app.test")).unwrap();
+    assert_eq!(c.get("app.test", "/").status, 200);
+    // Closed by ringway (end of stream), not left to the test's own timeout.
+    let mut buf = [0u8; 64];
+    match read_retrying(&mut silent, &mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("unexpected bytes: {:?}", &buf[..n]),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the silent connection was not closed: {e}"),
+    }
+}
+
+/// A read that retries when interrupted by a signal (io_uring probing in
+/// this process can interrupt a blocking read).
+fn read_retrying(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// A ClientHello offering only TLS 1.1 (no supported_versions extension).
+fn tls11_client_hello() -> Vec<u8> {
+    let mut hello = Vec::new();
+    hello.extend_from_slice(&[0x03, 0x02]); // client_version TLS 1.1
+    hello.extend_from_slice(&[0x42; 32]); // random
+    hello.push(0); // no session id
+    hello.extend_from_slice(&[0x00, 0x04, 0x00, 0x2f, 0x00, 0x35]); // AES128-SHA, AES256-SHA
+    hello.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut hs = vec![0x01, 0x00, 0x00, hello.len() as u8];
+    hs.extend_from_slice(&hello);
+    let mut record = vec![0x16, 0x03, 0x01, 0x00, hs.len() as u8];
+    record.extend_from_slice(&hs);
+    record
+}
+
+#[test]
+fn a_tls_1_1_client_hello_is_refused_with_an_alert() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("tls11");
+    let (proxy, _) = tls_proxy(&dir, backend.addr, "");
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(&tls11_client_hello()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match read_retrying(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("no close after the alert (got {got:?}): {e}"),
+        }
+    }
+    // One alert record, fatal (2): handshake_failure (40), as no suite a
+    // TLS 1.1 client can offer is enabled, or protocol_version (70).
+    assert_eq!(got.len(), 7, "expected one alert record, got {got:?}");
+    assert_eq!(got[0], 0x15, "not an alert record: {got:?}");
+    assert_eq!(got[5], 2, "not a fatal alert: {got:?}");
+    assert!([40, 70].contains(&got[6]), "unexpected alert {}: {got:?}", got[6]);
+    backend.assert_untouched("TLS 1.1 handshake");
+}
+
+/// openssl's command line, for key formats rcgen does not write.
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl command is needed for RSA and SEC1 test keys");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rsa_pkcs1_and_ecdsa_sec1_keys_are_served() {
+    let dir = CertDir::new("keys");
+    let p = |n: &str| dir.path(n).display().to_string();
+    // RSA, PKCS#1 ("BEGIN RSA PRIVATE KEY").
+    openssl(&["genrsa", "-traditional", "-out", &p("rsa.key"), "2048"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &p("rsa.key"),
+        "-out",
+        &p("rsa.crt"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rsa.test",
+        "-addext",
+        "subjectAltName=DNS:rsa.test",
+    ]);
+    // ECDSA P-256, SEC1 ("BEGIN EC PRIVATE KEY").
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &p("ec.key"),
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &p("ec.key"),
+        "-out",
+        &p("ec.crt"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ec.test",
+        "-addext",
+        "subjectAltName=DNS:ec.test",
+    ]);
+    assert!(std::fs::read_to_string(dir.path("rsa.key"))
+        .unwrap()
+        .contains("BEGIN RSA PRIVATE KEY"));
+    assert!(std::fs::read_to_string(dir.path("ec.key"))
+        .unwrap()
+        .contains("BEGIN EC PRIVATE KEY"));
+    let toml = support::config(&format!(
+        "{}{}",
+        tls_block(&["rsa.test"], &tls_table(&p("rsa.crt"), &p("rsa.key")), "rsa"),
+        tls_block(&["ec.test"], &tls_table(&p("ec.crt"), &p("ec.key")), "ec"),
+    ));
+    let proxy = Proxy::start(&toml);
+    let cfg = tls_client::default_config();
+    for name in ["rsa", "ec"] {
+        let host = format!("{name}.test");
+        let mut c = tls_client::connect(proxy.addr(), &cfg, Some(&host)).unwrap();
+        let pem = std::fs::read(dir.path(&format!("{name}.crt"))).unwrap();
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem)
+            .map(|d: rustls::pki_types::CertificateDer| d.to_vec())
+            .unwrap();
+        assert!(c.peer_cert() == der, "{name}: another certificate");
+        assert_eq!(c.get(&host, "/").text(), name);
+    }
+}
+
+#[test]
+fn pipelined_requests_held_by_tls_are_served_without_waiting_on_the_socket() {
+    let backend = Backend::serve(|s| Reply::ok(s.target()));
+    let dir = CertDir::new("pipe");
+    let (proxy, _) = tls_proxy(&dir, backend.addr, "");
+    let cfg = tls_client::default_config();
+    let mut c = tls_client::connect(proxy.addr(), &cfg, Some("app.test")).unwrap();
+    // 24 requests of exactly 512 bytes in one TLS record: reads of 4 KiB end
+    // on a request boundary, so after some request the proxy's buffer is
+    // empty while rustls still holds the next ones, decrypted or not. The
+    // socket has nothing more to say; waiting on it would stall.
+    let mut all = Vec::new();
+    for i in 0..24 {
+        let start = format!("GET /{i:02} HTTP/1.1\r\nHost: app.test\r\nX-Pad: ");
+        let pad = 512 - start.len() - 4;
+        all.extend_from_slice(start.as_bytes());
+        all.extend(std::iter::repeat_n(b'p', pad));
+        all.extend_from_slice(b"\r\n\r\n");
+    }
+    assert_eq!(all.len(), 24 * 512);
+    c.send(&all);
+    for i in 0..24 {
+        let r = c.try_response().unwrap_or_else(|e| panic!("response {i}: {e}"));
+        assert_eq!(r.text(), format!("/{i:02}"));
+    }
+}
+
+/// The error lines `--check` would print for `toml`.
+fn config_errors(toml: &str) -> Vec<String> {
+    match ringway::config::Config::parse(toml, Path::new("tls.toml")) {
+        Ok(_) => panic!("config should not load:\n{toml}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn an_address_with_tls_and_plain_blocks_is_a_config_error() {
+    let dir = CertDir::new("mixed");
+    let (c, k, _) = dir.leaf(&pki::self_signed(&["a.test"]), "a");
+    let toml = format!(
+        r#"[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["a.test"]
+tls = {{ cert = {c:?}, key = {k:?} }}
+
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["b.test"]
+"#
+    );
+    assert_eq!(
+        config_errors(&toml),
+        ["tls.toml:7:11: server[1].listen[0]: 127.0.0.1:8443 mixes TLS and plain HTTP: server[0] has tls and server[1] does not; every block on one address needs tls, or none"]
+    );
+}
