@@ -453,3 +453,152 @@ server_name = ["b.test"]
         ["tls.toml:7:11: server[1].listen[0]: 127.0.0.1:8443 mixes TLS and plain HTTP: server[0] has tls and server[1] does not; every block on one address needs tls, or none"]
     );
 }
+
+/// `line:col` of the first occurrence of `needle` in `text`, from 1.
+fn at(text: &str, needle: &str) -> String {
+    let off = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in config"));
+    let line = text[..off].matches('\n').count() + 1;
+    let col = off - text[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{line}:{col}")
+}
+
+fn one_tls_block(cert: &str, key: &str) -> String {
+    format!(
+        r#"[[server]]
+listen = ["127.0.0.1:8443"]
+tls = {{ cert = {cert:?}, key = {key:?} }}
+"#
+    )
+}
+
+#[test]
+fn check_reports_missing_and_unreadable_files_by_name() {
+    let dir = CertDir::new("check-missing");
+    let (c, k, _) = dir.leaf(&pki::self_signed(&["a.test"]), "a");
+    let missing = dir.path("missing.crt").display().to_string();
+    let toml = one_tls_block(&missing, &k);
+    assert_eq!(
+        config_errors(&toml),
+        [format!(
+            "tls.toml:{}: server[0].tls.cert: cannot read {missing}: No such file or directory (os error 2)",
+            at(&toml, &format!("{missing:?}"))
+        )]
+    );
+    // A directory where the key should be: unreadable as a file.
+    let as_dir = dir.0.display().to_string();
+    let toml = one_tls_block(&c, &as_dir);
+    let errors = config_errors(&toml);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let want = format!(
+        "tls.toml:{}: server[0].tls.key: cannot read {as_dir}: ",
+        at(&toml, &format!("{as_dir:?}"))
+    );
+    assert!(
+        errors[0].starts_with(&want),
+        "{}\nwanted a line starting {want}",
+        errors[0]
+    );
+}
+
+#[test]
+fn check_reports_a_key_that_does_not_match_its_certificate() {
+    let dir = CertDir::new("check-mismatch");
+    let (a_cert, _, _) = dir.leaf(&pki::self_signed(&["a.test"]), "a");
+    let (_, b_key, _) = dir.leaf(&pki::self_signed(&["b.test"]), "b");
+    let toml = one_tls_block(&a_cert, &b_key);
+    assert_eq!(
+        config_errors(&toml),
+        [format!(
+            "tls.toml:{}: server[0].tls.key: {b_key}: private key does not match the certificate in {a_cert}",
+            at(&toml, &format!("{b_key:?}"))
+        )]
+    );
+}
+
+#[test]
+fn check_reports_expired_and_not_yet_valid_certificates() {
+    let dir = CertDir::new("check-dates");
+    let ca = Ca::new("test CA");
+    let old = ca.issue_with(&["old.test"], |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let (c, k, _) = dir.leaf(&old, "old");
+    let toml = one_tls_block(&c, &k);
+    assert_eq!(
+        config_errors(&toml),
+        [format!(
+            "tls.toml:{}: server[0].tls.cert: {c}: certificate expired on Jan  1 00:00:00 2021 +00:00",
+            at(&toml, &format!("{c:?}"))
+        )]
+    );
+    let future = ca.issue_with(&["future.test"], |p| {
+        p.not_before = rcgen::date_time_ymd(2999, 1, 1);
+        p.not_after = rcgen::date_time_ymd(3000, 1, 1);
+    });
+    let (c, k, _) = dir.leaf(&future, "future");
+    let toml = one_tls_block(&c, &k);
+    assert_eq!(
+        config_errors(&toml),
+        [format!(
+            "tls.toml:{}: server[0].tls.cert: {c}: certificate is not valid before Jan  1 00:00:00 2999 +00:00",
+            at(&toml, &format!("{c:?}"))
+        )]
+    );
+}
+
+#[test]
+fn check_reports_a_certificate_that_does_not_parse() {
+    let dir = CertDir::new("check-garbage");
+    let (_, k, _) = dir.leaf(&pki::self_signed(&["a.test"]), "a");
+    // Valid PEM around bytes that are not DER X.509.
+    let bad = dir.path("bad.crt");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGUgYXQgYWxs\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let bad = bad.display().to_string();
+    let toml = one_tls_block(&bad, &k);
+    let errors = config_errors(&toml);
+    let want = format!(
+        "tls.toml:{}: server[0].tls.cert: {bad}: certificate does not parse: ",
+        at(&toml, &format!("{bad:?}"))
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&want),
+        "{}\nwanted a line starting {want}",
+        errors[0]
+    );
+    // A key file given as the certificate: no certificate in it.
+    let toml = one_tls_block(&k, &k);
+    assert_eq!(
+        config_errors(&toml),
+        [format!(
+            "tls.toml:{}: server[0].tls.cert: {k}: no certificate found (expected PEM \"BEGIN CERTIFICATE\" blocks)",
+            at(&toml, &format!("{k:?}"))
+        )]
+    );
+}
+
+#[test]
+fn tls_table_errors_are_collected() {
+    let toml = r#"[[server]]
+listen = ["127.0.0.1:8443"]
+tls = { cert = "a.crt", verify_client = "maybe", protocols = ["TLSv1.1"], ciphers = ["RC4-MD5"], reject_handshake = false, sni = 1 }
+"#;
+    let errors = config_errors(toml);
+    assert_eq!(
+        errors,
+        [
+            format!("tls.toml:{}: server[0].tls.key: missing: tls needs cert and key (or reject_handshake = true)", at(toml, "{ cert")),
+            format!("tls.toml:{}: server[0].tls.verify_client: \"maybe\" is not \"on\", \"optional\" or \"off\"", at(toml, "\"maybe\"")),
+            format!("tls.toml:{}: server[0].tls.protocols[0]: \"TLSv1.1\" is not supported (known: \"TLSv1.2\", \"TLSv1.3\")", at(toml, "\"TLSv1.1\"")),
+            format!("tls.toml:{}: server[0].tls.ciphers[0]: unknown cipher suite \"RC4-MD5\" (known: TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256, TLS13_CHACHA20_POLY1305_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256)", at(toml, "\"RC4-MD5\"")),
+            format!("tls.toml:{}: server[0].tls.sni: unknown key `sni` (known here: cert, key, client_ca, verify_client, protocols, ciphers, reject_handshake)", at(toml, "sni")),
+        ]
+    );
+}
