@@ -217,6 +217,7 @@ pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr
         close: true,
         keep_alive_10: false,
         head_only: false,
+        hsts: None,
     }
     .write(&ctx.dates, &mut out);
     tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.config.global.max_connections);

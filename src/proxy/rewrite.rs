@@ -250,6 +250,9 @@ pub struct ResponseRewrite<'a> {
     pub close: bool,
     pub client_version: Version,
     pub redirect: Redirect<'a>,
+    /// Our `Strict-Transport-Security` value (TLS, `hsts` set): it replaces
+    /// any the upstream sent, so the client sees one policy.
+    pub hsts: Option<&'a [u8]>,
 }
 
 /// What a backend redirect is mapped from and to.
@@ -270,6 +273,9 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
         if (is_hop_by_hop(name) && !keep_length) || named_in(name, &r.meta.connection_names, buf) {
             continue;
         }
+        if r.hsts.is_some() && eq_ignore_case(name, b"strict-transport-security") {
+            continue;
+        }
         if eq_ignore_case(name, b"location") || eq_ignore_case(name, b"content-location") {
             if let Some(v) = rewrite_redirect(value, &r.redirect) {
                 encode::header(name, &v, out);
@@ -278,6 +284,9 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
         }
         has_date |= eq_ignore_case(name, b"date");
         encode::header(name, value, out);
+    }
+    if let Some(v) = r.hsts {
+        encode::header(b"Strict-Transport-Security", v, out);
     }
     // RFC 9110 §6.6.1: a recipient with a clock adds Date if the origin did not.
     if !has_date {

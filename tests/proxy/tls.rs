@@ -602,3 +602,150 @@ tls = { cert = "a.crt", verify_client = "maybe", protocols = ["TLSv1.1"], cipher
         ]
     );
 }
+
+#[test]
+fn hsts_is_sent_over_tls_on_every_response_and_replaces_the_upstreams() {
+    let backend = Backend::serve(|_| Reply::ok("app").header("Strict-Transport-Security", "max-age=1"));
+    let dir = CertDir::new("hsts");
+    let ca = Ca::new("test CA");
+    let (c, k, _) = dir.leaf(&ca.issue(&["example.test"]), "ex");
+    let toml = support::config(&format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["example.test"]
+access_log = "off"
+tls = {{ cert = {c:?}, key = {k:?} }}
+hsts = {{ max_age = "730d", include_subdomains = true, preload = false }}
+[[server.location]]
+path = "/app/"
+proxy_pass = "http://{}"
+[[server.location]]
+path = "/fixed"
+return = {{ status = 200, body = "fixed" }}
+
+[[server]]
+listen = ["{plain}"]
+server_name = ["plain.test"]
+access_log = "off"
+[[server.location]]
+path = "/"
+return = {{ status = 200, body = "plain" }}
+"#,
+        backend.addr,
+        // A second address for plain HTTP: blocks on one address all have
+        // tls or none do.
+        plain = support::closed_port(),
+    ));
+    let proxy = Proxy::start(&toml);
+    let want = "max-age=63072000; includeSubDomains";
+    let cfg = tls_client::default_config();
+    let mut t = tls_client::connect(proxy.addrs()[0], &cfg, Some("example.test")).unwrap();
+    let proxied = t.get("example.test", "/app/x");
+    assert_eq!(proxied.text(), "app");
+    assert_eq!(
+        proxied.all("strict-transport-security"),
+        [want],
+        "{}",
+        proxied.head_text()
+    );
+    let fixed = t.get("example.test", "/fixed");
+    assert_eq!(fixed.all("strict-transport-security"), [want]);
+    let missing = t.get("example.test", "/nowhere");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.all("strict-transport-security"), [want]);
+    // Plain HTTP never carries it.
+    let mut plain = support::Client::connect(proxy.addrs()[1]);
+    let r = plain.request("GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n");
+    assert_eq!(r.text(), "plain");
+    assert!(!r.has("strict-transport-security"), "{}", r.head_text());
+}
+
+fn redirect_proxy(value: &str) -> (Proxy, Backend) {
+    let backend = Backend::serve(|_| Reply::ok("should not be reached"));
+    let toml = support::config(&format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["example.test"]
+access_log = "off"
+redirect_https = {value}
+[[server.location]]
+path = "/"
+proxy_pass = "http://{}"
+"#,
+        backend.addr
+    ));
+    (Proxy::start(&toml), backend)
+}
+
+#[test]
+fn redirect_https_keeps_host_path_and_query() {
+    let (proxy, backend) = redirect_proxy("true");
+    let r = proxy.send("GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: Example.test:8080\r\n\r\n");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://Example.test/a/b?x=1&y=%20"));
+    assert!(!r.has("strict-transport-security"));
+    // An absolute-form target: its path and query.
+    let r = proxy.send("GET http://example.test/p?q HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!(r.header("location"), Some("https://example.test/p?q"));
+    // HTTP/1.0 without Host: the block's name.
+    let r = proxy.send("GET /old HTTP/1.0\r\n\r\n");
+    assert_eq!(r.header("location"), Some("https://example.test/old"));
+    // The connection stays usable after a redirect.
+    let mut c = proxy.client();
+    assert_eq!(
+        c.request("GET /1 HTTP/1.1\r\nHost: example.test\r\n\r\n").status,
+        301
+    );
+    assert_eq!(
+        c.request("GET /2 HTTP/1.1\r\nHost: example.test\r\n\r\n")
+            .header("location"),
+        Some("https://example.test/2")
+    );
+    backend.assert_untouched("redirect_https");
+}
+
+#[test]
+fn redirect_https_with_a_port_names_it() {
+    let (proxy, backend) = redirect_proxy("8443");
+    let r = proxy.send("GET /x?y HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://example.test:8443/x?y"));
+    backend.assert_untouched("redirect_https");
+}
+
+#[test]
+fn hsts_and_redirect_config_errors() {
+    let dir = CertDir::new("hsts-errors");
+    let (c, k, _) = dir.leaf(&pki::self_signed(&["a.test"]), "a");
+    let toml = format!(
+        r#"[[server]]
+listen = ["127.0.0.1:8080"]
+hsts = {{ max_age = "1y" }}
+redirect_https = 0
+
+[[server]]
+listen = ["127.0.0.1:8443"]
+tls = {{ cert = {c:?}, key = {k:?} }}
+hsts = {{ max_age = "60", preload = true }}
+redirect_https = true
+
+[[server]]
+listen = ["127.0.0.1:8444"]
+tls = {{ cert = {c:?}, key = {k:?} }}
+hsts = {{ max_age = "30d", include_subdomains = true, preload = true }}
+"#
+    );
+    let lines = config_errors(&toml);
+    assert_eq!(
+        lines,
+        [
+            "tls.toml:3:8: server[0].hsts: this block has no tls: Strict-Transport-Security is only sent over TLS",
+            "tls.toml:4:18: server[0].redirect_https: write true (port 443) or the https port, 1 to 65535",
+            "tls.toml:9:20: server[1].hsts.max_age: bad duration \"60\": time unit needed, for example 60sec or 60ms (write it like \"750ms\", \"5s\" or \"2m\")",
+            "tls.toml:10:18: server[1].redirect_https: a block with tls cannot redirect to https: it is https",
+            "tls.toml:15:8: server[2].hsts.preload: preload needs include_subdomains = true and a max_age of at least 365d",
+        ]
+    );
+}
