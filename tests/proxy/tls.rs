@@ -749,3 +749,42 @@ hsts = {{ max_age = "30d", include_subdomains = true, preload = true }}
         ]
     );
 }
+
+/// Connections after the first resume its session whichever of the two
+/// workers accepts them: every worker derives the same ticket keys.
+fn resumes_across_workers(opts: Opts) {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("resume");
+    let ca = Ca::new("test CA");
+    let (c, k, _) = dir.leaf(&ca.issue(&["app.test"]), "app");
+    let toml = support::proxy_all(backend.addr, &format!("tls = {}", tls_table(&c, &k)), "");
+    let proxy = Proxy::with_workers(&toml, 2);
+    let cfg = tls_client::config(opts);
+    let mut first = tls_client::connect(proxy.addr(), &cfg, Some("app.test")).unwrap();
+    assert!(!first.resumed());
+    // Reading a response also takes in the tickets sent after the handshake.
+    assert_eq!(first.get("app.test", "/").status, 200);
+    drop(first);
+    // SO_REUSEPORT spreads these over both workers; each must resume.
+    for i in 0..12 {
+        let mut c = tls_client::connect(proxy.addr(), &cfg, Some("app.test")).unwrap();
+        assert!(c.resumed(), "connection {i} made a full handshake");
+        assert_eq!(c.get("app.test", "/").status, 200);
+    }
+}
+
+#[test]
+fn tls13_sessions_resume_across_workers() {
+    resumes_across_workers(Opts {
+        tls13_only: true,
+        ..Opts::default()
+    });
+}
+
+#[test]
+fn tls12_sessions_resume_across_workers() {
+    resumes_across_workers(Opts {
+        tls12_only: true,
+        ..Opts::default()
+    });
+}
