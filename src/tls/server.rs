@@ -106,6 +106,29 @@ pub fn load_material(
     })
 }
 
+/// Reads every TLS block's files again (on SIGHUP, on the main thread). A
+/// block whose files fail any check keeps its current certificate: its entry
+/// is `None`, and the reason is logged.
+pub fn reload_material(cfg: &Config) -> Vec<Option<Arc<Material>>> {
+    cfg.servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let tls = s.tls.as_ref().filter(|t| !t.reject_handshake)?;
+            match load_material(&tls.cert, &tls.key, tls.client_ca.as_deref()) {
+                Ok(m) => {
+                    tracing::info!("server[{i}].tls: reloaded {}", tls.cert.display());
+                    Some(Arc::new(m))
+                }
+                Err((_, e)) => {
+                    tracing::error!("server[{i}].tls: {e}; keeping the certificate in use");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 /// The leaf must parse as X.509 and be valid now.
 fn check_leaf(path: &Path, der: &[u8]) -> Result<(), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
@@ -179,9 +202,10 @@ pub fn server_config(tls: &Tls, material: &Material, block: usize) -> Result<Ser
     let mut cfg = builder.with_cert_resolver(Arc::new(Fixed(material.key.clone())));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
-    cfg.ticketer = Arc::new(Tickets::new(*secret(), block as u64));
-    // The session cache and tickets are per block: a session made for one
-    // block (its certificate, its client CA) never resumes on another.
+    cfg.ticketer = Arc::new(Tickets::new(*secret(), ticket_scope(block, &material.key)));
+    // The session cache and tickets are per block and certificate: a
+    // session made for one block never resumes on another, and none made
+    // under a certificate outlives its replacement by a reload.
     Ok(cfg)
 }
 
@@ -193,6 +217,19 @@ impl ResolvesServerCert for Fixed {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.clone())
     }
+}
+
+/// What ticket keys are bound to besides the period: the server block and
+/// its certificate (SHA-256 of both), the same in every worker.
+fn ticket_scope(block: usize, key: &CertifiedKey) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&(block as u64).to_be_bytes());
+    if let Some(leaf) = key.cert.first() {
+        ctx.update(leaf);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// The random secret all workers derive ticket keys from, made once per
@@ -207,7 +244,8 @@ fn secret() -> &'static [u8; 32] {
 }
 
 /// Session tickets sealed with AES-256-GCM under a key derived (HKDF-SHA256)
-/// from the process secret, the rotation period and the server block. Any
+/// from the process secret, the rotation period and the scope (server block
+/// and certificate). Any
 /// worker derives the same key, so no key table is shared or locked.
 ///
 /// A ticket is `period (8 bytes) | nonce (12) | ciphertext | tag (16)`; the
@@ -215,12 +253,12 @@ fn secret() -> &'static [u8; 32] {
 #[derive(Debug)]
 pub struct Tickets {
     secret: [u8; 32],
-    scope: u64,
+    scope: [u8; 32],
     rng: SystemRandom,
 }
 
 impl Tickets {
-    pub fn new(secret: [u8; 32], scope: u64) -> Tickets {
+    pub fn new(secret: [u8; 32], scope: [u8; 32]) -> Tickets {
         Tickets {
             secret,
             scope,
@@ -232,8 +270,7 @@ impl Tickets {
         let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"ringway session ticket keys");
         let prk = salt.extract(&self.secret);
         let period = period.to_be_bytes();
-        let scope = self.scope.to_be_bytes();
-        let info = [&period[..], &scope[..]];
+        let info = [&period[..], &self.scope[..]];
         let okm = prk
             .expand(&info, &aead::AES_256_GCM)
             .expect("AES-256 key length is within HKDF's limit");
@@ -335,17 +372,21 @@ impl WorkerTls {
         self.listeners.get(listener).copied().unwrap_or(false)
     }
 
-    /// Installs newly loaded certificates; `None` keeps a block's current one.
-    pub fn reload(&self, cfg: &Config, fresh: &[Option<Arc<Material>>]) {
+    /// Installs newly loaded certificates; `None` keeps a block's current
+    /// one. Returns how many blocks changed.
+    pub fn reload(&self, cfg: &Config, fresh: &[Option<Arc<Material>>]) -> usize {
         let mut blocks = self.blocks.borrow_mut();
+        let mut changed = 0;
         for (i, m) in fresh.iter().enumerate() {
             let (Some(m), Some(tls)) = (m, cfg.servers.get(i).and_then(|s| s.tls.as_ref())) else {
                 continue;
             };
             if let Some(b) = build_block(tls, Some(m), i) {
                 blocks[i] = Some(b);
+                changed += 1;
             }
         }
+        changed
     }
 
     fn block(&self, i: usize) -> Option<Block> {
@@ -768,16 +809,16 @@ mod tests {
     #[test]
     fn tickets_open_across_workers_and_expire_after_two_periods() {
         let secret = [7u8; 32];
-        let a = Tickets::new(secret, 0);
-        let b = Tickets::new(secret, 0);
+        let a = Tickets::new(secret, [0; 32]);
+        let b = Tickets::new(secret, [0; 32]);
         let t = a.seal_at(100, b"session state").unwrap();
         assert_eq!(b.open_at(100, &t).as_deref(), Some(&b"session state"[..]));
         assert_eq!(b.open_at(101, &t).as_deref(), Some(&b"session state"[..]));
         assert_eq!(b.open_at(102, &t), None, "older than the previous period");
         assert_eq!(b.open_at(99, &t), None, "from the future");
-        // Another block, or another process secret, cannot open it.
-        assert_eq!(Tickets::new(secret, 1).open_at(100, &t), None);
-        assert_eq!(Tickets::new([8u8; 32], 0).open_at(100, &t), None);
+        // Another block or certificate, or another process secret, cannot open it.
+        assert_eq!(Tickets::new(secret, [1; 32]).open_at(100, &t), None);
+        assert_eq!(Tickets::new([8u8; 32], [0; 32]).open_at(100, &t), None);
         // Tampering anywhere fails.
         for i in [0, 8, 20, t.len() - 1] {
             let mut bad = t.clone();

@@ -6,6 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::support::pki::{self, Ca};
 use crate::support::tls_client::{self, Opts};
@@ -787,4 +788,147 @@ fn tls12_sessions_resume_across_workers() {
         tls12_only: true,
         ..Opts::default()
     });
+}
+
+/// The built binary, its stderr lines arriving on a channel; killed on drop.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    addr: SocketAddr,
+}
+
+impl Running {
+    fn start(config: &Path, workers: &str) -> Running {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .args(["--config", config.to_str().unwrap(), "--workers", workers])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ringway");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = Running {
+            child,
+            lines,
+            addr: "0.0.0.0:0".parse().unwrap(),
+        };
+        let line = r.wait_line("listening on ");
+        let a = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .split([' ', ','])
+            .next()
+            .unwrap();
+        r.addr = a.parse().unwrap_or_else(|_| panic!("no address in {line:?}"));
+        r
+    }
+
+    /// The next stderr line containing `what` (bounded wait).
+    fn wait_line(&mut self, what: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no stderr line with {what:?}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    }
+
+    fn sighup(&self) {
+        // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) },
+            0
+        );
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sighup_reloads_certificates_without_dropping_connections() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("reload");
+    let ca = Ca::new("test CA");
+    let first = ca.issue(&["app.test"]);
+    let (cert, key, first_der) = dir.leaf(&first, "live");
+    let config = dir.path("ringway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[global]\ndrain_timeout = \"1s\"\n[[server]]\nlisten = [\"127.0.0.1:0\"]\naccess_log = \"off\"\n\
+             tls = {{ cert = {cert:?}, key = {key:?} }}\n[[server.location]]\npath = \"/\"\nproxy_pass = \"http://{}\"\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    let mut ringway = Running::start(&config, "2");
+    let cfg = tls_client::default_config();
+    let mut open = tls_client::connect(ringway.addr, &cfg, Some("app.test")).unwrap();
+    assert!(open.peer_cert() == first_der);
+    assert_eq!(open.get("app.test", "/").status, 200);
+
+    // New files in place, then SIGHUP: both workers take them.
+    let second = ca.issue(&["app.test"]);
+    let (_, _, second_der) = dir.leaf(&second, "live");
+    ringway.sighup();
+    for _ in 0..2 {
+        ringway.wait_line("TLS certificates reloaded (1 server blocks updated)");
+    }
+    assert_eq!(
+        open.get("app.test", "/").status,
+        200,
+        "the open connection stopped working"
+    );
+    // The client still holds a ticket from the old certificate's session: it
+    // must not resume, or the client would go on trusting the old one.
+    for i in 0..6 {
+        let c = tls_client::connect(ringway.addr, &cfg, Some("app.test")).unwrap();
+        assert!(
+            c.peer_cert() == second_der,
+            "new connection {i} got the old certificate"
+        );
+    }
+
+    // A broken certificate file: logged, and the current one stays.
+    std::fs::write(
+        dir.path("live.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    ringway.sighup();
+    let why = ringway.wait_line("keeping the certificate in use");
+    assert!(
+        why.contains("server[0].tls: ") && why.contains("live.crt"),
+        "{why}"
+    );
+    for _ in 0..2 {
+        ringway.wait_line("TLS certificates reloaded (0 server blocks updated)");
+    }
+    for i in 0..6 {
+        let mut c = tls_client::connect(ringway.addr, &cfg, Some("app.test")).unwrap();
+        assert!(c.peer_cert() == second_der, "connection {i} after a bad reload");
+        assert_eq!(c.get("app.test", "/").status, 200);
+    }
+    assert_eq!(open.get("app.test", "/").status, 200);
 }
