@@ -229,6 +229,24 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
     if let (Some(port), None) = (server.redirect_https, ds.stream.tls()) {
         return redirect_to_https(ctx, ds, ex, host, port).await;
     }
+    if let Some(t) = ds.stream.tls() {
+        // The handshake was made for the block SNI chose. A Host naming a
+        // block that checks client certificates must not ride on a
+        // connection that was not checked by it (nginx answers 421 too).
+        let checks = server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.verify_client != crate::config::VerifyClient::Off);
+        if t.server != ex.server && checks {
+            ex.close = true;
+            let ret = Return {
+                status: 421,
+                body: respond::error_body(421),
+                location: None,
+            };
+            return respond_return(ctx, ds, ex, &ret).await;
+        }
+    }
     let loc_idx = ctx
         .router
         .location_for(ex.server, &target.path)
@@ -450,9 +468,11 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                     client: &client_text,
                     local_port: &ds.port_text,
                     https: ds.stream.tls().is_some(),
+                    // Only to the block whose CA verified it.
                     client_cert_subject: ds
                         .stream
                         .tls()
+                        .filter(|t| t.server == ex.server)
                         .and_then(|t| t.client_subject.as_deref())
                         .map(str::as_bytes),
                 },

@@ -932,3 +932,169 @@ fn sighup_reloads_certificates_without_dropping_connections() {
     }
     assert_eq!(open.get("app.test", "/").status, 200);
 }
+
+/// A proxy whose `secure.test` block checks client certificates against
+/// `client_ca` (`verify_client = mode`), and an `open.test` block that does
+/// not, both in front of `backend`.
+fn mtls_proxy(dir: &CertDir, ca: &Ca, backend: SocketAddr, mode: &str) -> Proxy {
+    let (c, k, _) = dir.leaf(&ca.issue(&["secure.test", "open.test"]), "server");
+    let client_ca = ca.write(&dir.0, "client-ca").display().to_string();
+    let block = |name: &str, tls: String| {
+        format!(
+            r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["{name}"]
+access_log = "off"
+tls = {tls}
+[[server.location]]
+path = "/"
+proxy_pass = "http://{backend}"
+"#
+        )
+    };
+    let toml = support::config(&format!(
+        "{}{}",
+        block(
+            "secure.test",
+            format!("{{ cert = {c:?}, key = {k:?}, client_ca = {client_ca:?}, verify_client = {mode:?} }}")
+        ),
+        block("open.test", tls_table(&c, &k)),
+    ));
+    Proxy::start(&toml)
+}
+
+fn client_with(issued: &pki::Issued) -> std::sync::Arc<rustls::ClientConfig> {
+    tls_client::config(Opts {
+        client_cert: Some((issued.cert_pem.clone(), issued.key_pem.clone())),
+        ..Opts::default()
+    })
+}
+
+/// True when the server refuses: the handshake fails, or (TLS 1.3, where the
+/// client finishes first) the first request gets no answer but an alert.
+fn refused(addr: SocketAddr, cfg: &std::sync::Arc<rustls::ClientConfig>) -> Result<(), String> {
+    let mut c = tls_client::connect(addr, cfg, Some("secure.test"))?;
+    c.send("GET / HTTP/1.1\r\nHost: secure.test\r\n\r\n");
+    match c.try_response() {
+        Ok(r) => panic!("served without a valid client certificate: {}", r.status),
+        Err(e) => Err(e),
+    }
+}
+
+#[test]
+fn mtls_accepts_a_good_client_certificate_and_passes_its_subject() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("mtls-good");
+    let ca = Ca::new("client CA");
+    let proxy = mtls_proxy(&dir, &ca, backend.addr, "on");
+    let cfg = client_with(&ca.issue(&["client.test"]));
+    let mut c = tls_client::connect(proxy.addr(), &cfg, Some("secure.test")).unwrap();
+    let r = c.request("GET / HTTP/1.1\r\nHost: secure.test\r\nX-Client-Cert-Subject: CN=admin\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        backend.only_request().all("x-client-cert-subject"),
+        ["CN=client.test"]
+    );
+}
+
+#[test]
+fn mtls_refuses_a_missing_or_wrongly_signed_client_certificate() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("mtls-bad");
+    let ca = Ca::new("client CA");
+    let proxy = mtls_proxy(&dir, &ca, backend.addr, "on");
+    let e = refused(proxy.addr(), &tls_client::default_config()).unwrap_err();
+    assert!(e.to_lowercase().contains("certificate"), "no certificate: {e}");
+    let other = Ca::new("someone else's CA");
+    let e = refused(proxy.addr(), &client_with(&other.issue(&["client.test"]))).unwrap_err();
+    assert!(
+        e.to_lowercase().contains("certificate") || e.contains("UnknownCA"),
+        "wrong CA: {e}"
+    );
+    backend.assert_untouched("refused client certificates");
+}
+
+#[test]
+fn mtls_optional_serves_without_a_certificate_and_strips_a_forged_subject() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("mtls-optional");
+    let ca = Ca::new("client CA");
+    let proxy = mtls_proxy(&dir, &ca, backend.addr, "optional");
+    let mut c =
+        tls_client::connect(proxy.addr(), &tls_client::default_config(), Some("secure.test")).unwrap();
+    let r = c.request("GET / HTTP/1.1\r\nHost: secure.test\r\nX-Client-Cert-Subject: CN=admin\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(!backend.only_request().has("x-client-cert-subject"));
+    // With a good certificate, its subject.
+    let mut c = tls_client::connect(
+        proxy.addr(),
+        &client_with(&ca.issue(&["me.test"])),
+        Some("secure.test"),
+    )
+    .unwrap();
+    assert_eq!(c.get("secure.test", "/").status, 200);
+    assert_eq!(
+        backend.wait_requests(2)[1].all("x-client-cert-subject"),
+        ["CN=me.test"]
+    );
+    // A wrongly signed one is still refused.
+    let other = Ca::new("someone else's CA");
+    assert!(refused(proxy.addr(), &client_with(&other.issue(&["x.test"]))).is_err());
+}
+
+#[test]
+fn a_host_that_checks_client_certificates_is_misdirected_on_an_unchecked_connection() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("mtls-421");
+    let ca = Ca::new("client CA");
+    let proxy = mtls_proxy(&dir, &ca, backend.addr, "on");
+    let mut c = tls_client::connect(proxy.addr(), &tls_client::default_config(), Some("open.test")).unwrap();
+    assert_eq!(c.get("open.test", "/").status, 200);
+    let r = c.get("secure.test", "/");
+    assert_eq!(r.status, 421);
+    assert!(r.says_close());
+    assert_eq!(
+        backend.seen().len(),
+        1,
+        "the misdirected request reached the backend"
+    );
+    // A certificate verified for secure.test is not passed to open.test.
+    let mut m = tls_client::connect(
+        proxy.addr(),
+        &client_with(&ca.issue(&["c.test"])),
+        Some("secure.test"),
+    )
+    .unwrap();
+    assert_eq!(m.get("open.test", "/").status, 200);
+    assert!(!backend.wait_requests(2)[1].has("x-client-cert-subject"));
+}
+
+#[test]
+fn mtls_config_errors() {
+    let dir = CertDir::new("mtls-errors");
+    let (c, k, _) = dir.leaf(&pki::self_signed(&["a.test"]), "a");
+    let missing = dir.path("none.pem").display().to_string();
+    let toml = format!(
+        r#"[[server]]
+listen = ["127.0.0.1:8443"]
+tls = {{ cert = {c:?}, key = {k:?}, verify_client = "on" }}
+
+[[server]]
+listen = ["127.0.0.1:8444"]
+tls = {{ cert = {c:?}, key = {k:?}, client_ca = {c:?} }}
+
+[[server]]
+listen = ["127.0.0.1:8445"]
+tls = {{ cert = {c:?}, key = {k:?}, client_ca = {missing:?}, verify_client = "optional" }}
+"#
+    );
+    assert_eq!(
+        config_errors(&toml),
+        [
+            format!("tls.toml:3:{}: server[0].tls.verify_client: needs client_ca: the CA certificates that client certificates must chain to", toml.lines().nth(2).unwrap().find("\"on\"").unwrap() + 1),
+            format!("tls.toml:7:{}: server[1].tls.client_ca: has no effect without verify_client = \"on\" or \"optional\"", toml.lines().nth(6).unwrap().rfind(&format!("{c:?}")).unwrap() + 1),
+            format!("tls.toml:11:{}: server[2].tls.client_ca: cannot read {missing}: No such file or directory (os error 2)", toml.lines().nth(10).unwrap().find(&format!("{missing:?}")).unwrap() + 1),
+        ]
+    );
+}
