@@ -1,4 +1,6 @@
-//! Access logs (nginx's combined format) and the per-second date cache.
+//! Access logs (nginx's combined format, then the TLS protocol and cipher:
+//! `$ssl_protocol $ssl_cipher`, `- -` for plain HTTP) and the per-second
+//! date cache.
 //!
 //! Each worker keeps its own buffer per log destination. A line is appended to
 //! the buffer, and a flush runs once the tasks that are ready have had their
@@ -54,6 +56,8 @@ pub struct Entry<'a> {
     pub body_bytes: u64,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    /// TLS version and cipher suite; `None` for plain HTTP.
+    pub tls: Option<(&'a str, &'a str)>,
 }
 
 pub struct AccessLogs {
@@ -119,7 +123,8 @@ impl AccessLogs {
             escape(e.referer.unwrap_or(b"-"), &mut b);
             b.extend_from_slice(b"\" \"");
             escape(e.user_agent.unwrap_or(b"-"), &mut b);
-            b.extend_from_slice(b"\"\n");
+            let (version, cipher) = e.tls.unwrap_or(("-", "-"));
+            let _ = writeln!(b, "\" {version} {cipher}");
             if b.len() < FLUSH_AT && sink.flush_pending.get() {
                 return;
             }

@@ -906,6 +906,7 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
             body_bytes: respond::error_body(status).len() as u64,
             referer: None,
             user_agent: None,
+            tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
         },
     );
 }
@@ -923,6 +924,7 @@ fn finish_request(ctx: &WorkerCtx, ds: &Downstream, ex: &Exchange) -> Next {
                 body_bytes: ex.body_bytes,
                 referer: ex.head.header("referer"),
                 user_agent: ex.head.header("user-agent"),
+                tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
             },
         );
     }

@@ -1098,3 +1098,120 @@ tls = {{ cert = {c:?}, key = {k:?}, client_ca = {missing:?}, verify_client = "op
         ]
     );
 }
+
+#[test]
+fn the_access_log_records_tls_version_and_cipher() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("log");
+    let log = dir.path("access.log");
+    let (c, k, _) = dir.leaf(&pki::self_signed(&["app.test"]), "app");
+    let toml = support::config(&format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = {log:?}
+tls = {{ cert = {c:?}, key = {k:?} }}
+[[server.location]]
+path = "/"
+proxy_pass = "http://{}"
+"#,
+        backend.addr
+    ));
+    let proxy = Proxy::start(&toml);
+    let cfg13 = tls_client::config(Opts {
+        tls13_only: true,
+        ..Opts::default()
+    });
+    let cfg12 = tls_client::config(Opts {
+        tls12_only: true,
+        ..Opts::default()
+    });
+    let mut a = tls_client::connect(proxy.addr(), &cfg13, Some("app.test")).unwrap();
+    assert_eq!(a.get("app.test", "/13").status, 200);
+    let mut b = tls_client::connect(proxy.addr(), &cfg12, Some("app.test")).unwrap();
+    assert_eq!(b.get("app.test", "/12").status, 200);
+    let suite = |c: &tls_client::TlsConn| {
+        c.conn
+            .negotiated_cipher_suite()
+            .unwrap()
+            .suite()
+            .as_str()
+            .unwrap()
+    };
+    let (s13, s12) = (suite(&a), suite(&b));
+    let lines = support::wait_for(IO_TIMEOUT, || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        (lines.len() >= 2).then_some(lines)
+    })
+    .expect("two access log lines");
+    assert!(lines[0].contains("\"GET /13 HTTP/1.1\" 200 2 "), "{}", lines[0]);
+    assert!(lines[0].ends_with(&format!("\" TLSv1.3 {s13}")), "{}", lines[0]);
+    assert!(lines[1].ends_with(&format!("\" TLSv1.2 {s12}")), "{}", lines[1]);
+}
+
+#[test]
+fn protocols_and_ciphers_limit_what_is_negotiated() {
+    let dir = CertDir::new("limits");
+    let (c, k, _) = dir.leaf(&pki::self_signed(&["a.test", "b.test"]), "ab");
+    let toml = support::config(&format!(
+        "{}{}",
+        tls_block(
+            &["a.test"],
+            &format!("{{ cert = {c:?}, key = {k:?}, protocols = [\"TLSv1.3\"] }}"),
+            "a"
+        ),
+        tls_block(
+            &["b.test"],
+            &format!(
+                "{{ cert = {c:?}, key = {k:?}, ciphers = [\"TLS13_CHACHA20_POLY1305_SHA256\", \"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\"] }}"
+            ),
+            "b"
+        ),
+    ));
+    let proxy = Proxy::start(&toml);
+    let only12 = tls_client::config(Opts {
+        tls12_only: true,
+        ..Opts::default()
+    });
+    let e = tls_client::connect(proxy.addr(), &only12, Some("a.test")).err();
+    assert!(
+        e.is_some_and(|e| e.contains("ProtocolVersion")),
+        "TLS 1.2 to a TLSv1.3-only block"
+    );
+    let mut ok = tls_client::connect(proxy.addr(), &tls_client::default_config(), Some("a.test")).unwrap();
+    assert_eq!(ok.get("a.test", "/").text(), "a");
+    for cfg in [tls_client::default_config(), only12] {
+        let b = tls_client::connect(proxy.addr(), &cfg, Some("b.test")).unwrap();
+        let suite = b
+            .conn
+            .negotiated_cipher_suite()
+            .unwrap()
+            .suite()
+            .as_str()
+            .unwrap();
+        assert!(suite.contains("CHACHA20_POLY1305"), "{suite}");
+    }
+}
+
+#[test]
+fn ciphers_that_leave_a_protocol_without_a_suite_are_a_config_error() {
+    let dir = CertDir::new("cipher-errors");
+    let (c, k, _) = dir.leaf(&pki::self_signed(&["a.test"]), "a");
+    let toml = format!(
+        r#"[[server]]
+listen = ["127.0.0.1:8443"]
+tls = {{ cert = {c:?}, key = {k:?}, protocols = ["TLSv1.2"], ciphers = ["TLS13_AES_128_GCM_SHA256"] }}
+"#
+    );
+    let errors = config_errors(&toml);
+    let col = toml.lines().nth(2).unwrap().find("[\"TLS13").unwrap() + 1;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "tls.toml:3:{col}: server[0].tls.ciphers: no usable cipher suite for the chosen protocols"
+        )),
+        "{}",
+        errors[0]
+    );
+}
