@@ -1215,3 +1215,67 @@ tls = {{ cert = {c:?}, key = {k:?}, protocols = ["TLSv1.2"], ciphers = ["TLS13_A
         errors[0]
     );
 }
+
+#[test]
+fn every_documented_tls_key_is_accepted() {
+    let dir = CertDir::new("all-keys");
+    let ca = Ca::new("client CA");
+    let (c, k, _) = dir.leaf(&ca.issue(&["a.example"]), "a");
+    let client_ca = ca.write(&dir.0, "ca").display().to_string();
+    let text = format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["a.example"]
+tls = {{ cert = {c:?}, key = {k:?}, client_ca = {client_ca:?}, verify_client = "optional", protocols = ["TLSv1.3"], ciphers = ["TLS13_AES_256_GCM_SHA384"] }}
+hsts = {{ max_age = "730d", include_subdomains = true, preload = true }}
+
+[[server]]
+listen = ["127.0.0.1:8443"]
+tls = {{ reject_handshake = true }}
+
+[[server]]
+listen = ["127.0.0.1:8080"]
+redirect_https = true
+"#
+    );
+    use ringway::config::{Config, TlsVersion, VerifyClient};
+    let cfg = Config::parse(&text, Path::new("all.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let t = cfg.servers[0].tls.as_ref().unwrap();
+    assert_eq!(t.verify_client, VerifyClient::Optional);
+    assert_eq!(t.protocols, [TlsVersion::V1_3]);
+    assert_eq!(
+        t.ciphers.as_deref(),
+        Some(&["TLS13_AES_256_GCM_SHA384".to_string()][..])
+    );
+    assert!(t.material.as_ref().is_some_and(|m| m.client_roots.is_some()));
+    assert_eq!(
+        cfg.servers[0].hsts.as_deref(),
+        Some("max-age=63072000; includeSubDomains; preload")
+    );
+    assert!(cfg.servers[1].tls.as_ref().unwrap().reject_handshake);
+    assert_eq!(cfg.servers[2].redirect_https, Some(443));
+}
+
+#[test]
+fn the_https_example_means_what_it_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Its certificate paths are relative to the repository root.
+    let text = std::fs::read_to_string(root.join("config/examples/https.toml")).unwrap();
+    let text = text.replace(
+        "\"config/examples/",
+        &format!("\"{}/config/examples/", root.display()),
+    );
+    let cfg =
+        ringway::config::Config::parse(&text, Path::new("https.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let [com, net, plain] = &cfg.servers[..] else {
+        panic!("three server blocks")
+    };
+    assert!(com.tls.is_some() && net.tls.is_some() && plain.tls.is_none());
+    assert_eq!(com.hsts.as_deref(), Some("max-age=63072000; includeSubDomains"));
+    assert_eq!(
+        net.tls.as_ref().unwrap().protocols,
+        [ringway::config::TlsVersion::V1_3]
+    );
+    assert_eq!(plain.redirect_https, Some(8443));
+}
