@@ -201,6 +201,9 @@ pub fn server_config(tls: &Tls, material: &Material, block: usize) -> Result<Ser
     };
     let mut cfg = builder.with_cert_resolver(Arc::new(Fixed(material.key.clone())));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The server's order (strongest first) rather than the client's, as
+    // nginx's ssl_prefer_server_ciphers on; scanners flag a server without one.
+    cfg.ignore_client_order = true;
     cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     cfg.ticketer = Arc::new(Tickets::new(*secret(), ticket_scope(block, &material.key)));
     // The session cache and tickets are per block and certificate: a
