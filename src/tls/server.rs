@@ -484,7 +484,8 @@ pub async fn accept(
                 .read_tls(&mut &s.inbuf[s.in_pos..])
                 .map_err(HandshakeError::Io)?;
             if n == 0 {
-                break;
+                // rustls takes nothing more: a ClientHello it cannot hold.
+                return Err(HandshakeError::Io(io::Error::other("ClientHello too large")));
             }
             s.in_pos += n;
         }

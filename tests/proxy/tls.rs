@@ -1279,3 +1279,31 @@ fn the_https_example_means_what_it_says() {
     );
     assert_eq!(plain.redirect_https, Some(8443));
 }
+
+#[test]
+fn past_max_connections_a_tls_client_is_closed_without_a_handshake() {
+    let dir = CertDir::new("busy");
+    let (c, k, _) = dir.leaf(&pki::self_signed(&["a.test"]), "a");
+    let toml = support::config(&format!(
+        "max_connections = 1\n{}",
+        tls_block(&["a.test"], &tls_table(&c, &k), "in")
+    ));
+    let proxy = Proxy::start(&toml);
+    let cfg = tls_client::default_config();
+    let mut held = tls_client::connect(proxy.addr(), &cfg, Some("a.test")).unwrap();
+    assert_eq!(held.get("a.test", "/").text(), "in");
+    let e = tls_client::connect(proxy.addr(), &cfg, Some("a.test")).err();
+    assert!(e.is_some(), "a second TLS client was served past max_connections");
+    assert_eq!(
+        held.get("a.test", "/").text(),
+        "in",
+        "the held connection was affected"
+    );
+    // Once the place is free, a new client is served.
+    drop(held);
+    let served = support::wait_for(Duration::from_secs(5), || {
+        let mut c = tls_client::connect(proxy.addr(), &cfg, Some("a.test")).ok()?;
+        (c.get("a.test", "/").status == 200).then_some(())
+    });
+    assert!(served.is_some(), "the freed place was not used");
+}
