@@ -37,6 +37,7 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use ring::aead;
 use ring::rand::{SecureRandom, SystemRandom};
+use rustls::pki_types::PrivateKeyDer;
 use rustls::server::{
     Acceptor, ClientHello, ResolvesServerCert, ServerSessionMemoryCache, WebPkiClientVerifier,
 };
@@ -58,9 +59,15 @@ pub const TICKET_PERIOD_SECS: u64 = 3600;
 
 /// A certificate and key ready to serve, with the CA that client
 /// certificates must chain to. Read on the main thread at load or reload.
+///
+/// Each worker makes its own `CertifiedKey` from the DER kept here, so no
+/// reference count is shared between workers on the handshake path.
 #[derive(Debug)]
 pub struct Material {
+    /// The checked chain and key, leaf first.
     pub key: Arc<CertifiedKey>,
+    /// The same key as read, to load a worker's own copy from.
+    key_der: PrivateKeyDer<'static>,
     pub client_roots: Option<Arc<RootCertStore>>,
 }
 
@@ -83,7 +90,7 @@ pub fn load_material(
     let certs = super::read_certs(cert).map_err(|e| (TlsFile::Cert, e))?;
     check_leaf(cert, &certs[0]).map_err(|e| (TlsFile::Cert, e))?;
     let key_der = super::read_key(key).map_err(|e| (TlsFile::Key, e))?;
-    let certified = CertifiedKey::from_der(certs, key_der, &super::provider()).map_err(|e| {
+    let certified = CertifiedKey::from_der(certs, key_der.clone_key(), &super::provider()).map_err(|e| {
         let msg = match e {
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => format!(
                 "{}: private key does not match the certificate in {}",
@@ -102,6 +109,7 @@ pub fn load_material(
     };
     Ok(Material {
         key: Arc::new(certified),
+        key_der,
         client_roots,
     })
 }
@@ -189,7 +197,9 @@ pub fn server_config(tls: &Tls, material: &Material, block: usize) -> Result<Ser
         .map_err(|e| format!("no usable cipher suite for the chosen protocols ({e})"))?;
     let builder = match (&material.client_roots, tls.verify_client) {
         (Some(roots), VerifyClient::On | VerifyClient::Optional) => {
-            let v = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider);
+            // A copy per worker, like the certificate.
+            let roots = Arc::new(RootCertStore::clone(roots));
+            let v = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
             let v = if tls.verify_client == VerifyClient::Optional {
                 v.allow_unauthenticated()
             } else {
@@ -199,7 +209,10 @@ pub fn server_config(tls: &Tls, material: &Material, block: usize) -> Result<Ser
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut cfg = builder.with_cert_resolver(Arc::new(Fixed(material.key.clone())));
+    // This worker's own copy: the key was checked when it was loaded.
+    let own = CertifiedKey::from_der(material.key.cert.clone(), material.key_der.clone_key(), &provider)
+        .map_err(|e| format!("certificate: {e}"))?;
+    let mut cfg = builder.with_cert_resolver(Arc::new(Fixed(Arc::new(own))));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     // The server's order (strongest first) rather than the client's, as
     // nginx's ssl_prefer_server_ciphers on; scanners flag a server without one.
