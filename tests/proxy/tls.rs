@@ -1307,3 +1307,30 @@ fn past_max_connections_a_tls_client_is_closed_without_a_handshake() {
     });
     assert!(served.is_some(), "the freed place was not used");
 }
+
+#[test]
+fn plain_http_on_a_tls_address_is_answered_with_an_alert_and_closed() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("plain-on-tls");
+    let (proxy, _) = tls_proxy(&dir, backend.addr, "");
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match read_retrying(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("not closed (got {got:?}): {e}"),
+        }
+    }
+    // Nothing that looks like HTTP: at most a TLS alert record.
+    assert!(
+        got.is_empty() || got[0] == 0x15,
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    backend.assert_untouched("plain HTTP on a TLS address");
+}
