@@ -40,8 +40,9 @@ if [[ ! -x $venv/bin/sslyze ]]; then
 fi
 "$venv/bin/sslyze" --help >/dev/null
 if ! command -v testssl >/dev/null; then
-    timeout 300 sudo_if_needed apt-get install -y -q testssl.sh >/dev/null \
-        || { timeout 300 sudo_if_needed apt-get update -q >/dev/null && timeout 300 sudo_if_needed apt-get install -y -q testssl.sh >/dev/null; }
+    sudo_if_needed timeout 300 apt-get install -y -q testssl.sh >/dev/null \
+        || { sudo_if_needed timeout 300 apt-get update -q >/dev/null \
+            && sudo_if_needed timeout 300 apt-get install -y -q testssl.sh >/dev/null; }
 fi
 testssl --version 2>/dev/null | grep -m1 -i "testssl" || true
 
