@@ -124,6 +124,8 @@ fn rewrite(c: &mut Criterion) {
                         peer: &peer,
                         client: &peer,
                         local_port: &port,
+                        https: false,
+                        client_cert_subject: None,
                     },
                     &mut out,
                 );

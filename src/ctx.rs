@@ -28,6 +28,8 @@ pub struct WorkerCtx {
     pub buffers: BufPool,
     /// Open downstream connections.
     pub active: Cell<usize>,
+    /// TLS termination: which listeners, and each server block's config.
+    pub tls: crate::tls::server::WorkerTls,
 }
 
 impl WorkerCtx {
@@ -49,6 +51,7 @@ impl WorkerCtx {
             deadlines: Deadlines::default(),
             buffers: BufPool::new(crate::proxy::HEAD_BUF),
             active: Cell::new(0),
+            tls: crate::tls::server::WorkerTls::new(&config),
             config,
         }))
     }

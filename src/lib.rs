@@ -5,7 +5,8 @@
 //! ```text
 //! server::run ── one pinned worker thread per core, each with its own monoio runtime
 //!   server::worker ── own listeners (SO_REUSEPORT), own Rc<WorkerCtx>
-//!     server::listener::accept_loop ─▶ proxy::serve_connection (keep-alive loop)
+//!     server::listener::accept_loop ─▶ proxy::serve_connection (keep-alive loop;
+//!                                        on a TLS address, tls::server::accept first)
 //!       proxy::phases: read_request_head → route (location, split) → select (sticky, balance, health)
 //!                      → connect_upstream → send_request → forward_request_body
 //!                      → read_response_head → forward_response_body → finish

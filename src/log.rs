@@ -1,4 +1,6 @@
-//! Access logs (nginx's combined format) and the per-second date cache.
+//! Access logs (nginx's combined format, then the TLS protocol and cipher:
+//! `$ssl_protocol $ssl_cipher`, `- -` for plain HTTP) and the per-second
+//! date cache.
 //!
 //! Each worker keeps its own buffer per log destination. A line is appended to
 //! the buffer, and a flush runs once the tasks that are ready have had their
@@ -58,6 +60,8 @@ pub struct Entry<'a> {
     /// status, comma-separated in order (nginx's `$upstream_addr` and
     /// `$upstream_status`), written as two more quoted fields.
     pub tries: Option<(&'a str, &'a str)>,
+    /// TLS version and cipher suite; `None` for plain HTTP.
+    pub tls: Option<(&'a str, &'a str)>,
 }
 
 pub struct AccessLogs {
@@ -123,10 +127,14 @@ impl AccessLogs {
             escape(e.referer.unwrap_or(b"-"), &mut b);
             b.extend_from_slice(b"\" \"");
             escape(e.user_agent.unwrap_or(b"-"), &mut b);
+            let (version, cipher) = e.tls.unwrap_or(("-", "-"));
+            let _ = write!(b, "\" {version} {cipher}");
+            // Tried on several servers: nginx's $upstream_addr and
+            // $upstream_status, after the fields every line has.
             if let Some((addrs, statuses)) = e.tries {
-                let _ = write!(b, "\" \"{addrs}\" \"{statuses}");
+                let _ = write!(b, " \"{addrs}\" \"{statuses}\"");
             }
-            b.extend_from_slice(b"\"\n");
+            b.push(b'\n');
             if b.len() < FLUSH_AT && sink.flush_pending.get() {
                 return;
             }

@@ -34,5 +34,7 @@ mod pool;
 mod refusals;
 #[path = "proxy/routing.rs"]
 mod routing;
+#[path = "proxy/tls.rs"]
+mod tls;
 #[path = "proxy/upstream_tls.rs"]
 mod upstream_tls;

@@ -250,6 +250,8 @@ fn differential(head: &RequestHead, meta: &RequestMeta) {
                 peer: &peer,
                 client: &peer,
                 local_port: &port,
+                https: false,
+                client_cert_subject: None,
             },
             &mut out,
         );

@@ -315,6 +315,50 @@ pub struct Server {
     pub access_log: AccessLog,
     pub limits: ClientLimits,
     pub locations: Vec<Location>,
+    /// `tls`: terminate TLS on this block's listen addresses.
+    pub tls: Option<Tls>,
+    /// `hsts`: the `Strict-Transport-Security` value added to responses
+    /// sent over TLS, rendered once.
+    pub hsts: Option<String>,
+    /// `redirect_https`: answer every plain-HTTP request with a 301 to
+    /// `https://` on this port (443: no port in the URL).
+    pub redirect_https: Option<u16>,
+}
+
+/// `tls = { ... }` of a server block.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// `cert`: PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// `key`: PEM private key (PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519).
+    pub key: PathBuf,
+    /// `client_ca`: PEM CA certificates client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+    /// `verify_client`: `off` (default), `on` or `optional`.
+    pub verify_client: VerifyClient,
+    /// `protocols`: default TLSv1.2 and TLSv1.3.
+    pub protocols: Vec<TlsVersion>,
+    /// `ciphers`: cipher suite names to allow; default every suite rustls
+    /// offers for the chosen protocols.
+    pub ciphers: Option<Vec<String>>,
+    /// `reject_handshake`: refuse handshakes that choose this block (nginx's
+    /// `ssl_reject_handshake`); such a block needs no certificate.
+    pub reject_handshake: bool,
+    /// The certificate and key as loaded when the config was read.
+    pub material: Option<std::sync::Arc<crate::tls::server::Material>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    Off,
+    On,
+    Optional,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
 }
 
 /// Limits and deadlines that apply to the downstream side of a server block.
@@ -450,7 +494,11 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let mut files = vec![root.join("ringway.toml")];
         for entry in std::fs::read_dir(root.join("examples")).unwrap() {
-            files.push(entry.unwrap().path());
+            let path = entry.unwrap().path();
+            // certs/ holds the TLS example's files.
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
         }
         assert!(files.len() >= 3);
         for f in files {

@@ -129,8 +129,40 @@ pub struct RawServer {
     pub max_request_line: Option<Spanned<StrOrInt>>,
     pub max_header_size: Option<Spanned<StrOrInt>>,
     pub max_headers: Option<Spanned<i64>>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub hsts: Option<Spanned<RawHsts>>,
+    pub redirect_https: Option<Spanned<BoolOrInt>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
+}
+
+/// `tls = { cert = "...", key = "...", client_ca = "...", verify_client = "on",
+/// protocols = ["TLSv1.2", "TLSv1.3"], ciphers = [...], reject_handshake = false }`.
+#[derive(Debug, Deserialize)]
+pub struct RawTls {
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub client_ca: Option<Spanned<String>>,
+    pub verify_client: Option<Spanned<String>>,
+    pub protocols: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ciphers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub reject_handshake: Option<bool>,
+}
+
+/// `hsts = { max_age = "730d", include_subdomains = true, preload = false }`.
+#[derive(Debug, Deserialize)]
+pub struct RawHsts {
+    pub max_age: Spanned<String>,
+    pub include_subdomains: Option<bool>,
+    pub preload: Option<bool>,
+}
+
+/// `redirect_https = true` or a port: `redirect_https = 8443`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum BoolOrInt {
+    Bool(bool),
+    Int(i64),
 }
 
 #[derive(Debug, Deserialize)]

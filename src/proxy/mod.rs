@@ -15,10 +15,79 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use monoio::io::AsyncWriteRent;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
+use monoio::BufResult;
 
 use crate::ctx::WorkerCtx;
+use crate::deadline::Woke;
+use crate::tls::server::{TlsInfo, TlsStream};
+
+/// A client connection: plain TCP, or TLS over it once the handshake is
+/// done. The request path reads and writes either through the same rent-style
+/// traits, so it has one code path for both.
+pub enum ClientStream {
+    Plain(TcpStream),
+    // Boxed: the TLS session is large and the plain case should not pay for it.
+    Tls(Box<TlsStream>),
+}
+
+impl ClientStream {
+    /// The handshake's outcome, for TLS connections.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        match self {
+            ClientStream::Plain(_) => None,
+            ClientStream::Tls(t) => Some(t.info()),
+        }
+    }
+}
+
+impl AsyncReadRent for ClientStream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.read(buf).await,
+            ClientStream::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.readv(buf).await,
+            ClientStream::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for ClientStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.write(buf).await,
+            ClientStream::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.writev(buf).await,
+            ClientStream::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.flush().await,
+            ClientStream::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.shutdown().await,
+            ClientStream::Tls(s) => s.shutdown().await,
+        }
+    }
+}
 
 /// A client's read buffer is this large when a request starts arriving, and
 /// grows only for larger heads and for bodies.
@@ -26,7 +95,7 @@ pub const HEAD_BUF: usize = 4096;
 
 /// One client connection and the buffers it reuses from request to request.
 pub struct Downstream {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     /// Bytes read and not yet consumed: a head in progress, body bytes, or
     /// pipelined requests.
     pub rbuf: BytesMut,
@@ -52,6 +121,35 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
     // Responses are written whole; Nagle would hold back their last segment.
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
+    let limits = &ctx.server(ctx.router.default_server(listener)).limits;
+    let stream = if ctx.tls.is_tls(listener) {
+        // The handshake runs under the address's client_header_timeout, so
+        // a client that connects and never speaks TLS costs one deadline
+        // entry until it expires. Boxed, so the idle task stays small.
+        let handshake = Box::pin(crate::tls::server::accept(
+            stream,
+            &ctx.tls,
+            &ctx.router,
+            listener,
+        ));
+        match ctx
+            .deadlines
+            .idle(handshake, Instant::now() + limits.header_timeout)
+            .await
+        {
+            Woke::Ready(Ok(s)) => ClientStream::Tls(Box::new(s)),
+            Woke::Ready(Err(e)) => {
+                tracing::debug!(peer = %peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Woke::TimedOut | Woke::Closing => {
+                tracing::debug!(peer = %peer, "TLS handshake timed out");
+                return;
+            }
+        }
+    } else {
+        ClientStream::Plain(stream)
+    };
     let mut ds = Downstream {
         stream,
         rbuf: BytesMut::new(),
@@ -64,7 +162,6 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
         listener,
         served: 0,
     };
-    let limits = &ctx.server(ctx.router.default_server(listener)).limits;
     let linger = loop {
         if ds.rbuf.is_empty() {
             // Nothing pipelined: the buffers go back to the worker's pool
@@ -75,7 +172,7 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
             } else {
                 limits.keepalive_timeout
             };
-            if !wait_readable(&ctx, &ds.stream, wait).await {
+            if !wait_readable(&ctx, &mut ds.stream, wait).await {
                 break false;
             }
             ds.rbuf = ctx.buffers.take_bytes();
@@ -101,6 +198,9 @@ fn recycle(ctx: &WorkerCtx, ds: &mut Downstream) {
     ctx.buffers.put_vec(std::mem::take(&mut ds.wbuf));
     ctx.buffers.put_vec(std::mem::take(&mut ds.body_out));
     ctx.buffers.put_vec(std::mem::take(&mut ds.upbuf));
+    if let ClientStream::Tls(t) = &mut ds.stream {
+        t.release_buffers();
+    }
 }
 
 /// Answers a connection accepted past `max_connections` with a 503 and
@@ -117,6 +217,7 @@ pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr
         close: true,
         keep_alive_10: false,
         head_only: false,
+        hsts: None,
     }
     .write(&ctx.dates, &mut out);
     tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.config.global.max_connections);
@@ -129,10 +230,22 @@ pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr
 
 /// Waits until the client sends something (or closes). False when the wait
 /// expires or the worker starts shutting down: the connection just closes.
-async fn wait_readable(ctx: &WorkerCtx, stream: &TcpStream, wait: Duration) -> bool {
+async fn wait_readable(ctx: &WorkerCtx, stream: &mut ClientStream, wait: Duration) -> bool {
+    let tcp = match stream {
+        ClientStream::Plain(s) => &*s,
+        ClientStream::Tls(t) => {
+            // rustls may already hold the next request, decrypted or not:
+            // the socket may then never become readable again, so it must
+            // not be waited on.
+            if t.has_buffered() {
+                return !ctx.shutdown.is_raised();
+            }
+            t.tcp()
+        }
+    };
     let woke = ctx
         .deadlines
-        .idle(stream.readable(false), Instant::now() + wait)
+        .idle(tcp.readable(false), Instant::now() + wait)
         .await;
     matches!(woke, crate::deadline::Woke::Ready(Ok(())))
 }
@@ -148,9 +261,9 @@ async fn linger_close(ctx: &WorkerCtx, ds: &mut Downstream) {
 
 /// Sends FIN, then reads and discards what the client still sends, for at
 /// most `time` and `max_bytes` (each read waits at most 500 ms).
-async fn linger(
+async fn linger<S: AsyncReadRent + AsyncWriteRent>(
     ctx: &WorkerCtx,
-    stream: &mut TcpStream,
+    stream: &mut S,
     buf: &mut BytesMut,
     time: Duration,
     max_bytes: usize,

@@ -231,6 +231,27 @@ async fn handle(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange) -> 
     ex.server = ctx.router.server_for(ds.listener, host);
     let server = ctx.server(ex.server);
     ex.client = rewrite::client_addr(ds.peer.ip(), &ex.head, &ctx.config.global.trusted_proxies);
+    if let (Some(port), None) = (server.redirect_https, ds.stream.tls()) {
+        return redirect_to_https(ctx, ds, ex, host, port).await;
+    }
+    if let Some(t) = ds.stream.tls() {
+        // The handshake was made for the block SNI chose. A Host naming a
+        // block that checks client certificates must not ride on a
+        // connection that was not checked by it (nginx answers 421 too).
+        let checks = server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.verify_client != crate::config::VerifyClient::Off);
+        if t.server != ex.server && checks {
+            ex.close = true;
+            let ret = Return {
+                status: 421,
+                body: respond::error_body(421),
+                location: None,
+            };
+            return respond_return(ctx, ds, ex, &ret).await;
+        }
+    }
     let loc_idx = ctx
         .router
         .location_for(ex.server, &target.path)
@@ -300,12 +321,71 @@ async fn respond_return(ctx: &WorkerCtx, ds: &mut Downstream, ex: &mut Exchange,
         close: ex.close,
         keep_alive_10: ex.head.version == Version::Http10,
         head_only: ex.head.method() == b"HEAD",
+        hsts: hsts(ctx, ds, ex.server),
     }
     .write(&ctx.dates, &mut ds.wbuf);
     let limits = &ctx.server(ex.server).limits;
     io::flush_vec(&mut ds.stream, &mut ds.wbuf, &ctx.deadlines, limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))
+}
+
+/// The block's `Strict-Transport-Security` value, for responses over TLS only.
+fn hsts<'a>(ctx: &'a WorkerCtx, ds: &Downstream, server: usize) -> Option<&'a [u8]> {
+    ds.stream.tls()?;
+    ctx.server(server).hsts.as_deref().map(str::as_bytes)
+}
+
+/// `redirect_https`: 301 to the same host, path and query over https, as
+/// nginx's `return 301 https://$host$request_uri`. The port is the one
+/// configured (443 is left out of the URL), since the TLS listener a client
+/// should use is not necessarily on this machine's view of the address.
+async fn redirect_to_https(
+    ctx: &WorkerCtx,
+    ds: &mut Downstream,
+    ex: &mut Exchange,
+    host: Option<&[u8]>,
+    port: u16,
+) -> Result<()> {
+    let server = ctx.server(ex.server);
+    let host: &[u8] = match host.map(route::host_without_port) {
+        Some(h) if !h.is_empty() => h,
+        // No Host (HTTP/1.0): the block's first exact name, as nginx's $host.
+        _ => server
+            .server_names
+            .iter()
+            .find(|n| !n.starts_with('*'))
+            .map(|n| n.as_bytes())
+            .ok_or(ErrorKind::BadRequest("no host to redirect to"))?,
+    };
+    let target = ex.head.target.of(&ex.head.buf);
+    // $request_uri: the target as sent; of an absolute-form target, its path.
+    let uri: &[u8] = if target.first() == Some(&b'/') {
+        target
+    } else {
+        let after = target
+            .windows(3)
+            .position(|w| w == b"://")
+            .map_or(target, |i| &target[i + 3..]);
+        match after.iter().position(|&b| b == b'/' || b == b'?') {
+            Some(i) if after[i] == b'/' => &after[i..],
+            _ => b"/",
+        }
+    };
+    let mut location = Vec::with_capacity(16 + host.len() + uri.len());
+    location.extend_from_slice(b"https://");
+    location.extend_from_slice(host);
+    if port != 443 {
+        location.push(b':');
+        location.extend_from_slice(itoa::Buffer::new().format(port).as_bytes());
+    }
+    location.extend_from_slice(uri);
+    let ret = Return {
+        status: 301,
+        body: respond::error_body(301),
+        location: Some(String::from_utf8_lossy(&location).into_owned()),
+    };
+    respond_return(ctx, ds, ex, &ret).await
 }
 
 /// Everything `proxy` needs about where the request goes.
@@ -438,6 +518,14 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                     peer: &ds.peer_text,
                     client: &client_text,
                     local_port: &ds.port_text,
+                    https: ds.stream.tls().is_some(),
+                    // Only to the block whose CA verified it.
+                    client_cert_subject: ds
+                        .stream
+                        .tls()
+                        .filter(|t| t.server == ex.server)
+                        .and_then(|t| t.client_subject.as_deref())
+                        .map(str::as_bytes),
                 },
                 out,
             );
@@ -678,6 +766,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 pass: plan.pass,
                 public_host: plan.public_host,
             },
+            hsts: hsts(ctx, ds, ex.server),
         },
         &ctx.dates,
         &mut ds.wbuf,
@@ -891,6 +980,11 @@ async fn send_canned(
         close,
         keep_alive_10,
         head_only,
+        hsts: hsts(
+            ctx,
+            ds,
+            server.unwrap_or_else(|| ctx.router.default_server(ds.listener)),
+        ),
     }
     .write(&ctx.dates, &mut ds.wbuf);
     let server = server.unwrap_or_else(|| ctx.router.default_server(ds.listener));
@@ -927,6 +1021,7 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
             referer: None,
             user_agent: None,
             tries: None,
+            tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
         },
     );
 }
@@ -959,6 +1054,7 @@ fn finish_request(ctx: &WorkerCtx, ds: &Downstream, ex: &Exchange) -> Next {
                 referer: ex.head.header("referer"),
                 user_agent: ex.head.header("user-agent"),
                 tries: tries.as_ref().map(|(a, s)| (a.as_str(), s.as_str())),
+                tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
             },
         );
     }

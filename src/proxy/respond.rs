@@ -14,6 +14,8 @@ pub struct Canned<'a> {
     pub keep_alive_10: bool,
     /// Answering HEAD: the head says how long the body would be; no body.
     pub head_only: bool,
+    /// `Strict-Transport-Security` value, on TLS connections of a block with `hsts`.
+    pub hsts: Option<&'a [u8]>,
 }
 
 impl Canned<'_> {
@@ -25,6 +27,9 @@ impl Canned<'_> {
         encode::content_length(self.body.len() as u64, out);
         if let Some(loc) = self.location {
             encode::header(b"Location", loc, out);
+        }
+        if let Some(v) = self.hsts {
+            encode::header(b"Strict-Transport-Security", v, out);
         }
         if self.close {
             encode::header(b"Connection", b"close", out);
@@ -60,6 +65,7 @@ mod tests {
             close: true,
             keep_alive_10: false,
             head_only: false,
+            hsts: None,
         }
         .write(&Dates::default(), &mut out);
         let text = String::from_utf8(out).unwrap();

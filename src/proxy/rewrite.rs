@@ -136,18 +136,24 @@ pub struct RequestRewrite<'a> {
     pub client: &'a AddrText,
     /// The port the client connected to.
     pub local_port: &'a AddrText,
+    /// The client connection is TLS: `X-Forwarded-Proto: https`.
+    pub https: bool,
+    /// The verified client certificate's subject, sent as
+    /// `X-Client-Cert-Subject` (never what the client wrote under that name).
+    pub client_cert_subject: Option<&'a [u8]>,
 }
 
 /// Fields the proxy sets itself; whatever the client sent under these names
 /// is dropped, so the backend cannot be told a false client address.
 fn is_proxy_owned(name: &[u8]) -> bool {
-    const OWNED: [&[u8]; 6] = [
+    const OWNED: [&[u8]; 7] = [
         b"host",
         b"expect",
         b"x-real-ip",
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-forwarded-port",
+        b"x-client-cert-subject",
     ];
     OWNED
         .iter()
@@ -190,7 +196,14 @@ pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
     out.extend_from_slice(r.peer.as_bytes());
     out.extend_from_slice(b"\r\n");
     encode::header(b"X-Real-IP", r.client.as_bytes(), out);
-    encode::header(b"X-Forwarded-Proto", b"http", out);
+    encode::header(
+        b"X-Forwarded-Proto",
+        if r.https { b"https" } else { b"http" },
+        out,
+    );
+    if let Some(subject) = r.client_cert_subject {
+        encode::header(b"X-Client-Cert-Subject", subject, out);
+    }
     if let Some(h) = r.host {
         encode::header(b"X-Forwarded-Host", h, out);
     }
@@ -239,6 +252,9 @@ pub struct ResponseRewrite<'a> {
     /// Fields ringway adds, each a whole line with its CRLF (`sticky`'s Set-Cookie).
     pub extra: &'a [u8],
     pub redirect: Redirect<'a>,
+    /// Our `Strict-Transport-Security` value (TLS, `hsts` set): it replaces
+    /// any the upstream sent, so the client sees one policy.
+    pub hsts: Option<&'a [u8]>,
 }
 
 /// What a backend redirect is mapped from and to.
@@ -259,6 +275,9 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
         if (is_hop_by_hop(name) && !keep_length) || named_in(name, &r.meta.connection_names, buf) {
             continue;
         }
+        if r.hsts.is_some() && eq_ignore_case(name, b"strict-transport-security") {
+            continue;
+        }
         if eq_ignore_case(name, b"location") || eq_ignore_case(name, b"content-location") {
             if let Some(v) = rewrite_redirect(value, &r.redirect) {
                 encode::header(name, &v, out);
@@ -267,6 +286,9 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
         }
         has_date |= eq_ignore_case(name, b"date");
         encode::header(name, value, out);
+    }
+    if let Some(v) = r.hsts {
+        encode::header(b"Strict-Transport-Security", v, out);
     }
     // RFC 9110 §6.6.1: a recipient with a clock adds Date if the origin did not.
     if !has_date {

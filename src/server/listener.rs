@@ -44,6 +44,13 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, index: usize, listener: monoio::net
             _ = ctx.shutdown.wait() => break,
         };
         match accepted {
+            Ok((stream, peer))
+                if ctx.active.get() >= ctx.config.global.max_connections && ctx.tls.is_tls(index) =>
+            {
+                // A 503 would need a handshake first: closing costs less.
+                tracing::warn!(peer = %peer, "max_connections ({}) reached: closed", ctx.config.global.max_connections);
+                drop(stream);
+            }
             Ok((stream, peer)) if ctx.active.get() >= ctx.config.global.max_connections => {
                 // Full: say so and close, rather than leave the client
                 // waiting in the accept queue with no answer.

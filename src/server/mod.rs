@@ -46,6 +46,8 @@ impl Driver {
 pub enum Control {
     /// Stop accepting, drain, exit.
     Shutdown,
+    /// Certificates read again on SIGHUP, per server block (`None`: keep).
+    ReloadTls(Arc<Vec<Option<Arc<crate::tls::server::Material>>>>),
 }
 
 /// Listening sockets bound for every worker, not yet serving.
@@ -132,6 +134,20 @@ impl Handle {
         }
     }
 
+    /// Re-reads every TLS certificate and key and hands them to the
+    /// workers. Connections already open keep their sessions; a file that
+    /// fails its checks leaves that block's certificate as it was.
+    pub fn reload_tls(&self, config: &Config) {
+        let fresh = Arc::new(crate::tls::server::reload_material(config));
+        for c in &self.controls {
+            // A worker that has not taken the previous messages yet gets this
+            // one after them; a full queue means it is stuck or leaving.
+            if c.try_send(Control::ReloadTls(fresh.clone())).is_err() {
+                tracing::warn!("a worker did not take the reloaded certificates");
+            }
+        }
+    }
+
     /// Waits for every worker to finish.
     pub fn join(self) {
         for t in self.threads {
@@ -140,15 +156,22 @@ impl Handle {
     }
 }
 
-/// Runs until SIGTERM or SIGINT, then drains and returns.
+/// Runs until SIGTERM or SIGINT, then drains and returns. SIGHUP reloads
+/// TLS certificates.
 pub fn run(config: Arc<Config>, workers: usize) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Registered before the workers start, so an early signal is not lost.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    let server = Server::bind(config, workers)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let server = Server::bind(config.clone(), workers)?;
     let handle = server.start()?;
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            tracing::info!("signal {sig}: reloading TLS certificates");
+            handle.reload_tls(&config);
+            continue;
+        }
         tracing::info!("signal {sig}: draining");
+        break;
     }
     handle.shutdown();
     handle.join();

@@ -85,8 +85,13 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
 
     // Control messages from the main thread. A closed channel means the
     // process is going away: treat it as a shutdown.
-    match spec.control.recv_async().await {
-        Ok(Control::Shutdown) | Err(_) => {}
+    // Anything else (Shutdown, or the channel closed) ends the loop.
+    while let Ok(Control::ReloadTls(fresh)) = spec.control.recv_async().await {
+        let n = ctx.tls.reload(&ctx.config, &fresh);
+        tracing::info!(
+            worker = ctx.id,
+            "TLS certificates reloaded ({n} server blocks updated)"
+        );
     }
 
     // Drain: stop accepting, close idle connections, let requests in

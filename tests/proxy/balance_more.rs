@@ -628,9 +628,10 @@ fn the_access_log_shows_every_server_a_request_was_tried_on() {
         "{}",
         lines[0]
     );
-    // The second went straight to the live one: a plain combined line.
+    // The second went straight to the live one: the combined format and the
+    // TLS fields (`- -` over plain HTTP), nothing after them.
     assert!(
-        lines[1].contains("GET /second") && lines[1].ends_with("\"-\" \"-\""),
+        lines[1].contains("GET /second") && lines[1].ends_with("\"-\" \"-\" - -"),
         "{}",
         lines[1]
     );

@@ -89,7 +89,11 @@ fn check_accepts_the_shipped_configs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut files = vec![root.join("ringway.toml")];
     for e in std::fs::read_dir(root.join("examples")).unwrap() {
-        files.push(e.unwrap().path());
+        let path = e.unwrap().path();
+        // certs/ holds the TLS example's files.
+        if path.extension().is_some_and(|e| e == "toml") {
+            files.push(path);
+        }
     }
     for f in files {
         let out = run_bounded(

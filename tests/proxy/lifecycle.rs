@@ -45,8 +45,12 @@ fn many_stalled_clients_do_not_block_a_worker() {
     }
 }
 
-/// `127.0.0.1 - - [dd/Mon/yyyy:HH:MM:SS +0000] "GET /p HTTP/1.1" 200 5 "ref" "ua"`
+/// `127.0.0.1 - - [dd/Mon/yyyy:HH:MM:SS +0000] "GET /p HTTP/1.1" 200 5 "ref" "ua" - -`
+/// (the last two fields are the TLS protocol and cipher, `-` for plain HTTP).
 fn check_combined(line: &str) -> (String, u16, u64, String, String) {
+    let line = line
+        .strip_suffix(" - -")
+        .unwrap_or_else(|| panic!("no TLS fields: {line}"));
     let (ip, rest) = line.split_once(" - - [").unwrap_or_else(|| panic!("{line}"));
     assert_eq!(ip, "127.0.0.1", "{line}");
     let (time, rest) = rest.split_once("] \"").unwrap_or_else(|| panic!("{line}"));

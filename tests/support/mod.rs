@@ -9,6 +9,7 @@ pub mod backend;
 pub mod client;
 pub mod pki;
 pub mod tls_backend;
+pub mod tls_client;
 pub mod wire;
 
 use std::net::SocketAddr;
