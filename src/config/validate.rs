@@ -1209,10 +1209,20 @@ fn check_tls(c: &mut Checker, t: &Spanned<RawTls>, key: &str, index: usize) -> O
         }
         names
     });
+    // Relative paths are taken from the config file's directory, as for
+    // upstream TLS files (and as nginx takes them from its prefix).
     let mut tls = Tls {
-        cert: r.cert.as_ref().map(|v| v.get_ref().into()).unwrap_or_default(),
-        key: r.key.as_ref().map(|v| v.get_ref().into()).unwrap_or_default(),
-        client_ca: r.client_ca.as_ref().map(|v| v.get_ref().into()),
+        cert: r
+            .cert
+            .as_ref()
+            .map(|v| c.config_path(v.get_ref()))
+            .unwrap_or_default(),
+        key: r
+            .key
+            .as_ref()
+            .map(|v| c.config_path(v.get_ref()))
+            .unwrap_or_default(),
+        client_ca: r.client_ca.as_ref().map(|v| c.config_path(v.get_ref())),
         verify_client,
         protocols,
         ciphers,

@@ -1334,3 +1334,24 @@ fn plain_http_on_a_tls_address_is_answered_with_an_alert_and_closed() {
     );
     backend.assert_untouched("plain HTTP on a TLS address");
 }
+
+#[test]
+fn relative_certificate_paths_are_read_from_the_config_directory() {
+    let dir = support::temp_path("tls-conf-dir");
+    let (cert, key) = pki::self_signed(&["a.test"]).write(&dir.join("certs"), "a");
+    let text =
+        "[[server]]\nlisten = [\"127.0.0.1:0\"]\ntls = { cert = \"certs/a.crt\", key = \"certs/a.key\" }\n\
+                [[server.location]]\npath = \"/\"\nreturn = { status = 204 }\n";
+    let loaded = ringway::config::Config::parse(text, &dir.join("ringway.toml"));
+    // The same text read as if from another directory finds no files.
+    let elsewhere = ringway::config::Config::parse(text, Path::new("elsewhere/ringway.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = loaded.unwrap_or_else(|e| panic!("{e}"));
+    let tls = c.servers[0].tls.as_ref().expect("tls");
+    assert_eq!(
+        (tls.cert.as_path(), tls.key.as_path()),
+        (cert.as_path(), key.as_path())
+    );
+    let e = elsewhere.expect_err("no such files").to_string();
+    assert!(e.contains("cannot read elsewhere/certs/a.crt"), "{e}");
+}

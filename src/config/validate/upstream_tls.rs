@@ -165,7 +165,7 @@ pub(super) fn implicit_https(
 
 impl Checker<'_> {
     /// A path as written, relative to the config file's directory.
-    fn config_path(&self, v: &str) -> PathBuf {
+    pub(super) fn config_path(&self, v: &str) -> PathBuf {
         let p = Path::new(v.trim());
         match Path::new(&self.file).parent() {
             Some(dir) if p.is_relative() => dir.join(p),
