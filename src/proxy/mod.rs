@@ -189,9 +189,21 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
     if linger {
         // Boxed like the exchange: rare, and it must not size the idle task.
         Box::pin(linger_close(&ctx, &mut ds)).await;
+    } else if matches!(ds.stream, ClientStream::Tls(_)) {
+        // A TLS connection ends with close_notify. Without it a client may
+        // take the last response as cut short, and OpenSSL-based clients
+        // then drop the session, so their next connection cannot resume it.
+        let _ = Box::pin(
+            ctx.deadlines
+                .within(ds.stream.shutdown(), Instant::now() + CLOSE_NOTIFY_WAIT),
+        )
+        .await;
     }
     recycle(&ctx, &mut ds);
 }
+
+/// The longest a TLS connection's close_notify may take to send.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
 fn recycle(ctx: &WorkerCtx, ds: &mut Downstream) {
     ctx.buffers.put_bytes(std::mem::take(&mut ds.rbuf));

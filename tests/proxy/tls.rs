@@ -221,6 +221,25 @@ fn a_request_over_tls_reaches_the_backend_with_forwarded_proto_https() {
 }
 
 #[test]
+fn a_closed_tls_connection_ends_with_close_notify() {
+    // Without close_notify, OpenSSL-based clients take the response as cut
+    // short and drop the session, so they could not resume it.
+    let backend = Backend::serve(|_| Reply::ok("bye"));
+    let dir = CertDir::new("close-notify");
+    let (proxy, _) = tls_proxy(&dir, backend.addr, "");
+    let cfg = tls_client::default_config();
+    for request in [
+        "GET /a HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+        "GET /b HTTP/1.0\r\n\r\n",
+    ] {
+        let mut c = tls_client::connect(proxy.addr(), &cfg, Some("app.test")).unwrap();
+        let r = c.request(request);
+        assert_eq!((r.status, r.text().as_str()), (200, "bye"), "{request}");
+        assert_eq!(c.ends_with_close_notify(), Ok(true), "{request}");
+    }
+}
+
+#[test]
 fn a_large_body_crosses_tls_both_ways() {
     let body = support::payload(300_000, 3);
     let echo = body.clone();

@@ -168,6 +168,22 @@ impl TlsConn {
         s.flush().expect("TLS flush");
     }
 
+    /// Reads to the end of the stream, discarding what comes: true when it
+    /// ended with close_notify, false when the socket closed without one.
+    pub fn ends_with_close_notify(&mut self) -> Result<bool, String> {
+        let mut tmp = [0u8; 4096];
+        let mut s = rustls::Stream::new(&mut self.conn, &mut self.sock);
+        loop {
+            match s.read(&mut tmp) {
+                Ok(0) => return Ok(true),
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(false),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
     /// One read of decrypted bytes; `Ok(0)` at the end of the stream.
     fn fill(&mut self) -> Result<usize, String> {
         let mut tmp = [0u8; 16 * 1024];
