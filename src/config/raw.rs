@@ -50,6 +50,22 @@ pub struct RawUpstream {
     pub hash: Option<Spanned<String>>,
     pub tries: Option<Spanned<i64>>,
     pub tries_timeout: Option<Spanned<String>>,
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+    pub resolve_interval: Option<Spanned<String>>,
+}
+
+/// `health_check = { type = "http", path = "/healthz", interval = "5s", ... }`.
+#[derive(Debug, Deserialize)]
+pub struct RawHealthCheck {
+    #[serde(rename = "type")]
+    pub type_: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
 }
 
 /// `"127.0.0.1:3000"` or `{ addr = "127.0.0.1:3001", weight = 2, backup = true,

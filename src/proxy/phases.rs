@@ -407,7 +407,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 };
                 let mut conn = match pooled {
                     Some(c) => c,
-                    None => match connect::connect(peer.addr, up_cfg.connect_timeout).await {
+                    None => match connect::connect(plan.up.addr(peer_idx), up_cfg.connect_timeout).await {
                         Ok(stream) => UpConn {
                             stream,
                             rbuf: BytesMut::with_capacity(UPSTREAM_BUF),

@@ -6,8 +6,11 @@ pub mod balance;
 pub mod connect;
 pub mod health;
 pub mod pool;
+pub mod probe;
+pub mod resolve;
 
-use std::net::IpAddr;
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +42,11 @@ pub struct UpstreamState {
     /// For `hash`: the rings of the primaries and of the backups.
     rings: Option<[balance::Ring; 2]>,
     config: Arc<Config>,
+    /// What active checks say, shared by every worker; `None` without them.
+    pub probed: Option<Arc<health::Probed>>,
+    /// Each server's address: the one resolved at load until
+    /// `resolve_interval` hands this worker another (`set_addr`).
+    addrs: Vec<Cell<SocketAddr>>,
 }
 
 impl UpstreamState {
@@ -64,7 +72,30 @@ impl UpstreamState {
                 })
             }),
             config: config.clone(),
+            probed: None,
+            addrs: up.servers.iter().map(|s| Cell::new(s.addr)).collect(),
         }
+    }
+
+    /// The address to connect to for server `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.addrs[i].get()
+    }
+
+    /// Server `i` has a new address: new connections go there, and the idle
+    /// ones to the old address are closed. Requests in flight finish where
+    /// they are.
+    pub fn set_addr(&self, i: usize, addr: SocketAddr) {
+        if let Some(cell) = self.addrs.get(i) {
+            if cell.replace(addr) != addr {
+                self.pool.drop_peer(i);
+            }
+        }
+    }
+
+    /// Taken out of rotation by active checks.
+    fn probed_down(&self, i: usize) -> bool {
+        self.probed.as_ref().is_some_and(|p| p.is_down(self.index, i))
     }
 
     pub fn config(&self) -> &Upstream {
@@ -78,9 +109,10 @@ impl UpstreamState {
     pub fn select(&self, client: IpAddr, uri: &[u8], tried: &[usize]) -> Option<usize> {
         let up = self.config();
         if up.servers.len() == 1 {
-            return (!tried.contains(&0)).then_some(0);
+            // Passive health never takes the only server out; a probe does.
+            return (!tried.contains(&0) && !self.probed_down(0)).then_some(0);
         }
-        let live = |i: usize| !tried.contains(&i) && !self.peers[i].is_down();
+        let live = |i: usize| !tried.contains(&i) && !self.peers[i].is_down() && !self.probed_down(i);
         let active = |i: usize| self.peers[i].active();
         let key_hash = match up.balance {
             Balance::Hash(HashKey::RequestUri) => balance::ring_hash(uri),
