@@ -154,18 +154,22 @@ impl Server {
     }
 }
 
-/// Hands a new address to every worker and to the prober. A queue that stays
-/// full for a second (a worker stuck or gone) loses the change, logged.
-fn publish(workers: &[flume::Sender<Control>], prober: Option<&flume::Sender<ProbeMsg>>, u: Update) {
+/// Hands a new address to every worker and to the prober; false when one
+/// of them did not take it within a second (its queue full: the resolver
+/// sends it again after the next lookup; or it is gone, shutting down).
+fn publish(workers: &[flume::Sender<Control>], prober: Option<&flume::Sender<ProbeMsg>>, u: Update) -> bool {
     let wait = std::time::Duration::from_secs(1);
+    let mut all = true;
     for (id, w) in workers.iter().enumerate() {
         if w.send_timeout(Control::Addr(u), wait).is_err() {
             tracing::warn!(worker = id, "worker did not take a new upstream address");
+            all = false;
         }
     }
     if let Some(p) = prober {
-        let _ = p.send_timeout(ProbeMsg::Addr(u), wait);
+        all &= p.send_timeout(ProbeMsg::Addr(u), wait).is_ok();
     }
+    all
 }
 
 /// Running workers.

@@ -77,21 +77,26 @@ struct Target {
     due: Instant,
     current: SocketAddr,
     failing: bool,
+    /// `current` has not reached every worker yet.
+    unsent: bool,
 }
 
 /// The running resolver thread.
 pub struct Resolver {
     stop: flume::Sender<()>,
-    thread: JoinHandle<()>,
+    // Detached on drop: see `stop`.
+    _thread: JoinHandle<()>,
 }
 
 impl Resolver {
     /// Starts the thread when some upstream with `resolve_interval` has a
-    /// server written as a name; `publish` hands each change on.
+    /// server written as a name; `publish` hands each change on and says
+    /// whether every receiver took it. One that was not taken is handed on
+    /// again after the next lookup, changed or not.
     pub fn start(
         config: &Config,
         resolver: Arc<dyn Resolve>,
-        mut publish: impl FnMut(Update) + Send + 'static,
+        mut publish: impl FnMut(Update) -> bool + Send + 'static,
     ) -> io::Result<Option<Resolver>> {
         let now = Instant::now();
         let mut targets = Vec::new();
@@ -113,6 +118,7 @@ impl Resolver {
                     due: now + interval,
                     current: peer.addr,
                     failing: false,
+                    unsent: false,
                 });
             }
         }
@@ -126,11 +132,11 @@ impl Resolver {
                 let now = Instant::now();
                 for t in targets.iter_mut().filter(|t| t.due <= now) {
                     t.due = now + t.interval;
-                    if let Some(addr) = lookup(&*resolver, t) {
-                        publish(Update {
+                    if lookup(&*resolver, t) || t.unsent {
+                        t.unsent = !publish(Update {
                             upstream: t.upstream,
                             server: t.server,
-                            addr,
+                            addr: t.current,
                         });
                     }
                 }
@@ -142,7 +148,10 @@ impl Resolver {
                     Ok(()) | Err(flume::RecvTimeoutError::Disconnected) => break,
                 }
             })?;
-        Ok(Some(Resolver { stop, thread }))
+        Ok(Some(Resolver {
+            stop,
+            _thread: thread,
+        }))
     }
 
     /// Asks the thread to stop. It is not waited for: it may be inside a
@@ -150,14 +159,10 @@ impl Resolver {
     pub fn stop(&self) {
         let _ = self.stop.try_send(());
     }
-
-    pub fn is_finished(&self) -> bool {
-        self.thread.is_finished()
-    }
 }
 
-/// Looks one server up; the new address when it changed.
-fn lookup(resolver: &dyn Resolve, t: &mut Target) -> Option<SocketAddr> {
+/// Looks one server up; true when its address changed (now `t.current`).
+fn lookup(resolver: &dyn Resolve, t: &mut Target) -> bool {
     let why = match resolver.lookup(&t.host, t.port) {
         Ok(answer) => match choose(t.current, &answer) {
             Some(addr) => {
@@ -166,11 +171,11 @@ fn lookup(resolver: &dyn Resolve, t: &mut Target) -> Option<SocketAddr> {
                     t.failing = false;
                 }
                 if addr == t.current {
-                    return None;
+                    return false;
                 }
                 tracing::info!(upstream = %t.upstream_name, host = %t.host, "now at {addr} (was {})", t.current);
                 t.current = addr;
-                return Some(addr);
+                return true;
             }
             None => "no address".to_string(),
         },
@@ -182,7 +187,7 @@ fn lookup(resolver: &dyn Resolve, t: &mut Target) -> Option<SocketAddr> {
         tracing::warn!(upstream = %t.upstream_name, host = %t.host, "cannot resolve ({why}); keeping {}", t.current);
         t.failing = true;
     }
-    None
+    false
 }
 
 #[cfg(test)]
@@ -202,6 +207,18 @@ mod tests {
             Some(a("10.0.0.3:80"))
         );
         assert_eq!(choose(cur, &[]), None);
+    }
+
+    #[test]
+    fn only_servers_written_as_names_are_looked_up_again() {
+        let peer = |s: &str| crate::config::Peer::new(s.into(), a("127.0.0.1:1"));
+        assert_eq!(peer("localhost:80").host_name(), Some(("localhost", 80)));
+        assert_eq!(
+            peer("app.internal:8080").host_name(),
+            Some(("app.internal", 8080))
+        );
+        assert_eq!(peer("127.0.0.1:80").host_name(), None);
+        assert_eq!(peer("[::1]:80").host_name(), None);
     }
 
     #[test]
@@ -233,8 +250,9 @@ mod tests {
             due: Instant::now(),
             current: a("10.0.0.1:80"),
             failing: false,
+            unsent: false,
         };
-        assert_eq!(lookup(&Fails, &mut t), None);
+        assert!(!lookup(&Fails, &mut t));
         assert!(t.failing);
         assert_eq!(t.current, a("10.0.0.1:80"));
         struct Moved;
@@ -243,8 +261,9 @@ mod tests {
                 Ok(vec![SocketAddr::from(([10, 0, 0, 9], port))])
             }
         }
-        assert_eq!(lookup(&Moved, &mut t), Some(a("10.0.0.9:80")));
+        assert!(lookup(&Moved, &mut t));
+        assert_eq!(t.current, a("10.0.0.9:80"));
         assert!(!t.failing);
-        assert_eq!(lookup(&Moved, &mut t), None);
+        assert!(!lookup(&Moved, &mut t));
     }
 }

@@ -138,6 +138,28 @@ health_check = {{ path = "/healthz", interval = "50ms", expect = "204", fall = 1
 }
 
 #[test]
+fn one_probe_per_server_whatever_the_worker_count() {
+    let a = backend("A", Arc::new(AtomicU16::new(200)));
+    // With an hour between probes, each server gets exactly the probe made
+    // at start. A prober per worker would send four.
+    let p = Proxy::with_workers(
+        &app(&format!(
+            "servers = [\"{}\"]\nhealth_check = {{ path = \"/healthz\", interval = \"1h\" }}",
+            a.addr
+        )),
+        4,
+    );
+    let probes = || a.seen().iter().filter(|s| s.target() == "/healthz").count();
+    wait_for(SETTLE, || (probes() >= 1).then_some(())).expect("no probe");
+    // Requests through every worker take far longer than four probes
+    // started together would.
+    for _ in 0..20 {
+        assert_eq!(who(&p), "A");
+    }
+    assert_eq!(probes(), 1);
+}
+
+#[test]
 fn tcp_probe_marks_a_closed_port_down() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let closed = closed_port();
