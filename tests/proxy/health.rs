@@ -138,6 +138,30 @@ health_check = {{ path = "/healthz", interval = "50ms", expect = "204", fall = 1
 }
 
 #[test]
+fn a_probe_without_an_answer_in_time_fails() {
+    // A reads the probe's request and never answers.
+    let a = Backend::start(|c| {
+        if c.read_request().is_some() {
+            c.hold();
+        }
+    });
+    let b = backend("B", Arc::new(AtomicU16::new(200)));
+    let p = Proxy::start(&app(&format!(
+        r#"servers = [{{ addr = "{}", max_fails = 0 }}, {{ addr = "{}", max_fails = 0 }}]
+tries = 1
+health_check = {{ path = "/healthz", interval = "50ms", timeout = "100ms", fall = 2 }}"#,
+        a.addr, b.addr
+    )));
+    wait_state(&p, 0, true);
+    assert!(!p.handle().probed_down(0, 1));
+    for _ in 0..10 {
+        assert_eq!(who(&p), "B");
+    }
+    // A saw only probes: it was out before the first request.
+    assert!(a.seen().iter().all(|s| s.target() == "/healthz"));
+}
+
+#[test]
 fn one_probe_per_server_whatever_the_worker_count() {
     let a = backend("A", Arc::new(AtomicU16::new(200)));
     // With an hour between probes, each server gets exactly the probe made
