@@ -12,6 +12,7 @@ use crate::deadline::Deadlines;
 use crate::log::{AccessLogs, Dates};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
+use crate::upstream::health::Probed;
 use crate::upstream::UpstreamState;
 
 pub struct WorkerCtx {
@@ -33,7 +34,13 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, config: Arc<Config>) -> std::io::Result<Rc<WorkerCtx>> {
+    /// `probed`: active health verdicts, shared with the prober, when some
+    /// upstream has a `health_check`.
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        probed: Option<Arc<Probed>>,
+    ) -> std::io::Result<Rc<WorkerCtx>> {
         // random_two's generator: different per worker and per start.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -43,7 +50,11 @@ impl WorkerCtx {
             id,
             router: Router::new(&config),
             upstreams: (0..config.upstreams.len())
-                .map(|i| UpstreamState::new(&config, i, seed))
+                .map(|i| {
+                    let mut up = UpstreamState::new(&config, i, seed);
+                    up.probed = probed.clone();
+                    up
+                })
                 .collect(),
             logs: AccessLogs::open(&config)?,
             dates: Dates::default(),

@@ -11,6 +11,8 @@
 //!                      → connect_upstream → send_request → forward_request_body
 //!                      → read_response_head → forward_response_body → finish
 //!                      (select again, within `tries`, when a server fails)
+//! upstream::probe ── one `ringway-health` thread: active checks, verdicts read by select
+//! upstream::resolve ── one `ringway-resolve` thread: names looked up again, sent to workers
 //! ```
 //!
 //! Modules depend one way: `server` → `proxy` → {`http`, `route`, `upstream`}

@@ -24,6 +24,8 @@ mod config;
 mod failures;
 #[path = "proxy/headers.rs"]
 mod headers;
+#[path = "proxy/health.rs"]
+mod health;
 #[path = "proxy/keepalive.rs"]
 mod keepalive;
 #[path = "proxy/lifecycle.rs"]

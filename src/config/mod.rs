@@ -81,6 +81,11 @@ pub struct Upstream {
     pub next_upstream: NextUpstream,
     /// `tls = true` (or `proxy_pass = "https://..."`): speak TLS to the servers.
     pub tls: Option<UpstreamTls>,
+    /// `health_check`: active probes of every server. Default: none.
+    pub health_check: Option<HealthCheck>,
+    /// `resolve_interval`: how often servers written as a host name are
+    /// resolved again. Default: never (only when the config loads).
+    pub resolve_interval: Option<Duration>,
 }
 
 /// `next_upstream = ["error", "timeout", "http_503"]`, as a set of flags.
@@ -201,6 +206,38 @@ pub struct TlsSpec {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
+/// `health_check = { ... }`: one probe per server per `interval`, made by
+/// one prober for the whole process (not per worker).
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// `type`: `"http"` (default) or `"tcp"`.
+    pub probe: Probe,
+    /// `interval`: time between the starts of two probes of one server. Default `5s`.
+    pub interval: Duration,
+    /// `timeout`: a probe that has not passed by then fails. Default `2s`.
+    pub timeout: Duration,
+    /// `rise`: passes in a row that bring a server that is down back. Default 2.
+    pub rise: u32,
+    /// `fall`: failures in a row that take a server out. Default 3.
+    pub fall: u32,
+}
+
+/// What a probe does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Connect, then close: passes when the connect succeeds.
+    Tcp,
+    /// `GET path` with `Host: host`; passes when the status is in `expect`.
+    Http {
+        /// `path`. Default `/`.
+        path: String,
+        /// `host`: the Host header. Default: the server as written in `servers`.
+        host: Option<String>,
+        /// `expect`: status codes and ranges, `"200-399"` (default) or `"200,204"`.
+        expect: Vec<(u16, u16)>,
+    },
+}
+
 /// `balance = "..."`: the rule that picks a server for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balance {
@@ -294,6 +331,15 @@ impl Peer {
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Host and port when the server is written as a host name (not an
+    /// address): the servers that `resolve_interval` looks up again.
+    pub fn host_name(&self) -> Option<(&str, u16)> {
+        let (host, port) = self.authority.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        (bare.parse::<std::net::IpAddr>().is_err() && !host.is_empty()).then_some((host, port))
     }
 }
 

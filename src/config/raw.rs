@@ -59,6 +59,8 @@ pub struct RawUpstream {
     pub tls_server_name: Option<Spanned<String>>,
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+    pub resolve_interval: Option<Spanned<String>>,
 }
 
 /// `sticky = { cookie = "rw_srv", path = "/", max_age = "1h", httponly = true, secure = true }`.
@@ -71,6 +73,20 @@ pub struct RawSticky {
     pub httponly: Option<bool>,
     pub secure: Option<bool>,
     pub samesite: Option<Spanned<String>>,
+}
+
+/// `health_check = { type = "http", path = "/healthz", interval = "5s", ... }`.
+#[derive(Debug, Deserialize)]
+pub struct RawHealthCheck {
+    #[serde(rename = "type")]
+    pub type_: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
 }
 
 /// `"127.0.0.1:3000"` or `{ addr = "127.0.0.1:3001", weight = 2, backup = true,

@@ -235,6 +235,7 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["global"] => fields_of::<RawGlobal>(),
         ["upstream"] => fields_of::<RawUpstream>(),
         ["upstream", "sticky"] => fields_of::<RawSticky>(),
+        ["upstream", "health_check"] => fields_of::<super::raw::RawHealthCheck>(),
         ["server"] => fields_of::<RawServer>(),
         ["server", "location"] => fields_of::<RawLocation>(),
         ["server", "tls"] => fields_of::<RawTls>(),
@@ -484,6 +485,8 @@ fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstre
         sticky: None,
         next_upstream: NextUpstream::DEFAULT,
         tls: None,
+        health_check: None,
+        resolve_interval: None,
     }
 }
 
@@ -700,6 +703,27 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
         }
         Some(on) if *on.get_ref() => {}
         _ => ok &= upstream_tls::refuse_unused(c, &tls_keys, key, "tls = true"),
+    }
+    if let Some(h) = &u.health_check {
+        up.health_check = check_health_check(c, h, &format!("{key}.health_check"));
+        ok &= up.health_check.is_some();
+    }
+    if let Some(r) = &u.resolve_interval {
+        let rkey = format!("{key}.resolve_interval");
+        let before = c.errors.len();
+        let d = c.duration(&u.resolve_interval, &rkey, Duration::ZERO);
+        if c.errors.len() > before {
+            ok = false;
+        } else if d.is_zero() {
+            c.error(
+                r.span(),
+                rkey,
+                "must be above 0 (leave it out to resolve names only when the config loads)",
+            );
+            ok = false;
+        } else {
+            up.resolve_interval = Some(d);
+        }
     }
     ok.then_some(up)
 }
@@ -937,6 +961,119 @@ fn key_variable(name: &str) -> Result<KeyPart, String> {
     Err(match closest {
         Some((_, k)) => format!("unknown variable `${name}`; did you mean `${k}`?"),
         None => format!("unknown variable `${name}` (known: {})", known_variables()),
+    })
+}
+
+/// `"200-399"`, `"200"`, `"200,204,300-302"`: each code from 100 to 599.
+fn parse_expect(s: &str) -> Option<Vec<(u16, u16)>> {
+    let code = |t: &str| t.trim().parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+    s.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((lo, hi)) => Some((code(lo)?, code(hi)?)).filter(|(lo, hi)| lo <= hi),
+            None => code(part).map(|c| (c, c)),
+        })
+        .collect()
+}
+
+fn check_health_check(
+    c: &mut Checker,
+    h: &Spanned<super::raw::RawHealthCheck>,
+    key: &str,
+) -> Option<HealthCheck> {
+    let r = h.get_ref();
+    let k = |name: &str| format!("{key}.{name}");
+    let mut ok = true;
+    let tcp = match &r.type_ {
+        None => false,
+        Some(t) if t.get_ref() == "http" => false,
+        Some(t) if t.get_ref() == "tcp" => true,
+        Some(t) => {
+            c.error(
+                t.span(),
+                k("type"),
+                format!("unknown check type {:?} (one of: http, tcp)", t.get_ref()),
+            );
+            return None;
+        }
+    };
+    let interval = c.duration(&r.interval, &k("interval"), Duration::from_secs(5));
+    let timeout = c.duration(&r.timeout, &k("timeout"), Duration::from_secs(2));
+    // Below 10ms a probe is a busy loop, not a check.
+    for (v, name, d) in [
+        (&r.interval, "interval", interval),
+        (&r.timeout, "timeout", timeout),
+    ] {
+        if let (Some(v), true) = (v, d < Duration::from_millis(10)) {
+            c.error(v.span(), k(name), "must be at least 10ms");
+            ok = false;
+        }
+    }
+    let mut count = |v: &Option<Spanned<i64>>, name: &str, default: u32| match v {
+        None => default,
+        Some(n) if (1..=100).contains(n.get_ref()) => *n.get_ref() as u32,
+        Some(n) => {
+            c.error(n.span(), k(name), "must be from 1 to 100");
+            ok = false;
+            default
+        }
+    };
+    let rise = count(&r.rise, "rise", 2);
+    let fall = count(&r.fall, "fall", 3);
+    let probe = if tcp {
+        for (v, name) in [(&r.path, "path"), (&r.host, "host"), (&r.expect, "expect")] {
+            if let Some(v) = v {
+                c.error(v.span(), k(name), "only applies to type = \"http\"");
+                ok = false;
+            }
+        }
+        Probe::Tcp
+    } else {
+        let path = match &r.path {
+            None => "/".to_string(),
+            Some(p) => {
+                let v = p.get_ref();
+                if !v.starts_with('/') || v.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                    c.error(
+                        p.span(),
+                        k("path"),
+                        "must start with \"/\" and have no spaces or control characters",
+                    );
+                    ok = false;
+                }
+                v.clone()
+            }
+        };
+        let host = r.host.as_ref().map(|h| {
+            let v = h.get_ref();
+            if v.is_empty() || v.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'/') {
+                c.error(h.span(), k("host"), "must be a host name or host:port");
+                ok = false;
+            }
+            v.clone()
+        });
+        let expect = match &r.expect {
+            None => vec![(200, 399)],
+            Some(e) => parse_expect(e.get_ref()).unwrap_or_else(|| {
+                c.error(
+                    e.span(),
+                    k("expect"),
+                    format!(
+                        "bad status list {:?}: write codes or ranges from 100 to 599 (\"200-399\", \"200,204\")",
+                        e.get_ref()
+                    ),
+                );
+                ok = false;
+                Vec::new()
+            }),
+        };
+        Probe::Http { path, host, expect }
+    };
+    ok.then_some(HealthCheck {
+        probe,
+        interval,
+        timeout,
+        rise,
+        fall,
     })
 }
 

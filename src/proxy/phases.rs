@@ -549,7 +549,7 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 let mut conn = match pooled {
                     Some(c) => c,
                     None => match connect::connect(
-                        peer.addr,
+                        plan.up.addr(peer_idx),
                         up_cfg.connect_timeout,
                         plan.up.tls.as_ref().map(|t| (t, peer_idx, request_name.clone())),
                     )

@@ -15,6 +15,9 @@ use std::thread::JoinHandle;
 
 use crate::config::Config;
 use crate::route::listen_addrs;
+use crate::upstream::health::Probed;
+use crate::upstream::probe::{ProbeMsg, Prober};
+use crate::upstream::resolve::{Resolve, Resolver, SystemResolver, Update};
 
 /// Which monoio driver the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +51,13 @@ pub enum Control {
     Shutdown,
     /// Certificates read again on SIGHUP, per server block (`None`: keep).
     ReloadTls(Arc<Vec<Option<Arc<crate::tls::server::Material>>>>),
+    /// A server of an upstream has a new address (`resolve_interval`).
+    Addr(Update),
 }
+
+/// Control messages a worker may have waiting; the resolver thread waits
+/// (bounded) when a worker's queue is full.
+const CONTROL_QUEUE: usize = 64;
 
 /// Listening sockets bound for every worker, not yet serving.
 pub struct Server {
@@ -57,6 +66,7 @@ pub struct Server {
     /// `sockets[w][i]`: worker `w`'s socket for listen address `i`.
     sockets: Vec<Vec<std::net::TcpListener>>,
     addrs: Vec<SocketAddr>,
+    resolver: Arc<dyn Resolve>,
 }
 
 impl Server {
@@ -79,7 +89,15 @@ impl Server {
             workers,
             sockets,
             addrs,
+            resolver: Arc::new(SystemResolver),
         })
+    }
+
+    /// Looks names up with `resolver` for `resolve_interval` instead of the
+    /// system's (tests use a fake).
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> Server {
+        self.resolver = resolver;
+        self
     }
 
     /// The bound addresses, in config order, with real ports.
@@ -93,8 +111,12 @@ impl Server {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut controls = Vec::new();
         let mut threads = Vec::new();
+        // Active health: one prober for the process, its verdicts read by
+        // every worker (see upstream::probe).
+        let probed = Arc::new(Probed::new(&self.config));
+        let prober = Prober::start(&self.config, probed.clone())?;
         for (id, listeners) in self.sockets.into_iter().enumerate() {
-            let (tx, rx) = flume::bounded(4);
+            let (tx, rx) = flume::bounded(CONTROL_QUEUE);
             controls.push(tx);
             let spec = worker::WorkerSpec {
                 id,
@@ -103,6 +125,7 @@ impl Server {
                 listeners,
                 control: rx,
                 driver,
+                probed: prober.is_some().then(|| probed.clone()),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -116,19 +139,59 @@ impl Server {
             "listening on {}",
             self.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
         );
-        Ok(Handle { controls, threads })
+        let resolver = {
+            let workers = controls.clone();
+            let prober = prober.as_ref().map(Prober::sender);
+            Resolver::start(&self.config, self.resolver, move |u| {
+                publish(&workers, prober.as_ref(), u)
+            })?
+        };
+        Ok(Handle {
+            controls,
+            threads,
+            prober,
+            resolver,
+            probed,
+        })
     }
+}
+
+/// Hands a new address to every worker and to the prober; false when one
+/// of them did not take it within a second (its queue full: the resolver
+/// sends it again after the next lookup; or it is gone, shutting down).
+fn publish(workers: &[flume::Sender<Control>], prober: Option<&flume::Sender<ProbeMsg>>, u: Update) -> bool {
+    let wait = std::time::Duration::from_secs(1);
+    let mut all = true;
+    for (id, w) in workers.iter().enumerate() {
+        if w.send_timeout(Control::Addr(u), wait).is_err() {
+            tracing::warn!(worker = id, "worker did not take a new upstream address");
+            all = false;
+        }
+    }
+    if let Some(p) = prober {
+        all &= p.send_timeout(ProbeMsg::Addr(u), wait).is_ok();
+    }
+    all
 }
 
 /// Running workers.
 pub struct Handle {
     controls: Vec<flume::Sender<Control>>,
     threads: Vec<JoinHandle<()>>,
+    prober: Option<Prober>,
+    resolver: Option<Resolver>,
+    probed: Arc<Probed>,
 }
 
 impl Handle {
-    /// Asks every worker to drain and stop.
+    /// Asks every worker to drain and stop, and the prober and resolver threads to end.
     pub fn shutdown(&self) {
+        if let Some(r) = &self.resolver {
+            r.stop();
+        }
+        if let Some(p) = &self.prober {
+            p.stop();
+        }
         for c in &self.controls {
             let _ = c.send(Control::Shutdown);
         }
@@ -148,11 +211,21 @@ impl Handle {
         }
     }
 
-    /// Waits for every worker to finish.
+    /// Waits for every worker (and the prober) to finish. The resolver
+    /// thread is not waited for: it may be inside a blocking lookup.
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
         }
+        if let Some(p) = self.prober {
+            p.join();
+        }
+    }
+
+    /// Whether active health checks have server `server` of upstream
+    /// `upstream` (indexes in config order) out of rotation.
+    pub fn probed_down(&self, upstream: usize, server: usize) -> bool {
+        self.probed.is_down(upstream, server)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::ctx::WorkerCtx;
+use crate::upstream::health::Probed;
 
 use super::{listener, Control, Driver};
 
@@ -21,6 +22,8 @@ pub struct WorkerSpec {
     pub listeners: Vec<TcpListener>,
     pub control: flume::Receiver<Control>,
     pub driver: Driver,
+    /// Active health verdicts, when some upstream is checked.
+    pub probed: Option<Arc<Probed>>,
 }
 
 /// The body of a worker thread.
@@ -58,7 +61,7 @@ fn legacy(spec: WorkerSpec) -> std::io::Result<()> {
 }
 
 async fn main(spec: WorkerSpec) -> std::io::Result<()> {
-    let ctx = WorkerCtx::new(spec.id, spec.config)?;
+    let ctx = WorkerCtx::new(spec.id, spec.config, spec.probed)?;
     for (i, l) in spec.listeners.into_iter().enumerate() {
         let l = monoio::net::TcpListener::from_std(l)?;
         monoio::spawn(listener::accept_loop(ctx.clone(), i, l));
@@ -83,15 +86,26 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
         }
     });
 
-    // Control messages from the main thread. A closed channel means the
-    // process is going away: treat it as a shutdown.
-    // Anything else (Shutdown, or the channel closed) ends the loop.
-    while let Ok(Control::ReloadTls(fresh)) = spec.control.recv_async().await {
-        let n = ctx.tls.reload(&ctx.config, &fresh);
-        tracing::info!(
-            worker = ctx.id,
-            "TLS certificates reloaded ({n} server blocks updated)"
-        );
+    // Control messages from the main thread and the resolver, until a
+    // shutdown; a closed channel means the process is going away, which is
+    // a shutdown too. Each is applied here, between the polls of request
+    // tasks, so no request sees a change half way.
+    loop {
+        match spec.control.recv_async().await {
+            Ok(Control::ReloadTls(fresh)) => {
+                let n = ctx.tls.reload(&ctx.config, &fresh);
+                tracing::info!(
+                    worker = ctx.id,
+                    "TLS certificates reloaded ({n} server blocks updated)"
+                );
+            }
+            Ok(Control::Addr(u)) => {
+                if let Some(up) = ctx.upstreams.get(u.upstream) {
+                    up.set_addr(u.server, u.addr);
+                }
+            }
+            Ok(Control::Shutdown) | Err(_) => break,
+        }
     }
 
     // Drain: stop accepting, close idle connections, let requests in

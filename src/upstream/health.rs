@@ -10,10 +10,81 @@
 //! never marked down (as in nginx): there is nowhere else to send the request.
 //!
 //! Also here: the count of requests in flight per server, which least_conn
-//! and random_two balance on.
+//! and random_two balance on; and what active checks (`probe.rs`) publish to
+//! every worker, [`Probed`], with the rise/fall counting behind it, [`Streak`].
+//! A server is offered requests only when neither says it is down.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::config::Config;
+
+/// Active health as the prober publishes it: per upstream, a flag per
+/// server, set while probes have the server out of rotation. Only the prober
+/// thread writes; every worker's `select` reads with a relaxed load, no
+/// lock. Nothing else is published through these flags, so no stronger
+/// ordering is needed: a worker that sees a change a request late does no harm.
+pub struct Probed {
+    down: Box<[Box<[AtomicBool]>]>,
+}
+
+impl Probed {
+    /// Every server of every upstream starts up.
+    pub fn new(config: &Config) -> Probed {
+        Probed {
+            down: config
+                .upstreams
+                .iter()
+                .map(|u| u.servers.iter().map(|_| AtomicBool::new(false)).collect())
+                .collect(),
+        }
+    }
+
+    pub fn is_down(&self, upstream: usize, server: usize) -> bool {
+        self.down
+            .get(upstream)
+            .and_then(|u| u.get(server))
+            .is_some_and(|d| d.load(Ordering::Relaxed))
+    }
+
+    pub fn set(&self, upstream: usize, server: usize, down: bool) {
+        if let Some(d) = self.down.get(upstream).and_then(|u| u.get(server)) {
+            d.store(down, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The rise/fall count of one server's probes: `fall` failures in a row take
+/// a server that is up out, `rise` passes in a row bring one that is down
+/// back. A result that agrees with the current state resets the count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Streak {
+    down: bool,
+    /// Results in a row that disagree with `down`.
+    run: u32,
+}
+
+impl Streak {
+    pub fn is_down(&self) -> bool {
+        self.down
+    }
+
+    /// Counts one probe; returns the new state (true: down) when it changed.
+    pub fn record(&mut self, passed: bool, rise: u32, fall: u32) -> Option<bool> {
+        if passed != self.down {
+            self.run = 0;
+            return None;
+        }
+        self.run += 1;
+        if self.run < if self.down { rise } else { fall } {
+            return None;
+        }
+        self.down = !self.down;
+        self.run = 0;
+        Some(self.down)
+    }
+}
 
 /// What one worker knows about one server.
 #[derive(Default)]
@@ -132,6 +203,29 @@ mod tests {
         // Marked down in the past for a short while: up again now.
         assert!(p.failure(t0, 1, Duration::from_nanos(1)));
         assert!(!p.is_down());
+    }
+
+    #[test]
+    fn streak_needs_fall_failures_and_rise_passes_in_a_row() {
+        let mut s = Streak::default();
+        // fall = 3: two failures, a pass, then three failures.
+        assert_eq!(s.record(false, 2, 3), None);
+        assert_eq!(s.record(false, 2, 3), None);
+        assert_eq!(s.record(true, 2, 3), None);
+        assert_eq!(s.record(false, 2, 3), None);
+        assert_eq!(s.record(false, 2, 3), None);
+        assert_eq!(s.record(false, 2, 3), Some(true));
+        assert!(s.is_down());
+        assert_eq!(s.record(false, 2, 3), None);
+        // rise = 2: a pass, a failure, then two passes.
+        assert_eq!(s.record(true, 2, 3), None);
+        assert_eq!(s.record(false, 2, 3), None);
+        assert_eq!(s.record(true, 2, 3), None);
+        assert_eq!(s.record(true, 2, 3), Some(false));
+        assert!(!s.is_down());
+        // rise = fall = 1 flips on every change.
+        assert_eq!(s.record(false, 1, 1), Some(true));
+        assert_eq!(s.record(true, 1, 1), Some(false));
     }
 
     #[test]

@@ -6,9 +6,12 @@ pub mod balance;
 pub mod connect;
 pub mod health;
 pub mod pool;
+pub mod probe;
+pub mod resolve;
 
+use std::cell::Cell;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
@@ -143,6 +146,11 @@ pub struct UpstreamState {
     /// For `ewma`: each server's latency estimate.
     ewma: Vec<balance::PeakEwma>,
     config: Arc<Config>,
+    /// What active checks say, shared by every worker; `None` without them.
+    pub probed: Option<Arc<health::Probed>>,
+    /// Each server's address: the one resolved at load until
+    /// `resolve_interval` hands this worker another (`set_addr`).
+    addrs: Vec<Cell<SocketAddr>>,
 }
 
 /// The cookie values that name the servers of a `sticky` upstream, and the
@@ -189,6 +197,8 @@ impl UpstreamState {
             }),
             ewma: up.servers.iter().map(|_| balance::PeakEwma::default()).collect(),
             config: config.clone(),
+            probed: None,
+            addrs: up.servers.iter().map(|s| Cell::new(s.addr)).collect(),
         }
     }
 
@@ -224,6 +234,27 @@ impl UpstreamState {
         Some(&self.sticky.as_ref()?.set_cookie[i])
     }
 
+    /// The address to connect to for server `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.addrs[i].get()
+    }
+
+    /// Server `i` has a new address: new connections go there, and the idle
+    /// ones to the old address are closed. Requests in flight finish where
+    /// they are.
+    pub fn set_addr(&self, i: usize, addr: SocketAddr) {
+        if let Some(cell) = self.addrs.get(i) {
+            if cell.replace(addr) != addr {
+                self.pool.drop_peer(i);
+            }
+        }
+    }
+
+    /// Taken out of rotation by active checks.
+    fn probed_down(&self, i: usize) -> bool {
+        self.probed.as_ref().is_some_and(|p| p.is_down(self.index, i))
+    }
+
     pub fn config(&self) -> &Upstream {
         &self.config.upstreams[self.index]
     }
@@ -244,9 +275,10 @@ impl UpstreamState {
     pub fn select(&self, client: IpAddr, key: Option<u32>, tried: &[usize]) -> Option<usize> {
         let up = self.config();
         if up.servers.len() == 1 {
-            return (!tried.contains(&0)).then_some(0);
+            // Passive health never takes the only server out; a probe does.
+            return (!tried.contains(&0) && !self.probed_down(0)).then_some(0);
         }
-        let live = |i: usize| !tried.contains(&i) && !self.peers[i].is_down();
+        let live = |i: usize| !tried.contains(&i) && !self.peers[i].is_down() && !self.probed_down(i);
         let active = |i: usize| self.peers[i].active();
         for backup in [false, true] {
             let tier = |i: usize| up.servers[i].backup == backup;

@@ -75,6 +75,11 @@ impl Pool {
             .retain(|c| now.duration_since(c.since) < self.idle_timeout && is_alive(&c.conn));
     }
 
+    /// Closes the idle connections to one server (its address changed).
+    pub fn drop_peer(&self, peer: usize) {
+        self.idle.borrow_mut().retain(|c| c.conn.peer != peer);
+    }
+
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
     }

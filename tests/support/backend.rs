@@ -74,7 +74,12 @@ pub struct Backend {
 impl Backend {
     /// A backend whose every connection is handed to `handler`.
     pub fn start(handler: impl Fn(&mut Conn) + Send + Sync + 'static) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("backend bind");
+        Backend::start_at("127.0.0.1:0".parse().unwrap(), handler)
+    }
+
+    /// Like `start`, on a given address (a backend restarted on its old port).
+    pub fn start_at(addr: SocketAddr, handler: impl Fn(&mut Conn) + Send + Sync + 'static) -> Backend {
+        let listener = TcpListener::bind(addr).expect("backend bind");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),

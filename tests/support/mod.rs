@@ -42,13 +42,21 @@ impl Proxy {
             Ok(c) => c,
             Err(e) => panic!("test config does not parse:\n{e}\n---\n{toml}"),
         };
-        let server = ringway::server::Server::bind(Arc::new(cfg), workers).expect("bind");
+        Proxy::from_server(ringway::server::Server::bind(Arc::new(cfg), workers).expect("bind"))
+    }
+
+    /// Starts a server bound (and set up) by the test.
+    pub fn from_server(server: ringway::server::Server) -> Proxy {
         let addrs = server.local_addrs().to_vec();
         let handle = server.start().expect("start workers");
         Proxy {
             addrs,
             handle: Some(handle),
         }
+    }
+
+    pub fn handle(&self) -> &ringway::server::Handle {
+        self.handle.as_ref().expect("running")
     }
 
     /// The first listen address.
