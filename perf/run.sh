@@ -16,7 +16,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 ROUNDS="${ROUNDS:-3}"                  # interleaved rounds per scenario
 DURATION="${DURATION:-5s}"             # wrk -d per measured run
 WARMUP="${WARMUP:-1s}"                 # unmeasured wrk run per proxy and scenario ("0" = none)
-SCENARIOS="${SCENARIOS-tiny,16k,1m,close,c500}"    # add up1k,up1m for uploads; "" = none
+SCENARIOS="${SCENARIOS-tiny,16k,1m,close,c500}"    # add up1k,up1m for uploads, tls,tlsnew for HTTPS; "" = none
 WORKERS="${WORKERS:-1}"                # worker processes/threads for every proxy
 if [[ "$WORKERS" -le 1 ]]; then _default_proxy_cpus=0; else _default_proxy_cpus="0-$((WORKERS - 1))"; fi
 PROXY_CPUS="${PROXY_CPUS:-$_default_proxy_cpus}"   # taskset list for the proxy under test
@@ -30,6 +30,8 @@ SKIP_RINGWAY="${SKIP_RINGWAY:-0}"      # 1 = only nginx and haproxy
 SKIP_BUILD="${SKIP_BUILD:-0}"          # 1 = use the existing target/release binaries
 MEMTEST="${MEMTEST:-0}"                # 1 = idle-connection memory test after the scenarios
 MEMTEST_CONNS="${MEMTEST_CONNS:-10000}"
+HSTEST="${HSTEST:-0}"                  # 1 = TLS handshake test (openssl s_time, new and resumed sessions)
+HS_TIME="${HS_TIME:-5}"                # seconds per s_time run
 START_TIMEOUT="${START_TIMEOUT:-10}"   # seconds to wait for a listener
 PAUSE="${PAUSE:-0.2}"                  # seconds between runs
 KEEP_WORK="${KEEP_WORK:-0}"            # 1 = keep the temporary directory (configs, logs, wrk output)
@@ -50,6 +52,7 @@ ensure_tools() {
     command -v curl    >/dev/null 2>&1 || missing+=(curl)
     command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     [[ ${#missing[@]} -eq 0 ]] && return 0
     log "installing: ${missing[*]}"
     local sudo=()
@@ -231,8 +234,18 @@ else
     PROXIES=(nginx haproxy)
 fi
 
-read -r BACKEND_PORT RINGWAY_PORT NGINX_PORT HAPROXY_PORT <<<"$(free_ports 4)"
+read -r BACKEND_PORT RINGWAY_PORT NGINX_PORT HAPROXY_PORT RINGWAY_TLS_PORT NGINX_TLS_PORT HAPROXY_TLS_PORT \
+    <<<"$(free_ports 7)"
 declare -A PORT=([ringway]=$RINGWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
+declare -A TLS_PORT=([ringway]=$RINGWAY_TLS_PORT [nginx]=$NGINX_TLS_PORT [haproxy]=$HAPROXY_TLS_PORT)
+
+# ---------------------------------------------------------- certificate ----
+# One ECDSA P-256 certificate for every proxy's HTTPS listener: the usual
+# choice at the edge, and one that Mozilla's intermediate profile allows.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=perf.test" -addext "subjectAltName=DNS:perf.test,IP:127.0.0.1" \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null || die "openssl could not make a certificate"
+cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem"   # haproxy reads both from one file
 
 # -------------------------------------------------------------- backend ----
 log "starting perf-backend on 127.0.0.1:$BACKEND_PORT (cpus $BACKEND_CPUS, $BACKEND_THREADS thread(s))"
@@ -256,6 +269,15 @@ keepalive = $UPSTREAM_KEEPALIVE
 [[server]]
 listen = ["127.0.0.1:$RINGWAY_PORT"]
 access_log = "off"
+
+[[server.location]]
+path = "/"
+proxy_pass = "http://backend"
+
+[[server]]
+listen = ["127.0.0.1:$RINGWAY_TLS_PORT"]
+access_log = "off"
+tls = { cert = "$WORK/tls.crt", key = "$WORK/tls.key" }
 
 [[server.location]]
 path = "/"
@@ -303,6 +325,12 @@ $NGINX_EXTRA_TEMP
 
     server {
         listen 127.0.0.1:$NGINX_PORT reuseport backlog=4096;
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl reuseport backlog=4096;
+        ssl_certificate $WORK/tls.crt;
+        ssl_certificate_key $WORK/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
 
         location / {
             proxy_pass http://backend;
@@ -346,10 +374,12 @@ defaults
 
 frontend fe
     bind 127.0.0.1:$HAPROXY_PORT
+    bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $WORK/tls.pem alpn http/1.1
     maxconn $HAPROXY_MAXCONN
     option forwardfor
     http-request set-header X-Real-IP %[src]
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto https if { ssl_fc }
+    http-request set-header X-Forwarded-Proto http unless { ssl_fc }
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     default_backend be
 
@@ -458,6 +488,8 @@ declare -A SCEN=(
     [c500]="/size/100|500|-|0|GET 100 B, keep-alive, 500 connections"
     [up1k]="/size/100|10|-|1024|POST 1 KiB body, 100 B response, keep-alive, 10 connections"
     [up1m]="/size/100|10|-|1048576|POST 1 MiB body, 100 B response, keep-alive, 10 connections"
+    [tls]="/size/100|10|tls|0|GET 100 B over TLS, keep-alive, 10 connections"
+    [tlsnew]="/size/100|10|tls-close|0|GET 100 B over TLS, Connection: close: a full handshake per request, 10 connections"
 )
 
 cat >"$WORK/parse_wrk.py" <<'EOF'
@@ -488,19 +520,29 @@ RINGWAY_BAD=0
 
 scenario_field() { local IFS='|'; local f; read -r -a f <<<"${SCEN[$1]}"; echo "${f[$2]}"; }
 
-# wrk_args SCENARIO CONNS DURATION PORT -> prints the wrk command line (one arg per line)
+# target_url SCENARIO PROXY: the URL a scenario requests from a proxy.
+target_url() {
+    local path kind
+    path=$(scenario_field "$1" 0); kind=$(scenario_field "$1" 2)
+    case "$kind" in
+        tls*) echo "https://127.0.0.1:${TLS_PORT[$2]}$path" ;;
+        *) echo "http://127.0.0.1:${PORT[$2]}$path" ;;
+    esac
+}
+
+# wrk_cmd SCENARIO DURATION PROXY -> sets WRK to the wrk command line
 wrk_cmd() {
-    local sc=$1 dur=$2 port=$3 path conns kind up
-    path=$(scenario_field "$sc" 0); conns=$(scenario_field "$sc" 1)
+    local sc=$1 dur=$2 px=$3 conns kind up
+    conns=$(scenario_field "$sc" 1)
     kind=$(scenario_field "$sc" 2); up=$(scenario_field "$sc" 3)
     WRK=(taskset -c "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$conns" -d"$dur" --timeout "$WRK_TIMEOUT" --latency)
-    [[ "$kind" == close ]] && WRK+=(-H 'Connection: close')
+    [[ "$kind" == close || "$kind" == tls-close ]] && WRK+=(-H 'Connection: close')
     if [[ "$up" != 0 ]]; then
         local lua="$WORK/upload_$up.lua"
         [[ -f "$lua" ]] || printf 'wrk.method = "POST"\nwrk.body = string.rep("u", %d)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' "$up" >"$lua"
         WRK+=(-s "$lua")
     fi
-    WRK+=("http://127.0.0.1:$port$path")
+    WRK+=("$(target_url "$sc" "$px")")
 }
 
 run_wrk() {  # run_wrk OUTFILE DURATION-SECONDS: runs "${WRK[@]}" bounded in time
@@ -513,7 +555,7 @@ run_wrk() {  # run_wrk OUTFILE DURATION-SECONDS: runs "${WRK[@]}" bounded in tim
 
 measure() {  # measure SCENARIO PROXY ROUND
     local sc=$1 px=$2 round=$3 out="$WORK/wrk.$1.$2.$3.txt" pids c0 c1 k0 k1 b0 b1 bt0 bt1 pt0 pt1 pu0 pu1 t0 t1 secs
-    wrk_cmd "$sc" "$DURATION" "${PORT[$px]}"
+    wrk_cmd "$sc" "$DURATION" "$px"
     secs=$(to_secs "$DURATION")
     pids=$(proxy_pids "$px")
     k0=$(backend_conns)
@@ -557,13 +599,14 @@ verify() {
     local sc=$1 px=$2 path kind up expect got args=()
     path=$(scenario_field "$sc" 0); kind=$(scenario_field "$sc" 2); up=$(scenario_field "$sc" 3)
     expect=${path#/size/}
-    [[ "$kind" == close ]] && args+=(-H 'Connection: close')
+    [[ "$kind" == close || "$kind" == tls-close ]] && args+=(-H 'Connection: close')
+    [[ "$kind" == tls* ]] && args+=(--insecure)
     if [[ "$up" != 0 ]]; then
         [[ -f "$WORK/body_$up" ]] || head -c "$up" /dev/zero | tr '\0' 'u' >"$WORK/body_$up"
         args+=(-X POST -H 'Content-Type: application/octet-stream' --data-binary "@$WORK/body_$up")
     fi
     got=$(curl -s -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' "${args[@]}" \
-        "http://127.0.0.1:${PORT[$px]}$path" 2>/dev/null) || got="curl-failed"
+        "$(target_url "$sc" "$px")" 2>/dev/null) || got="curl-failed"
     if [[ "$got" != "200 $expect" ]]; then
         VERIFY_NOTES+="  $sc via $px: expected \"200 $expect\", got \"$got\""$'\n'
         [[ "$px" == ringway ]] && RINGWAY_BAD=1
@@ -584,7 +627,7 @@ for sc in "${SCEN_LIST[@]}"; do
     for px in "${PROXIES[@]}"; do
         verify "$sc" "$px"
         if [[ "$WARMUP" != 0 ]]; then
-            wrk_cmd "$sc" "$WARMUP" "${PORT[$px]}"
+            wrk_cmd "$sc" "$WARMUP" "$px"
             run_wrk "$WORK/warmup.txt" "$(to_secs "$WARMUP")"
             sleep "$PAUSE"
         fi
@@ -704,6 +747,41 @@ if [[ "$MEMTEST" == 1 ]]; then
     for px in "${PROXIES[@]}"; do
         log "memory test: $MEMTEST_CONNS idle connections to $px"
         memtest "$px"
+    done
+fi
+
+# ------------------------------------------------------- handshake test ----
+# TLS handshakes per second and proxy CPU per handshake, with openssl s_time:
+# "new" makes a full handshake on every connection, "reuse" resumes the
+# session of the first one. Each connection fetches /size/100, so the client
+# reads TLS 1.3 session tickets before it closes.
+HS_RESULTS="$WORK/hs.tsv"
+: >"$HS_RESULTS"
+hstest() {  # hstest PROXY MODE ROUND
+    local px=$1 mode=$2 round=$3 out="$WORK/hs.$1.$2.$3.txt" pids c0 c1 conns secs resumed
+    pids=$(proxy_pids "$px")
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks $pids)
+    timeout --kill-after=5 $((HS_TIME + 30)) taskset -c "$LOAD_CPUS" openssl s_time \
+        -connect "127.0.0.1:${TLS_PORT[$px]}" "-$mode" -time "$HS_TIME" -www /size/100 >"$out" 2>&1 || true
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks $pids)
+    read -r conns secs <<<"$(sed -n 's/^\([0-9]*\) connections in \([0-9.]*\) real seconds.*/\1 \2/p' "$out" | head -n1)"
+    # s_time prints one character per connection: "r" when the session was resumed.
+    resumed=$(grep -E '^[*r]+$' "$out" | tr -d '*\n' | wc -c)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$px" "$mode" "$round" "${conns:-0}" "${secs:-0}" "$((c1 - c0))" \
+        "$resumed" >>"$HS_RESULTS"
+}
+
+if [[ "$HSTEST" == 1 ]]; then
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for mode in new reuse; do
+            for px in "${PROXIES[@]}"; do
+                log "handshake test round $r/$ROUNDS: $px, $mode sessions"
+                hstest "$px" "$mode" "$r"
+                sleep "$PAUSE"
+            done
+        done
     done
 fi
 
@@ -835,6 +913,43 @@ if mrows:
         print("%-8s %9.1f MiB %9.1f MiB %12d %14s %8s %10s" % (px, r0 / 1024, r1 / 1024, idle, fmt(per, ",.0f"), failed, closed))
     print()
 EOF
+
+if [[ -s "$HS_RESULTS" ]]; then
+    python3 - "$HS_RESULTS" "$CLK_TCK" "$HS_TIME" "${PROXIES[*]}" <<'EOF'
+import statistics, sys
+path, tck, hs_time, proxies = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4].split()
+rows = {}
+for line in open(path):
+    px, mode, rnd, conns, secs, ticks, resumed = line.rstrip("\n").split("\t")
+    conns, secs, ticks, resumed = int(conns), float(secs) or hs_time, int(ticks), int(resumed)
+    if conns > 0:
+        rows.setdefault((px, mode), []).append((conns / secs, ticks / tck * 1e6 / conns, resumed / conns))
+print("== TLS handshakes: openssl s_time, one GET /size/100 per connection (median of rounds) ==")
+hdr = "%-8s %-6s %10s %14s %9s" % ("proxy", "mode", "conns/s", "cpu us/conn", "resumed")
+print(hdr)
+print("-" * len(hdr))
+med = {}
+for mode in ("new", "reuse"):
+    for px in proxies:
+        rs = rows.get((px, mode))
+        if not rs:
+            continue
+        med[px, mode] = [statistics.median(r[i] for r in rs) for i in range(3)]
+        cps, cpu, res = med[px, mode]
+        print("%-8s %-6s %10.0f %14.1f %8.0f%%" % (px, mode, cps, cpu, 100 * res))
+for mode in ("new", "reuse"):
+    if ("ringway", mode) not in med:
+        continue
+    parts = []
+    for ref in ("nginx", "haproxy"):
+        if (ref, mode) in med:
+            a, b = med["ringway", mode], med[ref, mode]
+            parts.append("vs %s: conns/s x%.2f, cpu/conn x%.2f" % (ref, a[0] / b[0], a[1] / b[1]))
+    if parts:
+        print("ringway %s: %s" % (mode, "; ".join(parts)))
+print()
+EOF
+fi
 
 if [[ -n "$VERIFY_NOTES" ]]; then
     echo "checks that failed:"
