@@ -30,5 +30,7 @@ mod lifecycle;
 mod pool;
 #[path = "proxy/refusals.rs"]
 mod refusals;
+#[path = "proxy/robust.rs"]
+mod robust;
 #[path = "proxy/routing.rs"]
 mod routing;

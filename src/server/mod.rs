@@ -10,6 +10,7 @@ pub mod worker;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -46,6 +47,9 @@ impl Driver {
 pub enum Control {
     /// Stop accepting, drain, exit.
     Shutdown,
+    /// Panic outside any connection task (`Handle::crash_worker`).
+    #[doc(hidden)]
+    Crash,
 }
 
 /// Listening sockets bound for every worker, not yet serving.
@@ -85,48 +89,73 @@ impl Server {
         &self.addrs
     }
 
-    /// Starts the worker threads.
+    /// Starts the worker threads, and the supervisor that restarts a
+    /// worker that dies (see `worker`).
     pub fn start(self) -> io::Result<Handle> {
+        self.launch(None)
+    }
+
+    /// `start`, calling `on_give_up` if the supervisor stops restarting.
+    fn launch(self, on_give_up: Option<Box<dyn FnOnce() + Send>>) -> io::Result<Handle> {
         let driver = Driver::detect();
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut controls = Vec::new();
-        let mut threads = Vec::new();
-        for (id, listeners) in self.sockets.into_iter().enumerate() {
+        let mut templates = Vec::new();
+        for id in 0..self.workers {
             let (tx, rx) = flume::bounded(4);
             controls.push(tx);
-            let spec = worker::WorkerSpec {
-                id,
+            templates.push(worker::Template {
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
-                config: self.config.clone(),
-                listeners,
                 control: rx,
-                driver,
-            };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ringway-w{id}"))
-                    .spawn(move || worker::run(spec))?,
-            );
+            });
         }
+        let (events_tx, events) = flume::unbounded();
+        let shared = Arc::new(worker::Shared::default());
+        let supervisor = worker::Supervisor {
+            config: self.config.clone(),
+            driver,
+            addrs: self.addrs.clone(),
+            templates,
+            shared: shared.clone(),
+            events_tx: events_tx.clone(),
+            events,
+            on_give_up,
+        };
+        let mut threads = Vec::new();
+        for (id, listeners) in self.sockets.into_iter().enumerate() {
+            threads.push(supervisor.spawn(id, listeners)?);
+        }
+        let supervisor = std::thread::Builder::new()
+            .name("ringway-supervisor".into())
+            .spawn(move || supervisor.run(threads))?;
         tracing::info!(
             workers = self.workers,
             driver = ?driver,
             "listening on {}",
             self.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
         );
-        Ok(Handle { controls, threads })
+        Ok(Handle {
+            controls,
+            events: events_tx,
+            shared,
+            supervisor,
+        })
     }
 }
 
 /// Running workers.
 pub struct Handle {
     controls: Vec<flume::Sender<Control>>,
-    threads: Vec<JoinHandle<()>>,
+    events: flume::Sender<worker::Event>,
+    shared: Arc<worker::Shared>,
+    supervisor: JoinHandle<Result<(), String>>,
 }
 
 impl Handle {
-    /// Asks every worker to drain and stop.
+    /// Asks every worker to drain and stop; none is restarted after this.
     pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = self.events.send(worker::Event::Stop);
         for c in &self.controls {
             let _ = c.send(Control::Shutdown);
         }
@@ -134,24 +163,53 @@ impl Handle {
 
     /// Waits for every worker to finish.
     pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
+        let _ = self.wait();
+    }
+
+    /// Waits for every worker to finish; an error if a worker kept dying and
+    /// the supervisor gave up on it.
+    pub fn wait(self) -> io::Result<()> {
+        match self.supervisor.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(io::Error::other(why)),
+            Err(_) => Err(io::Error::other("the worker supervisor panicked")),
         }
+    }
+
+    /// How many times a worker was restarted after dying.
+    pub fn restarts(&self) -> usize {
+        self.shared.restarts.load(Ordering::SeqCst)
+    }
+
+    /// True once a worker kept dying and the supervisor stopped restarting
+    /// it; `wait` then returns the reason.
+    pub fn gave_up(&self) -> bool {
+        self.shared.gave_up.load(Ordering::SeqCst)
+    }
+
+    /// Makes worker `id` panic outside any connection task, to exercise the
+    /// restart path. Reachable only through this API, never from the network.
+    #[doc(hidden)]
+    pub fn crash_worker(&self, id: usize) {
+        let _ = self.controls[id].send(Control::Crash);
     }
 }
 
-/// Runs until SIGTERM or SIGINT, then drains and returns.
+/// Runs until SIGTERM or SIGINT, then drains and returns; returns an error
+/// when a worker kept dying (see `worker`).
 pub fn run(config: Arc<Config>, workers: usize) -> io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     // Registered before the workers start, so an early signal is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     let server = Server::bind(config, workers)?;
-    let handle = server.start()?;
+    // A worker that keeps dying ends the wait below as a signal would.
+    let wake = signals.handle();
+    let handle = server.launch(Some(Box::new(move || wake.close())))?;
     if let Some(sig) = signals.forever().next() {
         tracing::info!("signal {sig}: draining");
     }
     handle.shutdown();
-    handle.join();
+    handle.wait()?;
     tracing::info!("stopped");
     Ok(())
 }
