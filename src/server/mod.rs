@@ -33,7 +33,16 @@ impl Driver {
             Ok("uring") | Ok("io_uring") | Ok("") | Err(_) => {}
             Ok(other) => tracing::warn!("RINGWAY_DRIVER={other:?} is not \"legacy\" or \"uring\"; detecting"),
         }
-        if monoio::utils::detect_uring() {
+        // The probe builds an io_uring and drops it. Tearing a ring down
+        // ends with the kernel queueing work on every thread that used it
+        // with TWA_SIGNAL, which interrupts that thread's next blocking
+        // syscall: a socket read with a timeout then fails with EINTR. So
+        // the probe runs on a thread of its own that ends right after.
+        let probe = std::thread::Builder::new()
+            .name("ringway-probe".into())
+            .spawn(monoio::utils::detect_uring)
+            .and_then(|t| t.join().map_err(|_| io::Error::other("io_uring probe panicked")));
+        if probe.unwrap_or(false) {
             Driver::Uring
         } else {
             tracing::warn!("io_uring is not available here (old kernel, io_uring_disabled or a seccomp filter); using epoll");
@@ -212,4 +221,38 @@ pub fn run(config: Arc<Config>, workers: usize) -> io::Result<()> {
     handle.wait()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{ErrorKind, Read, Write};
+    use std::time::Duration;
+
+    /// The io_uring probe must not interrupt the calling thread's next
+    /// blocking read (it did, with EINTR, when it ran on that thread). Only
+    /// the first `detect` in a process probes; no other unit test calls it.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test thread, not a worker
+    fn detecting_the_driver_does_not_interrupt_the_caller() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Driver::detect();
+        let writer = std::thread::spawn(move || {
+            // Long enough for the ring's teardown to have reached this thread.
+            std::thread::sleep(Duration::from_millis(300));
+            s.write_all(b"x").unwrap();
+            s
+        });
+        let mut b = [0u8; 1];
+        let read = c.read(&mut b);
+        let _ = writer.join();
+        match read {
+            Ok(1) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => panic!("the probe interrupted the caller: {e}"),
+            other => panic!("unexpected read result {other:?}"),
+        }
+    }
 }

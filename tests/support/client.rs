@@ -105,8 +105,8 @@ impl Client {
     /// One read into the buffer. `Ok(0)` is end of stream; a reset counts as one.
     fn fill(&mut self) -> Result<usize, ReadError> {
         let mut tmp = [0u8; 64 * 1024];
-        // A blocking read may end early with EINTR (io_uring probing in this
-        // process can interrupt the thread); that is not an answer, so retry.
+        // A blocking read may end early with EINTR; that is not an answer,
+        // so retry.
         let read = loop {
             match self.stream.read(&mut tmp) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
