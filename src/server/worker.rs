@@ -3,15 +3,22 @@
 //! the supervisor that restarts a worker that dies.
 //!
 //! A panic in a connection task ends that connection only (`listener::Isolated`).
-//! Anything else that panics on a worker (its accept loop, its tick) unwinds
-//! out of the runtime and ends the thread. The supervisor, a thread of its
-//! own, notices, logs the worker id and the panic message, and starts the
-//! worker again on the same core with freshly bound listeners (SO_REUSEPORT
-//! lets them join the other workers' sockets) and a fresh `WorkerCtx`: the
-//! dead worker's connections are lost, the others' are untouched. Restarts
-//! back off, and a worker that dies more than `MAX_RESTARTS` times within
-//! `RESTART_WINDOW` makes the supervisor give up, so a fault that recurs
-//! stops the process with an error instead of looping.
+//! A panic in one of the worker's own tasks (an accept loop, the tick) is
+//! caught too (`Guarded`), but the worker cannot be trusted to go on: it
+//! closes its connections, as at the end of a drain, and its thread ends
+//! with the panic. A panic anywhere else on the thread unwinds straight out
+//! of the runtime, which then leaks the tasks parked in it and their
+//! sockets; it ends the thread all the same.
+//!
+//! The supervisor, a thread of its own, notices the end, logs the worker id
+//! and the panic message, and starts the worker again on the same core with
+//! freshly bound listeners (SO_REUSEPORT lets them join the other workers'
+//! sockets) and a fresh `WorkerCtx`. The dead worker's connections are lost,
+//! and so are connections still in its listeners' accept queues; the other
+//! workers' are untouched. Restarts back off, and a worker that dies more
+//! than `MAX_RESTARTS` times within `RESTART_WINDOW` makes the supervisor
+//! give up, so a fault that recurs stops the process with an error instead
+//! of looping. A restarted worker gets the config the server started with.
 
 use std::any::Any;
 use std::collections::VecDeque;
