@@ -34,6 +34,8 @@ mod lifecycle;
 mod pool;
 #[path = "proxy/refusals.rs"]
 mod refusals;
+#[path = "proxy/robust.rs"]
+mod robust;
 #[path = "proxy/routing.rs"]
 mod routing;
 #[path = "proxy/tls.rs"]

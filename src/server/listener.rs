@@ -95,11 +95,7 @@ impl<F: Future<Output = ()>> Future for Isolated<F> {
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(poll) => poll,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string());
+                let what = super::worker::panic_message(&*panic);
                 tracing::error!(peer = %this.peer, "connection task panicked: {what}; connection closed");
                 Poll::Ready(())
             }

@@ -10,6 +10,7 @@ pub mod worker;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -35,7 +36,16 @@ impl Driver {
             Ok("uring") | Ok("io_uring") | Ok("") | Err(_) => {}
             Ok(other) => tracing::warn!("RINGWAY_DRIVER={other:?} is not \"legacy\" or \"uring\"; detecting"),
         }
-        if monoio::utils::detect_uring() {
+        // The probe builds an io_uring and drops it. Tearing a ring down
+        // ends with the kernel queueing work on every thread that used it
+        // with TWA_SIGNAL, which interrupts that thread's next blocking
+        // syscall: a socket read with a timeout then fails with EINTR. So
+        // the probe runs on a thread of its own that ends right after.
+        let probe = std::thread::Builder::new()
+            .name("ringway-probe".into())
+            .spawn(monoio::utils::detect_uring)
+            .and_then(|t| t.join().map_err(|_| io::Error::other("io_uring probe panicked")));
+        if probe.unwrap_or(false) {
             Driver::Uring
         } else {
             tracing::warn!("io_uring is not available here (old kernel, io_uring_disabled or a seccomp filter); using epoll");
@@ -50,9 +60,12 @@ pub enum Control {
     /// Stop accepting, drain, exit.
     Shutdown,
     /// Certificates read again on SIGHUP, per server block (`None`: keep).
-    ReloadTls(Arc<Vec<Option<Arc<crate::tls::server::Material>>>>),
+    ReloadTls(worker::TlsReload),
     /// A server of an upstream has a new address (`resolve_interval`).
     Addr(Update),
+    /// Panic outside any connection task (`Handle::crash_worker`).
+    #[doc(hidden)]
+    Crash,
 }
 
 /// Control messages a worker may have waiting; the resolver thread waits
@@ -105,34 +118,50 @@ impl Server {
         &self.addrs
     }
 
-    /// Starts the worker threads.
+    /// Starts the worker threads, and the supervisor that restarts a
+    /// worker that dies (see `worker`).
     pub fn start(self) -> io::Result<Handle> {
+        self.launch(None)
+    }
+
+    /// `start`, calling `on_give_up` if the supervisor stops restarting.
+    fn launch(self, on_give_up: Option<Box<dyn FnOnce() + Send>>) -> io::Result<Handle> {
         let driver = Driver::detect();
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut controls = Vec::new();
-        let mut threads = Vec::new();
+        let mut templates = Vec::new();
         // Active health: one prober for the process, its verdicts read by
         // every worker (see upstream::probe).
         let probed = Arc::new(Probed::new(&self.config));
         let prober = Prober::start(&self.config, probed.clone())?;
-        for (id, listeners) in self.sockets.into_iter().enumerate() {
+        for id in 0..self.workers {
             let (tx, rx) = flume::bounded(CONTROL_QUEUE);
             controls.push(tx);
-            let spec = worker::WorkerSpec {
-                id,
+            templates.push(worker::Template {
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
-                config: self.config.clone(),
-                listeners,
                 control: rx,
-                driver,
-                probed: prober.is_some().then(|| probed.clone()),
-            };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ringway-w{id}"))
-                    .spawn(move || worker::run(spec))?,
-            );
+            });
         }
+        let (events_tx, events) = flume::unbounded();
+        let shared = Arc::new(worker::Shared::default());
+        let supervisor = worker::Supervisor {
+            config: self.config.clone(),
+            driver,
+            addrs: self.addrs.clone(),
+            templates,
+            shared: shared.clone(),
+            events_tx: events_tx.clone(),
+            events,
+            on_give_up,
+            probed: prober.is_some().then(|| probed.clone()),
+        };
+        let mut threads = Vec::new();
+        for (id, listeners) in self.sockets.into_iter().enumerate() {
+            threads.push(supervisor.spawn(id, listeners)?);
+        }
+        let supervisor = std::thread::Builder::new()
+            .name("ringway-supervisor".into())
+            .spawn(move || supervisor.run(threads))?;
         tracing::info!(
             workers = self.workers,
             driver = ?driver,
@@ -148,7 +177,9 @@ impl Server {
         };
         Ok(Handle {
             controls,
-            threads,
+            events: events_tx,
+            shared,
+            supervisor,
             prober,
             resolver,
             probed,
@@ -177,15 +208,20 @@ fn publish(workers: &[flume::Sender<Control>], prober: Option<&flume::Sender<Pro
 /// Running workers.
 pub struct Handle {
     controls: Vec<flume::Sender<Control>>,
-    threads: Vec<JoinHandle<()>>,
+    events: flume::Sender<worker::Event>,
+    shared: Arc<worker::Shared>,
+    supervisor: JoinHandle<Result<(), String>>,
     prober: Option<Prober>,
     resolver: Option<Resolver>,
     probed: Arc<Probed>,
 }
 
 impl Handle {
-    /// Asks every worker to drain and stop, and the prober and resolver threads to end.
+    /// Asks every worker to drain and stop (none is restarted after this),
+    /// and the prober and resolver threads to end.
     pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = self.events.send(worker::Event::Stop);
         if let Some(r) = &self.resolver {
             r.stop();
         }
@@ -202,6 +238,9 @@ impl Handle {
     /// fails its checks leaves that block's certificate as it was.
     pub fn reload_tls(&self, config: &Config) {
         let fresh = Arc::new(crate::tls::server::reload_material(config));
+        // Kept for a worker that is restarted later: it starts from the
+        // config's files and applies this on top.
+        self.shared.set_tls_reloaded(fresh.clone());
         for c in &self.controls {
             // A worker that has not taken the previous messages yet gets this
             // one after them; a full queue means it is stuck or leaving.
@@ -214,12 +253,21 @@ impl Handle {
     /// Waits for every worker (and the prober) to finish. The resolver
     /// thread is not waited for: it may be inside a blocking lookup.
     pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
+        let _ = self.wait();
+    }
+
+    /// Waits for every worker to finish; an error if a worker kept dying and
+    /// the supervisor gave up on it.
+    pub fn wait(self) -> io::Result<()> {
+        let workers = match self.supervisor.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(io::Error::other(why)),
+            Err(_) => Err(io::Error::other("the worker supervisor panicked")),
+        };
         if let Some(p) = self.prober {
             p.join();
         }
+        workers
     }
 
     /// Whether active health checks have server `server` of upstream
@@ -227,16 +275,36 @@ impl Handle {
     pub fn probed_down(&self, upstream: usize, server: usize) -> bool {
         self.probed.is_down(upstream, server)
     }
+
+    /// How many times a worker was restarted after dying.
+    pub fn restarts(&self) -> usize {
+        self.shared.restarts.load(Ordering::SeqCst)
+    }
+
+    /// True once a worker kept dying and the supervisor stopped restarting
+    /// it; `wait` then returns the reason.
+    pub fn gave_up(&self) -> bool {
+        self.shared.gave_up.load(Ordering::SeqCst)
+    }
+
+    /// Makes worker `id` panic outside any connection task, to exercise the
+    /// restart path. Reachable only through this API, never from the network.
+    #[doc(hidden)]
+    pub fn crash_worker(&self, id: usize) {
+        let _ = self.controls[id].send(Control::Crash);
+    }
 }
 
-/// Runs until SIGTERM or SIGINT, then drains and returns. SIGHUP reloads
-/// TLS certificates.
+/// Runs until SIGTERM or SIGINT, then drains and returns; returns an error
+/// when a worker kept dying (see `worker`). SIGHUP reloads TLS certificates.
 pub fn run(config: Arc<Config>, workers: usize) -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Registered before the workers start, so an early signal is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let server = Server::bind(config.clone(), workers)?;
-    let handle = server.start()?;
+    // A worker that keeps dying ends the wait below as a signal would.
+    let wake = signals.handle();
+    let handle = server.launch(Some(Box::new(move || wake.close())))?;
     for sig in signals.forever() {
         if sig == SIGHUP {
             tracing::info!("signal {sig}: reloading TLS certificates");
@@ -247,7 +315,41 @@ pub fn run(config: Arc<Config>, workers: usize) -> io::Result<()> {
         break;
     }
     handle.shutdown();
-    handle.join();
+    handle.wait()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{ErrorKind, Read, Write};
+    use std::time::Duration;
+
+    /// The io_uring probe must not interrupt the calling thread's next
+    /// blocking read (it did, with EINTR, when it ran on that thread). Only
+    /// the first `detect` in a process probes; no other unit test calls it.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test thread, not a worker
+    fn detecting_the_driver_does_not_interrupt_the_caller() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Driver::detect();
+        let writer = std::thread::spawn(move || {
+            // Long enough for the ring's teardown to have reached this thread.
+            std::thread::sleep(Duration::from_millis(300));
+            s.write_all(b"x").unwrap();
+            s
+        });
+        let mut b = [0u8; 1];
+        let read = c.read(&mut b);
+        let _ = writer.join();
+        match read {
+            Ok(1) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => panic!("the probe interrupted the caller: {e}"),
+            other => panic!("unexpected read result {other:?}"),
+        }
+    }
 }

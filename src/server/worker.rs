@@ -1,8 +1,36 @@
 //! One worker: a thread pinned to a core, running its own monoio runtime on
-//! io_uring (or epoll), with its own listeners and its own `WorkerCtx`.
+//! io_uring (or epoll), with its own listeners and its own `WorkerCtx`; and
+//! the supervisor that restarts a worker that dies.
+//!
+//! A panic in a connection task ends that connection only (`listener::Isolated`).
+//! A panic in one of the worker's own tasks (an accept loop, the tick) is
+//! caught too (`Guarded`), but the worker cannot be trusted to go on: it
+//! closes its connections, as at the end of a drain, and its thread ends
+//! with the panic. A panic anywhere else on the thread unwinds straight out
+//! of the runtime, which then leaks the tasks parked in it and their
+//! sockets; it ends the thread all the same.
+//!
+//! The supervisor, a thread of its own, notices the end, logs the worker id
+//! and the panic message, and starts the worker again on the same core with
+//! freshly bound listeners (SO_REUSEPORT lets them join the other workers'
+//! sockets) and a fresh `WorkerCtx`. The dead worker's connections are lost,
+//! and so are connections still in its listeners' accept queues; the other
+//! workers' are untouched. Restarts back off, and a worker that dies more
+//! than `MAX_RESTARTS` times within `RESTART_WINDOW` makes the supervisor
+//! give up, so a fault that recurs stops the process with an error instead
+//! of looping. A restarted worker gets the config the server started with,
+//! and the certificates last reloaded on SIGHUP.
 
-use std::net::TcpListener;
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -24,10 +52,15 @@ pub struct WorkerSpec {
     pub driver: Driver,
     /// Active health verdicts, when some upstream is checked.
     pub probed: Option<Arc<Probed>>,
+    /// Certificates reloaded (SIGHUP) since the server started.
+    pub tls_reloaded: Option<TlsReload>,
 }
 
+/// Certificates read again on SIGHUP, per server block (`None`: keep).
+pub type TlsReload = Arc<Vec<Option<Arc<crate::tls::server::Material>>>>;
+
 /// The body of a worker thread.
-pub fn run(spec: WorkerSpec) {
+pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
     if let Some(core) = spec.core {
         if !core_affinity::set_for_current(core) {
             tracing::warn!(worker = spec.id, "could not pin to core {}", core.id);
@@ -48,28 +81,54 @@ pub fn run(spec: WorkerSpec) {
         },
         Driver::Legacy => legacy(spec),
     };
-    if let Err(e) = result {
-        tracing::error!(worker = id, "worker stopped: {e}");
+    match result {
+        Ok(None) => Ok(()),
+        // The runtime is gone and with it every task and socket: end the
+        // thread with the panic, for the supervisor.
+        Ok(Some(panicked)) => std::panic::resume_unwind(Box::new(panicked)),
+        Err(e) => {
+            tracing::error!(worker = id, "worker stopped: {e}");
+            Err(e)
+        }
     }
 }
 
-fn legacy(spec: WorkerSpec) -> std::io::Result<()> {
+fn legacy(spec: WorkerSpec) -> std::io::Result<Option<String>> {
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()?;
     rt.block_on(main(spec))
 }
 
-async fn main(spec: WorkerSpec) -> std::io::Result<()> {
+/// The worker's own tasks (accept loops, tick) run guarded: a panic in one
+/// is caught and reported to `main`, which closes the worker's connections
+/// and then ends the thread with that panic for the supervisor to see.
+/// Letting it unwind through the runtime instead would leak every task
+/// still parked in it, and the sockets they hold.
+type Faults = flume::Sender<String>;
+
+/// Serves until a shutdown; `Some` with the message when one of the worker's
+/// own tasks panicked.
+async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
     let ctx = WorkerCtx::new(spec.id, spec.config, spec.probed)?;
+    // Certificates reloaded since the server started (a restarted worker).
+    if let Some(fresh) = &spec.tls_reloaded {
+        ctx.tls.reload(&ctx.config, fresh);
+    }
+    let (faults, fault) = flume::bounded::<String>(1);
+    let mut accepting = Vec::new();
     for (i, l) in spec.listeners.into_iter().enumerate() {
         let l = monoio::net::TcpListener::from_std(l)?;
-        monoio::spawn(listener::accept_loop(ctx.clone(), i, l));
+        accepting.push(spawn_guarded(
+            &faults,
+            "accept loop",
+            listener::accept_loop(ctx.clone(), i, l),
+        ));
     }
     // The worker's housekeeping tick: idle client deadlines every tick,
     // idle upstream connections every POOL_SWEEP.
     let ticker = ctx.clone();
-    monoio::spawn(async move {
+    spawn_guarded(&faults, "tick", async move {
         let mut n = 0u32;
         while !ticker.shutdown.is_raised() {
             monoio::select! {
@@ -87,40 +146,68 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
     });
 
     // Control messages from the main thread and the resolver, until a
-    // shutdown; a closed channel means the process is going away, which is
-    // a shutdown too. Each is applied here, between the polls of request
-    // tasks, so no request sees a change half way.
-    loop {
-        match spec.control.recv_async().await {
-            Ok(Control::ReloadTls(fresh)) => {
-                let n = ctx.tls.reload(&ctx.config, &fresh);
-                tracing::info!(
-                    worker = ctx.id,
-                    "TLS certificates reloaded ({n} server blocks updated)"
-                );
-            }
-            Ok(Control::Addr(u)) => {
-                if let Some(up) = ctx.upstreams.get(u.upstream) {
-                    up.set_addr(u.server, u.addr);
+    // shutdown or a fault. A closed channel means the process is going
+    // away: a shutdown too. Each change is applied here, between the polls
+    // of request tasks, so no request sees it half way.
+    let panicked = loop {
+        monoio::select! {
+            m = spec.control.recv_async() => match m {
+                Ok(Control::Shutdown) | Err(_) => break None,
+                Ok(Control::ReloadTls(fresh)) => {
+                    let n = ctx.tls.reload(&ctx.config, &fresh);
+                    tracing::info!(
+                        worker = ctx.id,
+                        "TLS certificates reloaded ({n} server blocks updated)"
+                    );
                 }
-            }
-            Ok(Control::Shutdown) | Err(_) => break,
+                Ok(Control::Addr(u)) => {
+                    if let Some(up) = ctx.upstreams.get(u.upstream) {
+                        up.set_addr(u.server, u.addr);
+                    }
+                }
+                Ok(Control::Crash) => {
+                    // A task of the worker's own (not a connection's)
+                    // panics, as a bug in the accept loop or the tick would.
+                    let id = ctx.id;
+                    spawn_guarded(&faults, "test hook", async move {
+                        panic!("worker {id}: crash requested through Handle::crash_worker")
+                    });
+                }
+            },
+            f = fault.recv_async() => break f.ok(),
         }
-    }
+    };
 
-    // Drain: stop accepting, close idle connections, let requests in
-    // flight finish until drain_timeout.
     ctx.begin_shutdown();
-    let drain_until = Instant::now() + ctx.config.global.drain_timeout;
-    while ctx.active.get() > 0 && Instant::now() < drain_until {
-        monoio::time::sleep(Duration::from_millis(20)).await;
+    // The accept loops end on the shutdown and close their listeners. Wait
+    // for that: a listener left open in a runtime that is going away would
+    // stay in the SO_REUSEPORT group and take its share of new connections
+    // without ever accepting them (a restarted worker binds afresh).
+    let _ = monoio::time::timeout(Duration::from_secs(1), async {
+        for h in accepting {
+            h.await;
+        }
+    })
+    .await;
+    if panicked.is_none() {
+        // Drain: stop accepting, close idle connections, let requests in
+        // flight finish until drain_timeout.
+        let drain_until = Instant::now() + ctx.config.global.drain_timeout;
+        while ctx.active.get() > 0 && Instant::now() < drain_until {
+            monoio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     if ctx.active.get() > 0 {
         // Whatever still waits on a socket fails now as timed out; the
         // tasks unwind, answer what they can and close their connections.
         tracing::warn!(
             worker = ctx.id,
-            "drain timeout: closing {} connections",
+            "{}: closing {} connections",
+            if panicked.is_some() {
+                "worker failed"
+            } else {
+                "drain timeout"
+            },
             ctx.active.get()
         );
         ctx.deadlines.expire_all();
@@ -133,5 +220,288 @@ async fn main(spec: WorkerSpec) -> std::io::Result<()> {
         up.pool.clear();
     }
     ctx.logs.flush_all();
-    Ok(())
+    Ok(panicked)
+}
+
+/// Spawns one of the worker's own tasks; a panic in it is sent on `faults`.
+fn spawn_guarded(
+    faults: &Faults,
+    what: &'static str,
+    fut: impl Future<Output = ()> + 'static,
+) -> monoio::task::JoinHandle<()> {
+    monoio::spawn(Guarded {
+        fut,
+        what,
+        faults: faults.clone(),
+    })
+}
+
+pin_project_lite::pin_project! {
+    struct Guarded<F> {
+        #[pin]
+        fut: F,
+        what: &'static str,
+        faults: Faults,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Guarded<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let fut = this.fut;
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                let msg = format!("{} panicked: {}", this.what, panic_message(&*panic));
+                // Capacity 1: the first fault is the one that counts.
+                let _ = this.faults.try_send(msg);
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+/// The first wait before a restart; it doubles with each restart of the same
+/// worker within `RESTART_WINDOW`, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A worker may be restarted this many times within `RESTART_WINDOW`; one
+/// more death in the window and the supervisor gives up.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// How a worker thread ended.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// After a shutdown: the normal end.
+    Stopped,
+    /// `run` returned an error (its runtime or listeners could not be set up).
+    Failed(String),
+    Panicked(String),
+}
+
+/// What the supervisor waits for.
+pub(super) enum Event {
+    Exited {
+        id: usize,
+        outcome: Outcome,
+    },
+    /// The handle asked everyone to stop: pending restarts are dropped.
+    Stop,
+}
+
+/// State shared by the supervisor and the `Handle`.
+#[derive(Default)]
+pub(super) struct Shared {
+    pub stopping: AtomicBool,
+    pub restarts: AtomicUsize,
+    pub gave_up: AtomicBool,
+    /// The latest certificates reloaded on SIGHUP. Touched only by the main
+    /// thread on a reload and the supervisor on a restart, never by a
+    /// worker serving requests, so a lock is fine here.
+    #[allow(clippy::disallowed_types)]
+    tls_reloaded: std::sync::Mutex<Option<TlsReload>>,
+}
+
+impl Shared {
+    pub fn set_tls_reloaded(&self, fresh: TlsReload) {
+        *self.tls_reloaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+    }
+
+    pub fn tls_reloaded(&self) -> Option<TlsReload> {
+        self.tls_reloaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What it takes to start worker `id` again.
+pub(super) struct Template {
+    pub core: Option<core_affinity::CoreId>,
+    pub control: flume::Receiver<Control>,
+}
+
+/// Restarts workers that die; ends once every worker has stopped.
+pub(super) struct Supervisor {
+    pub config: Arc<Config>,
+    pub driver: Driver,
+    /// The listen addresses with their real ports, for fresh listeners.
+    pub addrs: Vec<SocketAddr>,
+    pub templates: Vec<Template>,
+    pub shared: Arc<Shared>,
+    pub events_tx: flume::Sender<Event>,
+    pub events: flume::Receiver<Event>,
+    /// Called once if the supervisor gives up, so the main thread wakes.
+    pub on_give_up: Option<Box<dyn FnOnce() + Send>>,
+    /// Active health verdicts, when some upstream is checked.
+    pub probed: Option<Arc<Probed>>,
+}
+
+impl Supervisor {
+    /// Starts worker `id` on its own thread with these listeners.
+    pub fn spawn(&self, id: usize, listeners: Vec<TcpListener>) -> std::io::Result<JoinHandle<()>> {
+        let t = &self.templates[id];
+        let spec = WorkerSpec {
+            id,
+            core: t.core,
+            config: self.config.clone(),
+            listeners,
+            control: t.control.clone(),
+            driver: self.driver,
+            probed: self.probed.clone(),
+            tls_reloaded: self.shared.tls_reloaded(),
+        };
+        let events = self.events_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("ringway-w{id}"))
+            .spawn(move || {
+                let outcome = match catch_unwind(AssertUnwindSafe(|| run(spec))) {
+                    Ok(Ok(())) => Outcome::Stopped,
+                    Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                    Err(panic) => Outcome::Panicked(panic_message(&*panic)),
+                };
+                let _ = events.send(Event::Exited { id, outcome });
+            })
+    }
+
+    /// Worker `id` again, with listeners bound afresh.
+    fn respawn(&self, id: usize) -> std::io::Result<JoinHandle<()>> {
+        let listeners = self
+            .addrs
+            .iter()
+            .map(|&a| listener::bind(a))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        self.spawn(id, listeners)
+    }
+
+    fn stopping(&self, id: usize) -> bool {
+        // A closed control channel means the handle is gone: stopping too.
+        self.shared.stopping.load(Ordering::SeqCst) || self.templates[id].control.is_disconnected()
+    }
+
+    /// The supervisor thread's body: `threads` are the running workers.
+    /// Returns an error when it gave up on a worker.
+    pub fn run(mut self, threads: Vec<JoinHandle<()>>) -> Result<(), String> {
+        let n = threads.len();
+        let mut threads: Vec<Option<JoinHandle<()>>> = threads.into_iter().map(Some).collect();
+        let mut deaths: Vec<VecDeque<Instant>> = vec![VecDeque::new(); n];
+        let mut due: Vec<Option<Instant>> = vec![None; n];
+        let mut failure: Option<String> = None;
+        loop {
+            if threads.iter().all(Option::is_none) && due.iter().all(Option::is_none) {
+                break;
+            }
+            let event = match due.iter().flatten().min() {
+                Some(&at) => self.events.recv_deadline(at).ok(),
+                None => match self.events.recv() {
+                    Ok(e) => Some(e),
+                    // Cannot happen: the supervisor holds a sender itself.
+                    Err(_) => break,
+                },
+            };
+            let now = Instant::now();
+            match event {
+                Some(Event::Exited { id, outcome }) => {
+                    if let Some(t) = threads[id].take() {
+                        let _ = t.join();
+                    }
+                    let cause = match outcome {
+                        Outcome::Stopped => continue,
+                        Outcome::Failed(e) => format!("failed: {e}"),
+                        Outcome::Panicked(m) => format!("panicked: {m}"),
+                    };
+                    if self.stopping(id) {
+                        tracing::error!(worker = id, "worker {cause} while stopping");
+                        continue;
+                    }
+                    match self.schedule(id, &mut deaths[id], now, &cause) {
+                        Ok(at) => due[id] = Some(at),
+                        Err(e) => failure = Some(self.give_up(e)),
+                    }
+                }
+                Some(Event::Stop) | None => {}
+            }
+            for id in 0..n {
+                let Some(at) = due[id] else { continue };
+                if self.stopping(id) {
+                    due[id] = None;
+                } else if at <= now {
+                    due[id] = None;
+                    match self.respawn(id) {
+                        Ok(t) => {
+                            threads[id] = Some(t);
+                            self.shared.restarts.fetch_add(1, Ordering::SeqCst);
+                            tracing::warn!(worker = id, "worker restarted");
+                        }
+                        Err(e) => {
+                            match self.schedule(id, &mut deaths[id], now, &format!("restart failed: {e}")) {
+                                Ok(at) => due[id] = Some(at),
+                                Err(e) => failure = Some(self.give_up(e)),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Records a death of worker `id` and says when to start it again, or
+    /// why not to.
+    fn schedule(
+        &self,
+        id: usize,
+        deaths: &mut VecDeque<Instant>,
+        now: Instant,
+        cause: &str,
+    ) -> Result<Instant, String> {
+        while deaths
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > RESTART_WINDOW)
+        {
+            deaths.pop_front();
+        }
+        if deaths.len() >= MAX_RESTARTS {
+            return Err(format!(
+                "worker {id} {cause}; it died {} times within {}s, giving up",
+                deaths.len() + 1,
+                RESTART_WINDOW.as_secs()
+            ));
+        }
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << deaths.len().min(16))
+            .min(MAX_BACKOFF);
+        deaths.push_back(now);
+        tracing::error!(
+            worker = id,
+            "worker {cause}; restarting it in {}ms ({} of {MAX_RESTARTS} restarts allowed per {}s)",
+            backoff.as_millis(),
+            deaths.len(),
+            RESTART_WINDOW.as_secs()
+        );
+        Ok(now + backoff)
+    }
+
+    /// Stops restarting anything and tells the main thread; returns `why`.
+    fn give_up(&mut self, why: String) -> String {
+        tracing::error!("{why}");
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.gave_up.store(true, Ordering::SeqCst);
+        if let Some(wake) = self.on_give_up.take() {
+            wake();
+        }
+        why
+    }
 }

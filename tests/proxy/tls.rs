@@ -1369,3 +1369,38 @@ fn relative_certificate_paths_are_read_from_the_config_directory() {
     let e = elsewhere.expect_err("no such files").to_string();
     assert!(e.contains("cannot read elsewhere/certs/a.crt"), "{e}");
 }
+
+#[test]
+fn a_restarted_worker_serves_the_certificate_reloaded_before_it_died() {
+    let backend = Backend::serve(|_| Reply::ok("hello"));
+    let dir = CertDir::new("reload-restart");
+    let ca = Ca::new("test CA");
+    let (c, k, old) = dir.leaf(&ca.issue(&["app.test"]), "app");
+    let toml = support::proxy_all(backend.addr, &format!("tls = {}\n", tls_table(&c, &k)), "");
+    let proxy = Proxy::start(&toml);
+    let cfg = tls_client::default_config();
+    let seen = |proxy: &Proxy| {
+        tls_client::connect(proxy.addr(), &cfg, Some("app.test"))
+            .expect("handshake")
+            .peer_cert()
+    };
+    assert_eq!(seen(&proxy), old);
+
+    // New files, reloaded as SIGHUP does; then the only worker dies.
+    let (_, _, new) = dir.leaf(&ca.issue(&["app.test"]), "app");
+    let config = ringway::config::Config::parse(&toml, Path::new("test.toml")).unwrap();
+    proxy.handle().reload_tls(&config);
+    support::wait_for(IO_TIMEOUT, || (seen(&proxy) == new).then_some(()))
+        .expect("the reloaded certificate is served");
+    proxy.handle().crash_worker(0);
+    support::wait_for(IO_TIMEOUT, || (proxy.handle().restarts() == 1).then_some(()))
+        .expect("the worker is restarted");
+    // The new worker starts from the config's files, then the reload on top.
+    let after = support::wait_for(IO_TIMEOUT, || {
+        tls_client::connect(proxy.addr(), &cfg, Some("app.test"))
+            .ok()
+            .map(|c| c.peer_cert())
+    })
+    .expect("the restarted worker answers");
+    assert_eq!(after, new);
+}

@@ -71,6 +71,11 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to proxy");
+        Client::from_stream(stream)
+    }
+
+    /// A client on a connection opened elsewhere.
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
@@ -100,8 +105,8 @@ impl Client {
     /// One read into the buffer. `Ok(0)` is end of stream; a reset counts as one.
     fn fill(&mut self) -> Result<usize, ReadError> {
         let mut tmp = [0u8; 64 * 1024];
-        // A blocking read may end early with EINTR (io_uring probing in this
-        // process can interrupt the thread); that is not an answer, so retry.
+        // A blocking read may end early with EINTR; that is not an answer,
+        // so retry.
         let read = loop {
             match self.stream.read(&mut tmp) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,

@@ -55,10 +55,6 @@ impl Proxy {
         }
     }
 
-    pub fn handle(&self) -> &ringway::server::Handle {
-        self.handle.as_ref().expect("running")
-    }
-
     /// The first listen address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
@@ -82,6 +78,18 @@ impl Proxy {
     /// `GET path` with `Host: host` on a new connection.
     pub fn get(&self, path: &str) -> Response {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: test.local\r\n\r\n"))
+    }
+
+    /// The running workers' handle.
+    pub fn handle(&self) -> &ringway::server::Handle {
+        self.handle.as_ref().expect("proxy is running")
+    }
+
+    /// Shuts down and returns what the workers' supervisor reports.
+    pub fn stop_and_wait(&mut self) -> std::io::Result<()> {
+        let h = self.handle.take().expect("proxy is running");
+        h.shutdown();
+        h.wait()
     }
 
     /// Asks the workers to drain and stop, without waiting.
