@@ -26,6 +26,8 @@ mod failures;
 mod headers;
 #[path = "proxy/health.rs"]
 mod health;
+#[path = "proxy/interim.rs"]
+mod interim;
 #[path = "proxy/keepalive.rs"]
 mod keepalive;
 #[path = "proxy/lifecycle.rs"]

@@ -636,8 +636,17 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 }
 
                 // Phase: read_response_head.
-                match read_response_head(ctx, &mut conn, up_cfg.read_timeout, ex.head.method() == b"HEAD")
-                    .await
+                // Interim responses go on to HTTP/1.1 clients only (RFC 9110 §15.2).
+                let interim =
+                    (ex.head.version == Version::Http11).then_some((&mut ds.stream, limits.send_timeout));
+                match read_response_head(
+                    ctx,
+                    &mut conn,
+                    up_cfg.read_timeout,
+                    ex.head.method() == b"HEAD",
+                    interim,
+                )
+                .await
                 {
                     Ok(resp) => break 'attempt Ok((conn, resp, early)),
                     Err(e) if e.kind == ErrorKind::UpstreamClosed && may_retry(&conn, false) => {
@@ -854,13 +863,27 @@ async fn forward_request_body(
     Ok(())
 }
 
-/// Phase: read_response_head. Interim 1xx responses are read and dropped.
+/// Interim (1xx) responses accepted ahead of one final response. Real
+/// servers send one or two (102 Processing, 103 Early Hints); without a
+/// bound, an upstream could hold a request open forever with a stream of
+/// them, each read arriving within read_timeout.
+const MAX_INTERIM: usize = 16;
+
+/// Phase: read_response_head. Interim 1xx responses are passed on to the
+/// client as they arrive (`interim`: the client's stream and send timeout,
+/// `None` for an HTTP/1.0 client, which must not get them), except 100
+/// Continue: ringway answers a client's `Expect: 100-continue` itself and
+/// does not forward Expect, so an upstream's 100 is not the client's. A 1xx
+/// is only a hint: if the exchange fails after one went out, the client
+/// still gets an error response, or, on a retry, the next server's answer.
 async fn read_response_head(
     ctx: &WorkerCtx,
     conn: &mut UpConn,
     read_timeout: Duration,
     head_request: bool,
+    mut interim: Option<(&mut super::ClientStream, Duration)>,
 ) -> Result<(ResponseHead, crate::http::ResponseMeta)> {
+    let mut interims = 0;
     loop {
         if !conn.rbuf.is_empty() {
             match parse_response(&conn.rbuf, MAX_RESPONSE_HEADERS) {
@@ -872,6 +895,18 @@ async fn read_response_head(
                         );
                     }
                     if (100..200).contains(&head.status) {
+                        interims += 1;
+                        if interims > MAX_INTERIM {
+                            return Err(ErrorKind::BadResponse("too many interim (1xx) responses").into());
+                        }
+                        if let (Some((client, send_timeout)), false) = (interim.as_mut(), head.status == 100)
+                        {
+                            let mut out = Vec::with_capacity(head.buf.len() + 32);
+                            rewrite::interim_head(&head, &mut out);
+                            io::write_all(&mut **client, out, &ctx.deadlines, *send_timeout)
+                                .await
+                                .map_err(|_| Error::new(ErrorKind::ClientGone))?;
+                        }
                         continue;
                     }
                     let meta = response_meta(&head, head_request).map_err(|e| match e {

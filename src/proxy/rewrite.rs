@@ -266,6 +266,25 @@ pub struct Redirect<'a> {
     pub public_host: &'a [u8],
 }
 
+/// An interim (1xx) response as the client gets it: the upstream's fields
+/// without the hop-by-hop ones and those its Connection names (RFC 9110
+/// §7.6.1). A 1xx has no content, so no framing and no Date.
+pub fn interim_head(head: &ResponseHead, out: &mut Vec<u8>) {
+    encode::status_line(head.status, head.reason(), out);
+    let connection_names = || {
+        head.headers()
+            .filter(|(n, _)| eq_ignore_case(n, b"connection"))
+            .flat_map(|(_, v)| crate::http::list_items(v))
+    };
+    for (name, value) in head.headers() {
+        if is_hop_by_hop(name) || connection_names().any(|c| eq_ignore_case(c, name)) {
+            continue;
+        }
+        encode::header(name, value, out);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
     let buf = &r.head.buf[..];
     encode::status_line(r.head.status, r.head.reason(), out);

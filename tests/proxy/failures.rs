@@ -230,14 +230,6 @@ fn bad_chunked_coding_from_the_backend_closes_the_client_connection() {
 }
 
 #[test]
-fn interim_responses_from_the_backend_are_not_forwarded() {
-    let backend = scripted(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal");
-    let p = Proxy::start(&proxy_all(backend.addr, "", ""));
-    let r = p.get("/");
-    assert_eq!((r.status, r.text().as_str()), (200, "final"));
-}
-
-#[test]
 fn an_unrequested_switching_protocols_is_502() {
     let backend =
         scripted(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");

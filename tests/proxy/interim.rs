@@ -1,0 +1,137 @@
+//! Interim (1xx) responses from the upstream: passed on to HTTP/1.1 clients
+//! ahead of the final response (RFC 9110 §15.2), never to HTTP/1.0 clients,
+//! 100 Continue kept back, and a bound on how many one exchange may bring.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+/// A backend that answers every request on a connection with `raw`, in
+/// pieces of `piece` bytes.
+fn scripted(raw: &'static [u8], piece: usize) -> Backend {
+    Backend::start(move |c| {
+        while c.read_request().is_some() {
+            if !c.write_slowly(raw, piece, Duration::from_millis(5)) {
+                return;
+            }
+        }
+    })
+}
+
+fn proxy(backend: &Backend) -> Proxy {
+    Proxy::start(&proxy_all(backend.addr, "", ""))
+}
+
+const EARLY_HINTS: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\
+Connection: X-Hint-Hop\r\nX-Hint-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody";
+
+#[test]
+fn early_hints_reach_an_http11_client_before_the_final_response() {
+    let backend = scripted(EARLY_HINTS, usize::MAX);
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    let hints = c.response();
+    assert_eq!(hints.status, 103);
+    assert_eq!(hints.header("link"), Some("</style.css>; rel=preload; as=style"));
+    // Hop-by-hop fields, and those Connection names, stay behind.
+    for f in ["connection", "x-hint-hop", "keep-alive"] {
+        assert!(!hints.has(f), "{f} was passed on: {}", hints.head_text());
+    }
+    let last = c.response();
+    assert_eq!((last.status, last.text().as_str()), (200, "body"));
+    // The connection goes on: the next request gets the same treatment.
+    c.send("GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(c.response().status, 103);
+    assert_eq!(c.response().status, 200);
+}
+
+#[test]
+fn an_interim_response_split_across_reads_arrives_whole() {
+    let backend = scripted(EARLY_HINTS, 7);
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    let hints = c.response();
+    assert_eq!(hints.status, 103);
+    assert_eq!(hints.header("link"), Some("</style.css>; rel=preload; as=style"));
+    assert_eq!(c.response().text(), "body");
+}
+
+#[test]
+fn an_http10_client_gets_only_the_final_response() {
+    let backend = scripted(EARLY_HINTS, usize::MAX);
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.0\r\nHost: a.test\r\n\r\n");
+    let r = c.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "body"));
+    assert!(
+        c.pending().is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(c.pending())
+    );
+}
+
+#[test]
+fn an_upstream_100_continue_is_not_passed_on_but_102_and_103_are() {
+    let backend = scripted(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n\
+HTTP/1.1 103 Early Hints\r\nLink: </a.js>; rel=preload\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        usize::MAX,
+    );
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    let statuses: Vec<u16> = (0..3).map(|_| c.response().status).collect();
+    assert_eq!(statuses, [102, 103, 200]);
+}
+
+#[test]
+fn a_stream_of_interim_responses_is_cut_off_with_502() {
+    // 17 interim responses: one more than an exchange may bring.
+    let flood: &'static [u8] = Box::leak(
+        [
+            b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n".repeat(17),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        ]
+        .concat()
+        .into_boxed_slice(),
+    );
+    let backend = scripted(flood, usize::MAX);
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    let mut statuses = Vec::new();
+    loop {
+        let r = c.response();
+        statuses.push(r.status);
+        if r.status >= 200 {
+            break;
+        }
+    }
+    assert_eq!(statuses.len(), 17, "{statuses:?}");
+    assert!(statuses[..16].iter().all(|&s| s == 103), "{statuses:?}");
+    assert_eq!(statuses[16], 502);
+    // The upstream connection is not reused: the next request opens another.
+    let r = p.get("/again");
+    assert_eq!(r.status, 103);
+    assert_eq!(backend.connections(), 2);
+
+    // Sixteen are allowed.
+    let ok: &'static [u8] = Box::leak(
+        [
+            b"HTTP/1.1 103 Early Hints\r\n\r\n".repeat(16),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        ]
+        .concat()
+        .into_boxed_slice(),
+    );
+    let backend = scripted(ok, usize::MAX);
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.0\r\nHost: a.test\r\n\r\n");
+    assert_eq!(c.response().text(), "ok");
+}
