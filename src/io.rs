@@ -111,3 +111,26 @@ pub fn yield_now() -> impl Future<Output = ()> {
     }
     YieldNow(false)
 }
+
+pin_project_lite::pin_project! {
+    /// The future of one operation on a stream that is plain TCP or TLS.
+    /// The stream types return it as it is, rather than from an `async fn`
+    /// that would wrap and move the socket's own future once more per
+    /// operation; the TLS arm is boxed, so the plain one stays small.
+    #[project = EitherProj]
+    pub enum Either<A, B> {
+        Plain { #[pin] fut: A },
+        Tls { #[pin] fut: B },
+    }
+}
+
+impl<A: Future, B: Future<Output = A::Output>> Future for Either<A, B> {
+    type Output = A::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<A::Output> {
+        match self.project() {
+            EitherProj::Plain { fut } => fut.poll(cx),
+            EitherProj::Tls { fut } => fut.poll(cx),
+        }
+    }
+}

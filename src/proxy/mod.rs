@@ -10,6 +10,7 @@ pub mod phases;
 pub mod respond;
 pub mod rewrite;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use monoio::BufResult;
 
 use crate::ctx::WorkerCtx;
 use crate::deadline::Woke;
+use crate::io::Either;
 use crate::tls::server::{TlsInfo, TlsStream};
 
 /// A client connection: plain TCP, or TLS over it once the handshake is
@@ -44,33 +46,41 @@ impl ClientStream {
 }
 
 impl AsyncReadRent for ClientStream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            ClientStream::Plain(s) => s.read(buf).await,
-            ClientStream::Tls(s) => s.read(buf).await,
+            ClientStream::Plain(s) => Either::Plain { fut: s.read(buf) },
+            ClientStream::Tls(s) => Either::Tls {
+                fut: Box::pin(s.read(buf)),
+            },
         }
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            ClientStream::Plain(s) => s.readv(buf).await,
-            ClientStream::Tls(s) => s.readv(buf).await,
+            ClientStream::Plain(s) => Either::Plain { fut: s.readv(buf) },
+            ClientStream::Tls(s) => Either::Tls {
+                fut: Box::pin(s.readv(buf)),
+            },
         }
     }
 }
 
 impl AsyncWriteRent for ClientStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            ClientStream::Plain(s) => s.write(buf).await,
-            ClientStream::Tls(s) => s.write(buf).await,
+            ClientStream::Plain(s) => Either::Plain { fut: s.write(buf) },
+            ClientStream::Tls(s) => Either::Tls {
+                fut: Box::pin(s.write(buf)),
+            },
         }
     }
 
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            ClientStream::Plain(s) => s.writev(buf).await,
-            ClientStream::Tls(s) => s.writev(buf).await,
+            ClientStream::Plain(s) => Either::Plain { fut: s.writev(buf) },
+            ClientStream::Tls(s) => Either::Tls {
+                fut: Box::pin(s.writev(buf)),
+            },
         }
     }
 

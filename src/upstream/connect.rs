@@ -48,7 +48,9 @@ pub async fn connect(
         };
         let fd = stream.as_raw_fd();
         handshaking.set(true);
-        match connector.handshake(peer, name, stream).await {
+        // Boxed: the handshake's state is large, and inline it would size
+        // every exchange future, plain ones included.
+        match Box::pin(connector.handshake(peer, name, stream)).await {
             Ok(tls) => Ok(UpStream::tls(tls, fd)),
             Err(e) => Err(Error::io(
                 ErrorKind::UpstreamTls,

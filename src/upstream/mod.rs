@@ -10,6 +10,7 @@ pub mod probe;
 pub mod resolve;
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -24,6 +25,7 @@ use monoio::BufResult;
 use monoio_rustls::ClientTlsStream;
 
 use crate::config::{Balance, Config, RequestKey, Upstream};
+use crate::io::Either;
 use crate::tls::client::Connector;
 
 /// The byte stream to an upstream server: plain TCP, or TLS over it. One
@@ -57,17 +59,21 @@ impl UpStream {
 }
 
 impl AsyncReadRent for UpStream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            UpStream::Plain(s) => s.read(buf).await,
-            UpStream::Tls { stream, .. } => tls_eof(stream.read(buf).await),
+            UpStream::Plain(s) => Either::Plain { fut: s.read(buf) },
+            UpStream::Tls { stream, .. } => Either::Tls {
+                fut: Box::pin(async move { tls_eof(stream.read(buf).await) }),
+            },
         }
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            UpStream::Plain(s) => s.readv(buf).await,
-            UpStream::Tls { stream, .. } => tls_eof(stream.readv(buf).await),
+            UpStream::Plain(s) => Either::Plain { fut: s.readv(buf) },
+            UpStream::Tls { stream, .. } => Either::Tls {
+                fut: Box::pin(async move { tls_eof(stream.readv(buf).await) }),
+            },
         }
     }
 }
@@ -85,17 +91,21 @@ fn tls_eof<T>((result, buf): BufResult<usize, T>) -> BufResult<usize, T> {
 }
 
 impl AsyncWriteRent for UpStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            UpStream::Plain(s) => s.write(buf).await,
-            UpStream::Tls { stream, .. } => stream.write(buf).await,
+            UpStream::Plain(s) => Either::Plain { fut: s.write(buf) },
+            UpStream::Tls { stream, .. } => Either::Tls {
+                fut: Box::pin(stream.write(buf)),
+            },
         }
     }
 
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         match self {
-            UpStream::Plain(s) => s.writev(buf).await,
-            UpStream::Tls { stream, .. } => stream.writev(buf).await,
+            UpStream::Plain(s) => Either::Plain { fut: s.writev(buf) },
+            UpStream::Tls { stream, .. } => Either::Tls {
+                fut: Box::pin(stream.writev(buf)),
+            },
         }
     }
 
