@@ -81,6 +81,9 @@ struct Checker<'a> {
     errors: Vec<ConfigError>,
     /// The system's CA certificates, read the first time an upstream needs them.
     system_roots: Option<Result<Arc<rustls::RootCertStore>, String>>,
+    /// Upstreams that are defined but failed their checks: a location naming
+    /// one is not also told the name is unknown (its error is reported once).
+    failed_upstreams: std::collections::HashSet<String>,
 }
 
 impl Checker<'_> {
@@ -348,6 +351,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         file: origin.display().to_string(),
         errors: Vec::new(),
         system_roots: None,
+        failed_upstreams: Default::default(),
     };
     let mut unknown: Vec<Vec<Seg>> = Vec::new();
     let de = toml::Deserializer::new(text);
@@ -369,18 +373,41 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (i, u) in raw.upstream.iter().enumerate() {
         let key = format!("upstream[{i}]");
-        if let Some(up) = check_upstream(&mut c, u.get_ref(), &key) {
-            if by_name.contains_key(&up.name) {
+        let Some(up) = check_upstream(&mut c, u.get_ref(), &key) else {
+            c.failed_upstreams.insert(u.get_ref().name.get_ref().clone());
+            continue;
+        };
+        if by_name.contains_key(&up.name) {
+            c.error(
+                u.get_ref().name.span(),
+                format!("{key}.name"),
+                format!("upstream {:?} is defined twice", up.name),
+            );
+            continue;
+        }
+        // A browser keeps one cookie per name, path and domain: two
+        // upstreams setting the same one would each overwrite the other's,
+        // and their clients would lose their server on every switch.
+        if let (Some(st), Some(raw_st)) = (&up.sticky, &u.get_ref().sticky) {
+            let same = |o: &Upstream| {
+                o.sticky
+                    .as_ref()
+                    .is_some_and(|t| (&t.cookie, &t.path, &t.domain) == (&st.cookie, &st.path, &st.domain))
+            };
+            if let Some(other) = upstreams.iter().find(|o| same(o)) {
                 c.error(
-                    u.get_ref().name.span(),
-                    format!("{key}.name"),
-                    format!("upstream {:?} is defined twice", up.name),
+                    raw_st.span(),
+                    format!("{key}.sticky"),
+                    format!(
+                        "upstream {:?} sets the same cookie as upstream {:?} ({:?}, path {:?}): give one of them another cookie name",
+                        up.name, other.name, st.cookie, st.path
+                    ),
                 );
                 continue;
             }
-            by_name.insert(up.name.clone(), upstreams.len());
-            upstreams.push(up);
         }
+        by_name.insert(up.name.clone(), upstreams.len());
+        upstreams.push(up);
     }
 
     if raw.server.is_empty() {
@@ -1611,6 +1638,8 @@ fn check_split(
         let name = s.upstream.get_ref();
         let upstream = match by_name.get(name.as_str()) {
             Some(&u) if !upstreams[u].implicit => Some(u),
+            // Defined, but with errors of its own, already reported.
+            _ if c.failed_upstreams.contains(name.as_str()) => None,
             _ => {
                 let mut defined: Vec<&str> = upstreams
                     .iter()
@@ -1770,6 +1799,9 @@ fn check_proxy_pass(
         Some(i) => (&rest[..i], Some(rest[i..].to_string())),
         None => (rest, None),
     };
+    if c.failed_upstreams.contains(authority) {
+        return None;
+    }
     let named = by_name
         .get(authority)
         .copied()
@@ -1920,6 +1952,51 @@ mod tests {
         assert_eq!((e.0[0].line, e.0[0].col), (3, 1));
         let e = validate("[server]\nlisten = 1\n", Path::new("t.toml")).unwrap_err();
         assert!(e.0[0].message.contains("[[server]]"), "{}", e.0[0]);
+    }
+
+    #[test]
+    fn two_upstreams_may_not_set_the_same_sticky_cookie() {
+        let text = |second: &str| {
+            format!(
+                "[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nsticky = {{}}\n\
+                 [[upstream]]\nname = \"b\"\nservers = [\"127.0.0.1:3\", \"127.0.0.1:4\"]\nsticky = {second}\n\
+                 [[server]]\nlisten = [\"127.0.0.1:5\"]\n[[server.location]]\npath = \"/\"\nreturn = {{ status = 204 }}\n"
+            )
+        };
+        let e = validate(&text("{ path = \"/\" }"), Path::new("t.toml")).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "upstream[1].sticky");
+        assert!(
+            e.0[0]
+                .message
+                .starts_with(r#"upstream "b" sets the same cookie as upstream "a" ("rw_srv", path "/")"#),
+            "{e}"
+        );
+        // Another name, or another path, is another cookie.
+        validate(&text("{ cookie = \"rw_b\" }"), Path::new("t.toml")).unwrap();
+        validate(&text("{ path = \"/b/\" }"), Path::new("t.toml")).unwrap();
+    }
+
+    #[test]
+    fn an_upstream_with_errors_is_not_also_unknown_where_it_is_named() {
+        // "app" is defined but its read_timeout is wrong: one error, at the
+        // upstream, not a second "unknown upstream" at each location naming it.
+        let text = "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\nread_timeout = \"60\"\n\
+                    [[upstream]]\nname = \"canary\"\nservers = [\"127.0.0.1:2\"]\n\
+                    [[server]]\nlisten = [\"127.0.0.1:3\"]\n\
+                    [[server.location]]\npath = \"/\"\nproxy_pass = \"http://app/\"\n\
+                    [[server.location]]\npath = \"/s/\"\nproxy_pass = \"http://canary\"\n\
+                    split = [{ upstream = \"app\", weight = 5 }]\n\
+                    [[server.location]]\npath = \"/t/\"\nproxy_pass = \"http://nosuch/\"\n";
+        let e = validate(text, Path::new("t.toml")).unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        // A name that is not defined at all is still unknown.
+        assert_eq!(
+            keys,
+            ["upstream[0].read_timeout", "server[0].location[2].proxy_pass"],
+            "{e}"
+        );
+        assert!(e.0[1].message.contains(r#"unknown upstream "nosuch""#), "{e}");
     }
 
     #[test]
