@@ -385,27 +385,6 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
             );
             continue;
         }
-        // A browser keeps one cookie per name, path and domain: two
-        // upstreams setting the same one would each overwrite the other's,
-        // and their clients would lose their server on every switch.
-        if let (Some(st), Some(raw_st)) = (&up.sticky, &u.get_ref().sticky) {
-            let same = |o: &Upstream| {
-                o.sticky
-                    .as_ref()
-                    .is_some_and(|t| (&t.cookie, &t.path, &t.domain) == (&st.cookie, &st.path, &st.domain))
-            };
-            if let Some(other) = upstreams.iter().find(|o| same(o)) {
-                c.error(
-                    raw_st.span(),
-                    format!("{key}.sticky"),
-                    format!(
-                        "upstream {:?} sets the same cookie as upstream {:?} ({:?}, path {:?}): give one of them another cookie name",
-                        up.name, other.name, st.cookie, st.path
-                    ),
-                );
-                continue;
-            }
-        }
         by_name.insert(up.name.clone(), upstreams.len());
         upstreams.push(up);
     }
@@ -1952,29 +1931,6 @@ mod tests {
         assert_eq!((e.0[0].line, e.0[0].col), (3, 1));
         let e = validate("[server]\nlisten = 1\n", Path::new("t.toml")).unwrap_err();
         assert!(e.0[0].message.contains("[[server]]"), "{}", e.0[0]);
-    }
-
-    #[test]
-    fn two_upstreams_may_not_set_the_same_sticky_cookie() {
-        let text = |second: &str| {
-            format!(
-                "[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nsticky = {{}}\n\
-                 [[upstream]]\nname = \"b\"\nservers = [\"127.0.0.1:3\", \"127.0.0.1:4\"]\nsticky = {second}\n\
-                 [[server]]\nlisten = [\"127.0.0.1:5\"]\n[[server.location]]\npath = \"/\"\nreturn = {{ status = 204 }}\n"
-            )
-        };
-        let e = validate(&text("{ path = \"/\" }"), Path::new("t.toml")).unwrap_err();
-        assert_eq!(e.0.len(), 1, "{e}");
-        assert_eq!(e.0[0].key, "upstream[1].sticky");
-        assert!(
-            e.0[0]
-                .message
-                .starts_with(r#"upstream "b" sets the same cookie as upstream "a" ("rw_srv", path "/")"#),
-            "{e}"
-        );
-        // Another name, or another path, is another cookie.
-        validate(&text("{ cookie = \"rw_b\" }"), Path::new("t.toml")).unwrap();
-        validate(&text("{ path = \"/b/\" }"), Path::new("t.toml")).unwrap();
     }
 
     #[test]
