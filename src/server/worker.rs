@@ -307,9 +307,10 @@ pub(super) struct Shared {
     pub stopping: AtomicBool,
     pub restarts: AtomicUsize,
     pub gave_up: AtomicBool,
-    /// The latest certificates reloaded on SIGHUP. Touched only by the main
-    /// thread on a reload and the supervisor on a restart, never by a
-    /// worker serving requests, so a lock is fine here.
+    /// The latest certificates reloaded on SIGHUP. Not on the request path:
+    /// written by the main thread on a reload and read by the supervisor
+    /// when it restarts a worker (handed over in `WorkerSpec`); a worker
+    /// serving requests never touches it, so a lock is fine here.
     #[allow(clippy::disallowed_types)]
     tls_reloaded: std::sync::Mutex<Option<TlsReload>>,
 }
