@@ -369,6 +369,34 @@ pub struct Server {
     /// `redirect_https`: answer every plain-HTTP request with a 301 to
     /// `https://` on this port (443: no port in the URL).
     pub redirect_https: Option<u16>,
+    /// `http2` and `h2c`: HTTP/2 from clients and its limits.
+    pub http2: Http2,
+}
+
+/// HTTP/2 from clients, for the addresses of a server block. Blocks that
+/// share an address agree on `tls_alpn` and `h2c` (a config error otherwise);
+/// the limits are those of the address's default block.
+#[derive(Debug, Clone)]
+pub struct Http2 {
+    /// Offer `h2` in TLS ALPN (before `http/1.1`). Default: on for TLS blocks.
+    pub tls_alpn: bool,
+    /// `h2c = true`: accept cleartext HTTP/2 with prior knowledge on plain
+    /// listeners, beside HTTP/1.1 on the same port. Default off.
+    pub h2c: bool,
+    /// `max_concurrent_streams`: open streams per connection; more are
+    /// refused with REFUSED_STREAM. Default 128 (nginx's).
+    pub max_concurrent_streams: u32,
+    /// `initial_window`: the flow-control window of each stream for request
+    /// bodies. Default `64k` (nginx's `http2_body_preread_size`).
+    pub initial_window: u32,
+    /// `max_frame_size`: the largest frame accepted. Default `16k`.
+    pub max_frame_size: u32,
+    /// `max_header_list`: the largest decoded request head. Default: the
+    /// block's `max_header_size`.
+    pub max_header_list: u32,
+    /// `idle_timeout`: a connection with no open stream for this long is
+    /// closed with GOAWAY. Default `3m` (nginx's `http2_idle_timeout`).
+    pub idle_timeout: Duration,
 }
 
 /// `tls = { ... }` of a server block.

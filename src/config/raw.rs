@@ -148,8 +148,31 @@ pub struct RawServer {
     pub tls: Option<Spanned<RawTls>>,
     pub hsts: Option<Spanned<RawHsts>>,
     pub redirect_https: Option<Spanned<BoolOrInt>>,
+    pub http2: Option<Spanned<BoolOrHttp2>>,
+    pub h2c: Option<Spanned<bool>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
+}
+
+/// `http2 = false`, `http2 = true` or a table of HTTP/2 limits (which
+/// implies on).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BoolOrHttp2 {
+    Bool(bool),
+    Limits(RawHttp2),
+}
+
+/// `http2 = { max_concurrent_streams = 128, initial_window = "64k",
+/// max_frame_size = "16k", max_header_list = "32k", idle_timeout = "3m" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    pub max_concurrent_streams: Option<Spanned<i64>>,
+    pub initial_window: Option<Spanned<StrOrInt>>,
+    pub max_frame_size: Option<Spanned<StrOrInt>>,
+    pub max_header_list: Option<Spanned<StrOrInt>>,
+    pub idle_timeout: Option<Spanned<String>>,
 }
 
 /// `tls = { cert = "...", key = "...", client_ca = "...", verify_client = "on",

@@ -18,6 +18,7 @@ use super::raw::{
 };
 use super::*;
 
+mod http2;
 mod upstream_tls;
 
 /// One problem in a config file, with where it is and what to do.
@@ -399,6 +400,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
     }
     check_name_conflicts(&mut c, &raw, &servers);
     check_tls_addresses(&mut c, &raw, &servers);
+    http2::check_addresses(&mut c, &raw, &servers);
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -1191,6 +1193,7 @@ fn check_server(
         );
     }
     let redirect_https = check_redirect(c, r, &key);
+    let http2 = http2::check(c, r, &key, &limits);
     Server {
         listen,
         server_names,
@@ -1200,6 +1203,7 @@ fn check_server(
         tls,
         hsts,
         redirect_https,
+        http2,
     }
 }
 
@@ -1384,7 +1388,7 @@ fn check_tls(c: &mut Checker, t: &Spanned<RawTls>, key: &str, index: usize) -> O
     };
     match crate::tls::server::load_material(&tls.cert, &tls.key, tls.client_ca.as_deref()) {
         Ok(m) => {
-            if let Err(e) = crate::tls::server::server_config(&tls, &m, index) {
+            if let Err(e) = crate::tls::server::server_config(&tls, &m, index, false) {
                 let span = r.ciphers.as_ref().map_or(t.span(), |v| v.span());
                 c.error(span, format!("{key}.ciphers"), e);
                 return None;

@@ -1,6 +1,7 @@
 //! Responses ringway writes itself: error pages, `return` directives and
 //! `100 Continue`.
 
+use super::rewrite::FieldSink;
 use crate::http::encode;
 use crate::log::Dates;
 
@@ -19,18 +20,27 @@ pub struct Canned<'a> {
 }
 
 impl Canned<'_> {
-    pub fn write(&self, dates: &Dates, out: &mut Vec<u8>) {
-        encode::status_line(self.status, b"", out);
-        encode::header(b"Server", b"ringway", out);
-        encode::header(b"Date", dates.http_date().as_bytes(), out);
-        encode::header(b"Content-Type", b"text/plain; charset=utf-8", out);
-        encode::content_length(self.body.len() as u64, out);
+    /// The fields every protocol sends; framing and connection fields aside.
+    pub fn fields<S: FieldSink>(&self, dates: &Dates, out: &mut S) {
+        out.field(b"Server", b"ringway");
+        out.field(b"Date", dates.http_date().as_bytes());
+        out.field(b"Content-Type", b"text/plain; charset=utf-8");
+        out.field(
+            b"Content-Length",
+            itoa::Buffer::new().format(self.body.len()).as_bytes(),
+        );
         if let Some(loc) = self.location {
-            encode::header(b"Location", loc, out);
+            out.field(b"Location", loc);
         }
         if let Some(v) = self.hsts {
-            encode::header(b"Strict-Transport-Security", v, out);
+            out.field(b"Strict-Transport-Security", v);
         }
+    }
+
+    /// The whole response as HTTP/1.1 bytes.
+    pub fn write(&self, dates: &Dates, out: &mut Vec<u8>) {
+        encode::status_line(self.status, b"", out);
+        self.fields(dates, out);
         if self.close {
             encode::header(b"Connection", b"close", out);
         } else if self.keep_alive_10 {

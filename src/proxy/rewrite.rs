@@ -266,11 +266,35 @@ pub struct Redirect<'a> {
     pub public_host: &'a [u8],
 }
 
-/// An interim (1xx) response as the client gets it: the upstream's fields
-/// without the hop-by-hop ones and those its Connection names (RFC 9110
-/// §7.6.1). A 1xx has no content, so no framing and no Date.
-pub fn interim_head(head: &ResponseHead, out: &mut Vec<u8>) {
-    encode::status_line(head.status, head.reason(), out);
+/// Where a response's fields go: an HTTP/1.1 head being written (`Vec<u8>`,
+/// `name: value` lines) or an HTTP/2 header map. The policy of which fields
+/// a client gets is written once, over this, for both protocols.
+pub trait FieldSink {
+    fn field(&mut self, name: &[u8], value: &[u8]);
+}
+
+impl FieldSink for Vec<u8> {
+    #[inline]
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        encode::header(name, value, self);
+    }
+}
+
+/// Fields given as whole `Name: value\r\n` lines (`sticky`'s Set-Cookie),
+/// passed to a sink one by one.
+pub fn lines_into<S: FieldSink>(lines: &[u8], out: &mut S) {
+    for line in lines.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            out.field(&line[..colon], line[colon + 1..].trim_ascii());
+        }
+    }
+}
+
+/// An interim (1xx) response's fields as the client gets them: the
+/// upstream's without the hop-by-hop ones and those its Connection names
+/// (RFC 9110 §7.6.1). A 1xx has no content, so no framing and no Date.
+pub fn interim_fields<S: FieldSink>(head: &ResponseHead, out: &mut S) {
     let connection_names = || {
         head.headers()
             .filter(|(n, _)| eq_ignore_case(n, b"connection"))
@@ -280,14 +304,23 @@ pub fn interim_head(head: &ResponseHead, out: &mut Vec<u8>) {
         if is_hop_by_hop(name) || connection_names().any(|c| eq_ignore_case(c, name)) {
             continue;
         }
-        encode::header(name, value, out);
+        out.field(name, value);
     }
+}
+
+/// An interim (1xx) response as an HTTP/1.1 client gets it.
+pub fn interim_head(head: &ResponseHead, out: &mut Vec<u8>) {
+    encode::status_line(head.status, head.reason(), out);
+    interim_fields(head, out);
     out.extend_from_slice(b"\r\n");
 }
 
-pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
+/// The fields of a client response head that do not depend on the client's
+/// protocol: the upstream's own (hop-by-hop ones dropped, redirects mapped),
+/// HSTS, Date, and what ringway adds. Framing and connection fields are the
+/// protocol's: see `response_head` for HTTP/1.1.
+pub fn response_fields<S: FieldSink>(r: &ResponseRewrite, dates: &Dates, out: &mut S) {
     let buf = &r.head.buf[..];
-    encode::status_line(r.head.status, r.head.reason(), out);
     let mut has_date = false;
     for (name, value) in r.head.headers() {
         let keep_length = eq_ignore_case(name, b"content-length") && (r.head_request || r.head.status == 304);
@@ -299,21 +332,26 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
         }
         if eq_ignore_case(name, b"location") || eq_ignore_case(name, b"content-location") {
             if let Some(v) = rewrite_redirect(value, &r.redirect) {
-                encode::header(name, &v, out);
+                out.field(name, &v);
                 continue;
             }
         }
         has_date |= eq_ignore_case(name, b"date");
-        encode::header(name, value, out);
+        out.field(name, value);
     }
     if let Some(v) = r.hsts {
-        encode::header(b"Strict-Transport-Security", v, out);
+        out.field(b"Strict-Transport-Security", v);
     }
     // RFC 9110 §6.6.1: a recipient with a clock adds Date if the origin did not.
     if !has_date {
-        encode::header(b"Date", dates.http_date().as_bytes(), out);
+        out.field(b"Date", dates.http_date().as_bytes());
     }
-    out.extend_from_slice(r.extra);
+    lines_into(r.extra, out);
+}
+
+pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
+    encode::status_line(r.head.status, r.head.reason(), out);
+    response_fields(r, dates, out);
     match r.framing {
         ClientFraming::Length(n) => encode::content_length(n, out),
         ClientFraming::Chunked => encode::header(b"Transfer-Encoding", b"chunked", out),

@@ -86,6 +86,12 @@ pin_project_lite::pin_project! {
     }
 }
 
+impl<F> Isolated<F> {
+    pub fn new(fut: F, peer: SocketAddr) -> Isolated<F> {
+        Isolated { fut, peer }
+    }
+}
+
 impl<F: Future<Output = ()>> Future for Isolated<F> {
     type Output = ();
 

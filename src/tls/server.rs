@@ -176,7 +176,9 @@ enum Block {
 
 /// Builds one block's rustls config from its options and certificate.
 /// Called on each worker (and once by `--check`, to validate the options).
-pub fn server_config(tls: &Tls, material: &Material, block: usize) -> Result<ServerConfig, String> {
+/// The rustls config of a block. `h2`: offer HTTP/2 in ALPN, before
+/// HTTP/1.1 (RFC 9113 §3.2).
+pub fn server_config(tls: &Tls, material: &Material, block: usize, h2: bool) -> Result<ServerConfig, String> {
     let mut provider = (*super::provider()).clone();
     if let Some(names) = &tls.ciphers {
         provider
@@ -213,7 +215,11 @@ pub fn server_config(tls: &Tls, material: &Material, block: usize) -> Result<Ser
     let own = CertifiedKey::from_der(material.key.cert.clone(), material.key_der.clone_key(), &provider)
         .map_err(|e| format!("certificate: {e}"))?;
     let mut cfg = builder.with_cert_resolver(Arc::new(Fixed(Arc::new(own))));
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = if h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     // The server's order (strongest first) rather than the client's, as
     // nginx's ssl_prefer_server_ciphers on; scanners flag a server without one.
     cfg.ignore_client_order = true;
@@ -374,7 +380,7 @@ impl WorkerTls {
             .enumerate()
             .map(|(i, s)| {
                 let tls = s.tls.as_ref()?;
-                build_block(tls, tls.material.as_deref(), i)
+                build_block(tls, tls.material.as_deref(), i, s.http2.tls_alpn)
             })
             .collect();
         WorkerTls {
@@ -394,10 +400,13 @@ impl WorkerTls {
         let mut blocks = self.blocks.borrow_mut();
         let mut changed = 0;
         for (i, m) in fresh.iter().enumerate() {
-            let (Some(m), Some(tls)) = (m, cfg.servers.get(i).and_then(|s| s.tls.as_ref())) else {
+            let Some(server) = cfg.servers.get(i) else {
                 continue;
             };
-            if let Some(b) = build_block(tls, Some(m), i) {
+            let (Some(m), Some(tls)) = (m, server.tls.as_ref()) else {
+                continue;
+            };
+            if let Some(b) = build_block(tls, Some(m), i, server.http2.tls_alpn) {
                 blocks[i] = Some(b);
                 changed += 1;
             }
@@ -410,11 +419,11 @@ impl WorkerTls {
     }
 }
 
-fn build_block(tls: &Tls, material: Option<&Material>, i: usize) -> Option<Block> {
+fn build_block(tls: &Tls, material: Option<&Material>, i: usize, h2: bool) -> Option<Block> {
     if tls.reject_handshake {
         return Some(Block::Reject);
     }
-    match server_config(tls, material?, i) {
+    match server_config(tls, material?, i, h2) {
         Ok(c) => Some(Block::Serve(Arc::new(c))),
         Err(e) => {
             // Checked when the config was loaded; only a reload can get here.
@@ -437,6 +446,8 @@ pub struct TlsInfo {
     pub client_subject: Option<String>,
     /// A session was resumed (ticket or session ID) rather than made.
     pub resumed: bool,
+    /// ALPN chose HTTP/2.
+    pub h2: bool,
 }
 
 /// Why a handshake did not finish.
@@ -556,12 +567,14 @@ pub async fn accept(
         .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
         .map(|(_, c)| header_safe(&c.subject().to_string()));
     let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let h2 = conn.alpn_protocol() == Some(b"h2");
     s.info = Some(TlsInfo {
         version,
         cipher,
         server,
         client_subject,
         resumed,
+        h2,
     });
     Ok(s)
 }
@@ -609,6 +622,33 @@ impl TlsStream {
 
     pub fn tcp(&self) -> &TcpStream {
         &self.io
+    }
+
+    /// ALPN chose HTTP/2 for this connection.
+    pub fn alpn_h2(&self) -> bool {
+        self.info().h2
+    }
+
+    /// The socket, the TLS session and the socket bytes rustls has not
+    /// taken yet, for a driver that does its own I/O (HTTP/2). Records
+    /// queued for sending are written by the new owner first
+    /// (`ServerConnection::wants_write`).
+    pub fn into_parts(self) -> (TcpStream, ServerConnection, Vec<u8>, TlsInfo) {
+        let TlsStream {
+            io,
+            conn,
+            mut inbuf,
+            in_pos,
+            info,
+            ..
+        } = self;
+        inbuf.drain(..in_pos.min(inbuf.len()));
+        (
+            io,
+            conn.expect("a TlsStream has a connection after accept"),
+            inbuf,
+            info.expect("a TlsStream has its info after accept"),
+        )
     }
 
     /// True when a read would return without waiting on the socket:

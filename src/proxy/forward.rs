@@ -1,0 +1,543 @@
+//! The `proxy_pass` content phase: select → connect_upstream → send_request
+//! → forward_request_body → read_response_head → forward_response_body →
+//! finish, with the retry policy between them. Written over
+//! [`ClientSession`], so it serves HTTP/1.1 and HTTP/2 clients alike.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::body::BodyError;
+use super::phases::{hsts, must_close, Exchange};
+use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
+use super::session::ClientSession;
+use crate::config::{Location, NextUpstream, ProxyPass};
+use crate::ctx::WorkerCtx;
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::framing::response_meta;
+use crate::http::parse::{parse_response, Parsed};
+use crate::http::{BodyKind, ResponseHead};
+use crate::io::{self, IoFail};
+use crate::route::{self, KeyInput};
+use crate::upstream::balance::KeyHasher;
+use crate::upstream::{connect, UpConn, UpstreamState};
+
+/// The largest response head accepted from an upstream (nginx's
+/// `proxy_buffer_size` is 4k or 8k; this is more forgiving).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_HEADERS: usize = 200;
+/// An upstream connection's read buffer starts this large.
+const UPSTREAM_BUF: usize = 16 * 1024;
+const HEAD_READ: usize = super::HEAD_BUF;
+
+/// Everything `proxy` needs about where the request goes.
+pub(super) struct Plan<'a> {
+    pub(super) up: &'a UpstreamState,
+    pub(super) location: &'a Location,
+    pub(super) pass: &'a ProxyPass,
+    /// The path as routed (`$uri`).
+    pub(super) path: &'a [u8],
+    pub(super) target: &'a [u8],
+    pub(super) host: Option<&'a [u8]>,
+    pub(super) public_host: &'a [u8],
+    pub(super) max_body: Option<u64>,
+}
+
+/// RFC 9110 §9.2.2.
+fn idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
+    )
+}
+
+/// The `next_upstream` kind of a failure before a response head (nginx's
+/// names): a timeout, a response that is not HTTP, or any other error.
+fn next_upstream_kind(kind: ErrorKind) -> u16 {
+    match kind {
+        ErrorKind::ConnectTimeout | ErrorKind::SendTimeout | ErrorKind::ReadTimeout => NextUpstream::TIMEOUT,
+        ErrorKind::BadResponse(_) => NextUpstream::INVALID_HEADER,
+        _ => NextUpstream::ERROR,
+    }
+}
+
+/// How one server failed a request, and whether the next may be tried.
+struct Failure {
+    error: Error,
+    /// Trying another server cannot repeat a side effect or lose body bytes.
+    next_safe: bool,
+    /// The failure was on a connection taken from the pool.
+    reused: bool,
+}
+
+/// Phases select → connect_upstream → finish for a proxied request. A server
+/// that fails before a response head comes back counts against its health
+/// and, within `tries` and `tries_timeout` and when it is safe, the request
+/// goes to the next server the balancer picks.
+pub(super) async fn proxy<S: ClientSession>(
+    ctx: &Rc<WorkerCtx>,
+    ds: &mut S,
+    ex: &mut Exchange,
+    plan: &Plan<'_>,
+) -> Result<()> {
+    let up_cfg = plan.up.config();
+    let limits = ctx.server(ex.server).limits.clone();
+    let body = ex.meta.body();
+    let client_text = if ex.client == ds.conn().peer.ip().to_canonical() {
+        ds.conn().peer_text
+    } else {
+        rewrite::AddrText::ip(ex.client)
+    };
+    // A body small enough to have come with the head is kept: such a request
+    // can be sent again as it is, to the same server or the next one.
+    let (replayable, body_prefix) = match ds.take_whole_body(body) {
+        Some(whole) => {
+            ex.req_body_done |= matches!(body, BodyKind::Length(_));
+            (true, whole)
+        }
+        None => (false, BytesMut::new()),
+    };
+    let mut out = std::mem::take(ds.upstream_buf());
+    if out.capacity() == 0 {
+        out = ctx.buffers.take_vec();
+    }
+    // Kept across a retry: a failed write hands the buffer back.
+    let mut request = Some(out);
+    // The server the head in `request` was written for.
+    let mut written_for: Option<usize> = None;
+
+    let method_idempotent = idempotent(ex.head.method());
+    // Servers tried for this request, in order; empty until one fails.
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_error: Option<Error> = None;
+    let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
+    // `hash`: the request's key, hashed where its parts lie in the head.
+    let key = plan.up.hash_key().and_then(|k| {
+        let mut h = KeyHasher::default();
+        let input = KeyInput {
+            head: &ex.head,
+            path: plan.path,
+            client: ex.client,
+        };
+        route::feed_key(k, &input, |b| h.write(b)).then(|| h.finish())
+    });
+    // `sticky`: the cookie the client sent, when it can be a server's id.
+    let sticky: Option<[u8; 16]> = up_cfg
+        .sticky
+        .as_ref()
+        .and_then(|st| route::cookie(&ex.head, st.cookie.as_bytes()))
+        .and_then(|v| v.try_into().ok());
+    // Phase: select (balance), among the servers that are up and not yet
+    // tried. A `sticky` cookie naming a server that can take the request wins.
+    let client = ex.client;
+    let pick = |tried: &[usize]| {
+        sticky
+            .and_then(|v| plan.up.sticky_server(&v, tried))
+            .or_else(|| plan.up.select(client, key, tried))
+    };
+    // Chosen before a response was let go, to be sure there was a next server.
+    let mut next_pick: Option<usize> = None;
+    // With `tls_server_name = "$host"`, the TLS name is the request's, and
+    // only connections made for it may be reused.
+    let request_name = plan.up.tls.as_ref().and_then(|t| t.name_for_request(plan.host));
+    let sni: Option<Box<str>> = request_name.as_ref().map(|n| n.to_str().into());
+    let (mut conn, resp, early, _active) = loop {
+        let Some(peer_idx) = next_pick.take().or_else(|| pick(&tried)) else {
+            return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
+        };
+        let peer = &up_cfg.servers[peer_idx];
+        // The head may name the server (Host, when the client's is not
+        // kept or there was none), so each server tried gets its own.
+        if written_for != Some(peer_idx) {
+            let Some(out) = request.as_mut() else {
+                return Err(ErrorKind::Internal.into());
+            };
+            out.clear();
+            rewrite::request_head(
+                &RequestRewrite {
+                    head: &ex.head,
+                    meta: &ex.meta,
+                    target: plan.target,
+                    host: plan.host,
+                    preserve_host: plan.pass.preserve_host,
+                    upstream_authority: &peer.authority,
+                    peer: &ds.conn().peer_text,
+                    client: &client_text,
+                    local_port: &ds.conn().port_text,
+                    https: ds.tls().is_some(),
+                    // Only to the block whose CA verified it.
+                    client_cert_subject: ds
+                        .tls()
+                        .filter(|t| t.server == ex.server)
+                        .and_then(|t| t.client_subject.as_deref())
+                        .map(str::as_bytes),
+                },
+                out,
+            );
+            out.extend_from_slice(&body_prefix);
+            written_for = Some(peer_idx);
+        }
+        // In flight on this server until the exchange ends, however it ends.
+        let active = plan.up.peers[peer_idx].begin();
+        // `ewma` learns each server's latency: from here to the response head.
+        let attempt_start = Instant::now();
+
+        let outcome: std::result::Result<_, Failure> = 'attempt: {
+            let mut retried = false;
+            loop {
+                // Phase: connect_upstream.
+                let pooled = if retried {
+                    None
+                } else {
+                    plan.up.pool.take(peer_idx, sni.as_deref())
+                };
+                let mut conn = match pooled {
+                    Some(c) => c,
+                    None => match connect::connect(
+                        plan.up.addr(peer_idx),
+                        up_cfg.connect_timeout,
+                        plan.up.tls.as_ref().map(|t| (t, peer_idx, request_name.clone())),
+                    )
+                    .await
+                    {
+                        Ok(stream) => UpConn {
+                            stream,
+                            rbuf: BytesMut::with_capacity(UPSTREAM_BUF),
+                            peer: peer_idx,
+                            reused: false,
+                            sni: sni.clone(),
+                        },
+                        // Nothing was sent: always safe to try elsewhere.
+                        Err(error) => {
+                            break 'attempt Err(Failure {
+                                error,
+                                next_safe: true,
+                                reused: false,
+                            })
+                        }
+                    },
+                };
+                // A request that failed on a reused connection before any response
+                // byte is sent once more on a fresh one, when that cannot repeat a
+                // side effect: an idempotent method, or the write itself failed.
+                let may_retry = |conn: &UpConn, write_failed: bool| {
+                    conn.reused && !retried && replayable && (write_failed || method_idempotent)
+                };
+
+                // Phase: send_request.
+                let Some(req) = request.take() else {
+                    return Err(ErrorKind::Internal.into());
+                };
+                match io::write_all_keep(&mut conn.stream, req, &ctx.deadlines, up_cfg.send_timeout).await {
+                    Ok(req) => request = Some(req),
+                    Err((IoFail::Io(e), Some(req))) => {
+                        request = Some(req);
+                        if may_retry(&conn, true) {
+                            retried = true;
+                            continue;
+                        }
+                        // The server has at most part of the head (and no
+                        // streamed body byte): it cannot act on it.
+                        break 'attempt Err(Failure {
+                            error: Error::io(ErrorKind::UpstreamClosed, e),
+                            next_safe: true,
+                            reused: conn.reused,
+                        });
+                    }
+                    Err(_) => {
+                        break 'attempt Err(Failure {
+                            error: Error::new(ErrorKind::SendTimeout),
+                            next_safe: false,
+                            reused: conn.reused,
+                        })
+                    }
+                }
+
+                // Phase: forward_request_body.
+                let mut early = false;
+                if !replayable {
+                    match ds
+                        .forward_request_body(
+                            ctx,
+                            body,
+                            ex.meta.expect_continue,
+                            &mut conn,
+                            plan.max_body,
+                            &limits,
+                            up_cfg.send_timeout,
+                        )
+                        .await
+                    {
+                        Ok(()) => ex.req_body_done = true,
+                        // The upstream stopped reading: it may have answered already
+                        // (a 413 of its own, say). Read that answer, then close.
+                        Err(BodyError::Write(_)) => early = true,
+                        Err(BodyError::Read(Some(IoFail::Timeout))) => {
+                            return Err(ErrorKind::BodyTimeout.into())
+                        }
+                        Err(BodyError::Read(_)) => return Err(ErrorKind::ClientGone.into()),
+                        Err(BodyError::Framing(e)) => return Err(ErrorKind::BadRequest(e.as_str()).into()),
+                        Err(BodyError::TooLarge) => return Err(ErrorKind::BodyTooLarge.into()),
+                    }
+                }
+
+                // Phase: read_response_head.
+                // Interim responses go on to HTTP/1.1 clients only (RFC 9110 §15.2).
+                let interim = ds
+                    .takes_interim(&ex.head)
+                    .then_some((&mut *ds, limits.send_timeout));
+                match read_response_head(
+                    ctx,
+                    &mut conn,
+                    up_cfg.read_timeout,
+                    ex.head.method() == b"HEAD",
+                    interim,
+                )
+                .await
+                {
+                    Ok(resp) => break 'attempt Ok((conn, resp, early)),
+                    Err(e) if e.kind == ErrorKind::UpstreamClosed && may_retry(&conn, false) => {
+                        tracing::debug!(upstream = %up_cfg.name, "pooled connection was closed; retrying on a new one");
+                        retried = true;
+                    }
+                    // The whole request was sent: another server may only
+                    // have it if it can be sent again and doing it twice is
+                    // harmless.
+                    Err(error) => {
+                        break 'attempt Err(Failure {
+                            error,
+                            next_safe: replayable && method_idempotent,
+                            reused: conn.reused,
+                        })
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok((conn, resp, early)) => {
+                plan.up.observe(peer_idx, attempt_start.elapsed());
+                let status = resp.0.status;
+                let next = up_cfg.next_upstream;
+                // Statuses listed in next_upstream: the 5xx ones count
+                // against the server, and each may go on to the next.
+                if next.status_is_failure(status) {
+                    if plan.up.failure(peer_idx) {
+                        tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: status {status}");
+                    }
+                } else {
+                    plan.up.peers[peer_idx].success();
+                }
+                let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
+                // The answer is let go only if the request can be sent again
+                // (idempotent, whole body in memory) and a server is left to
+                // take it; otherwise the client gets this answer, as in nginx.
+                if next.on_status(status)
+                    && !early
+                    && replayable
+                    && method_idempotent
+                    && tried.len() + 1 < up_cfg.tries
+                    && in_time
+                    && request.is_some()
+                {
+                    tried.push(peer_idx);
+                    next_pick = pick(&tried);
+                    if next_pick.is_some() {
+                        tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "status {status}; trying the next server");
+                        ex.tries.push((plan.up.index, peer_idx, status));
+                        // The connection closes with the unread answer.
+                        continue;
+                    }
+                    tried.pop();
+                }
+                if !ex.tries.is_empty() {
+                    ex.tries.push((plan.up.index, peer_idx, status));
+                }
+                break (conn, resp, early, active);
+            }
+            Err(f) => {
+                drop(active);
+                let kind = f.error.kind;
+                // A pooled connection found closed says nothing about the server.
+                let stale = f.reused && kind == ErrorKind::UpstreamClosed;
+                if kind.is_server_failure() && !stale {
+                    // A failure is no fast answer: `ewma` counts it as taking
+                    // at least connect_timeout, so a server that refuses
+                    // at once does not look like the quickest.
+                    plan.up
+                        .observe(peer_idx, attempt_start.elapsed().max(up_cfg.connect_timeout));
+                    if plan.up.failure(peer_idx) {
+                        tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: {}", f.error);
+                    }
+                }
+                tried.push(peer_idx);
+                ex.tries
+                    .push((plan.up.index, peer_idx, kind.status().unwrap_or(502)));
+                let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
+                if !(kind.is_server_failure()
+                    && up_cfg.next_upstream.has(next_upstream_kind(kind))
+                    && f.next_safe
+                    && tried.len() < up_cfg.tries
+                    && in_time
+                    && request.is_some())
+                {
+                    return Err(f.error);
+                }
+                tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "{}; trying the next server", f.error);
+                last_error = Some(f.error);
+            }
+        }
+    };
+    let (head, meta) = resp;
+    if let Some(mut req) = request {
+        req.clear();
+        *ds.upstream_buf() = req;
+    }
+
+    // The client connection stays open only if this exchange ends cleanly.
+    ex.close = early || must_close(ctx, ds, ex);
+    let framing = rewrite::client_framing(meta.body, ex.head.version);
+    ex.close |= framing == ClientFraming::Close;
+
+    // `sticky`: a client whose cookie did not name this server (none, a
+    // forged one, or one whose server is down) is given one that does.
+    let set_cookie = match sticky.and_then(|v| plan.up.sticky_named(&v)) {
+        Some(named) if named == conn.peer => None,
+        _ => plan.up.set_cookie(conn.peer),
+    };
+
+    // Phase: send the response head (the session may send the first body
+    // bytes with it).
+    let rw = ResponseRewrite {
+        head: &head,
+        meta: &meta,
+        framing,
+        head_request: ex.head.method() == b"HEAD",
+        close: ex.close,
+        client_version: ex.head.version,
+        extra: set_cookie.unwrap_or_default(),
+        redirect: Redirect {
+            upstream: up_cfg,
+            location: plan.location,
+            pass: plan.pass,
+            public_host: plan.public_host,
+        },
+        hsts: hsts(ctx, ds, ex.server),
+    };
+    let (body_left, first) = ds
+        .send_response_head(ctx, &rw, &mut conn.rbuf, limits.send_timeout)
+        .await
+        .map_err(|_| Error::new(ErrorKind::ClientGone))?;
+    ex.status = head.status;
+    ex.body_bytes = first;
+
+    // Phase: forward_response_body.
+    match ds
+        .forward_response_body(
+            ctx,
+            &mut conn,
+            body_left,
+            framing,
+            up_cfg.read_timeout,
+            limits.send_timeout,
+        )
+        .await
+    {
+        Ok(n) => ex.body_bytes += n,
+        Err(BodyError::Write(_)) => return Err(ErrorKind::ClientGone.into()),
+        Err(BodyError::Read(Some(IoFail::Timeout))) => return Err(ErrorKind::ReadTimeout.into()),
+        Err(_) => return Err(ErrorKind::UpstreamTruncated.into()),
+    }
+
+    // Phase: finish (upstream side). nginx's checklist for keeping the
+    // connection: request fully sent, response fully read, no error, the
+    // upstream allows keep-alive, not shutting down.
+    let reusable = !early && !meta.close && conn.rbuf.is_empty() && !ctx.shutdown.is_raised();
+    if reusable {
+        plan.up.pool.put(conn);
+    }
+    Ok(())
+}
+
+/// Interim (1xx) responses accepted ahead of one final response. Real
+/// servers send one or two (102 Processing, 103 Early Hints); without a
+/// bound, an upstream could hold a request open forever with a stream of
+/// them, each read arriving within read_timeout.
+const MAX_INTERIM: usize = 16;
+
+/// Phase: read_response_head. Interim 1xx responses are passed on to the
+/// client as they arrive (`interim`: the client's stream and send timeout,
+/// `None` for an HTTP/1.0 client, which must not get them), except 100
+/// Continue: ringway answers a client's `Expect: 100-continue` itself and
+/// does not forward Expect, so an upstream's 100 is not the client's. A 1xx
+/// is only a hint: if the exchange fails after one went out, the client
+/// still gets an error response, or, on a retry, the next server's answer.
+async fn read_response_head<S: ClientSession>(
+    ctx: &WorkerCtx,
+    conn: &mut UpConn,
+    read_timeout: Duration,
+    head_request: bool,
+    mut interim: Option<(&mut S, Duration)>,
+) -> Result<(ResponseHead, crate::http::ResponseMeta)> {
+    let mut interims = 0;
+    loop {
+        if !conn.rbuf.is_empty() {
+            match parse_response(&conn.rbuf, MAX_RESPONSE_HEADERS) {
+                Ok(Parsed::Complete(mut head, len)) => {
+                    head.buf = conn.rbuf.split_to(len).freeze();
+                    if head.status == 101 {
+                        return Err(
+                            ErrorKind::BadResponse("101 Switching Protocols was not asked for").into(),
+                        );
+                    }
+                    if (100..200).contains(&head.status) {
+                        interims += 1;
+                        if interims > MAX_INTERIM {
+                            return Err(ErrorKind::BadResponse("too many interim (1xx) responses").into());
+                        }
+                        if let (Some((client, send_timeout)), false) = (interim.as_mut(), head.status == 100)
+                        {
+                            client
+                                .send_interim(ctx, &head, *send_timeout)
+                                .await
+                                .map_err(|_| Error::new(ErrorKind::ClientGone))?;
+                        }
+                        continue;
+                    }
+                    let meta = response_meta(&head, head_request).map_err(|e| match e {
+                        crate::http::HttpError::Malformed(why) => Error::new(ErrorKind::BadResponse(why)),
+                        _ => Error::new(ErrorKind::BadResponse("invalid response head")),
+                    })?;
+                    return Ok((head, meta));
+                }
+                Ok(Parsed::Partial) if conn.rbuf.len() > MAX_RESPONSE_HEAD => {
+                    return Err(ErrorKind::BadResponse("response head too large").into());
+                }
+                Ok(Parsed::Partial) => {}
+                Err(crate::http::HttpError::HeadersTooLarge) => {
+                    return Err(ErrorKind::BadResponse("too many response header fields").into());
+                }
+                Err(_) => return Err(ErrorKind::BadResponse("invalid response head").into()),
+            }
+        }
+        let had_bytes = !conn.rbuf.is_empty();
+        match io::read_buf(
+            &mut conn.stream,
+            &mut conn.rbuf,
+            HEAD_READ,
+            &ctx.deadlines,
+            read_timeout,
+        )
+        .await
+        {
+            Ok(0) if had_bytes => return Err(ErrorKind::BadResponse("response head cut short").into()),
+            Ok(0) => return Err(ErrorKind::UpstreamClosed.into()),
+            Ok(_) => {}
+            Err(IoFail::Timeout) => return Err(ErrorKind::ReadTimeout.into()),
+            Err(IoFail::Io(e)) if had_bytes => {
+                return Err(Error::io(ErrorKind::BadResponse("response head cut short"), e))
+            }
+            Err(IoFail::Io(e)) => return Err(Error::io(ErrorKind::UpstreamClosed, e)),
+        }
+    }
+}

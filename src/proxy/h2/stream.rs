@@ -1,0 +1,580 @@
+//! One HTTP/2 stream as a [`ClientSession`]: its request head is turned
+//! into the head the phases read, its body is read from DATA frames under
+//! flow control, and the response goes back as HEADERS, DATA and trailers.
+//!
+//! The request head is rebuilt as an HTTP/1.1 head (`:method :path` the
+//! request line, `:authority` the Host field, cookies joined, RFC 9113
+//! §8.2.3) and parsed by the same parser and limits as an HTTP/1.1 request,
+//! so routing, rewriting and logging have one input type. h2 has already
+//! refused what RFC 9113 calls malformed at the frame level (pseudo-headers
+//! out of place or unknown, connection-specific fields, uppercase names, a
+//! `te` other than `trailers`, CR, LF or NUL in values); the rebuilt head
+//! is checked again by httparse.
+//!
+//! Flow control bounds memory both ways: request DATA is released to the
+//! client's window only once the phases asked for more (so after the bytes
+//! before it were written upstream), and response bytes are sent only as
+//! the client's window grants capacity, each wait under `send_timeout`.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::BufResult;
+
+use super::Shared;
+use crate::config::ClientLimits;
+use crate::ctx::WorkerCtx;
+use crate::deadline::Woke;
+use crate::error::{ErrorKind, Result};
+use crate::http::parse::{parse_request, HeadLimits, Parsed};
+use crate::http::{BodyKind, RequestHead, ResponseHead};
+use crate::io::IoFail;
+use crate::proxy::body::{BodyError, Copy};
+use crate::proxy::phases::{self, Exchange};
+use crate::proxy::respond::Canned;
+use crate::proxy::rewrite::{self, ClientFraming, FieldSink, ResponseRewrite};
+use crate::proxy::session::{ClientSession, ConnInfo};
+use crate::tls::server::TlsInfo;
+use crate::upstream::UpConn;
+
+/// Serves one stream, from its request head to the end of its response;
+/// a reset from the client stops the work at once (the exchange is dropped:
+/// an upstream connection in use is closed, not pooled).
+pub async fn run(
+    ctx: Rc<WorkerCtx>,
+    shared: Rc<Shared>,
+    req: http::Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+) {
+    let _open = shared.open_stream();
+    let (parts, body) = req.into_parts();
+    let default = ctx.router.default_server(shared.conn.listener);
+    let limits = ctx.server(default).limits.clone();
+    let body_ends = body.is_end_stream();
+    let send = Rc::new(RefCell::new(Send::Head(respond)));
+    let mut sess = StreamSession {
+        shared: shared.clone(),
+        recv: Recv {
+            stream: body,
+            pending: Bytes::new(),
+            unreleased: 0,
+        },
+        body_buf: BytesMut::new(),
+        send: send.clone(),
+        upbuf: Vec::new(),
+        body_out: Vec::new(),
+        reached_upstream: false,
+        head_sent: false,
+    };
+    let head = match request_head(&parts, body_ends, &limits) {
+        Ok(h) => h,
+        Err(e) => {
+            let status = e.kind.status().unwrap_or(400);
+            tracing::debug!(peer = %shared.conn.peer, "refused HTTP/2 request: {e}");
+            let _ = phases::send_error(
+                &ctx,
+                &mut sess,
+                status,
+                None,
+                false,
+                false,
+                parts.method == http::Method::HEAD,
+            )
+            .await;
+            return;
+        }
+    };
+    let mut ex = Exchange::new(head, default, shared.conn.peer);
+    let reset = poll_fn(|cx| send.borrow_mut().poll_reset(cx));
+    let reset = monoio::select! {
+        _ = phases::serve(&ctx, &mut sess, &mut ex) => None,
+        r = reset => Some(r),
+    };
+    if let Some(reason) = reset {
+        tracing::debug!(peer = %shared.conn.peer, "stream reset by the client ({reason:?})");
+        if sess.reached_upstream && !sess.head_sent {
+            shared.meter.upstream_reset();
+        }
+    }
+}
+
+/// The stream's sending half: before the response head, after it, done.
+enum Send {
+    Head(SendResponse<Bytes>),
+    Body(SendStream<Bytes>),
+    Done,
+}
+
+impl Send {
+    fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<h2::Reason> {
+        let r = match self {
+            Send::Head(s) => s.poll_reset(cx),
+            Send::Body(s) => s.poll_reset(cx),
+            Send::Done => return Poll::Pending,
+        };
+        match r {
+            Poll::Ready(Ok(reason)) => Poll::Ready(reason),
+            // The connection failed: the driver ends; so does this stream.
+            Poll::Ready(Err(_)) => Poll::Ready(h2::Reason::CANCEL),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn body(&mut self) -> io::Result<&mut SendStream<Bytes>> {
+        match self {
+            Send::Body(s) => Ok(s),
+            _ => Err(io::Error::other("no response body is open")),
+        }
+    }
+}
+
+pub struct StreamSession {
+    shared: Rc<Shared>,
+    recv: Recv,
+    /// Request body bytes received ahead of the phases' reads.
+    body_buf: BytesMut,
+    send: Rc<RefCell<Send>>,
+    upbuf: Vec<u8>,
+    body_out: Vec<u8>,
+    reached_upstream: bool,
+    head_sent: bool,
+}
+
+/// The request head for the phases, rebuilt from the stream's HEADERS.
+fn request_head(parts: &http::request::Parts, body_ends: bool, limits: &ClientLimits) -> Result<RequestHead> {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| !p.is_empty())
+        .ok_or(ErrorKind::BadRequest("no :path"))?;
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    if let Some(a) = authority {
+        // RFC 9113 §8.3.1: a Host that names another entity than
+        // :authority makes the request malformed.
+        for h in parts.headers.get_all(http::header::HOST) {
+            if !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) {
+                return Err(ErrorKind::BadRequest("Host differs from :authority").into());
+            }
+        }
+        out.field(b"host", a.as_bytes());
+    }
+    let mut cookies = 0;
+    let mut has_length = false;
+    for (name, value) in &parts.headers {
+        if name == http::header::HOST && authority.is_some() {
+            continue;
+        }
+        if name == http::header::COOKIE {
+            cookies += 1;
+            continue;
+        }
+        has_length |= name == http::header::CONTENT_LENGTH;
+        out.field(name.as_str().as_bytes(), value.as_bytes());
+    }
+    if cookies > 0 {
+        // RFC 9113 §8.2.3: crumbs are joined with "; " for HTTP/1.1.
+        out.extend_from_slice(b"cookie: ");
+        for (i, v) in parts.headers.get_all(http::header::COOKIE).iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(v.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if !body_ends && !has_length {
+        // A body of unknown length: chunked toward an HTTP/1.1 upstream.
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let head_limits = HeadLimits {
+        max_request_line: limits.max_request_line,
+        max_header_size: limits.max_header_size.max(out.len()),
+        max_headers: limits.max_headers,
+    };
+    match parse_request(&out, &head_limits) {
+        Ok(Parsed::Complete(parts, len)) if len == out.len() => Ok(parts.into_head(Bytes::from(out))),
+        Ok(_) => Err(ErrorKind::BadRequest("invalid request head").into()),
+        Err(e) => Err(ErrorKind::from(e).into()),
+    }
+}
+
+/// Response fields into an h2 header map. Names are lowercased as
+/// HTTP/2 requires; a field h2 could not carry is left out.
+struct H2Fields(HeaderMap);
+
+impl FieldSink for H2Fields {
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            self.0.append(n, v);
+        }
+    }
+}
+
+fn response(status: u16, fields: HeaderMap) -> Response<()> {
+    let mut r = Response::new(());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *r.headers_mut() = fields;
+    r
+}
+
+fn h2_err(e: h2::Error) -> IoFail {
+    IoFail::Io(io::Error::other(e))
+}
+
+impl StreamSession {
+    fn send_head(&mut self, resp: Response<()>, end: bool) -> std::result::Result<(), IoFail> {
+        let mut send = self.send.borrow_mut();
+        let Send::Head(respond) = std::mem::replace(&mut *send, Send::Done) else {
+            return Err(IoFail::Io(io::Error::other("response already sent")));
+        };
+        let mut respond = respond;
+        let stream = respond.send_response(resp, end).map_err(h2_err)?;
+        self.head_sent = true;
+        if !end {
+            *send = Send::Body(stream);
+        }
+        Ok(())
+    }
+
+    /// Ends the response body (an empty DATA frame with END_STREAM).
+    fn end_body(&mut self) -> std::result::Result<(), IoFail> {
+        let mut send = self.send.borrow_mut();
+        if let Send::Body(s) = &mut *send {
+            s.send_data(Bytes::new(), true).map_err(h2_err)?;
+        }
+        *send = Send::Done;
+        Ok(())
+    }
+}
+
+impl ClientSession for StreamSession {
+    fn conn(&self) -> &ConnInfo {
+        &self.shared.conn
+    }
+
+    fn tls(&self) -> Option<&TlsInfo> {
+        self.shared.tls.as_ref()
+    }
+
+    fn connection_exhausted(&self, _limits: &ClientLimits) -> bool {
+        false
+    }
+
+    fn log_line<'a>(&self, head: &'a RequestHead) -> Cow<'a, [u8]> {
+        let mut line = Vec::with_capacity(head.method().len() + head.target().len() + 10);
+        line.extend_from_slice(head.method());
+        line.push(b' ');
+        line.extend_from_slice(head.target());
+        line.extend_from_slice(b" HTTP/2.0");
+        Cow::Owned(line)
+    }
+
+    fn take_whole_body(&mut self, body: BodyKind) -> Option<BytesMut> {
+        self.reached_upstream = true;
+        let n = match body {
+            BodyKind::Empty => return Some(BytesMut::new()),
+            BodyKind::Length(n) => n,
+            BodyKind::Chunked | BodyKind::UntilClose => return None,
+        };
+        // What has already arrived is taken without waiting; if it is the
+        // whole body, the request can be sent again on a retry. What is
+        // held is bounded by the stream's window.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while (self.body_buf.len() as u64) < n {
+            match self.recv.stream.poll_data(&mut cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    self.recv.unreleased += chunk.len();
+                    self.body_buf.extend_from_slice(&chunk);
+                }
+                _ => break,
+            }
+        }
+        if self.body_buf.len() as u64 == n && self.recv.stream.is_end_stream() {
+            self.recv.release();
+            Some(std::mem::take(&mut self.body_buf))
+        } else {
+            None
+        }
+    }
+
+    fn check_body_start(&self, _body: BodyKind) -> Result<()> {
+        Ok(())
+    }
+
+    fn upstream_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.upbuf
+    }
+
+    fn takes_interim(&self, _head: &RequestHead) -> bool {
+        true
+    }
+
+    async fn send_canned(
+        &mut self,
+        ctx: &WorkerCtx,
+        reply: &Canned<'_>,
+        status: u16,
+        _t: Duration,
+    ) -> std::result::Result<(), IoFail> {
+        let mut fields = H2Fields(HeaderMap::new());
+        reply.fields(&ctx.dates, &mut fields);
+        let end = reply.head_only || reply.body.is_empty();
+        self.send_head(response(status, fields.0), end)?;
+        if !end {
+            // Small and within the initial window: h2 buffers it.
+            let body = Bytes::copy_from_slice(reply.body);
+            self.send
+                .borrow_mut()
+                .body()
+                .map_err(IoFail::Io)?
+                .send_data(body, true)
+                .map_err(h2_err)?;
+            *self.send.borrow_mut() = Send::Done;
+        }
+        Ok(())
+    }
+
+    async fn send_interim(
+        &mut self,
+        _ctx: &WorkerCtx,
+        head: &ResponseHead,
+        _t: Duration,
+    ) -> std::result::Result<(), IoFail> {
+        let mut fields = H2Fields(HeaderMap::new());
+        rewrite::interim_fields(head, &mut fields);
+        match &mut *self.send.borrow_mut() {
+            Send::Head(r) => r
+                .send_informational(response(head.status, fields.0))
+                .map_err(h2_err),
+            _ => Ok(()),
+        }
+    }
+
+    async fn send_response_head(
+        &mut self,
+        ctx: &WorkerCtx,
+        r: &ResponseRewrite<'_>,
+        _body: &mut BytesMut,
+        _t: Duration,
+    ) -> std::result::Result<(BodyKind, u64), IoFail> {
+        let mut fields = H2Fields(HeaderMap::new());
+        rewrite::response_fields(r, &ctx.dates, &mut fields);
+        if let ClientFraming::Length(n) = r.framing {
+            fields
+                .0
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        self.send_head(response(r.head.status, fields.0), r.meta.body == BodyKind::Empty)?;
+        Ok((r.meta.body, 0))
+    }
+
+    async fn forward_request_body(
+        &mut self,
+        ctx: &WorkerCtx,
+        body: BodyKind,
+        expect_continue: bool,
+        conn: &mut UpConn,
+        max_body: Option<u64>,
+        limits: &ClientLimits,
+        send_timeout: Duration,
+    ) -> std::result::Result<(), BodyError> {
+        if expect_continue && self.body_buf.is_empty() {
+            let mut send = self.send.borrow_mut();
+            if let Send::Head(r) = &mut *send {
+                let _ = r.send_informational(response(100, HeaderMap::new()));
+            }
+        }
+        let copy = Copy {
+            deadlines: &ctx.deadlines,
+            // DATA frames carry the bytes alone: read to the stream's end,
+            // framed as chunked when the length is not known.
+            kind: if body == BodyKind::Chunked {
+                BodyKind::UntilClose
+            } else {
+                body
+            },
+            chunked_out: body == BodyKind::Chunked,
+            read_timeout: limits.body_timeout,
+            write_timeout: send_timeout,
+            limit: max_body,
+        };
+        copy.run(
+            &mut self.recv,
+            &mut self.body_buf,
+            &mut conn.stream,
+            &mut self.body_out,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn forward_response_body(
+        &mut self,
+        ctx: &WorkerCtx,
+        conn: &mut UpConn,
+        body: BodyKind,
+        _framing: ClientFraming,
+        read_timeout: Duration,
+        send_timeout: Duration,
+    ) -> std::result::Result<u64, BodyError> {
+        if body == BodyKind::Empty {
+            return Ok(0);
+        }
+        let copy = Copy {
+            deadlines: &ctx.deadlines,
+            kind: body,
+            chunked_out: false,
+            read_timeout,
+            write_timeout: send_timeout,
+            limit: None,
+        };
+        let mut sink = Sink {
+            send: &self.send,
+            ctx,
+            t: send_timeout,
+        };
+        let n = copy
+            .run(&mut conn.stream, &mut conn.rbuf, &mut sink, &mut self.body_out)
+            .await?;
+        self.end_body().map_err(BodyError::Write)?;
+        Ok(n)
+    }
+}
+
+/// The request body as a byte source for `Copy`.
+struct Recv {
+    stream: RecvStream,
+    /// The rest of a DATA chunk larger than the last read's buffer.
+    pending: Bytes,
+    /// Bytes handed out and not yet given back to the client's window.
+    unreleased: usize,
+}
+
+impl Recv {
+    fn release(&mut self) {
+        if self.unreleased > 0 {
+            let _ = self.stream.flow_control().release_capacity(self.unreleased);
+            self.unreleased = 0;
+        }
+    }
+}
+
+impl AsyncReadRent for Recv {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        if self.pending.is_empty() {
+            // The phases ask for more only after writing what they had: the
+            // window opens again as the upstream takes the body, no sooner.
+            self.release();
+            self.pending = match poll_fn(|cx| self.stream.poll_data(cx)).await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => return (Err(io::Error::other(e)), buf),
+                None => return (Ok(0), buf),
+            };
+            self.unreleased += self.pending.len();
+        }
+        let n = self.pending.len().min(buf.bytes_total());
+        // SAFETY: `bytes_total` bytes from `write_ptr` are writable
+        // (IoBufMut's contract), `n` fits, and the two do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.pending.as_ptr(), buf.write_ptr(), n);
+            buf.set_init(n);
+        }
+        bytes::Buf::advance(&mut self.pending, n);
+        (Ok(n), buf)
+    }
+
+    /// Not used: `Copy` reads into one buffer.
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        (Err(io::ErrorKind::Unsupported.into()), buf)
+    }
+}
+
+/// The response body as a byte sink for `Copy`: each write waits for the
+/// client's window to grant capacity, under `send_timeout`.
+struct Sink<'a> {
+    send: &'a RefCell<Send>,
+    ctx: &'a WorkerCtx,
+    t: Duration,
+}
+
+impl Sink<'_> {
+    async fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let want = data.len();
+        let capacity = poll_fn(|cx| {
+            let mut send = self.send.borrow_mut();
+            let s = match send.body() {
+                Ok(s) => s,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            s.reserve_capacity(want);
+            loop {
+                match s.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(0))) => continue,
+                    Poll::Ready(Some(Ok(n))) => return Poll::Ready(Ok(n)),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
+                    Poll::Ready(None) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        });
+        // A client that never opens its window holds nothing forever.
+        let n = match self.ctx.deadlines.within(capacity, Instant::now() + self.t).await {
+            Woke::Ready(r) => r?.min(want),
+            Woke::TimedOut | Woke::Closing => {
+                if let Ok(s) = self.send.borrow_mut().body() {
+                    s.send_reset(h2::Reason::CANCEL);
+                }
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+        };
+        let mut send = self.send.borrow_mut();
+        send.body()?
+            .send_data(Bytes::copy_from_slice(&data[..n]), false)
+            .map_err(io::Error::other)?;
+        Ok(n)
+    }
+}
+
+impl AsyncWriteRent for Sink<'_> {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: `bytes_init` bytes from `read_ptr` are initialised
+        // (IoBuf's contract) and `buf` is not touched while the slice lives.
+        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let r = self.send(data).await;
+        (r, buf)
+    }
+
+    /// Not used: `Copy` writes one buffer at a time.
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        (Err(io::ErrorKind::Unsupported.into()), buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! The protocol seam on the client side. A request is served by the phases
+//! in `phases.rs` and `forward.rs` whichever protocol carried it: they talk
+//! to the client only through [`ClientSession`], which an HTTP/1.1
+//! connection's current request (`h1::Downstream`) and an HTTP/2 stream
+//! (`h2::stream::StreamSession`) implement.
+//!
+//! The phases are generic over the session, not written over an enum or a
+//! trait object: each protocol gets its own monomorphised copy, so the
+//! HTTP/1.1 path compiles to what it was before HTTP/2 existed (no extra
+//! branch or indirection per call), and nothing is boxed per request.
+//!
+//! What the phases hand a session is protocol-neutral: a [`Canned`] reply,
+//! a [`ResponseRewrite`] (the policy of which fields the client gets, written
+//! once in `rewrite.rs` over a `FieldSink`), upstream body bytes to forward.
+//! Framing, `Connection`, `100 Continue`, HEADERS and DATA frames are the
+//! session's business.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::body::BodyError;
+use super::respond::Canned;
+use super::rewrite::{AddrText, ClientFraming, ResponseRewrite};
+use crate::config::ClientLimits;
+use crate::ctx::WorkerCtx;
+use crate::error::Result;
+use crate::http::{BodyKind, RequestHead, ResponseHead};
+use crate::io::IoFail;
+use crate::tls::server::TlsInfo;
+use crate::upstream::UpConn;
+
+/// What the phases know of the client connection, whatever its protocol.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The peer's address and the port it connected to, as text for the
+    /// forwarding headers (formatted once per connection).
+    pub peer_text: AddrText,
+    pub port_text: AddrText,
+    /// Which of the worker's listeners accepted it.
+    pub listener: usize,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local_port: u16, listener: usize) -> ConnInfo {
+        ConnInfo {
+            peer,
+            peer_text: AddrText::ip(peer.ip()),
+            port_text: AddrText::port(local_port),
+            listener,
+        }
+    }
+}
+
+/// One request's client side. Methods that write return `IoFail` when the
+/// client is gone or too slow: the phases then stop.
+#[allow(async_fn_in_trait)] // used with static dispatch only, on one thread
+pub trait ClientSession {
+    fn conn(&self) -> &ConnInfo;
+
+    /// The TLS handshake's outcome when the client connection is TLS.
+    fn tls(&self) -> Option<&TlsInfo>;
+
+    /// Connection-level reasons to end after this response (HTTP/1.1:
+    /// `keepalive_requests` reached); HTTP/2 ends streams, never the
+    /// connection, for a request's sake.
+    fn connection_exhausted(&self, limits: &ClientLimits) -> bool;
+
+    /// The access log's request line (HTTP/2 logs `HTTP/2.0`).
+    fn log_line<'a>(&self, head: &'a RequestHead) -> std::borrow::Cow<'a, [u8]>;
+
+    /// The whole request body, when it is already at hand: such a request
+    /// can be sent again to another server. `None`: it must stream.
+    fn take_whole_body(&mut self, body: BodyKind) -> Option<BytesMut>;
+
+    /// Checks what has arrived of a body before an upstream sees the head
+    /// (HTTP/1.1 chunked framing; an HTTP/2 body has no framing of its own).
+    fn check_body_start(&self, body: BodyKind) -> Result<()>;
+
+    /// A buffer for the upstream request head, reused across requests.
+    fn upstream_buf(&mut self) -> &mut Vec<u8>;
+
+    /// Whether interim (1xx) responses can be passed on (not to HTTP/1.0).
+    fn takes_interim(&self, head: &RequestHead) -> bool;
+
+    async fn send_canned(
+        &mut self,
+        ctx: &WorkerCtx,
+        reply: &Canned<'_>,
+        status: u16,
+        t: Duration,
+    ) -> std::result::Result<(), IoFail>;
+
+    async fn send_interim(
+        &mut self,
+        ctx: &WorkerCtx,
+        head: &ResponseHead,
+        t: Duration,
+    ) -> std::result::Result<(), IoFail>;
+
+    /// Sends the response head. `body` is the upstream connection's read
+    /// buffer, whose first bytes a session may send along with the head;
+    /// returns what remains of the body to forward and how many body bytes
+    /// went with the head.
+    async fn send_response_head(
+        &mut self,
+        ctx: &WorkerCtx,
+        r: &ResponseRewrite<'_>,
+        body: &mut BytesMut,
+        t: Duration,
+    ) -> std::result::Result<(BodyKind, u64), IoFail>;
+
+    /// Phase: forward_request_body, from the client to `conn` (`100
+    /// Continue` first when an HTTP/1.1 client waits for it).
+    async fn forward_request_body(
+        &mut self,
+        ctx: &WorkerCtx,
+        body: BodyKind,
+        expect_continue: bool,
+        conn: &mut UpConn,
+        max_body: Option<u64>,
+        limits: &ClientLimits,
+        send_timeout: Duration,
+    ) -> std::result::Result<(), BodyError>;
+
+    /// Phase: forward_response_body, from `conn` to the client, ending the
+    /// response. Returns the body bytes sent.
+    async fn forward_response_body(
+        &mut self,
+        ctx: &WorkerCtx,
+        conn: &mut UpConn,
+        body: BodyKind,
+        framing: ClientFraming,
+        read_timeout: Duration,
+        send_timeout: Duration,
+    ) -> std::result::Result<u64, BodyError>;
+}
