@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod peers;
 pub mod pki;
 pub mod tls_backend;
 pub mod tls_client;
