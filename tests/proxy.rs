@@ -22,6 +22,8 @@ mod cli;
 mod config;
 #[path = "proxy/failures.rs"]
 mod failures;
+#[path = "proxy/h2.rs"]
+mod h2;
 #[path = "proxy/headers.rs"]
 mod headers;
 #[path = "proxy/health.rs"]

@@ -165,14 +165,16 @@ pub enum BoolOrHttp2 {
 
 /// `http2 = { max_concurrent_streams = 128, initial_window = "64k",
 /// max_frame_size = "16k", max_header_list = "32k", idle_timeout = "3m" }`.
+/// Inside an untagged enum, values cannot carry their own spans: errors
+/// point at the table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp2 {
-    pub max_concurrent_streams: Option<Spanned<i64>>,
-    pub initial_window: Option<Spanned<StrOrInt>>,
-    pub max_frame_size: Option<Spanned<StrOrInt>>,
-    pub max_header_list: Option<Spanned<StrOrInt>>,
-    pub idle_timeout: Option<Spanned<String>>,
+    pub max_concurrent_streams: Option<i64>,
+    pub initial_window: Option<StrOrInt>,
+    pub max_frame_size: Option<StrOrInt>,
+    pub max_header_list: Option<StrOrInt>,
+    pub idle_timeout: Option<String>,
 }
 
 /// `tls = { cert = "...", key = "...", client_ca = "...", verify_client = "on",

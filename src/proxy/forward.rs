@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use super::body::BodyError;
 use super::phases::{hsts, must_close, Exchange};
 use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
-use super::session::ClientSession;
+use super::session::{ClientSession, RequestBody};
 use crate::config::{Location, NextUpstream, ProxyPass};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
@@ -260,10 +260,12 @@ pub(super) async fn proxy<S: ClientSession>(
                     match ds
                         .forward_request_body(
                             ctx,
-                            body,
-                            ex.meta.expect_continue,
+                            &RequestBody {
+                                kind: body,
+                                expect_continue: ex.meta.expect_continue,
+                                max: plan.max_body,
+                            },
                             &mut conn,
-                            plan.max_body,
                             &limits,
                             up_cfg.send_timeout,
                         )

@@ -22,7 +22,7 @@ use super::body::{BodyError, Copy};
 use super::phases::{self, Exchange};
 use super::respond::{self, Canned};
 use super::rewrite::{self, ClientFraming, ResponseRewrite};
-use super::session::{ClientSession, ConnInfo};
+use super::session::{ClientSession, ConnInfo, RequestBody};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
@@ -398,13 +398,12 @@ impl ClientSession for Downstream {
     async fn forward_request_body(
         &mut self,
         ctx: &WorkerCtx,
-        body: BodyKind,
-        expect_continue: bool,
+        req: &RequestBody,
         conn: &mut UpConn,
-        max_body: Option<u64>,
         limits: &ClientLimits,
         send_timeout: Duration,
     ) -> std::result::Result<(), BodyError> {
+        let (body, expect_continue, max_body) = (req.kind, req.expect_continue, req.max);
         if expect_continue && self.rbuf.is_empty() {
             // The upstream connection is ready, so now the client may send.
             io::write_all(

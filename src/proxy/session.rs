@@ -53,6 +53,15 @@ impl ConnInfo {
     }
 }
 
+/// What the phases know of a request body before forwarding it.
+pub struct RequestBody {
+    pub kind: BodyKind,
+    /// The client waits for `100 Continue` before sending it.
+    pub expect_continue: bool,
+    /// `client_max_body_size` of the location or block.
+    pub max: Option<u64>,
+}
+
 /// One request's client side. Methods that write return `IoFail` when the
 /// client is gone or too slow: the phases then stop.
 #[allow(async_fn_in_trait)] // used with static dispatch only, on one thread
@@ -116,10 +125,8 @@ pub trait ClientSession {
     async fn forward_request_body(
         &mut self,
         ctx: &WorkerCtx,
-        body: BodyKind,
-        expect_continue: bool,
+        body: &RequestBody,
         conn: &mut UpConn,
-        max_body: Option<u64>,
         limits: &ClientLimits,
         send_timeout: Duration,
     ) -> std::result::Result<(), BodyError>;

@@ -372,20 +372,26 @@ impl Conn {
     /// closes or a reply asks to close.
     pub fn serve(&mut self, reply: &dyn Fn(&Seen) -> Reply) {
         while let Some(req) = self.read_request() {
-            let r = reply(&req);
-            if let Some(d) = r.delay {
-                std::thread::sleep(d);
-            }
-            let bytes = r.encode(self.id, req.method() == "HEAD");
-            if !self.write(&bytes) {
+            if !self.reply(&req, &reply(&req)) {
                 return;
             }
-            match r.after {
-                After::KeepAlive => {}
-                After::Close => {
-                    self.close_gracefully();
-                    return;
-                }
+        }
+    }
+
+    /// Answers `req` with `r`; false when the connection is done.
+    pub fn reply(&mut self, req: &Seen, r: &Reply) -> bool {
+        if let Some(d) = r.delay {
+            std::thread::sleep(d);
+        }
+        let bytes = r.encode(self.id, req.method() == "HEAD");
+        if !self.write(&bytes) {
+            return false;
+        }
+        match r.after {
+            After::KeepAlive => true,
+            After::Close => {
+                self.close_gracefully();
+                false
             }
         }
     }

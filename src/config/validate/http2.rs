@@ -6,6 +6,8 @@
 //! safe for a proxy (unlimited concurrent streams, 16 MiB header lists), so
 //! every setting the codec gets comes from here.
 
+use std::ops::Range;
+
 use super::*;
 use crate::config::raw::{BoolOrHttp2, RawHttp2};
 use crate::config::Http2;
@@ -53,34 +55,40 @@ pub(super) fn check(c: &mut Checker, r: &RawServer, key: &str, limits: &ClientLi
             );
         }
         BoolOrHttp2::Bool(true) => {}
-        BoolOrHttp2::Limits(l) => limits_into(c, l, &k, &mut h),
+        BoolOrHttp2::Limits(l) => limits_into(c, l, v.span(), &k, &mut h),
     }
     h
 }
 
-fn limits_into(c: &mut Checker, l: &RawHttp2, key: &str, h: &mut Http2) {
+fn limits_into(c: &mut Checker, l: &RawHttp2, span: Range<usize>, key: &str, h: &mut Http2) {
     let k = |name: &str| format!("{key}.{name}");
-    if let Some(v) = &l.max_concurrent_streams {
-        match u32::try_from(*v.get_ref()) {
+    // The values have no spans of their own: they are re-wrapped with the
+    // table's, so the shared checks can point at it.
+    let at = |v: &StrOrInt| Spanned::new(span.clone(), v.clone());
+    if let Some(v) = l.max_concurrent_streams {
+        match u32::try_from(v) {
             Ok(n) if n > 0 => h.max_concurrent_streams = n,
             _ => c.error(
-                v.span(),
+                span.clone(),
                 k("max_concurrent_streams"),
                 "must be a whole number above 0",
             ),
         }
     }
-    let sized =
-        |c: &mut Checker, v: &Option<Spanned<StrOrInt>>, name: &str, lo: u64, hi: u64, out: &mut u32| {
-            let Some(v) = v else { return };
-            if let Some(n) = c.size(v, &k(name)) {
-                if (lo..=hi).contains(&n) {
-                    *out = n as u32;
-                } else {
-                    c.error(v.span(), k(name), format!("must lie between {lo} and {hi} bytes"));
-                }
+    let sized = |c: &mut Checker, v: &Option<StrOrInt>, name: &str, lo: u64, hi: u64, out: &mut u32| {
+        let Some(v) = v else { return };
+        if let Some(n) = c.size(&at(v), &k(name)) {
+            if (lo..=hi).contains(&n) {
+                *out = n as u32;
+            } else {
+                c.error(
+                    span.clone(),
+                    k(name),
+                    format!("must lie between {lo} and {hi} bytes"),
+                );
             }
-        };
+        }
+    };
     sized(
         c,
         &l.initial_window,
@@ -105,11 +113,13 @@ fn limits_into(c: &mut Checker, l: &RawHttp2, key: &str, h: &mut Http2) {
         u32::MAX as u64,
         &mut h.max_header_list,
     );
-    h.idle_timeout = c.duration(&l.idle_timeout, &k("idle_timeout"), h.idle_timeout);
+    let idle = l
+        .idle_timeout
+        .as_ref()
+        .map(|t| Spanned::new(span.clone(), t.clone()));
+    h.idle_timeout = c.duration(&idle, &k("idle_timeout"), h.idle_timeout);
     if h.idle_timeout.is_zero() {
-        if let Some(v) = &l.idle_timeout {
-            c.error(v.span(), k("idle_timeout"), "must be above 0");
-        }
+        c.error(span.clone(), k("idle_timeout"), "must be above 0");
     }
 }
 

@@ -44,7 +44,7 @@ use crate::proxy::body::{BodyError, Copy};
 use crate::proxy::phases::{self, Exchange};
 use crate::proxy::respond::Canned;
 use crate::proxy::rewrite::{self, ClientFraming, FieldSink, ResponseRewrite};
-use crate::proxy::session::{ClientSession, ConnInfo};
+use crate::proxy::session::{ClientSession, ConnInfo, RequestBody};
 use crate::tls::server::TlsInfo;
 use crate::upstream::UpConn;
 
@@ -389,13 +389,12 @@ impl ClientSession for StreamSession {
     async fn forward_request_body(
         &mut self,
         ctx: &WorkerCtx,
-        body: BodyKind,
-        expect_continue: bool,
+        req: &RequestBody,
         conn: &mut UpConn,
-        max_body: Option<u64>,
         limits: &ClientLimits,
         send_timeout: Duration,
     ) -> std::result::Result<(), BodyError> {
+        let (body, expect_continue, max_body) = (req.kind, req.expect_continue, req.max);
         if expect_continue && self.body_buf.is_empty() {
             let mut send = self.send.borrow_mut();
             if let Send::Head(r) = &mut *send {
