@@ -774,6 +774,8 @@ async fn proxy(ctx: &Rc<WorkerCtx>, ds: &mut Downstream, ex: &mut Exchange, plan
                 location: plan.location,
                 pass: plan.pass,
                 public_host: plan.public_host,
+                https: ds.stream.tls().is_some(),
+                local_port: &ds.port_text,
             },
             hsts: hsts(ctx, ds, ex.server),
         },
