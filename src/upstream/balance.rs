@@ -562,7 +562,7 @@ mod tests {
             (
                 "one /16, every 109th",
                 (0..600u32)
-                    .map(|k| IpAddr::from([172, 16, (k * 109 >> 8) as u8, (k * 109) as u8]))
+                    .map(|k| IpAddr::from([172, 16, ((k * 109) >> 8) as u8, (k * 109) as u8]))
                     .collect(),
             ),
             (
