@@ -141,7 +141,8 @@ fn map_err(e: httparse::Error) -> HttpError {
 ///
 /// Refuses with 414 once the request line passes `max_request_line`, with 431
 /// once the head passes `max_header_size` or `max_headers`, and with 400 on
-/// any syntax error, obs-fold included (httparse's strict default, RFC 9112 §5.2).
+/// any syntax error, obs-fold included (httparse's strict default, RFC 9112 §5.2),
+/// and a line ended by a bare LF.
 pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestParts>, HttpError> {
     // The request line is judged on its own first, so a long URI gets 414 and not 431.
     let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
@@ -166,6 +167,9 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestPa
         Ok(httparse::Status::Complete(len)) => {
             if len > limits.max_header_size {
                 return Err(HttpError::HeadersTooLarge);
+            }
+            if has_bare_lf(&buf[..len]) {
+                return Err(HttpError::Malformed("line ended by a bare LF"));
             }
             let method = Span::within(buf, req.method.unwrap_or_default().as_bytes());
             let target = Span::within(buf, req.path.unwrap_or_default().as_bytes());
@@ -195,8 +199,19 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestPa
     }
 }
 
+/// True when some LF in `head` is not preceded by a CR. RFC 9112 §2.2 lets
+/// a recipient accept a bare LF as a line end, and httparse does; a request
+/// so framed is refused instead, as chunk lines are (`chunked.rs`), so that
+/// no two parsers on the way read one request differently. Looked for only
+/// once a head is complete, and with memchr: a head has one LF per line.
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+}
+
 /// Parses a response head from the start of `buf` (at most `max_headers`
-/// fields; the caller bounds the buffer size).
+/// fields; the caller bounds the buffer size). Unlike a request, a response
+/// may end its lines with a bare LF (RFC 9112 §2.2), as nginx allows its
+/// upstreams: the head is written again with CRLF for the client.
 pub fn parse_response(buf: &[u8], max_headers: usize) -> Result<Parsed<ResponseHead>, HttpError> {
     let mut stack = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
     let mut heap;
@@ -325,6 +340,45 @@ mod tests {
             );
         }
         assert_eq!(parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(), HttpError::Version);
+    }
+
+    #[test]
+    fn bare_lf_in_a_request_head_is_refused() {
+        for bad in [
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n\n",
+            "GET / HTTP/1.1\nHost: x\nX-LF: 1\n\n",
+            // An empty line before the request line, too.
+            "\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(bad).unwrap_err(),
+                HttpError::Malformed("line ended by a bare LF"),
+                "{bad:?}"
+            );
+        }
+        // CRLF everywhere, leading empty lines included, is fine; and so is
+        // a bare LF in the body that follows the head.
+        for good in [
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n\n\n",
+        ] {
+            assert!(matches!(parse(good), Ok(Parsed::Complete(..))), "{good:?}");
+        }
+        // Still partial until the head is complete: no verdict yet.
+        assert!(matches!(parse("GET / HTTP/1.1\nHost: x\n"), Ok(Parsed::Partial)));
+    }
+
+    #[test]
+    fn bare_lf_in_a_response_head_is_accepted() {
+        let raw = b"HTTP/1.1 200 OK\nContent-Length: 0\n\n";
+        let Parsed::Complete(h, len) = parse_response(raw, 8).unwrap() else {
+            panic!("partial")
+        };
+        assert_eq!((h.status, len), (200, raw.len()));
     }
 
     #[test]

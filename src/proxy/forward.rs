@@ -410,6 +410,7 @@ pub(super) async fn proxy<S: ClientSession>(
 
     // Phase: send the response head (the session may send the first body
     // bytes with it).
+    let local_port = ds.conn().port_text;
     let rw = ResponseRewrite {
         head: &head,
         meta: &meta,
@@ -423,6 +424,8 @@ pub(super) async fn proxy<S: ClientSession>(
             location: plan.location,
             pass: plan.pass,
             public_host: plan.public_host,
+            https: ds.tls().is_some(),
+            local_port: &local_port,
         },
         hsts: hsts(ctx, ds, ex.server),
     };

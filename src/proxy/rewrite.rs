@@ -264,6 +264,11 @@ pub struct Redirect<'a> {
     pub pass: &'a ProxyPass,
     /// The client-facing host (Host as sent, port included).
     pub public_host: &'a [u8],
+    /// The client connection is TLS: the URL given to it is `https://`.
+    pub https: bool,
+    /// The port the client connected to, named in the URL when `public_host`
+    /// has none and it is not the default port of the client's scheme.
+    pub local_port: &'a AddrText,
 }
 
 /// Where a response's fields go: an HTTP/1.1 head being written (`Vec<u8>`,
@@ -369,6 +374,14 @@ pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {
 /// for a location `/api/` proxied to `http://app/v2/`. An upstream with TLS
 /// redirects to itself as `https://`, and may know itself by its
 /// `tls_server_name`. Other values: `None`.
+///
+/// The URL written is the one the client used, as nginx's
+/// `proxy_redirect default` makes it (`$scheme://$host:$server_port`, the
+/// port left out when it is the scheme's default): `https://` on a TLS
+/// connection; the Host as the client sent it; and when that Host has no
+/// port, the port the client connected to unless it is 80 for `http` or 443
+/// for `https`. A request without a host gets the path alone, a relative
+/// reference (RFC 9110 §10.2.2).
 pub fn rewrite_redirect(value: &[u8], r: &Redirect) -> Option<Vec<u8>> {
     let tls = r.upstream.tls.as_ref();
     let (scheme, default_port): (&[u8], &[u8]) = match tls {
@@ -399,9 +412,21 @@ pub fn rewrite_redirect(value: &[u8], r: &Redirect) -> Option<Vec<u8>> {
     if !ours {
         return None;
     }
-    let mut out = Vec::with_capacity(value.len() + r.public_host.len());
-    out.extend_from_slice(b"http://");
-    out.extend_from_slice(r.public_host);
+    let mut out = Vec::with_capacity(value.len() + r.public_host.len() + 16);
+    if !r.public_host.is_empty() {
+        let (scheme, default_port): (&[u8], &[u8]) = if r.https {
+            (b"https://", b"443")
+        } else {
+            (b"http://", b"80")
+        };
+        out.extend_from_slice(scheme);
+        out.extend_from_slice(r.public_host);
+        let port = r.local_port.as_bytes();
+        if !has_port(r.public_host) && port != default_port {
+            out.push(b':');
+            out.extend_from_slice(port);
+        }
+    }
     match &r.pass.path {
         Some(p) if path.starts_with(p.as_bytes()) => {
             out.extend_from_slice(r.location.path.as_bytes());
@@ -411,6 +436,13 @@ pub fn rewrite_redirect(value: &[u8], r: &Redirect) -> Option<Vec<u8>> {
         _ => out.extend_from_slice(path),
     }
     Some(out)
+}
+
+/// True when a Host value ends in `:<port>` (`[::1]` has none, `[::1]:80` has).
+fn has_port(host: &[u8]) -> bool {
+    host.iter()
+        .rposition(|&b| b == b':' || b == b']')
+        .is_some_and(|i| host[i] == b':')
 }
 
 /// `authority` without a trailing `:<port>` when that port is `port`.
@@ -512,6 +544,8 @@ mod tests {
             location: loc,
             pass,
             public_host: b"example.com",
+            https: false,
+            local_port: &AddrText::port(80),
         };
         let rw = |v: &str| rewrite_redirect(v.as_bytes(), &r).map(|v| String::from_utf8(v).unwrap());
         assert_eq!(
@@ -569,6 +603,8 @@ mod tests {
                 location: loc,
                 pass,
                 public_host: b"example.com",
+                https: false,
+                local_port: &AddrText::port(80),
             };
             rewrite_redirect(v.as_bytes(), &r).map(|v| String::from_utf8(v).unwrap())
         };
@@ -592,6 +628,43 @@ mod tests {
             rw(1, "https://127.0.0.3/a").as_deref(),
             Some("http://example.com/a")
         );
+    }
+
+    #[test]
+    fn redirects_name_the_scheme_and_port_the_client_used() {
+        let c = cfg();
+        let loc = &c.servers[0].locations[0];
+        let Action::Proxy(pass) = &loc.action else {
+            panic!()
+        };
+        let rw = |host: &str, https: bool, port: u16| {
+            let local_port = AddrText::port(port);
+            let r = Redirect {
+                upstream: &c.upstreams[0],
+                location: loc,
+                pass,
+                public_host: host.as_bytes(),
+                https,
+                local_port: &local_port,
+            };
+            let v = rewrite_redirect(b"http://127.0.0.1:3000/v2/x", &r).unwrap();
+            String::from_utf8(v).unwrap()
+        };
+        // The scheme's default port is left out.
+        assert_eq!(rw("example.com", true, 443), "https://example.com/api/x");
+        assert_eq!(rw("example.com", false, 80), "http://example.com/api/x");
+        // Another port is named, unless Host already names one.
+        assert_eq!(rw("example.com", true, 8443), "https://example.com:8443/api/x");
+        assert_eq!(rw("example.com", false, 8080), "http://example.com:8080/api/x");
+        assert_eq!(rw("example.com", true, 80), "https://example.com:80/api/x");
+        assert_eq!(
+            rw("example.com:9443", true, 8443),
+            "https://example.com:9443/api/x"
+        );
+        assert_eq!(rw("[::1]", false, 8080), "http://[::1]:8080/api/x");
+        assert_eq!(rw("[::1]:81", false, 8080), "http://[::1]:81/api/x");
+        // No host to name (HTTP/1.0 without Host): a relative reference.
+        assert_eq!(rw("", true, 8443), "/api/x");
     }
 
     #[test]

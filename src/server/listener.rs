@@ -37,13 +37,28 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Accepts until the worker shuts down; each connection becomes its own task.
+///
+/// The accept in flight when the shutdown comes is cancelled and then
+/// awaited, never dropped: on io_uring the kernel may already have accepted
+/// a connection for it, and a dropped operation's result is thrown away,
+/// leaving that client connected to a descriptor nobody reads or closes.
+/// Awaited, it ends either cancelled or with that connection, which is
+/// served like any other (and drained with them).
 pub async fn accept_loop(ctx: Rc<WorkerCtx>, index: usize, listener: monoio::net::TcpListener) {
+    let mut canceller = monoio::io::Canceller::new();
     loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = ctx.shutdown.wait() => break,
+        let accept = listener.cancelable_accept(canceller.handle());
+        let mut accept = std::pin::pin!(accept);
+        let (accepted, last) = monoio::select! {
+            r = &mut accept => (r, false),
+            _ = ctx.shutdown.wait() => {
+                canceller = canceller.cancel();
+                (accept.await, true)
+            }
         };
         match accepted {
+            // The cancelled accept had nothing.
+            Err(_) if last => break,
             Ok((stream, peer))
                 if ctx.active.get() >= ctx.config.global.max_connections && ctx.tls.is_tls(index) =>
             {
@@ -65,6 +80,9 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, index: usize, listener: monoio::net
                 tracing::warn!(worker = ctx.id, "accept failed: {e}");
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+        if last {
+            break;
         }
     }
 }

@@ -134,12 +134,13 @@ impl Server {
         // every worker (see upstream::probe).
         let probed = Arc::new(Probed::new(&self.config));
         let prober = Prober::start(&self.config, probed.clone())?;
-        for id in 0..self.workers {
+        for (id, listeners) in self.sockets.into_iter().enumerate() {
             let (tx, rx) = flume::bounded(CONTROL_QUEUE);
             controls.push(tx);
             templates.push(worker::Template {
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
                 control: rx,
+                listeners,
             });
         }
         let (events_tx, events) = flume::unbounded();
@@ -147,7 +148,6 @@ impl Server {
         let supervisor = worker::Supervisor {
             config: self.config.clone(),
             driver,
-            addrs: self.addrs.clone(),
             templates,
             shared: shared.clone(),
             events_tx: events_tx.clone(),
@@ -156,8 +156,8 @@ impl Server {
             probed: prober.is_some().then(|| probed.clone()),
         };
         let mut threads = Vec::new();
-        for (id, listeners) in self.sockets.into_iter().enumerate() {
-            threads.push(supervisor.spawn(id, listeners)?);
+        for id in 0..self.workers {
+            threads.push(supervisor.spawn(id)?);
         }
         let supervisor = std::thread::Builder::new()
             .name("ringway-supervisor".into())

@@ -12,19 +12,23 @@
 //!
 //! The supervisor, a thread of its own, notices the end, logs the worker id
 //! and the panic message, and starts the worker again on the same core with
-//! freshly bound listeners (SO_REUSEPORT lets them join the other workers'
-//! sockets) and a fresh `WorkerCtx`. The dead worker's connections are lost,
-//! and so are connections still in its listeners' accept queues; the other
-//! workers' are untouched. Restarts back off, and a worker that dies more
-//! than `MAX_RESTARTS` times within `RESTART_WINDOW` makes the supervisor
-//! give up, so a fault that recurs stops the process with an error instead
-//! of looping. A restarted worker gets the config the server started with,
-//! and the certificates last reloaded on SIGHUP.
+//! a fresh `WorkerCtx` and the same listening sockets: the supervisor owns
+//! every worker's sockets for the life of the process and hands each start
+//! of a worker duplicates of its own (`try_clone`). So a worker's death
+//! never closes its sockets; connections the kernel queues on them while
+//! it is down wait there and are served by the restarted worker. The dead
+//! worker's open connections are lost; the other workers' are untouched.
+//! On a shutdown the supervisor lets go of the sockets, so they close as
+//! soon as the workers' accept loops end. Restarts back off, and a worker
+//! that dies more than `MAX_RESTARTS` times within `RESTART_WINDOW` makes
+//! the supervisor give up, so a fault that recurs stops the process with
+//! an error instead of looping. A restarted worker gets the config the
+//! server started with, and the certificates last reloaded on SIGHUP.
 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -179,10 +183,12 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
     };
 
     ctx.begin_shutdown();
-    // The accept loops end on the shutdown and close their listeners. Wait
-    // for that: a listener left open in a runtime that is going away would
-    // stay in the SO_REUSEPORT group and take its share of new connections
-    // without ever accepting them (a restarted worker binds afresh).
+    // The accept loops end on the shutdown and close their duplicates of
+    // the listening sockets. Wait for that: an accept still in flight in a
+    // runtime that is going away could take a connection no one serves. On
+    // a stop the supervisor lets go of its own descriptors too, so the
+    // sockets close; after a fault it keeps them, and what the kernel queues
+    // on them meanwhile waits for the restarted worker.
     let _ = monoio::time::timeout(Duration::from_secs(1), async {
         for h in accepting {
             h.await;
@@ -332,14 +338,16 @@ impl Shared {
 pub(super) struct Template {
     pub core: Option<core_affinity::CoreId>,
     pub control: flume::Receiver<Control>,
+    /// The worker's listening sockets, one per listen address. Each start
+    /// of the worker gets duplicates; these stay open across its restarts
+    /// and are dropped when the server stops.
+    pub listeners: Vec<TcpListener>,
 }
 
 /// Restarts workers that die; ends once every worker has stopped.
 pub(super) struct Supervisor {
     pub config: Arc<Config>,
     pub driver: Driver,
-    /// The listen addresses with their real ports, for fresh listeners.
-    pub addrs: Vec<SocketAddr>,
     pub templates: Vec<Template>,
     pub shared: Arc<Shared>,
     pub events_tx: flume::Sender<Event>,
@@ -351,9 +359,15 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts worker `id` on its own thread with these listeners.
-    pub fn spawn(&self, id: usize, listeners: Vec<TcpListener>) -> std::io::Result<JoinHandle<()>> {
+    /// Starts worker `id` on its own thread, on duplicates of its listening
+    /// sockets.
+    pub fn spawn(&self, id: usize) -> std::io::Result<JoinHandle<()>> {
         let t = &self.templates[id];
+        let listeners = t
+            .listeners
+            .iter()
+            .map(TcpListener::try_clone)
+            .collect::<std::io::Result<Vec<_>>>()?;
         let spec = WorkerSpec {
             id,
             core: t.core,
@@ -377,16 +391,6 @@ impl Supervisor {
             })
     }
 
-    /// Worker `id` again, with listeners bound afresh.
-    fn respawn(&self, id: usize) -> std::io::Result<JoinHandle<()>> {
-        let listeners = self
-            .addrs
-            .iter()
-            .map(|&a| listener::bind(a))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        self.spawn(id, listeners)
-    }
-
     fn stopping(&self, id: usize) -> bool {
         // A closed control channel means the handle is gone: stopping too.
         self.shared.stopping.load(Ordering::SeqCst) || self.templates[id].control.is_disconnected()
@@ -401,6 +405,14 @@ impl Supervisor {
         let mut due: Vec<Option<Instant>> = vec![None; n];
         let mut failure: Option<String> = None;
         loop {
+            // Stopping: the workers' duplicates are the last descriptors of
+            // the listening sockets, so they close as the accept loops end
+            // and new clients are refused rather than queued for no one.
+            for id in 0..n {
+                if self.stopping(id) {
+                    self.templates[id].listeners.clear();
+                }
+            }
             if threads.iter().all(Option::is_none) && due.iter().all(Option::is_none) {
                 break;
             }
@@ -419,7 +431,10 @@ impl Supervisor {
                         let _ = t.join();
                     }
                     let cause = match outcome {
-                        Outcome::Stopped => continue,
+                        Outcome::Stopped => {
+                            self.templates[id].listeners.clear();
+                            continue;
+                        }
                         Outcome::Failed(e) => format!("failed: {e}"),
                         Outcome::Panicked(m) => format!("panicked: {m}"),
                     };
@@ -440,7 +455,7 @@ impl Supervisor {
                     due[id] = None;
                 } else if at <= now {
                     due[id] = None;
-                    match self.respawn(id) {
+                    match self.spawn(id) {
                         Ok(t) => {
                             threads[id] = Some(t);
                             self.shared.restarts.fetch_add(1, Ordering::SeqCst);

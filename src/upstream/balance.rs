@@ -111,6 +111,12 @@ const IP_HASH_ATTEMPTS: u8 = 20;
 /// misses: the caller falls back to round robin. The whole address is
 /// hashed (nginx's ip_hash takes only the first three octets of an IPv4
 /// address, which puts a whole /24 on one server).
+///
+/// FNV-1a alone is not enough here: the last bytes of an address reach only
+/// the hash's low bits through a multiplication, and the modulo keeps mostly
+/// those, so addresses that differ in correlated bytes (127.0.k.(1+17k))
+/// all landed on one server. The murmur finaliser spreads every input bit
+/// over the whole word first, as for the keys of `hash`.
 pub fn ip_hash(
     client: IpAddr,
     weights: &[u32],
@@ -134,7 +140,7 @@ pub fn ip_hash(
         }
     };
     for attempt in 0..IP_HASH_ATTEMPTS {
-        let slot = fnv1a(bytes, attempt) % total;
+        let slot = mix64(fnv1a(bytes, attempt)) % total;
         let i = weighted_slot(weights, &tier, slot)?;
         if live(i) {
             return Some(i);
@@ -518,6 +524,70 @@ mod tests {
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(pick(v6, &|_| true), pick(v6, &|_| true));
         assert_eq!(ip_hash(v6, &weights, |_| true, |_| false), None);
+    }
+
+    /// How many of `clients` land on each of three equal servers.
+    fn spread(clients: impl IntoIterator<Item = IpAddr>) -> [usize; 3] {
+        let mut counts = [0usize; 3];
+        for c in clients {
+            counts[ip_hash(c, &[1, 1, 1], |_| true, |_| true).unwrap()] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn ip_hash_spreads_correlated_addresses() {
+        // The case reported: every one of these went to the first server.
+        let reported = spread((1..=12u8).map(|k| IpAddr::from([127, 0, k, 1 + 17 * k])));
+        assert!(reported.iter().all(|&n| n >= 2), "{reported:?}");
+
+        let v6 = |segs: [u16; 8]| IpAddr::from(segs);
+        let sets: Vec<(&str, Vec<IpAddr>)> = vec![
+            (
+                "sequential",
+                (0..600u32)
+                    .map(|n| IpAddr::from((0x0a00_0000 + n).to_be_bytes()))
+                    .collect(),
+            ),
+            (
+                "one /24",
+                (0..=255u8).map(|n| IpAddr::from([192, 168, 7, n])).collect(),
+            ),
+            (
+                "one /16, correlated bytes",
+                (0..600u32)
+                    .map(|k| IpAddr::from([172, 16, k as u8, (1 + 17 * k) as u8]))
+                    .collect(),
+            ),
+            (
+                "one /16, every 109th",
+                (0..600u32)
+                    .map(|k| IpAddr::from([172, 16, ((k * 109) >> 8) as u8, (k * 109) as u8]))
+                    .collect(),
+            ),
+            (
+                "IPv6, one host in each of sequential /64s",
+                (0..600u16)
+                    .map(|n| v6([0x2001, 0xdb8, 0, n, 0, 0, 0, 1]))
+                    .collect(),
+            ),
+            (
+                "IPv6, sequential hosts in one /64",
+                (0..600u16)
+                    .map(|n| v6([0x2001, 0xdb8, 0, 7, 0, 0, 0, n]))
+                    .collect(),
+            ),
+        ];
+        for (what, clients) in sets {
+            let share = clients.len() as f64 / 3.0;
+            let counts = spread(clients);
+            // Within 15% of an even share (random placement would be
+            // within about 2.5 standard deviations of it).
+            assert!(
+                counts.iter().all(|&n| (n as f64 - share).abs() <= 0.15 * share),
+                "{what}: {counts:?}"
+            );
+        }
     }
 
     #[test]

@@ -328,3 +328,22 @@ fn a_status_below_100_is_502() {
     let p = Proxy::start(&proxy_all(backend.addr, "", ""));
     assert_eq!(p.get("/").status, 502);
 }
+
+/// A response head whose lines end in a bare LF is accepted from an
+/// upstream (RFC 9112 §2.2 allows it; nginx does the same) and written to
+/// the client with CRLF. Requests get no such leniency (see refusals.rs).
+#[test]
+fn a_response_head_with_bare_lf_lines_is_accepted_and_sent_on_with_crlf() {
+    let backend = scripted(b"HTTP/1.1 200 OK\nContent-Length: 2\nX-LF: 1\n\nhi");
+    let p = Proxy::start(&proxy_all(backend.addr, "", ""));
+    let mut c = p.client();
+    let r = c.get("/");
+    assert_eq!((r.status, r.text()), (200, "hi".to_string()));
+    assert_eq!(r.header("x-lf"), Some("1"));
+    let head = r.head_text();
+    assert!(
+        !head.replace("\r\n", "").contains('\n'),
+        "a bare LF reached the client:\n{head:?}"
+    );
+    assert_eq!(c.get("/").status, 200);
+}

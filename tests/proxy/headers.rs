@@ -222,6 +222,10 @@ proxy_pass = "http://{}/v2/"
     // The backend's own address outside the proxied prefix: host replaced, path kept.
     let r = get(&mut c, "/api/outside");
     assert_eq!(r.header("location"), Some("http://public.test:8080/elsewhere"));
+    // A Host without a port: the port the client connected to is named.
+    let r = c.request("GET /api/self HTTP/1.1\r\nHost: public.test\r\n\r\n");
+    let want = format!("http://public.test:{}/api/x?y=1", p.addr().port());
+    assert_eq!(r.header("location"), Some(want.as_str()));
 }
 
 #[test]

@@ -376,3 +376,93 @@ fn past_max_connections_new_clients_get_503_then_a_freed_place_is_used() {
     assert!(served.is_some(), "a freed place was never reused");
     assert_eq!(a.get("/").status, 200);
 }
+
+/// What became of one client that connected while the proxy was stopping.
+#[derive(Debug, PartialEq)]
+enum Fate {
+    /// A response arrived.
+    Served,
+    /// The connection was closed or reset before any response: fine, the
+    /// client knows to try again.
+    Closed,
+    /// Nothing at all within the deadline: the connection was lost.
+    Hung,
+}
+
+/// Sends one request on `s` and waits (bounded) for an answer or a close.
+fn fate(mut s: std::net::TcpStream, deadline: Duration) -> Fate {
+    use std::io::{ErrorKind, Read, Write};
+    s.set_read_timeout(Some(deadline)).unwrap();
+    s.set_write_timeout(Some(deadline)).unwrap();
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return Fate::Closed;
+    }
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Ok(0) => Fate::Closed,
+        Ok(_) => Fate::Served,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Fate::Hung,
+        Err(_) => Fate::Closed,
+    }
+}
+
+/// The accept in flight when a worker stops is cancelled and awaited, not
+/// dropped: on io_uring a dropped accept may already hold a connection the
+/// kernel accepted for it, and that client then waits on a descriptor no
+/// one ever reads or closes. Clients connect as fast as they can while the
+/// proxy stops, over several rounds; every one whose connect succeeded
+/// must get an answer or a close. The deadline only bounds a lost client's
+/// wait: a served or closed one is counted whenever its answer comes.
+#[test]
+fn stopping_while_clients_connect_leaves_none_hanging() {
+    let toml = config(
+        "[[server]]\nlisten = [\"127.0.0.1:0\"]\naccess_log = \"off\"\n\
+         [[server.location]]\npath = \"/\"\nreturn = { status = 200, body = \"up\" }\n",
+    );
+    let mut fates: Vec<Fate> = Vec::new();
+    for _round in 0..8 {
+        let mut p = Proxy::start(&toml);
+        let addr = p.addr();
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let served = served.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    // Until the proxy stops listening (or a bound on the
+                    // round, should it never stop).
+                    for _ in 0..2000 {
+                        let Ok(s) = std::net::TcpStream::connect_timeout(&addr, IO_TIMEOUT) else {
+                            break;
+                        };
+                        let f = fate(s, IO_TIMEOUT);
+                        if f == Fate::Served {
+                            served.fetch_add(1, Ordering::SeqCst);
+                        }
+                        mine.push(f);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        // Stop once the clients are in full flow.
+        wait_for(Duration::from_secs(10), || {
+            (served.load(Ordering::SeqCst) >= 40).then_some(())
+        })
+        .expect("clients were not being served");
+        p.stop();
+        for c in clients {
+            fates.extend(c.join().expect("client thread"));
+        }
+    }
+    let hung = fates.iter().filter(|&f| *f == Fate::Hung).count();
+    let closed = fates.iter().filter(|&f| *f == Fate::Closed).count();
+    assert_eq!(
+        hung,
+        0,
+        "{hung} of {} clients got neither an answer nor a close ({closed} closed)",
+        fates.len()
+    );
+}

@@ -105,6 +105,31 @@ fn malformed_heads_are_400_and_never_reach_the_backend() {
     backend.assert_untouched("malformed heads");
 }
 
+/// httparse takes a bare LF as a line end; ringway refuses it in a request
+/// head as it does in chunk lines, so no parser behind it can read the same
+/// bytes as a different request.
+#[test]
+fn bare_lf_in_a_request_head_is_400_and_never_reaches_the_backend() {
+    let (backend, p) = guarded();
+    let cases: [(&str, &[u8]); 4] = [
+        ("every line", b"GET / HTTP/1.1\nHost: a\nX-LF: 1\n\n"),
+        ("the request line", b"GET / HTTP/1.1\nHost: a\r\n\r\n"),
+        ("one header line", b"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n"),
+        ("the empty line", b"GET / HTTP/1.1\r\nHost: a\r\n\n"),
+    ];
+    for (what, raw) in cases {
+        refused(&p, raw, 400, &format!("bare LF ending {what}"));
+    }
+    backend.assert_untouched("bare LF heads");
+    // The same requests with CRLF pass.
+    for (what, raw) in cases {
+        let crlf = String::from_utf8_lossy(raw)
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n");
+        assert_eq!(p.send(crlf).status, 200, "{what} with CRLF");
+    }
+}
+
 #[test]
 fn invalid_chunked_request_bodies_are_400() {
     let (backend, p) = guarded();

@@ -58,6 +58,54 @@ fn a_worker_that_dies_is_restarted_and_serves_again() {
     p.stop_and_wait().expect("a clean stop");
 }
 
+/// The listening sockets belong to the process, not to a worker: while
+/// the only worker is dead, new connections queue on its socket (instead
+/// of being refused, or reset when a dying worker's socket closed with
+/// clients in its queue) and the restarted worker serves them. Clients
+/// connect, and send their request, from the worker's death until after
+/// its restart; each must connect and get its answer.
+#[test]
+fn connections_queued_while_a_worker_is_down_are_served_after_its_restart() {
+    let p = Proxy::start(&answering());
+    let mut before = p.client();
+    assert_eq!(before.get("/").status, 200);
+    p.handle().crash_worker(0);
+    // The dying worker closes its connections once it has stopped
+    // accepting: from here on, no connection reaches it.
+    before.expect_closed();
+    let mut waiting = Vec::new();
+    let mut after_restart = 0;
+    // Until a few clients connected after the restart (bounded, should
+    // the restart never come).
+    while after_restart < 5 && waiting.len() < 300 {
+        let restarted = p.handle().restarts() > 0;
+        let s = std::net::TcpStream::connect_timeout(&p.addr(), IO_TIMEOUT).unwrap_or_else(|e| {
+            panic!(
+                "client {} could not connect {} the restart: {e}",
+                waiting.len(),
+                if restarted { "after" } else { "before" }
+            )
+        });
+        let mut c = Client::from_stream(s);
+        c.send(format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", waiting.len()));
+        waiting.push(c);
+        after_restart += usize::from(restarted);
+        // Pacing only: each client waits for its answer below however long
+        // the restart takes.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(restarts_reach(&p, 1), "the worker was not restarted");
+    for (i, c) in waiting.iter_mut().enumerate() {
+        match c.try_response() {
+            Ok(r) => assert_eq!((r.status, r.text().as_str()), (200, "up\n"), "client {i}"),
+            Err(e) => panic!(
+                "client {i} was not served: {}",
+                crate::support::client::describe(&e)
+            ),
+        }
+    }
+}
+
 #[test]
 fn the_other_workers_are_untouched_by_a_restart() {
     let p = Proxy::with_workers(&answering(), 2);

@@ -735,6 +735,41 @@ fn redirect_https_with_a_port_names_it() {
     backend.assert_untouched("redirect_https");
 }
 
+/// A backend that redirects every request to its own address: ringway maps
+/// that back to the URL the client used.
+fn self_redirecting_backend() -> Backend {
+    Backend::start(|c| {
+        let port = c.stream.local_addr().unwrap().port();
+        c.serve(&move |r| {
+            Reply::new(302).header("Location", &format!("http://127.0.0.1:{port}{}", r.target()))
+        })
+    })
+}
+
+#[test]
+fn a_backend_redirect_reaches_a_tls_client_as_https() {
+    let backend = self_redirecting_backend();
+    let dir = CertDir::new("redirect-scheme");
+    let (proxy, _) = tls_proxy(&dir, backend.addr, "");
+    let port = proxy.addr().port();
+    let cfg = tls_client::default_config();
+    let mut c = tls_client::connect(proxy.addr(), &cfg, Some("app.test")).unwrap();
+    // Host without a port: the port the client connected to is named,
+    // since it is not 443.
+    let r = c.request("GET /a?b=1 HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    assert_eq!(r.status, 302);
+    let want = format!("https://app.test:{port}/a?b=1");
+    assert_eq!(r.header("location"), Some(want.as_str()));
+    // Host with a port: kept as the client sent it.
+    let r = c.request("GET /c HTTP/1.1\r\nHost: app.test:443\r\n\r\n");
+    assert_eq!(r.header("location"), Some("https://app.test:443/c"));
+    // The same backend behind a plain listener: http.
+    let plain = Proxy::start(&support::proxy_all(backend.addr, "", ""));
+    let r = plain.send("GET /d HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    let want = format!("http://app.test:{}/d", plain.addr().port());
+    assert_eq!(r.header("location"), Some(want.as_str()));
+}
+
 #[test]
 fn hsts_and_redirect_config_errors() {
     let dir = CertDir::new("hsts-errors");
