@@ -24,6 +24,8 @@ mod config;
 mod failures;
 #[path = "proxy/h2.rs"]
 mod h2;
+#[path = "proxy/h2_tls.rs"]
+mod h2_tls;
 #[path = "proxy/headers.rs"]
 mod headers;
 #[path = "proxy/health.rs"]

@@ -288,6 +288,9 @@ impl FieldSink for Vec<u8> {
 /// Fields given as whole `Name: value\r\n` lines (`sticky`'s Set-Cookie),
 /// passed to a sink one by one.
 pub fn lines_into<S: FieldSink>(lines: &[u8], out: &mut S) {
+    if lines.is_empty() {
+        return;
+    }
     for line in lines.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(colon) = line.iter().position(|&b| b == b':') {

@@ -70,7 +70,7 @@ return = {{ status = 200, body = "{body}" }}
     )
 }
 
-fn tls_table(cert: &str, key: &str) -> String {
+pub fn tls_table(cert: &str, key: &str) -> String {
     format!("{{ cert = {cert:?}, key = {key:?} }}")
 }
 
@@ -194,7 +194,7 @@ fn alpn_is_http_1_1_and_both_versions_work() {
 }
 
 /// A proxy with one TLS block in front of `backend`.
-fn tls_proxy(dir: &CertDir, backend: SocketAddr, server_extra: &str) -> (Proxy, Vec<u8>) {
+pub fn tls_proxy(dir: &CertDir, backend: SocketAddr, server_extra: &str) -> (Proxy, Vec<u8>) {
     let ca = Ca::new("test CA");
     let (c, k, der) = dir.leaf(&ca.issue(&["app.test"]), "app");
     let toml = support::proxy_all(
@@ -446,7 +446,7 @@ fn pipelined_requests_held_by_tls_are_served_without_waiting_on_the_socket() {
 }
 
 /// The error lines `--check` would print for `toml`.
-fn config_errors(toml: &str) -> Vec<String> {
+pub fn config_errors(toml: &str) -> Vec<String> {
     match ringway::config::Config::parse(toml, Path::new("tls.toml")) {
         Ok(_) => panic!("config should not load:\n{toml}"),
         Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
@@ -737,7 +737,7 @@ fn redirect_https_with_a_port_names_it() {
 
 /// A backend that redirects every request to its own address: ringway maps
 /// that back to the URL the client used.
-fn self_redirecting_backend() -> Backend {
+pub fn self_redirecting_backend() -> Backend {
     Backend::start(|c| {
         let port = c.stream.local_addr().unwrap().port();
         c.serve(&move |r| {
