@@ -1,22 +1,26 @@
-//! ringway: an HTTP/1.1 reverse proxy on a thread-per-core io_uring engine.
+//! ringway: an HTTP/1.1 and HTTP/2 reverse proxy on a thread-per-core
+//! io_uring engine.
 //!
 //! The path of a request:
 //!
 //! ```text
 //! server::run ── one pinned worker thread per core, each with its own monoio runtime
 //!   server::worker ── own listeners (SO_REUSEPORT), own Rc<WorkerCtx>
-//!     server::listener::accept_loop ─▶ proxy::serve_connection (keep-alive loop;
-//!                                        on a TLS address, tls::server::accept first)
-//!       proxy::phases: read_request_head → route (location, split) → select (sticky, balance, health)
-//!                      → connect_upstream → send_request → forward_request_body
-//!                      → read_response_head → forward_response_body → finish
+//!     server::listener::accept_loop ─▶ proxy::serve_connection (on a TLS address,
+//!                                        tls::server::accept first; then by protocol)
+//!       proxy::h1 (keep-alive loop) | proxy::h2 (one task per stream) ── a ClientSession each
+//!       proxy::phases: read_request_head → route (location, split) → content: return | proxy
+//!       proxy::forward: select (sticky, balance, health) → connect_upstream (an HTTP/1.1
+//!                      pooled connection, or a stream on the worker's HTTP/2 connection)
+//!                      → send_request → forward_request_body → read_response_head
+//!                      → forward_response_body (trailers) → finish
 //!                      (select again, within `tries`, when a server fails)
 //! upstream::probe ── one `ringway-health` thread: active checks, verdicts read by select
 //! upstream::resolve ── one `ringway-resolve` thread: names looked up again, sent to workers
 //! ```
 //!
 //! Modules depend one way: `server` → `proxy` → {`http`, `route`, `upstream`}
-//! → {`error`, `config`, `io`}. `http` is pure parsing and encoding, `route`
+//! → {`h2io`, `error`, `config`, `io`}. `http` is pure parsing and encoding, `route`
 //! does no I/O, and `upstream` never parses HTTP.
 
 pub mod bufpool;
@@ -24,6 +28,7 @@ pub mod config;
 pub mod ctx;
 pub mod deadline;
 pub mod error;
+pub mod h2io;
 pub mod http;
 pub mod io;
 pub mod log;

@@ -380,7 +380,12 @@ mod tests {
         // Still partial until the head is complete: no verdict yet.
         assert!(matches!(parse("GET / HTTP/1.1\nHost: x\n"), Ok(Parsed::Partial)));
         // What the count relies on: a CR outside CRLF never parses.
-        for cr in ["GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n", "GET /\r HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\rHost: x\r\n\r\n", "GET / HTTP/1.1\r\nX\r: 1\r\n\r\n"] {
+        for cr in [
+            "GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n",
+            "GET /\r HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\rHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nX\r: 1\r\n\r\n",
+        ] {
             assert!(parse(cr).is_err(), "{cr:?}");
         }
     }

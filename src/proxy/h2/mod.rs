@@ -13,8 +13,6 @@
 //! per connection) end a connection with a graceful GOAWAY: streams in
 //! flight finish.
 
-mod io;
-pub mod meter;
 mod stream;
 
 use std::cell::Cell;
@@ -25,11 +23,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
-pub use self::io::Io;
-use self::meter::Meter;
 use super::session::ConnInfo;
 use crate::ctx::WorkerCtx;
 use crate::deadline::Woke;
+use crate::h2io::meter::Meter;
+pub use crate::h2io::Io;
 use crate::tls::server::TlsInfo;
 
 /// The client connection preface (RFC 9113 §3.4).

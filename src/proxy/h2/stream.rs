@@ -22,21 +22,18 @@ use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
-use h2::{RecvStream, SendStream};
+use h2::RecvStream;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::BufResult;
 
 use super::Shared;
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
-use crate::deadline::Woke;
 use crate::error::{ErrorKind, Result};
+use crate::h2io::body::{RecvBody, Send, SendBody};
 use crate::http::parse::{parse_request, HeadLimits, Parsed};
 use crate::http::{BodyKind, RequestHead, ResponseHead};
 use crate::io::IoFail;
@@ -65,11 +62,7 @@ pub async fn run(
     let send = Rc::new(RefCell::new(Send::Head(respond)));
     let mut sess = StreamSession {
         shared: shared.clone(),
-        recv: Recv {
-            stream: body,
-            pending: Bytes::new(),
-            unreleased: 0,
-        },
+        recv: RecvBody::new(body),
         body_buf: BytesMut::new(),
         send: send.clone(),
         upbuf: Vec::new(),
@@ -109,39 +102,9 @@ pub async fn run(
     }
 }
 
-/// The stream's sending half: before the response head, after it, done.
-enum Send {
-    Head(SendResponse<Bytes>),
-    Body(SendStream<Bytes>),
-    Done,
-}
-
-impl Send {
-    fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<h2::Reason> {
-        let r = match self {
-            Send::Head(s) => s.poll_reset(cx),
-            Send::Body(s) => s.poll_reset(cx),
-            Send::Done => return Poll::Pending,
-        };
-        match r {
-            Poll::Ready(Ok(reason)) => Poll::Ready(reason),
-            // The connection failed: the driver ends; so does this stream.
-            Poll::Ready(Err(_)) => Poll::Ready(h2::Reason::CANCEL),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn body(&mut self) -> io::Result<&mut SendStream<Bytes>> {
-        match self {
-            Send::Body(s) => Ok(s),
-            _ => Err(io::Error::other("no response body is open")),
-        }
-    }
-}
-
 pub struct StreamSession {
     shared: Rc<Shared>,
-    recv: Recv,
+    recv: RecvBody,
     /// Request body bytes received ahead of the phases' reads.
     body_buf: BytesMut,
     send: Rc<RefCell<Send>>,
@@ -445,9 +408,9 @@ impl ClientSession for StreamSession {
             write_timeout: send_timeout,
             limit: None,
         };
-        let mut sink = Sink {
+        let mut sink = SendBody {
             send: &self.send,
-            ctx,
+            deadlines: &ctx.deadlines,
             t: send_timeout,
         };
         let n = copy
@@ -455,125 +418,5 @@ impl ClientSession for StreamSession {
             .await?;
         self.end_body().map_err(BodyError::Write)?;
         Ok(n)
-    }
-}
-
-/// The request body as a byte source for `Copy`.
-struct Recv {
-    stream: RecvStream,
-    /// The rest of a DATA chunk larger than the last read's buffer.
-    pending: Bytes,
-    /// Bytes handed out and not yet given back to the client's window.
-    unreleased: usize,
-}
-
-impl Recv {
-    fn release(&mut self) {
-        if self.unreleased > 0 {
-            let _ = self.stream.flow_control().release_capacity(self.unreleased);
-            self.unreleased = 0;
-        }
-    }
-}
-
-impl AsyncReadRent for Recv {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        if self.pending.is_empty() {
-            // The phases ask for more only after writing what they had: the
-            // window opens again as the upstream takes the body, no sooner.
-            self.release();
-            self.pending = match poll_fn(|cx| self.stream.poll_data(cx)).await {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => return (Err(io::Error::other(e)), buf),
-                None => return (Ok(0), buf),
-            };
-            self.unreleased += self.pending.len();
-        }
-        let n = self.pending.len().min(buf.bytes_total());
-        // SAFETY: `bytes_total` bytes from `write_ptr` are writable
-        // (IoBufMut's contract), `n` fits, and the two do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.pending.as_ptr(), buf.write_ptr(), n);
-            buf.set_init(n);
-        }
-        bytes::Buf::advance(&mut self.pending, n);
-        (Ok(n), buf)
-    }
-
-    /// Not used: `Copy` reads into one buffer.
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        (Err(io::ErrorKind::Unsupported.into()), buf)
-    }
-}
-
-/// The response body as a byte sink for `Copy`: each write waits for the
-/// client's window to grant capacity, under `send_timeout`.
-struct Sink<'a> {
-    send: &'a RefCell<Send>,
-    ctx: &'a WorkerCtx,
-    t: Duration,
-}
-
-impl Sink<'_> {
-    async fn send(&mut self, data: &[u8]) -> io::Result<usize> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let want = data.len();
-        let capacity = poll_fn(|cx| {
-            let mut send = self.send.borrow_mut();
-            let s = match send.body() {
-                Ok(s) => s,
-                Err(e) => return Poll::Ready(Err(e)),
-            };
-            s.reserve_capacity(want);
-            loop {
-                match s.poll_capacity(cx) {
-                    Poll::Ready(Some(Ok(0))) => continue,
-                    Poll::Ready(Some(Ok(n))) => return Poll::Ready(Ok(n)),
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
-                    Poll::Ready(None) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-        });
-        // A client that never opens its window holds nothing forever.
-        let n = match self.ctx.deadlines.within(capacity, Instant::now() + self.t).await {
-            Woke::Ready(r) => r?.min(want),
-            Woke::TimedOut | Woke::Closing => {
-                if let Ok(s) = self.send.borrow_mut().body() {
-                    s.send_reset(h2::Reason::CANCEL);
-                }
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-        };
-        let mut send = self.send.borrow_mut();
-        send.body()?
-            .send_data(Bytes::copy_from_slice(&data[..n]), false)
-            .map_err(io::Error::other)?;
-        Ok(n)
-    }
-}
-
-impl AsyncWriteRent for Sink<'_> {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: `bytes_init` bytes from `read_ptr` are initialised
-        // (IoBuf's contract) and `buf` is not touched while the slice lives.
-        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let r = self.send(data).await;
-        (r, buf)
-    }
-
-    /// Not used: `Copy` writes one buffer at a time.
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        (Err(io::ErrorKind::Unsupported.into()), buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

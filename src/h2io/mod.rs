@@ -1,9 +1,14 @@
-//! The byte stream under the h2 codec. h2 is written against poll-style
-//! `AsyncRead`/`AsyncWrite`; ringway's sockets are completion-style. The
-//! socket is turned into monoio's poll-io form (a readiness poll on io_uring,
-//! epoll on the fallback driver) and, for TLS, rustls is driven directly
-//! over it, so decrypted bytes go to h2 without another copy. Every byte the
-//! client sends passes the frame meter first.
+//! The byte stream under the h2 codec, on both sides of the proxy. h2 is
+//! written against poll-style `AsyncRead`/`AsyncWrite`; ringway's sockets
+//! are completion-style. The socket is turned into monoio's poll-io form (a
+//! readiness poll on io_uring, epoll on the fallback driver) and, for TLS,
+//! rustls is driven directly over it, so decrypted bytes go to h2 without
+//! another copy. On a client connection every byte the client sends passes
+//! the frame meter (`meter.rs`) first; `body.rs` adapts h2's streams to the
+//! rent-style body copy.
+
+pub mod body;
+pub mod meter;
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
@@ -13,22 +18,22 @@ use std::task::{Context, Poll};
 use monoio::io::IntoPollIo;
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use monoio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::{ClientConnection, Connection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::meter::Meter;
+use self::meter::Meter;
 use crate::tls::server::{TlsInfo, TlsStream};
 
-/// A client connection speaking HTTP/2.
+/// A connection speaking HTTP/2: a client's, or one to an upstream server.
 pub struct Io {
     sock: Sock,
-    tls: Option<Box<ServerConnection>>,
+    tls: Option<Box<Connection>>,
     /// Bytes read before HTTP/2 took over: the h2c preface check's, or
     /// records rustls had not taken yet.
     early: Vec<u8>,
     early_pos: usize,
-    pub(super) meter: Option<Rc<Meter>>,
-    pub(super) info: Option<TlsInfo>,
+    pub meter: Option<Rc<Meter>>,
+    pub info: Option<TlsInfo>,
 }
 
 /// The socket: completion-style until the driver turns it into poll form.
@@ -55,7 +60,7 @@ impl Io {
         let (s, conn, early, info) = t.into_parts();
         Io {
             sock: Sock::Comp(Some(s)),
-            tls: Some(Box::new(conn)),
+            tls: Some(Box::new(Connection::Server(conn))),
             early,
             early_pos: 0,
             meter: None,
@@ -63,8 +68,26 @@ impl Io {
         }
     }
 
+    /// A connection to an upstream server, TLS (a client session not yet
+    /// shaken hands: the first reads and writes do it) or not.
+    pub fn upstream(s: TcpStream, tls: Option<ClientConnection>) -> Io {
+        Io {
+            sock: Sock::Comp(Some(s)),
+            tls: tls.map(|c| Box::new(Connection::Client(c))),
+            early: Vec::new(),
+            early_pos: 0,
+            meter: None,
+            info: None,
+        }
+    }
+
+    /// The ALPN protocol the TLS peer chose (after the handshake).
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.tls.as_ref()?.alpn_protocol()
+    }
+
     /// Switches the socket to poll mode. Fails only if the runtime cannot.
-    pub(super) fn into_poll(mut self) -> io::Result<Io> {
+    pub fn into_poll(mut self) -> io::Result<Io> {
         if let Sock::Comp(s) = &mut self.sock {
             let s = s.take().expect("socket");
             self.sock = Sock::Poll(s.into_poll_io()?);
