@@ -86,6 +86,19 @@ pub struct Upstream {
     /// `resolve_interval`: how often servers written as a host name are
     /// resolved again. Default: never (only when the config loads).
     pub resolve_interval: Option<Duration>,
+    /// `protocol`: `"http1"` (default) or `"h2"` (HTTP/2: ALPN h2 with
+    /// `tls = true`, else cleartext with prior knowledge). Needed for gRPC.
+    pub protocol: UpstreamProtocol,
+    /// `h2_connections`: HTTP/2 connections per server per worker that
+    /// requests are multiplexed on. Default 1.
+    pub h2_connections: usize,
+}
+
+/// What an upstream's servers speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    H2,
 }
 
 /// `next_upstream = ["error", "timeout", "http_503"]`, as a set of flags.

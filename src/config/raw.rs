@@ -61,6 +61,8 @@ pub struct RawUpstream {
     pub tls_key: Option<Spanned<String>>,
     pub health_check: Option<Spanned<RawHealthCheck>>,
     pub resolve_interval: Option<Spanned<String>>,
+    pub protocol: Option<Spanned<String>>,
+    pub h2_connections: Option<Spanned<i64>>,
 }
 
 /// `sticky = { cookie = "rw_srv", path = "/", max_age = "1h", httponly = true, secure = true }`.

@@ -495,6 +495,8 @@ fn upstream_defaults(name: String, servers: Vec<Peer>, implicit: bool) -> Upstre
         tls: None,
         health_check: None,
         resolve_interval: None,
+        protocol: UpstreamProtocol::Http1,
+        h2_connections: 1,
     }
 }
 
@@ -712,9 +714,20 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
         Some(on) if *on.get_ref() => {}
         _ => ok &= upstream_tls::refuse_unused(c, &tls_keys, key, "tls = true"),
     }
+    ok &= http2::check_upstream(c, u, key, &mut up);
     if let Some(h) = &u.health_check {
         up.health_check = check_health_check(c, h, &format!("{key}.health_check"));
         ok &= up.health_check.is_some();
+        if let (Some(hc), UpstreamProtocol::H2) = (&up.health_check, up.protocol) {
+            if hc.probe != Probe::Tcp {
+                c.error(
+                    h.span(),
+                    format!("{key}.health_check"),
+                    "HTTP probes speak HTTP/1.1, which an h2 upstream may not: use type = \"tcp\"",
+                );
+                ok = false;
+            }
+        }
     }
     if let Some(r) = &u.resolve_interval {
         let rkey = format!("{key}.resolve_interval");

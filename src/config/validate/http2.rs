@@ -9,8 +9,8 @@
 use std::ops::Range;
 
 use super::*;
-use crate::config::raw::{BoolOrHttp2, RawHttp2};
-use crate::config::Http2;
+use crate::config::raw::{BoolOrHttp2, RawHttp2, RawUpstream};
+use crate::config::{Http2, Upstream, UpstreamProtocol};
 
 /// RFC 9113 §6.5.2: SETTINGS_MAX_FRAME_SIZE lies between 2^14 and 2^24-1.
 const FRAME_MIN: u64 = 1 << 14;
@@ -161,4 +161,48 @@ pub(super) fn check_addresses(c: &mut Checker, raw: &RawConfig, servers: &[Serve
             }
         }
     }
+}
+
+/// `protocol` and `h2_connections` of an `[[upstream]]`. With TLS, ALPN
+/// offers only h2: a server that cannot speak it fails the handshake, which
+/// is clearer than a garbled exchange.
+pub(super) fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str, up: &mut Upstream) -> bool {
+    let mut ok = true;
+    if let Some(p) = &u.protocol {
+        match p.get_ref().as_str() {
+            "http1" | "http/1.1" => up.protocol = UpstreamProtocol::Http1,
+            "h2" | "http2" => up.protocol = UpstreamProtocol::H2,
+            other => {
+                c.error(
+                    p.span(),
+                    format!("{key}.protocol"),
+                    format!("unknown protocol {other:?} (one of: \"http1\", \"h2\")"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(n) = &u.h2_connections {
+        match usize::try_from(*n.get_ref()) {
+            Ok(v) if (1..=64).contains(&v) && up.protocol == UpstreamProtocol::H2 => up.h2_connections = v,
+            Ok(_) | Err(_) if up.protocol == UpstreamProtocol::H2 => {
+                c.error(n.span(), format!("{key}.h2_connections"), "must be from 1 to 64");
+                ok = false;
+            }
+            _ => {
+                c.error(
+                    n.span(),
+                    format!("{key}.h2_connections"),
+                    "only applies with protocol = \"h2\"",
+                );
+                ok = false;
+            }
+        }
+    }
+    if let (Some(tls), UpstreamProtocol::H2) = (&mut up.tls, up.protocol) {
+        let mut client = (*tls.client).clone();
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        tls.client = std::sync::Arc::new(client);
+    }
+    ok
 }
