@@ -114,6 +114,9 @@ pub trait ClientSession {
 
     /// Phase: forward_request_body, from the client to `conn` (`100
     /// Continue` first when an HTTP/1.1 client waits for it).
+    // The phase's inputs are each of a different kind; a struct for them
+    // would only be unpacked again in every session.
+    #[allow(clippy::too_many_arguments)]
     async fn forward_request_body(
         &mut self,
         ctx: &WorkerCtx,

@@ -35,7 +35,11 @@ pub fn python() -> PathBuf {
         let _ = std::fs::create_dir_all(root().join("target"));
         let start = Instant::now();
         while std::fs::create_dir(&lock).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(600), "{} is held", lock.display());
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "{} is held",
+                lock.display()
+            );
             std::thread::sleep(Duration::from_millis(200));
             if py.exists() && std::fs::read(&stamp).ok().as_deref() == Some(&wanted[..]) {
                 return py;
