@@ -484,9 +484,9 @@ const MAX_INTERIM: usize = 16;
 
 /// Phase: read_response_head. A `101` ends the head phase when the client
 /// asked for an upgrade (`upgrade`), and is a bad response otherwise.
-/// Interim 1xx responses are passed on to the
-/// client as they arrive (`interim`: the client's stream and send timeout,
-/// `None` for an HTTP/1.0 client, which must not get them), except 100
+/// Interim 1xx responses are passed on to the client as they arrive
+/// (`interim`: the client's stream and send timeout, `None` for an
+/// HTTP/1.0 client, which must not get them), except 100
 /// Continue: ringway answers a client's `Expect: 100-continue` itself and
 /// does not forward Expect, so an upstream's 100 is not the client's. A 1xx
 /// is only a hint: if the exchange fails after one went out, the client
