@@ -126,6 +126,7 @@ fn rewrite(c: &mut Criterion) {
                         local_port: &port,
                         https: false,
                         client_cert_subject: None,
+                        upgrade: None,
                     },
                     &mut out,
                 );

@@ -48,3 +48,5 @@ mod routing;
 mod tls;
 #[path = "proxy/upstream_tls.rs"]
 mod upstream_tls;
+#[path = "proxy/websocket.rs"]
+mod websocket;

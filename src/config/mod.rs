@@ -479,6 +479,20 @@ pub struct Location {
     pub action: Action,
     /// Overrides the server block's `client_max_body_size` when set.
     pub client_max_body_size: Option<Option<u64>>,
+    /// `upgrade`: the protocols a client may switch to through this
+    /// location (`Upgrade`, RFC 9110 §7.8; RFC 8441 over HTTP/2), lowercased.
+    /// Default `["websocket"]`; empty: requests are passed on without
+    /// `Upgrade`.
+    pub upgrade: Vec<String>,
+}
+
+impl Location {
+    /// The location passes on an upgrade to `protocol` (case ignored).
+    pub fn allows_upgrade(&self, protocol: &[u8]) -> bool {
+        self.upgrade
+            .iter()
+            .any(|p| p.as_bytes().eq_ignore_ascii_case(protocol))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -216,6 +216,8 @@ pub struct RawLocation {
     pub return_: Option<Spanned<RawReturn>>,
     pub preserve_host: Option<bool>,
     pub client_max_body_size: Option<Spanned<StrOrInt>>,
+    /// `upgrade = ["websocket"]`: the `Upgrade` protocols passed on.
+    pub upgrade: Option<Spanned<Vec<Spanned<String>>>>,
     pub split: Option<Spanned<Vec<Spanned<RawSplit>>>>,
     pub split_by: Option<Spanned<String>>,
     /// TLS toward the implicit upstream of `proxy_pass = "https://host:port"`;

@@ -1545,6 +1545,7 @@ fn check_location(
         .client_max_body_size
         .as_ref()
         .map(|v| c.size(v, &format!("{key}.client_max_body_size")));
+    let upgrade = check_upgrade(c, r, key);
     let action = match (&r.proxy_pass, &r.return_) {
         (Some(_), Some(_)) | (None, None) => {
             c.error(l.span(), key, "give exactly one of proxy_pass or return");
@@ -1584,6 +1585,10 @@ fn check_location(
                     "only applies with proxy_pass",
                 );
             }
+            if let Some(u) = &r.upgrade {
+                c.error(u.span(), format!("{key}.upgrade"), "only applies with proxy_pass");
+                ok = false;
+            }
             let rr = ret.get_ref();
             let status = *rr.status.get_ref();
             let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
@@ -1613,7 +1618,46 @@ fn check_location(
         path,
         action,
         client_max_body_size,
+        upgrade: upgrade?,
     })
+}
+
+/// `upgrade`: protocol names as `Upgrade` writes them (a token, optionally
+/// `/version`, RFC 9110 §7.8). `h2c` is refused: HTTP/2 from clients is the
+/// server block's `http2`/`h2c`, whose limits a tunnel would bypass.
+fn check_upgrade(c: &mut Checker, r: &RawLocation, key: &str) -> Option<Vec<String>> {
+    let Some(list) = &r.upgrade else {
+        return Some(vec!["websocket".to_string()]);
+    };
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let mut out: Vec<String> = Vec::new();
+    let mut ok = true;
+    for (i, p) in list.get_ref().iter().enumerate() {
+        let name = p.get_ref().to_ascii_lowercase();
+        let k = format!("{key}.upgrade[{i}]");
+        let (proto, version) = match name.split_once('/') {
+            Some((p, v)) => (p, Some(v)),
+            None => (name.as_str(), None),
+        };
+        let token = |s: &str| !s.is_empty() && s.bytes().all(tchar);
+        if !token(proto) || version.is_some_and(|v| !token(v)) {
+            c.error(p.span(), k, "must be a protocol name such as \"websocket\"");
+            ok = false;
+        } else if proto == "h2c" {
+            c.error(
+                p.span(),
+                k,
+                "HTTP/2 upgrades are not passed on; HTTP/2 from clients is the server block's `http2` / `h2c`",
+            );
+            ok = false;
+        } else if out.contains(&name) {
+            c.error(p.span(), k, format!("{name:?} is listed twice"));
+            ok = false;
+        } else {
+            out.push(name);
+        }
+    }
+    ok.then_some(out)
 }
 
 /// `split` and `split_by` of a proxied location. `None` when they are wrong.

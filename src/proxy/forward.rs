@@ -12,6 +12,7 @@ use super::body::BodyError;
 use super::phases::{hsts, must_close, Exchange};
 use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
 use super::session::{ClientSession, RequestBody};
+use super::tunnel;
 use crate::config::{Location, NextUpstream, ProxyPass};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
@@ -107,6 +108,8 @@ pub(super) async fn proxy<S: ClientSession>(
     // The server the head in `request` was written for.
     let mut written_for: Option<usize> = None;
 
+    // The Upgrade the client offered and the location passes on (tunnel.rs).
+    let upgrade = tunnel::offer(&ex.head, plan.location);
     let method_idempotent = idempotent(ex.head.method());
     // Servers tried for this request, in order; empty until one fails.
     let mut tried: Vec<usize> = Vec::new();
@@ -172,6 +175,7 @@ pub(super) async fn proxy<S: ClientSession>(
                         .filter(|t| t.server == ex.server)
                         .and_then(|t| t.client_subject.as_deref())
                         .map(str::as_bytes),
+                    upgrade: upgrade.as_deref(),
                 },
                 out,
             );
@@ -294,6 +298,7 @@ pub(super) async fn proxy<S: ClientSession>(
                     &mut conn,
                     up_cfg.read_timeout,
                     ex.head.method() == b"HEAD",
+                    upgrade.is_some(),
                     interim,
                 )
                 .await
@@ -396,6 +401,18 @@ pub(super) async fn proxy<S: ClientSession>(
         *ds.upstream_buf() = req;
     }
 
+    // Phase: content = tunnel, when the client asked for an upgrade.
+    if let Some(offered) = &upgrade {
+        if head.status == 101 && early {
+            // The upstream stopped reading the body: no clean switch.
+            return Err(ErrorKind::BadResponse("101 before the request body was read").into());
+        }
+        if head.status == 101 {
+            return tunnel::switch(ctx, ds, ex, conn, &head, offered, up_cfg, limits.send_timeout).await;
+        }
+        tunnel::check_refusal(ds, &head)?;
+    }
+
     // The client connection stays open only if this exchange ends cleanly.
     ex.close = early || must_close(ctx, ds, ex);
     let framing = rewrite::client_framing(meta.body, ex.head.version);
@@ -470,9 +487,11 @@ pub(super) async fn proxy<S: ClientSession>(
 /// them, each read arriving within read_timeout.
 const MAX_INTERIM: usize = 16;
 
-/// Phase: read_response_head. Interim 1xx responses are passed on to the
-/// client as they arrive (`interim`: the client's stream and send timeout,
-/// `None` for an HTTP/1.0 client, which must not get them), except 100
+/// Phase: read_response_head. A `101` ends the head phase when the client
+/// asked for an upgrade (`upgrade`), and is a bad response otherwise.
+/// Interim 1xx responses are passed on to the client as they arrive
+/// (`interim`: the client's stream and send timeout, `None` for an
+/// HTTP/1.0 client, which must not get them), except 100
 /// Continue: ringway answers a client's `Expect: 100-continue` itself and
 /// does not forward Expect, so an upstream's 100 is not the client's. A 1xx
 /// is only a hint: if the exchange fails after one went out, the client
@@ -482,6 +501,7 @@ async fn read_response_head<S: ClientSession>(
     conn: &mut UpConn,
     read_timeout: Duration,
     head_request: bool,
+    upgrade: bool,
     mut interim: Option<(&mut S, Duration)>,
 ) -> Result<(ResponseHead, crate::http::ResponseMeta)> {
     let mut interims = 0;
@@ -490,6 +510,11 @@ async fn read_response_head<S: ClientSession>(
             match parse_response(&conn.rbuf, MAX_RESPONSE_HEADERS) {
                 Ok(Parsed::Complete(mut head, len)) => {
                     head.buf = conn.rbuf.split_to(len).freeze();
+                    if head.status == 101 && upgrade {
+                        let meta = response_meta(&head, true)
+                            .map_err(|_| Error::new(ErrorKind::BadResponse("invalid 101 head")))?;
+                        return Ok((head, meta));
+                    }
                     if head.status == 101 {
                         return Err(
                             ErrorKind::BadResponse("101 Switching Protocols was not asked for").into(),

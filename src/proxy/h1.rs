@@ -23,6 +23,7 @@ use super::phases::{self, Exchange};
 use super::respond::{self, Canned};
 use super::rewrite::{self, ClientFraming, ResponseRewrite};
 use super::session::{ClientSession, ConnInfo, RequestBody};
+use super::tunnel::{self, Moved, Switch};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
@@ -457,6 +458,29 @@ impl ClientSession for Downstream {
             &mut self.body_out,
         )
         .await
+    }
+
+    async fn tunnel(&mut self, ctx: &WorkerCtx, sw: Switch<'_>) -> Result<Moved> {
+        self.wbuf.clear();
+        tunnel::switching_head(sw.response, &mut self.wbuf);
+        io::flush_vec(
+            &mut self.stream,
+            &mut self.wbuf,
+            &ctx.deadlines,
+            sw.client_send_timeout,
+        )
+        .await
+        .map_err(|_| Error::new(ErrorKind::ClientGone))?;
+        if let ClientStream::Tls(t) = &mut self.stream {
+            t.split_safe();
+        }
+        // Bytes the client sent after its head are the tunnel's first.
+        let early = std::mem::take(&mut self.rbuf);
+        let to_client = tunnel::splice(ctx, &mut self.stream, early, sw).await;
+        Ok(Moved {
+            status: 101,
+            to_client,
+        })
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! read_request_head (h1 / h2) → route → content: return | redirect | proxy
 //! (select → connect_upstream → send_request → forward_request_body →
-//! read_response_head → forward_response_body → finish) → log.
+//! read_response_head → forward_response_body → finish; or, after a `101`,
+//! tunnel) → log.
 
 pub mod body;
 pub mod forward;
@@ -16,6 +17,7 @@ pub mod phases;
 pub mod respond;
 pub mod rewrite;
 pub mod session;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -11,6 +11,7 @@ use super::forward::{self, Plan};
 use super::respond::{self, Canned};
 use super::rewrite;
 use super::session::ClientSession;
+use super::tunnel;
 use crate::config::{Action, Return};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
@@ -182,6 +183,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         .location_for(ex.server, &target.path)
         .ok_or(ErrorKind::NotFound)?;
     let location = &server.locations[loc_idx];
+    tunnel::check_location(ds, &ex.head, location)?;
     let max_body = location
         .client_max_body_size
         .unwrap_or(server.limits.client_max_body_size);

@@ -141,6 +141,9 @@ pub struct RequestRewrite<'a> {
     /// The verified client certificate's subject, sent as
     /// `X-Client-Cert-Subject` (never what the client wrote under that name).
     pub client_cert_subject: Option<&'a [u8]>,
+    /// The `Upgrade` protocols passed on (those the location allows of what
+    /// the client offered), sent with `Connection: upgrade`; see tunnel.rs.
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Fields the proxy sets itself; whatever the client sent under these names
@@ -208,6 +211,12 @@ pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
         encode::header(b"X-Forwarded-Host", h, out);
     }
     encode::header(b"X-Forwarded-Port", r.local_port.as_bytes(), out);
+    if let Some(protocols) = r.upgrade {
+        // Upgrade is hop-by-hop: it goes on only as ringway's own offer
+        // (RFC 9110 §7.8), with the connection option a sender must add.
+        encode::header(b"Upgrade", protocols, out);
+        encode::header(b"Connection", b"upgrade", out);
+    }
     match r.meta.body() {
         BodyKind::Length(n) => encode::content_length(n, out),
         BodyKind::Chunked => encode::header(b"Transfer-Encoding", b"chunked", out),

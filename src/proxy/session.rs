@@ -23,6 +23,7 @@ use bytes::BytesMut;
 use super::body::BodyError;
 use super::respond::Canned;
 use super::rewrite::{AddrText, ClientFraming, ResponseRewrite};
+use super::tunnel::{Moved, Switch};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::Result;
@@ -142,4 +143,15 @@ pub trait ClientSession {
         read_timeout: Duration,
         send_timeout: Duration,
     ) -> std::result::Result<u64, BodyError>;
+
+    /// Whether this session carries upgrades as RFC 8441 extended CONNECT
+    /// streams (HTTP/2) rather than as a `101` on its connection.
+    fn upgrades_by_connect(&self) -> bool {
+        false
+    }
+
+    /// Phase: tunnel, after the upstream switched protocols (checked in
+    /// `tunnel::switch`): tells the client, then carries bytes both ways
+    /// until the tunnel ends. An error means the client was told nothing.
+    async fn tunnel(&mut self, ctx: &WorkerCtx, sw: Switch<'_>) -> Result<Moved>;
 }

@@ -497,6 +497,7 @@ pub async fn accept(
         out: Vec::new(),
         eof: false,
         info: None,
+        reads_only_read: false,
     };
     let mut acceptor = Acceptor::default();
     let accepted = loop {
@@ -607,6 +608,8 @@ pub struct TlsStream {
     /// The socket reached end of stream.
     eof: bool,
     info: Option<TlsInfo>,
+    /// Reads never write (see `split_safe`).
+    reads_only_read: bool,
 }
 
 impl TlsStream {
@@ -663,6 +666,13 @@ impl TlsStream {
         }
     }
 
+    /// From now on a read never writes to the socket, so one read and one
+    /// write may be in flight at once (a tunnel's two directions): records
+    /// rustls owes the peer go out with the next write instead.
+    pub fn split_safe(&mut self) {
+        self.reads_only_read = true;
+    }
+
     /// Gives back the socket buffers while the connection is idle.
     pub fn release_buffers(&mut self) {
         if self.in_pos >= self.inbuf.len() {
@@ -709,7 +719,9 @@ impl TlsStream {
             *pos += n;
         }
         if let Err(e) = self.conn().process_new_packets() {
-            let _ = self.flush_tls().await;
+            if !self.reads_only_read {
+                let _ = self.flush_tls().await;
+            }
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
         Ok(())
@@ -788,7 +800,11 @@ impl TlsStream {
             if let Err(e) = self.fill().await {
                 return (Err(e), buf);
             }
-            // Answers rustls owes the peer (a key update) go out now.
+            // Answers rustls owes the peer (a key update) go out now, or,
+            // when a writer runs beside this reader, with its next write.
+            if self.reads_only_read {
+                continue;
+            }
             if let Err(e) = self.flush_tls().await {
                 return (Err(e), buf);
             }

@@ -164,6 +164,7 @@ path = "/"
 proxy_pass = "http://app"
 preserve_host = false
 client_max_body_size = 10
+upgrade = ["websocket"]
 "#;
     let c = Config::parse(text, Path::new("all.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.global.drain_timeout, Duration::from_secs(3));

@@ -127,6 +127,9 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, io: Io, conn: ConnInfo) {
         .max_send_buffer_size(SEND_BUFFER)
         .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(Some(LOCAL_ERROR_RESETS));
+    if super::tunnel::rfc8441(ctx) {
+        builder.enable_connect_protocol();
+    }
     let handshake = builder.handshake::<_, Bytes>(io);
     let mut h2c = match ctx
         .deadlines

@@ -42,6 +42,7 @@ use crate::proxy::phases::{self, Exchange};
 use crate::proxy::respond::Canned;
 use crate::proxy::rewrite::{self, ClientFraming, FieldSink, ResponseRewrite};
 use crate::proxy::session::{ClientSession, ConnInfo, RequestBody};
+use crate::proxy::tunnel::{Moved, Switch};
 use crate::tls::server::TlsInfo;
 use crate::upstream::UpConn;
 
@@ -55,7 +56,9 @@ pub async fn run(
     respond: SendResponse<Bytes>,
 ) {
     let _open = shared.open_stream();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // RFC 8441 WebSocket: rebuilt as an HTTP/1.1 upgrade (proxy/tunnel.rs).
+    let websocket = crate::proxy::tunnel::extended_connect(&mut parts);
     let default = ctx.router.default_server(shared.conn.listener);
     let limits = ctx.server(default).limits.clone();
     let body_ends = body.is_end_stream();
@@ -70,7 +73,7 @@ pub async fn run(
         reached_upstream: false,
         head_sent: false,
     };
-    let head = match request_head(&parts, body_ends, &limits) {
+    let head = match request_head(&parts, body_ends || websocket, &limits) {
         Ok(h) => h,
         Err(e) => {
             let status = e.kind.status().unwrap_or(400);
@@ -386,6 +389,19 @@ impl ClientSession for StreamSession {
         )
         .await
         .map(drop)
+    }
+
+    fn upgrades_by_connect(&self) -> bool {
+        true
+    }
+
+    async fn tunnel(&mut self, ctx: &WorkerCtx, sw: Switch<'_>) -> Result<Moved> {
+        // The stream itself is the tunnel: proxy/tunnel.rs answers and runs it.
+        let Send::Head(respond) = std::mem::replace(&mut *self.send.borrow_mut(), Send::Done) else {
+            return Err(ErrorKind::Internal.into());
+        };
+        self.head_sent = true;
+        crate::proxy::tunnel::over_stream(ctx, sw, respond, &mut self.recv.stream).await
     }
 
     async fn forward_response_body(
