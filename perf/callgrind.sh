@@ -15,8 +15,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
-N1="${N1:-1000}"
-N2="${N2:-3000}"
+N1="${N1:-2000}"
+N2="${N2:-10000}"
 PROTO="${PROTO:-h1}"          # h1 | h2c
 DRIVER="${RINGWAY_DRIVER:-}"  # passed through: "" (io_uring) or legacy
 SKIP_BUILD="${SKIP_BUILD:-0}"

@@ -22,6 +22,8 @@ mod cli;
 mod config;
 #[path = "proxy/failures.rs"]
 mod failures;
+#[path = "proxy/grpc.rs"]
+mod grpc;
 #[path = "proxy/h2.rs"]
 mod h2;
 #[path = "proxy/h2_tls.rs"]

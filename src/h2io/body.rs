@@ -11,7 +11,7 @@ use std::io;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::HeaderMap;
@@ -60,6 +60,9 @@ pub struct RecvBody {
     pub stream: RecvStream,
     /// The rest of a DATA chunk larger than the last read's buffer.
     pending: Bytes,
+    /// Always empty: a place for `UpBody::head_buf` (HTTP/2 has no bytes
+    /// read past a head).
+    pub early: BytesMut,
     /// Bytes handed out and not yet given back to the client's window.
     pub unreleased: usize,
 }
@@ -69,6 +72,7 @@ impl RecvBody {
         RecvBody {
             stream,
             pending: Bytes::new(),
+            early: BytesMut::new(),
             unreleased: 0,
         }
     }
@@ -136,6 +140,16 @@ pub struct SendBody<'a> {
 }
 
 impl SendBody<'_> {
+    /// Ends the body (an empty DATA frame with END_STREAM).
+    pub fn finish(&mut self) -> io::Result<()> {
+        let mut send = self.send.borrow_mut();
+        if let Send::Body(s) = &mut *send {
+            s.send_data(Bytes::new(), true).map_err(io::Error::other)?;
+        }
+        *send = Send::Done;
+        Ok(())
+    }
+
     async fn send(&mut self, data: &[u8]) -> io::Result<usize> {
         if data.is_empty() {
             return Ok(0);

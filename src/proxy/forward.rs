@@ -11,14 +11,14 @@ use bytes::BytesMut;
 use super::body::BodyError;
 use super::phases::{hsts, must_close, Exchange};
 use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
-use super::session::{ClientSession, RequestBody};
+use super::session::{ClientSession, RequestBody, UpBody, UpSink};
 use super::tunnel;
-use crate::config::{Location, NextUpstream, ProxyPass};
+use crate::config::{Location, NextUpstream, ProxyPass, UpstreamProtocol};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::framing::response_meta;
 use crate::http::parse::{parse_response, Parsed};
-use crate::http::{BodyKind, ResponseHead};
+use crate::http::{BodyKind, ResponseHead, ResponseMeta};
 use crate::io::{self, IoFail};
 use crate::route::{self, KeyInput};
 use crate::upstream::balance::KeyHasher;
@@ -46,7 +46,7 @@ pub(super) struct Plan<'a> {
 }
 
 /// RFC 9110 §9.2.2.
-fn idempotent(method: &[u8]) -> bool {
+pub(super) fn idempotent(method: &[u8]) -> bool {
     matches!(
         method,
         b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
@@ -64,12 +64,98 @@ fn next_upstream_kind(kind: ErrorKind) -> u16 {
 }
 
 /// How one server failed a request, and whether the next may be tried.
-struct Failure {
-    error: Error,
+pub(super) struct Failure {
+    pub(super) error: Error,
     /// Trying another server cannot repeat a side effect or lose body bytes.
-    next_safe: bool,
+    pub(super) next_safe: bool,
     /// The failure was on a connection taken from the pool.
-    reused: bool,
+    pub(super) reused: bool,
+}
+
+/// Phase: select's inputs for one request: the `hash` key and the
+/// `sticky` cookie, found once and used for every server tried.
+pub(super) struct Select {
+    key: Option<u32>,
+    /// The cookie the client sent, when it can be a server's id.
+    pub(super) sticky: Option<[u8; 16]>,
+    client: std::net::IpAddr,
+}
+
+impl Select {
+    pub(super) fn new(plan: &Plan<'_>, ex: &Exchange) -> Select {
+        // `hash`: the request's key, hashed where its parts lie in the head.
+        let key = plan.up.hash_key().and_then(|k| {
+            let mut h = KeyHasher::default();
+            let input = KeyInput {
+                head: &ex.head,
+                path: plan.path,
+                client: ex.client,
+            };
+            route::feed_key(k, &input, |b| h.write(b)).then(|| h.finish())
+        });
+        let sticky = plan
+            .up
+            .config()
+            .sticky
+            .as_ref()
+            .and_then(|st| route::cookie(&ex.head, st.cookie.as_bytes()))
+            .and_then(|v| v.try_into().ok());
+        Select {
+            key,
+            sticky,
+            client: ex.client,
+        }
+    }
+
+    /// Phase: select (balance), among the servers that are up and not yet
+    /// tried. A `sticky` cookie naming a server that can take the request wins.
+    pub(super) fn pick(&self, plan: &Plan<'_>, tried: &[usize]) -> Option<usize> {
+        self.sticky
+            .and_then(|v| plan.up.sticky_server(&v, tried))
+            .or_else(|| plan.up.select(self.client, self.key, tried))
+    }
+}
+
+/// A server failed before a response head: counts it against the server's
+/// health (unless it says nothing of the server) and decides whether the
+/// next server may be tried.
+pub(super) fn failed(
+    plan: &Plan<'_>,
+    ex: &mut Exchange,
+    peer_idx: usize,
+    f: &Failure,
+    attempt_start: Instant,
+    tried: &mut Vec<usize>,
+    started: Option<Instant>,
+) -> bool {
+    let up_cfg = plan.up.config();
+    let peer = &up_cfg.servers[peer_idx];
+    let kind = f.error.kind;
+    // A pooled connection found closed says nothing about the server.
+    let stale = f.reused && kind == ErrorKind::UpstreamClosed;
+    if kind.is_server_failure() && !stale {
+        // A failure is no fast answer: `ewma` counts it as taking at least
+        // connect_timeout, so a server that refuses at once does not look
+        // like the quickest.
+        plan.up
+            .observe(peer_idx, attempt_start.elapsed().max(up_cfg.connect_timeout));
+        if plan.up.failure(peer_idx) {
+            tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: {}", f.error);
+        }
+    }
+    tried.push(peer_idx);
+    ex.tries
+        .push((plan.up.index, peer_idx, kind.status().unwrap_or(502)));
+    let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
+    let next = kind.is_server_failure()
+        && up_cfg.next_upstream.has(next_upstream_kind(kind))
+        && f.next_safe
+        && tried.len() < up_cfg.tries
+        && in_time;
+    if next {
+        tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "{}; trying the next server", f.error);
+    }
+    next
 }
 
 /// Phases select → connect_upstream → finish for a proxied request. A server
@@ -83,6 +169,9 @@ pub(super) async fn proxy<S: ClientSession>(
     plan: &Plan<'_>,
 ) -> Result<()> {
     let up_cfg = plan.up.config();
+    if up_cfg.protocol == UpstreamProtocol::H2 {
+        return super::forward_h2::proxy(ctx, ds, ex, plan).await;
+    }
     let limits = ctx.server(ex.server).limits.clone();
     let body = ex.meta.body();
     let client_text = if ex.client == ds.conn().peer.ip().to_canonical() {
@@ -115,30 +204,9 @@ pub(super) async fn proxy<S: ClientSession>(
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error: Option<Error> = None;
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
-    // `hash`: the request's key, hashed where its parts lie in the head.
-    let key = plan.up.hash_key().and_then(|k| {
-        let mut h = KeyHasher::default();
-        let input = KeyInput {
-            head: &ex.head,
-            path: plan.path,
-            client: ex.client,
-        };
-        route::feed_key(k, &input, |b| h.write(b)).then(|| h.finish())
-    });
-    // `sticky`: the cookie the client sent, when it can be a server's id.
-    let sticky: Option<[u8; 16]> = up_cfg
-        .sticky
-        .as_ref()
-        .and_then(|st| route::cookie(&ex.head, st.cookie.as_bytes()))
-        .and_then(|v| v.try_into().ok());
-    // Phase: select (balance), among the servers that are up and not yet
-    // tried. A `sticky` cookie naming a server that can take the request wins.
-    let client = ex.client;
-    let pick = |tried: &[usize]| {
-        sticky
-            .and_then(|v| plan.up.sticky_server(&v, tried))
-            .or_else(|| plan.up.select(client, key, tried))
-    };
+    let select = Select::new(plan, ex);
+    let sticky = select.sticky;
+    let pick = |tried: &[usize]| select.pick(plan, tried);
     // Chosen before a response was let go, to be sure there was a next server.
     let mut next_pick: Option<usize> = None;
     // With `tls_server_name = "$host"`, the TLS name is the request's, and
@@ -269,7 +337,7 @@ pub(super) async fn proxy<S: ClientSession>(
                                 expect_continue: ex.meta.expect_continue,
                                 max: plan.max_body,
                             },
-                            &mut conn,
+                            UpSink::H1(&mut conn),
                             &limits,
                             up_cfg.send_timeout,
                         )
@@ -364,33 +432,10 @@ pub(super) async fn proxy<S: ClientSession>(
             }
             Err(f) => {
                 drop(active);
-                let kind = f.error.kind;
-                // A pooled connection found closed says nothing about the server.
-                let stale = f.reused && kind == ErrorKind::UpstreamClosed;
-                if kind.is_server_failure() && !stale {
-                    // A failure is no fast answer: `ewma` counts it as taking
-                    // at least connect_timeout, so a server that refuses
-                    // at once does not look like the quickest.
-                    plan.up
-                        .observe(peer_idx, attempt_start.elapsed().max(up_cfg.connect_timeout));
-                    if plan.up.failure(peer_idx) {
-                        tracing::warn!(upstream = %up_cfg.name, server = %peer.authority, "server marked down: {}", f.error);
-                    }
-                }
-                tried.push(peer_idx);
-                ex.tries
-                    .push((plan.up.index, peer_idx, kind.status().unwrap_or(502)));
-                let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
-                if !(kind.is_server_failure()
-                    && up_cfg.next_upstream.has(next_upstream_kind(kind))
-                    && f.next_safe
-                    && tried.len() < up_cfg.tries
-                    && in_time
-                    && request.is_some())
+                if !(failed(plan, ex, peer_idx, &f, attempt_start, &mut tried, started) && request.is_some())
                 {
                     return Err(f.error);
                 }
-                tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "{}; trying the next server", f.error);
                 last_error = Some(f.error);
             }
         }
@@ -413,6 +458,48 @@ pub(super) async fn proxy<S: ClientSession>(
         tunnel::check_refusal(ds, &head)?;
     }
 
+    let peer = conn.peer;
+    respond(
+        ctx,
+        ds,
+        ex,
+        plan,
+        &head,
+        &meta,
+        peer,
+        early,
+        sticky,
+        UpBody::H1(&mut conn),
+    )
+    .await?;
+
+    // Phase: finish (upstream side). nginx's checklist for keeping the
+    // connection: request fully sent, response fully read, no error, the
+    // upstream allows keep-alive, not shutting down.
+    let reusable = !early && !meta.close && conn.rbuf.is_empty() && !ctx.shutdown.is_raised();
+    if reusable {
+        plan.up.pool.put(conn);
+    }
+    Ok(())
+}
+
+/// The response phases, whichever protocol the upstream spoke: the head
+/// the client gets (framing, `sticky`, redirects, HSTS), then the body.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn respond<S: ClientSession>(
+    ctx: &WorkerCtx,
+    ds: &mut S,
+    ex: &mut Exchange,
+    plan: &Plan<'_>,
+    head: &ResponseHead,
+    meta: &ResponseMeta,
+    peer: usize,
+    early: bool,
+    sticky: Option<[u8; 16]>,
+    mut from: UpBody<'_>,
+) -> Result<()> {
+    let up_cfg = plan.up.config();
+    let limits = &ctx.server(ex.server).limits;
     // The client connection stays open only if this exchange ends cleanly.
     ex.close = early || must_close(ctx, ds, ex);
     let framing = rewrite::client_framing(meta.body, ex.head.version);
@@ -421,16 +508,16 @@ pub(super) async fn proxy<S: ClientSession>(
     // `sticky`: a client whose cookie did not name this server (none, a
     // forged one, or one whose server is down) is given one that does.
     let set_cookie = match sticky.and_then(|v| plan.up.sticky_named(&v)) {
-        Some(named) if named == conn.peer => None,
-        _ => plan.up.set_cookie(conn.peer),
+        Some(named) if named == peer => None,
+        _ => plan.up.set_cookie(peer),
     };
 
     // Phase: send the response head (the session may send the first body
     // bytes with it).
     let local_port = ds.conn().port_text;
     let rw = ResponseRewrite {
-        head: &head,
-        meta: &meta,
+        head,
+        meta,
         framing,
         head_request: ex.head.method() == b"HEAD",
         close: ex.close,
@@ -447,7 +534,7 @@ pub(super) async fn proxy<S: ClientSession>(
         hsts: hsts(ctx, ds, ex.server),
     };
     let (body_left, first) = ds
-        .send_response_head(ctx, &rw, &mut conn.rbuf, limits.send_timeout)
+        .send_response_head(ctx, &rw, from.head_buf(), limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))?;
     ex.status = head.status;
@@ -457,7 +544,7 @@ pub(super) async fn proxy<S: ClientSession>(
     match ds
         .forward_response_body(
             ctx,
-            &mut conn,
+            from,
             body_left,
             framing,
             up_cfg.read_timeout,
@@ -471,13 +558,6 @@ pub(super) async fn proxy<S: ClientSession>(
         Err(_) => return Err(ErrorKind::UpstreamTruncated.into()),
     }
 
-    // Phase: finish (upstream side). nginx's checklist for keeping the
-    // connection: request fully sent, response fully read, no error, the
-    // upstream allows keep-alive, not shutting down.
-    let reusable = !early && !meta.close && conn.rbuf.is_empty() && !ctx.shutdown.is_raised();
-    if reusable {
-        plan.up.pool.put(conn);
-    }
     Ok(())
 }
 

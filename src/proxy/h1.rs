@@ -22,7 +22,7 @@ use super::body::{BodyError, Copy};
 use super::phases::{self, Exchange};
 use super::respond::{self, Canned};
 use super::rewrite::{self, ClientFraming, ResponseRewrite};
-use super::session::{ClientSession, ConnInfo, RequestBody};
+use super::session::{ClientSession, ConnInfo, RequestBody, UpBody, UpSink};
 use super::tunnel::{self, Moved, Switch};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
@@ -33,7 +33,6 @@ use crate::http::{BodyKind, RequestHead, ResponseHead, Version};
 use crate::io::{self, Either, IoFail};
 use crate::log::Entry;
 use crate::tls::server::{TlsInfo, TlsStream};
-use crate::upstream::UpConn;
 
 /// A client connection: plain TCP, or TLS over it once the handshake is
 /// done. The request path reads and writes either through the same rent-style
@@ -347,7 +346,6 @@ impl ClientSession for Downstream {
         &mut self,
         ctx: &WorkerCtx,
         reply: &Canned<'_>,
-        _status: u16,
         t: Duration,
     ) -> std::result::Result<(), IoFail> {
         self.wbuf.clear();
@@ -400,7 +398,7 @@ impl ClientSession for Downstream {
         &mut self,
         ctx: &WorkerCtx,
         req: &RequestBody,
-        conn: &mut UpConn,
+        to: UpSink<'_>,
         limits: &ClientLimits,
         send_timeout: Duration,
     ) -> std::result::Result<(), BodyError> {
@@ -416,7 +414,7 @@ impl ClientSession for Downstream {
             .await
             .map_err(|e| BodyError::Read(Some(e)))?;
         }
-        let copy = Copy {
+        let mut copy = Copy {
             deadlines: &ctx.deadlines,
             kind: body,
             chunked_out: body == BodyKind::Chunked,
@@ -424,20 +422,21 @@ impl ClientSession for Downstream {
             write_timeout: send_timeout,
             limit: max_body,
         };
-        copy.run(
-            &mut self.stream,
-            &mut self.rbuf,
-            &mut conn.stream,
-            &mut self.body_out,
-        )
-        .await
-        .map(drop)
+        let (src, buf, out) = (&mut self.stream, &mut self.rbuf, &mut self.body_out);
+        match to {
+            UpSink::H1(conn) => copy.run(src, buf, &mut conn.stream, out).await.map(drop),
+            // HTTP/2 frames the body itself: the bytes alone go on.
+            UpSink::H2(send) => {
+                copy.chunked_out = false;
+                copy.run(src, buf, send, out).await.map(drop)
+            }
+        }
     }
 
     async fn forward_response_body(
         &mut self,
         ctx: &WorkerCtx,
-        conn: &mut UpConn,
+        from: UpBody<'_>,
         body: BodyKind,
         framing: ClientFraming,
         read_timeout: Duration,
@@ -451,13 +450,25 @@ impl ClientSession for Downstream {
             write_timeout: send_timeout,
             limit: None,
         };
-        copy.run(
-            &mut conn.stream,
-            &mut conn.rbuf,
-            &mut self.stream,
-            &mut self.body_out,
-        )
-        .await
+        match from {
+            UpBody::H1(conn) => {
+                copy.run(
+                    &mut conn.stream,
+                    &mut conn.rbuf,
+                    &mut self.stream,
+                    &mut self.body_out,
+                )
+                .await
+            }
+            // An HTTP/2 upstream's trailers have no place in an HTTP/1.1
+            // response here: they are dropped (the body ends with the last
+            // chunk as usual).
+            UpBody::H2(recv) => {
+                let mut none = BytesMut::new();
+                copy.run(recv, &mut none, &mut self.stream, &mut self.body_out)
+                    .await
+            }
+        }
     }
 
     async fn tunnel(&mut self, ctx: &WorkerCtx, sw: Switch<'_>) -> Result<Moved> {
@@ -515,6 +526,7 @@ pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr
         keep_alive_10: false,
         head_only: false,
         hsts: None,
+        grpc: None,
     }
     .write(&ctx.dates, &mut out);
     tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.config.global.max_connections);

@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod forward;
+pub mod forward_h2;
 pub mod h1;
 pub mod h2;
 pub mod phases;

@@ -248,9 +248,10 @@ async fn respond_return<S: ClientSession>(
         keep_alive_10: ex.head.version == Version::Http10,
         head_only: ex.head.method() == b"HEAD",
         hsts: hsts(ctx, ds, ex.server),
+        grpc: None,
     };
     let limits = &ctx.server(ex.server).limits;
-    ds.send_canned(ctx, &reply, ret.status, limits.send_timeout)
+    ds.send_canned(ctx, &reply, limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))
 }
@@ -347,14 +348,19 @@ async fn answer_error<S: ClientSession>(ctx: &WorkerCtx, ds: &mut S, ex: &mut Ex
         respond::error_body(status).len() as u64
     };
     let keep_alive_10 = ex.head.version == Version::Http10;
-    if send_error(
+    // A gRPC client reads its error from grpc-status, not from an HTML
+    // page: it gets UNAVAILABLE, DEADLINE_EXCEEDED and the like.
+    let grpc = is_grpc(&ex.head);
+    if grpc {
+        ex.body_bytes = 0;
+    }
+    if send_error_to(
         ctx,
         ds,
         status,
         Some(ex.server),
-        ex.close,
-        keep_alive_10,
-        head_only,
+        (ex.close, keep_alive_10, head_only),
+        grpc,
     )
     .await
     .is_err()
@@ -373,6 +379,19 @@ pub(super) async fn send_error<S: ClientSession>(
     keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
+    send_error_to(ctx, ds, status, server, (close, keep_alive_10, head_only), false).await
+}
+
+/// `send_error`, also for gRPC requests (`grpc`: answered with the gRPC
+/// status for `status`). `how`: close, HTTP/1.0 keep-alive, HEAD.
+async fn send_error_to<S: ClientSession>(
+    ctx: &WorkerCtx,
+    ds: &mut S,
+    status: u16,
+    server: Option<usize>,
+    (close, keep_alive_10, head_only): (bool, bool, bool),
+    grpc: bool,
+) -> std::result::Result<(), IoFail> {
     let body = respond::error_body(status);
     let server = server.unwrap_or_else(|| ctx.router.default_server(ds.conn().listener));
     let reply = Canned {
@@ -383,9 +402,16 @@ pub(super) async fn send_error<S: ClientSession>(
         keep_alive_10,
         head_only,
         hsts: hsts(ctx, ds, server),
+        grpc: grpc.then(|| respond::grpc_status(status)),
     };
     let t = ctx.server(server).limits.send_timeout;
-    ds.send_canned(ctx, &reply, status, t).await
+    ds.send_canned(ctx, &reply, t).await
+}
+
+/// `content-type: application/grpc` (and `application/grpc+proto` etc.).
+pub fn is_grpc(head: &RequestHead) -> bool {
+    head.header("content-type")
+        .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
 }
 
 /// Phase: logging: the access log entry of a request.

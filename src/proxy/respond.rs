@@ -17,6 +17,9 @@ pub struct Canned<'a> {
     pub head_only: bool,
     /// `Strict-Transport-Security` value, on TLS connections of a block with `hsts`.
     pub hsts: Option<&'a [u8]>,
+    /// A gRPC request's error: answered as gRPC clients expect, HTTP 200
+    /// with this `grpc-status` and no body ("trailers-only").
+    pub grpc: Option<u8>,
 }
 
 impl Canned<'_> {
@@ -24,6 +27,12 @@ impl Canned<'_> {
     pub fn fields<S: FieldSink>(&self, dates: &Dates, out: &mut S) {
         out.field(b"Server", b"ringway");
         out.field(b"Date", dates.http_date().as_bytes());
+        if let Some(code) = self.grpc {
+            out.field(b"Content-Type", b"application/grpc");
+            out.field(b"grpc-status", itoa::Buffer::new().format(code).as_bytes());
+            out.field(b"grpc-message", grpc_message(self.status).as_bytes());
+            return;
+        }
         out.field(b"Content-Type", b"text/plain; charset=utf-8");
         out.field(
             b"Content-Length",
@@ -39,17 +48,56 @@ impl Canned<'_> {
 
     /// The whole response as HTTP/1.1 bytes.
     pub fn write(&self, dates: &Dates, out: &mut Vec<u8>) {
-        encode::status_line(self.status, b"", out);
+        encode::status_line(self.http_status(), b"", out);
         self.fields(dates, out);
         if self.close {
             encode::header(b"Connection", b"close", out);
         } else if self.keep_alive_10 {
             encode::header(b"Connection", b"keep-alive", out);
         }
+        if self.grpc.is_some() {
+            encode::content_length(0, out);
+        }
         encode::end_head(out);
-        if !self.head_only {
+        if !self.head_only && self.grpc.is_none() {
             out.extend_from_slice(self.body);
         }
+    }
+
+    /// The status on the wire: 200 for a gRPC answer (its status is in
+    /// `grpc-status`).
+    pub fn http_status(&self) -> u16 {
+        if self.grpc.is_some() {
+            200
+        } else {
+            self.status
+        }
+    }
+}
+
+/// What a gRPC client is told with its status, by the HTTP status ringway
+/// would have sent.
+fn grpc_message(status: u16) -> &'static str {
+    match status {
+        504 => "upstream timed out",
+        502 | 503 => "upstream unavailable",
+        _ => encode::reason_phrase(status),
+    }
+}
+
+/// The gRPC status for ringway's own error `status` (gRPC's HTTP mapping,
+/// doc/http-grpc-status-mapping.md): a timeout is DEADLINE_EXCEEDED (4),
+/// an upstream that cannot be reached UNAVAILABLE (14), and so on.
+pub fn grpc_status(status: u16) -> u8 {
+    match status {
+        504 | 408 => 4,
+        502 | 503 => 14,
+        400 | 413 | 414 | 431 => 13,
+        401 => 16,
+        403 => 7,
+        404 | 405 => 12,
+        429 => 14,
+        _ => 2,
     }
 }
 
@@ -76,6 +124,7 @@ mod tests {
             keep_alive_10: false,
             head_only: false,
             hsts: None,
+            grpc: None,
         }
         .write(&Dates::default(), &mut out);
         let text = String::from_utf8(out).unwrap();

@@ -163,57 +163,14 @@ fn is_proxy_owned(name: &[u8]) -> bool {
         .any(|h| h.len() == name.len() && eq_ignore_case(h, name))
 }
 
+#[inline]
 pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
-    let buf = &r.head.buf[..];
     encode::request_line(r.head.method(), r.target, out);
-    let host: &[u8] = match (r.preserve_host, r.host) {
-        (true, Some(h)) => h,
-        _ => r.upstream_authority.as_bytes(),
-    };
-    encode::header(b"Host", host, out);
-
-    let mut xff_seen = false;
-    for (name, value) in r.head.headers() {
-        if is_hop_by_hop(name) || is_proxy_owned(name) || named_in(name, &r.meta.connection_names, buf) {
-            continue;
-        }
-        if eq_ignore_case(name, b"x-forwarded-for") {
-            // Several fields are one list (RFC 9110 §5.3); they are merged
-            // below into a single field with the peer appended.
-            xff_seen = true;
-            continue;
-        }
-        encode::header(name, value, out);
-    }
-
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if xff_seen {
-        for (name, value) in r.head.headers() {
-            // An empty field adds nothing to the list (RFC 9110 §5.6.1).
-            if eq_ignore_case(name, b"x-forwarded-for") && !value.trim_ascii().is_empty() {
-                out.extend_from_slice(value);
-                out.extend_from_slice(b", ");
-            }
-        }
-    }
-    out.extend_from_slice(r.peer.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    encode::header(b"X-Real-IP", r.client.as_bytes(), out);
-    encode::header(
-        b"X-Forwarded-Proto",
-        if r.https { b"https" } else { b"http" },
-        out,
-    );
-    if let Some(subject) = r.client_cert_subject {
-        encode::header(b"X-Client-Cert-Subject", subject, out);
-    }
-    if let Some(h) = r.host {
-        encode::header(b"X-Forwarded-Host", h, out);
-    }
-    encode::header(b"X-Forwarded-Port", r.local_port.as_bytes(), out);
+    request_fields(r, out);
     if let Some(protocols) = r.upgrade {
         // Upgrade is hop-by-hop: it goes on only as ringway's own offer
         // (RFC 9110 §7.8), with the connection option a sender must add.
+        // HTTP/1.1 only: HTTP/2 has no Upgrade (RFC 9113 §8.6).
         encode::header(b"Upgrade", protocols, out);
         encode::header(b"Connection", b"upgrade", out);
     }
@@ -228,6 +185,53 @@ pub fn request_head(r: &RequestRewrite, out: &mut Vec<u8>) {
         }
     }
     encode::end_head(out);
+}
+
+/// The fields of the upstream request head, whichever protocol carries it:
+/// Host first (an HTTP/2 upstream takes it as `:authority`), the client's
+/// fields less the hop-by-hop and proxy-owned ones, then the forwarding
+/// fields. Framing is the protocol's (`request_head` for HTTP/1.1).
+pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
+    let buf = &r.head.buf[..];
+    let host: &[u8] = match (r.preserve_host, r.host) {
+        (true, Some(h)) => h,
+        _ => r.upstream_authority.as_bytes(),
+    };
+    out.field(b"Host", host);
+
+    let mut xff_seen = false;
+    for (name, value) in r.head.headers() {
+        if is_hop_by_hop(name) || is_proxy_owned(name) || named_in(name, &r.meta.connection_names, buf) {
+            continue;
+        }
+        if eq_ignore_case(name, b"x-forwarded-for") {
+            // Several fields are one list (RFC 9110 §5.3); they are merged
+            // below into a single field with the peer appended.
+            xff_seen = true;
+            continue;
+        }
+        out.field(name, value);
+    }
+    out.list(
+        b"X-Forwarded-For",
+        xff_seen.then(|| {
+            r.head
+                .headers()
+                // An empty field adds nothing to the list (RFC 9110 §5.6.1).
+                .filter(|(n, v)| eq_ignore_case(n, b"x-forwarded-for") && !v.trim_ascii().is_empty())
+                .map(|(_, v)| v)
+        }),
+        r.peer.as_bytes(),
+    );
+    out.field(b"X-Real-IP", r.client.as_bytes());
+    out.field(b"X-Forwarded-Proto", if r.https { b"https" } else { b"http" });
+    if let Some(subject) = r.client_cert_subject {
+        out.field(b"X-Client-Cert-Subject", subject);
+    }
+    if let Some(h) = r.host {
+        out.field(b"X-Forwarded-Host", h);
+    }
+    out.field(b"X-Forwarded-Port", r.local_port.as_bytes());
 }
 
 /// How the response body is framed toward the client.
@@ -285,12 +289,37 @@ pub struct Redirect<'a> {
 /// a client gets is written once, over this, for both protocols.
 pub trait FieldSink {
     fn field(&mut self, name: &[u8], value: &[u8]);
+
+    /// One field whose value is the items of `before` (if any) and `last`,
+    /// joined with ", ".
+    fn list<'v>(&mut self, name: &[u8], before: Option<impl Iterator<Item = &'v [u8]>>, last: &[u8]) {
+        let mut joined = Vec::new();
+        for v in before.into_iter().flatten() {
+            joined.extend_from_slice(v);
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(last);
+        self.field(name, &joined);
+    }
 }
 
 impl FieldSink for Vec<u8> {
     #[inline]
     fn field(&mut self, name: &[u8], value: &[u8]) {
         encode::header(name, value, self);
+    }
+
+    #[inline]
+    fn list<'v>(&mut self, name: &[u8], before: Option<impl Iterator<Item = &'v [u8]>>, last: &[u8]) {
+        // Written in place: no joined value is built for HTTP/1.1.
+        self.extend_from_slice(name);
+        self.extend_from_slice(b": ");
+        for v in before.into_iter().flatten() {
+            self.extend_from_slice(v);
+            self.extend_from_slice(b", ");
+        }
+        self.extend_from_slice(last);
+        self.extend_from_slice(b"\r\n");
     }
 }
 

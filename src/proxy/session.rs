@@ -27,6 +27,7 @@ use super::tunnel::{Moved, Switch};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::Result;
+use crate::h2io::body::{RecvBody, SendBody};
 use crate::http::{BodyKind, RequestHead, ResponseHead};
 use crate::io::IoFail;
 use crate::tls::server::TlsInfo;
@@ -50,6 +51,31 @@ impl ConnInfo {
             peer_text: AddrText::ip(peer.ip()),
             port_text: AddrText::port(local_port),
             listener,
+        }
+    }
+}
+
+/// Where a request body goes: an HTTP/1.1 upstream connection, or the
+/// stream of an exchange with an HTTP/2 upstream.
+pub enum UpSink<'a> {
+    H1(&'a mut UpConn),
+    H2(&'a mut SendBody<'a>),
+}
+
+/// Where a response body comes from; an HTTP/2 upstream's may end with
+/// trailers.
+pub enum UpBody<'a> {
+    H1(&'a mut UpConn),
+    H2(&'a mut RecvBody),
+}
+
+impl UpBody<'_> {
+    /// Body bytes already read past the head (HTTP/1.1), which a session
+    /// may send along with the response head.
+    pub fn head_buf(&mut self) -> &mut BytesMut {
+        match self {
+            UpBody::H1(conn) => &mut conn.rbuf,
+            UpBody::H2(recv) => &mut recv.early,
         }
     }
 }
@@ -98,7 +124,6 @@ pub trait ClientSession {
         &mut self,
         ctx: &WorkerCtx,
         reply: &Canned<'_>,
-        status: u16,
         t: Duration,
     ) -> std::result::Result<(), IoFail>;
 
@@ -127,17 +152,25 @@ pub trait ClientSession {
         &mut self,
         ctx: &WorkerCtx,
         body: &RequestBody,
-        conn: &mut UpConn,
+        to: UpSink<'_>,
         limits: &ClientLimits,
         send_timeout: Duration,
     ) -> std::result::Result<(), BodyError>;
+
+    /// The request body as a stream of its own, for an upstream exchange
+    /// that must send it while the response comes back (HTTP/2 to an HTTP/2
+    /// upstream: gRPC's bidirectional streams). `None` (HTTP/1.1): the body
+    /// shares the client's socket with the response, and is sent first.
+    fn detach_body(&mut self) -> Option<(RecvBody, BytesMut)> {
+        None
+    }
 
     /// Phase: forward_response_body, from `conn` to the client, ending the
     /// response. Returns the body bytes sent.
     async fn forward_response_body(
         &mut self,
         ctx: &WorkerCtx,
-        conn: &mut UpConn,
+        from: UpBody<'_>,
         body: BodyKind,
         framing: ClientFraming,
         read_timeout: Duration,

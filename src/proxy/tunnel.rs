@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::BufResult;
@@ -464,7 +464,7 @@ pub async fn over_stream(
     mut respond: SendResponse<Bytes>,
     recv: &mut RecvStream,
 ) -> Result<Moved> {
-    let mut fields = Fields(HeaderMap::new());
+    let mut fields = super::h2::H2Fields(HeaderMap::new());
     rewrite::interim_fields(sw.response, &mut fields);
     fields.0.remove(http::header::SEC_WEBSOCKET_ACCEPT);
     let mut resp = http::Response::new(());
@@ -503,18 +503,6 @@ pub async fn over_stream(
         status: 200,
         to_client,
     })
-}
-
-/// Response fields into an h2 header map (lowercased; a field h2 could not
-/// carry is left out).
-struct Fields(HeaderMap);
-
-impl FieldSink for Fields {
-    fn field(&mut self, name: &[u8], value: &[u8]) {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-            self.0.append(n, v);
-        }
-    }
 }
 
 /// The client's DATA frames as a byte source.

@@ -107,6 +107,8 @@ fn host_of(authority: &str) -> &str {
 /// One worker's TLS side of one upstream.
 pub struct Connector {
     tls: TlsConnector,
+    /// The same config, for sessions driven by HTTP/2's own I/O.
+    config: Arc<ClientConfig>,
     /// By server index.
     names: Vec<ServerName<'static>>,
     /// `tls_server_name = "$host"`.
@@ -121,8 +123,10 @@ impl Connector {
     pub fn new(tls: &UpstreamTls) -> Connector {
         let mut config = (*tls.client).clone();
         config.resumption = Resumption::in_memory_sessions(SESSION_CACHE);
+        let config = Arc::new(config);
         Connector {
-            tls: TlsConnector::from(Arc::new(config)),
+            tls: TlsConnector::from(config.clone()),
+            config,
             names: tls.names.clone(),
             name_from_host: tls.name_from_host,
         }
@@ -138,6 +142,17 @@ impl Connector {
         }
         let host = std::str::from_utf8(host?).ok()?;
         ServerName::try_from(host_of(host).to_ascii_lowercase()).ok()
+    }
+
+    /// A client session for server `peer` (as `name`, or its own), whose
+    /// handshake the first reads and writes of `h2io::Io` carry out.
+    pub fn session(
+        &self,
+        peer: usize,
+        name: Option<ServerName<'static>>,
+    ) -> io::Result<rustls::ClientConnection> {
+        let name = name.unwrap_or_else(|| self.names[peer].clone());
+        rustls::ClientConnection::new(self.config.clone(), name).map_err(io::Error::other)
     }
 
     /// The handshake with server `peer` over a connected stream, as `name`

@@ -4,6 +4,7 @@
 
 pub mod balance;
 pub mod connect;
+pub mod h2;
 pub mod health;
 pub mod pool;
 pub mod probe;
@@ -143,6 +144,8 @@ pub struct UpstreamState {
     pub index: usize,
     pub balancer: balance::RoundRobin,
     pub pool: pool::Pool,
+    /// For `protocol = "h2"`: this worker's HTTP/2 connections.
+    pub h2: h2::H2Pool,
     /// For an upstream with `tls`: this worker's TLS client side of it.
     pub tls: Option<Connector>,
     /// Health and requests in flight, by server index.
@@ -178,6 +181,7 @@ impl UpstreamState {
             index,
             balancer: balance::RoundRobin::new(up.servers.iter().map(|s| s.weight)),
             pool: pool::Pool::new(up.keepalive, up.keepalive_timeout),
+            h2: h2::H2Pool::new(up.servers.len()),
             tls: up.tls.as_ref().map(Connector::new),
             peers: up.servers.iter().map(|_| health::PeerState::default()).collect(),
             weights: up.servers.iter().map(|s| s.weight).collect(),

@@ -3,82 +3,19 @@
 //! the test virtualenv; `tests/peers/ws_*.py`), and raw sockets for what
 //! must be refused or passed on byte for byte.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{config, peers, Backend, Proxy, Reply, IO_TIMEOUT};
+use crate::support::{config, peers, Backend, Proxy, Reply};
 
 /// The Python echo server (`ws_echo_server.py`) on 127.0.0.1:0, killed on drop.
-struct WsServer {
-    child: Child,
-    addr: SocketAddr,
-    events: mpsc::Receiver<Value>,
-    reader: Option<JoinHandle<()>>,
-}
+type WsServer = peers::PyServer;
 
-impl WsServer {
-    fn start() -> WsServer {
-        let mut child = Command::new(peers::python())
-            .arg(peers::peer_file("ws_echo_server.py"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ws_echo_server.py");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, events) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let mut s = WsServer {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            events,
-            reader: Some(reader),
-        };
-        let first = s
-            .events
-            .recv_timeout(peers::PEER_TIMEOUT)
-            .expect("ws_echo_server.py printed its port");
-        let port = first["port"].as_u64().expect("a port") as u16;
-        s.addr = SocketAddr::from(([127, 0, 0, 1], port));
-        s
-    }
-
-    /// The next event of this kind ("open", "closed"), skipping others.
-    fn event(&self, kind: &str) -> Value {
-        loop {
-            let v = self
-                .events
-                .recv_timeout(IO_TIMEOUT * 2)
-                .unwrap_or_else(|_| panic!("the WebSocket server reported no {kind:?} event"));
-            if v["event"] == kind {
-                return v;
-            }
-        }
-    }
-}
-
-impl Drop for WsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-    }
+fn ws_server() -> WsServer {
+    peers::PyServer::start("ws_echo_server.py", &[])
 }
 
 /// One server block (h2c on, so RFC 8441 can be tried on the same port)
@@ -123,7 +60,7 @@ const UPGRADE_REQUEST: &str =
 
 #[test]
 fn websocket_messages_of_every_kind_pass_through() {
-    let ws = WsServer::start();
+    let ws = ws_server();
     let p = Proxy::start(&ws_config(ws.addr, "", ""));
     let v = client(&p, "/chat", "messages", None);
     for what in ["text", "binary", "big", "fragmented", "pong"] {
@@ -139,7 +76,7 @@ fn websocket_messages_of_every_kind_pass_through() {
 
 #[test]
 fn close_codes_pass_both_ways() {
-    let ws = WsServer::start();
+    let ws = ws_server();
     let p = Proxy::start(&ws_config(ws.addr, "", ""));
     let v = client(&p, "/", "close", Some("4001"));
     assert_eq!(v["echoed_code"], 4001, "{v}");
@@ -157,7 +94,7 @@ fn close_codes_pass_both_ways() {
 
 #[test]
 fn fifty_tunnels_at_once() {
-    let ws = WsServer::start();
+    let ws = ws_server();
     let p = Proxy::start(&ws_config(ws.addr, "", ""));
     let v = client(&p, "/", "concurrent", Some("50"));
     assert_eq!(v["ok"], 50, "{v}");
@@ -165,7 +102,7 @@ fn fifty_tunnels_at_once() {
 
 #[test]
 fn an_idle_tunnel_is_closed_after_read_timeout() {
-    let ws = WsServer::start();
+    let ws = ws_server();
     let p = Proxy::start(&ws_config(ws.addr, "read_timeout = \"1s\"", ""));
     // The script waits at most 15 s: only a hang fails on time.
     let v = client(&p, "/", "idle", None);
@@ -260,7 +197,7 @@ fn a_location_with_upgrade_off_passes_the_request_on_without_it() {
 
     // A real client against a real server: the server sees a plain GET
     // and refuses it (426), which the client gets.
-    let ws = WsServer::start();
+    let ws = ws_server();
     let p = Proxy::start(&ws_config(ws.addr, "", "upgrade = []"));
     assert_eq!(client(&p, "/", "refused", None)["status"], 426);
 }
@@ -341,7 +278,7 @@ fn h2_client(p: &Proxy, protocol: &str) -> Value {
 
 #[test]
 fn websocket_over_http2_extended_connect() {
-    let ws = WsServer::start();
+    let ws = ws_server();
     let p = Proxy::start(&ws_config(ws.addr, "", ""));
     let v = h2_client(&p, "websocket");
     assert!(v.get("error").is_none(), "{v}");

@@ -6,10 +6,16 @@
 //! Python peers are scripts in `tests/peers/`; each prints one JSON object
 //! on its last line of stdout, which the test asserts on.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::sync::OnceLock;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// The longest a peer process may run before it is killed.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -130,4 +136,74 @@ pub fn curl(args: &[&str], url: &str) -> Curl {
 /// A path under `tests/peers/`.
 pub fn peer_file(name: &str) -> PathBuf {
     root().join("tests/peers").join(name)
+}
+
+/// A Python peer server (a script in `tests/peers/`) on 127.0.0.1:0 that
+/// prints JSON lines, the first `{"port": N}`; killed on drop.
+pub struct PyServer {
+    child: Child,
+    pub addr: SocketAddr,
+    events: mpsc::Receiver<Value>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl PyServer {
+    pub fn start(script: &str, args: &[&str]) -> PyServer {
+        let mut child = Command::new(python())
+            .arg(peer_file(script))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {script}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, events) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut s = PyServer {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            events,
+            reader: Some(reader),
+        };
+        let first = s
+            .events
+            .recv_timeout(PEER_TIMEOUT)
+            .unwrap_or_else(|_| panic!("{script} printed no port"));
+        let port = first["port"].as_u64().expect("a port") as u16;
+        s.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        s
+    }
+
+    /// The next event of this kind ("open", "closed"), skipping others.
+    pub fn event(&self, kind: &str) -> Value {
+        loop {
+            let v = self
+                .events
+                .recv_timeout(super::IO_TIMEOUT * 2)
+                .unwrap_or_else(|_| panic!("the peer server reported no {kind:?} event"));
+            if v["event"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
 }

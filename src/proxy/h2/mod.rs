@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
+use super::rewrite::FieldSink;
 use super::session::ConnInfo;
 use crate::ctx::WorkerCtx;
 use crate::deadline::Woke;
 use crate::h2io::meter::Meter;
 pub use crate::h2io::Io;
 use crate::tls::server::TlsInfo;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -46,6 +48,18 @@ const LOCAL_ERROR_RESETS: usize = 200;
 /// How long a GOAWAY and the streams in flight get to finish after an
 /// abrupt end.
 const ABRUPT_DRAIN: Duration = Duration::from_secs(1);
+
+/// Fields into an h2 header map: names lowercased as HTTP/2 requires, a
+/// field h2 could not carry left out.
+pub(crate) struct H2Fields(pub HeaderMap);
+
+impl FieldSink for H2Fields {
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            self.0.append(n, v);
+        }
+    }
+}
 
 /// What a connection's stream tasks share with it.
 pub struct Shared {

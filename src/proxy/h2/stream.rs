@@ -27,9 +27,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::Shared;
+use super::{H2Fields, Shared};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::{ErrorKind, Result};
@@ -41,10 +41,9 @@ use crate::proxy::body::{BodyError, Copy};
 use crate::proxy::phases::{self, Exchange};
 use crate::proxy::respond::Canned;
 use crate::proxy::rewrite::{self, ClientFraming, FieldSink, ResponseRewrite};
-use crate::proxy::session::{ClientSession, ConnInfo, RequestBody};
+use crate::proxy::session::{ClientSession, ConnInfo, RequestBody, UpBody, UpSink};
 use crate::proxy::tunnel::{Moved, Switch};
 use crate::tls::server::TlsInfo;
-use crate::upstream::UpConn;
 
 /// Serves one stream, from its request head to the end of its response;
 /// a reset from the client stops the work at once (the exchange is dropped:
@@ -65,7 +64,7 @@ pub async fn run(
     let send = Rc::new(RefCell::new(Send::Head(respond)));
     let mut sess = StreamSession {
         shared: shared.clone(),
-        recv: RecvBody::new(body),
+        recv: Some(RecvBody::new(body)),
         body_buf: BytesMut::new(),
         send: send.clone(),
         upbuf: Vec::new(),
@@ -107,7 +106,8 @@ pub async fn run(
 
 pub struct StreamSession {
     shared: Rc<Shared>,
-    recv: RecvBody,
+    /// The request body; taken by `detach_body`.
+    recv: Option<RecvBody>,
     /// Request body bytes received ahead of the phases' reads.
     body_buf: BytesMut,
     send: Rc<RefCell<Send>>,
@@ -182,18 +182,6 @@ fn request_head(parts: &http::request::Parts, body_ends: bool, limits: &ClientLi
     }
 }
 
-/// Response fields into an h2 header map. Names are lowercased as
-/// HTTP/2 requires; a field h2 could not carry is left out.
-struct H2Fields(HeaderMap);
-
-impl FieldSink for H2Fields {
-    fn field(&mut self, name: &[u8], value: &[u8]) {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-            self.0.append(n, v);
-        }
-    }
-}
-
 fn response(status: u16, fields: HeaderMap) -> Response<()> {
     let mut r = Response::new(());
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -264,17 +252,18 @@ impl ClientSession for StreamSession {
         // whole body, the request can be sent again on a retry. What is
         // held is bounded by the stream's window.
         let mut cx = Context::from_waker(std::task::Waker::noop());
+        let recv = self.recv.as_mut()?;
         while (self.body_buf.len() as u64) < n {
-            match self.recv.stream.poll_data(&mut cx) {
+            match recv.stream.poll_data(&mut cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    self.recv.unreleased += chunk.len();
+                    recv.unreleased += chunk.len();
                     self.body_buf.extend_from_slice(&chunk);
                 }
                 _ => break,
             }
         }
-        if self.body_buf.len() as u64 == n && self.recv.stream.is_end_stream() {
-            self.recv.release();
+        if self.body_buf.len() as u64 == n && recv.stream.is_end_stream() {
+            recv.release();
             Some(std::mem::take(&mut self.body_buf))
         } else {
             None
@@ -297,13 +286,13 @@ impl ClientSession for StreamSession {
         &mut self,
         ctx: &WorkerCtx,
         reply: &Canned<'_>,
-        status: u16,
         _t: Duration,
     ) -> std::result::Result<(), IoFail> {
         let mut fields = H2Fields(HeaderMap::new());
         reply.fields(&ctx.dates, &mut fields);
-        let end = reply.head_only || reply.body.is_empty();
-        self.send_head(response(status, fields.0), end)?;
+        // A gRPC answer is trailers-only: one HEADERS frame, END_STREAM.
+        let end = reply.head_only || reply.body.is_empty() || reply.grpc.is_some();
+        self.send_head(response(reply.http_status(), fields.0), end)?;
         if !end {
             // Small and within the initial window: h2 buffers it.
             let body = Bytes::copy_from_slice(reply.body);
@@ -356,7 +345,7 @@ impl ClientSession for StreamSession {
         &mut self,
         ctx: &WorkerCtx,
         req: &RequestBody,
-        conn: &mut UpConn,
+        to: UpSink<'_>,
         limits: &ClientLimits,
         send_timeout: Duration,
     ) -> std::result::Result<(), BodyError> {
@@ -367,7 +356,7 @@ impl ClientSession for StreamSession {
                 let _ = r.send_informational(response(100, HeaderMap::new()));
             }
         }
-        let copy = Copy {
+        let mut copy = Copy {
             deadlines: &ctx.deadlines,
             // DATA frames carry the bytes alone: read to the stream's end,
             // framed as chunked when the length is not known.
@@ -381,14 +370,22 @@ impl ClientSession for StreamSession {
             write_timeout: send_timeout,
             limit: max_body,
         };
-        copy.run(
-            &mut self.recv,
-            &mut self.body_buf,
-            &mut conn.stream,
-            &mut self.body_out,
-        )
-        .await
-        .map(drop)
+        let Some(src) = self.recv.as_mut() else {
+            return Err(BodyError::Read(None));
+        };
+        let (buf, out) = (&mut self.body_buf, &mut self.body_out);
+        match to {
+            UpSink::H1(conn) => copy.run(src, buf, &mut conn.stream, out).await.map(drop),
+            UpSink::H2(send) => {
+                copy.chunked_out = false;
+                copy.run(src, buf, send, out).await.map(drop)
+            }
+        }
+    }
+
+    fn detach_body(&mut self) -> Option<(RecvBody, BytesMut)> {
+        let body = self.recv.take()?;
+        Some((body, std::mem::take(&mut self.body_buf)))
     }
 
     fn upgrades_by_connect(&self) -> bool {
@@ -401,13 +398,16 @@ impl ClientSession for StreamSession {
             return Err(ErrorKind::Internal.into());
         };
         self.head_sent = true;
-        crate::proxy::tunnel::over_stream(ctx, sw, respond, &mut self.recv.stream).await
+        let Some(recv) = self.recv.as_mut() else {
+            return Err(ErrorKind::Internal.into());
+        };
+        crate::proxy::tunnel::over_stream(ctx, sw, respond, &mut recv.stream).await
     }
 
     async fn forward_response_body(
         &mut self,
         ctx: &WorkerCtx,
-        conn: &mut UpConn,
+        from: UpBody<'_>,
         body: BodyKind,
         _framing: ClientFraming,
         read_timeout: Duration,
@@ -429,9 +429,33 @@ impl ClientSession for StreamSession {
             deadlines: &ctx.deadlines,
             t: send_timeout,
         };
-        let n = copy
-            .run(&mut conn.stream, &mut conn.rbuf, &mut sink, &mut self.body_out)
-            .await?;
+        let n = match from {
+            UpBody::H1(conn) => {
+                copy.run(&mut conn.stream, &mut conn.rbuf, &mut sink, &mut self.body_out)
+                    .await?
+            }
+            UpBody::H2(recv) => {
+                let mut none = BytesMut::new();
+                let n = copy
+                    .run(&mut *recv, &mut none, &mut sink, &mut self.body_out)
+                    .await?;
+                // Trailers (gRPC's status) go on as trailers.
+                let trailers = recv
+                    .trailers(&ctx.deadlines, read_timeout)
+                    .await
+                    .map_err(|e| BodyError::Read(Some(IoFail::Io(e))))?;
+                if let Some(t) = trailers {
+                    let mut send = self.send.borrow_mut();
+                    send.body()
+                        .map_err(|e| BodyError::Write(IoFail::Io(e)))?
+                        .send_trailers(t)
+                        .map_err(|e| BodyError::Write(h2_err(e)))?;
+                    *send = Send::Done;
+                    return Ok(n);
+                }
+                n
+            }
+        };
         self.end_body().map_err(BodyError::Write)?;
         Ok(n)
     }

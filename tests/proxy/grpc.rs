@@ -1,0 +1,186 @@
+//! gRPC through ringway end to end: a real grpcio client and server
+//! (`tests/peers/grpc_peer.py`), HTTP/2 on both sides (h2c), all four call
+//! kinds, trailers, and the answers ringway itself gives gRPC clients.
+
+use serde_json::Value;
+
+use crate::support::peers::{py, PyServer};
+use crate::support::*;
+
+fn grpc_server() -> PyServer {
+    PyServer::start("grpc_peer.py", &["server"])
+}
+
+/// h2c toward clients, protocol = "h2" toward `server`.
+fn proxy(server: std::net::SocketAddr, upstream_extra: &str) -> Proxy {
+    Proxy::start(&config(&format!(
+        r#"
+[[upstream]]
+name = "grpc"
+servers = ["{server}"]
+protocol = "h2"
+{upstream_extra}
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+h2c = true
+
+[[server.location]]
+path = "/"
+proxy_pass = "http://grpc"
+"#
+    )))
+}
+
+fn call(p: &Proxy, case: &str, arg: Option<&str>) -> Value {
+    let target = p.addr().to_string();
+    let mut args = vec!["client", target.as_str(), case];
+    args.extend(arg);
+    py("grpc_peer.py", &args)
+}
+
+#[test]
+fn unary_calls_and_their_trailers_pass_through() {
+    let s = grpc_server();
+    let p = proxy(s.addr, "");
+    let r = call(&p, "unary", Some("ping"));
+    assert_eq!(
+        (r["code"].clone(), r["responses"][0].clone()),
+        ("OK".into(), "ping".into()),
+        "{r}"
+    );
+    // A status the server set reaches the client with its details and
+    // trailing metadata: trailers crossed the proxy.
+    let r = call(&p, "fail", None);
+    assert_eq!(r["code"], "INVALID_ARGUMENT", "{r}");
+    assert_eq!(r["details"], "bad input", "{r}");
+    assert_eq!(r["trailers"]["x-why"], "on-purpose", "{r}");
+}
+
+#[test]
+fn server_client_and_bidirectional_streams_work() {
+    let s = grpc_server();
+    let p = proxy(s.addr, "");
+    let r = call(&p, "server_stream", None);
+    assert_eq!(
+        r["responses"],
+        serde_json::json!(["a", "b", "c", "d", "e"]),
+        "{r}"
+    );
+    let r = call(&p, "client_stream", None);
+    assert_eq!(r["responses"][0], "one|two|three", "{r}");
+    // Each message waits for the answer to the one before: both directions
+    // must flow at once through the proxy.
+    let r = call(&p, "bidi", None);
+    assert_eq!(
+        r["responses"],
+        serde_json::json!(["ALPHA", "BETA", "GAMMA", "DELTA"]),
+        "{r}"
+    );
+}
+
+#[test]
+fn large_messages_and_many_concurrent_calls() {
+    let s = grpc_server();
+    let p = proxy(s.addr, "");
+    let r = call(&p, "big", Some("3000000"));
+    assert_eq!(r["responses"][0], 3_000_000, "{r}");
+    let r = call(&p, "many", Some("200"));
+    assert_eq!(
+        r["responses"],
+        serde_json::json!((0..200).collect::<Vec<_>>()),
+        "{r}"
+    );
+}
+
+#[test]
+fn an_unreachable_upstream_is_unavailable_to_grpc_clients() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let p = proxy(addr, "");
+    let r = call(&p, "unary", None);
+    assert_eq!(r["code"], "UNAVAILABLE", "{r}");
+}
+
+#[test]
+fn grpc_timeout_bounds_the_call_and_is_deadline_exceeded() {
+    let s = grpc_server();
+    let p = proxy(s.addr, "");
+    // The server sleeps 3 s; the client's deadline is 1 s. The client gets
+    // DEADLINE_EXCEEDED, from its own clock or from ringway's answer.
+    let r = call(&p, "slow", Some("3000:1"));
+    assert_eq!(r["code"], "DEADLINE_EXCEEDED", "{r}");
+    // read_timeout shorter than the call: ringway answers for the upstream.
+    let p = proxy(s.addr, "read_timeout = \"500ms\"");
+    let r = call(&p, "slow", Some("2000:10"));
+    assert_eq!(r["code"], "DEADLINE_EXCEEDED", "{r}");
+    assert!(r["details"].as_str().unwrap_or("").contains("timed out"), "{r}");
+}
+
+/// HTTP/1.1 clients through an h2 upstream: a second ringway serves h2c
+/// in front of an HTTP/1.1 backend, so the first speaks HTTP/2 to it.
+#[test]
+fn http1_clients_reach_an_h2_upstream_and_bodies_cross_both_ways() {
+    let b = Backend::serve(|seen| {
+        Reply::ok(format!(
+            "{} {} {} {}",
+            seen.method(),
+            seen.target(),
+            seen.body.len(),
+            seen.header("x-forwarded-for").unwrap_or("")
+        ))
+    });
+    let inner = Proxy::start(&proxy_all(b.addr, "h2c = true", ""));
+    let outer = proxy(inner.addr(), "");
+    let r = outer.get("/a?x=1");
+    assert_eq!(r.status, 200, "{}", r.head_text());
+    assert_eq!(r.text(), "GET /a?x=1 0 127.0.0.1, 127.0.0.1");
+    let r = outer.send("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(r.text(), "POST /up 5 127.0.0.1, 127.0.0.1");
+    // A chunked body of unknown length streams through HTTP/2 DATA frames.
+    let mut c = outer.client();
+    c.send("POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..50 {
+        c.send(format!("{:x}\r\n{}\r\n", 1000, "z".repeat(1000)));
+    }
+    c.send("0\r\n\r\n");
+    assert_eq!(c.response().text(), "POST /chunked 50000 127.0.0.1, 127.0.0.1");
+    // More requests, on the worker's HTTP/2 connection to the server.
+    for i in 0..5 {
+        assert_eq!(outer.get(&format!("/n{i}")).status, 200);
+    }
+    assert_eq!(b.seen().len(), 8);
+}
+
+#[test]
+fn upstream_protocol_keys_are_checked() {
+    let errors = |extra: &str| {
+        match ringway::config::Config::parse(
+        &format!("[[upstream]]\nname = \"u\"\nservers = [\"127.0.0.1:1\"]\n{extra}\n[[server]]\nlisten = [\"127.0.0.1:8080\"]\n[[server.location]]\npath = \"/\"\nproxy_pass = \"http://u\"\n"),
+        std::path::Path::new("u.toml"),
+    ) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+    };
+    assert_eq!(
+        errors("protocol = \"spdy\""),
+        ["u.toml:4:12: upstream[0].protocol: unknown protocol \"spdy\" (one of: \"http1\", \"h2\")"]
+    );
+    assert_eq!(
+        errors("h2_connections = 2"),
+        ["u.toml:4:18: upstream[0].h2_connections: only applies with protocol = \"h2\""]
+    );
+    assert_eq!(
+        errors("protocol = \"h2\"\nh2_connections = 0"),
+        ["u.toml:5:18: upstream[0].h2_connections: must be from 1 to 64"]
+    );
+    assert_eq!(
+        errors("protocol = \"h2\"\nhealth_check = { path = \"/\" }"),
+        ["u.toml:5:16: upstream[0].health_check: HTTP probes speak HTTP/1.1, which an h2 upstream may not: use type = \"tcp\""]
+    );
+    assert!(errors("protocol = \"h2\"\nh2_connections = 4\nhealth_check = { type = \"tcp\" }").is_empty());
+}
