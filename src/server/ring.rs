@@ -3,16 +3,18 @@
 //!
 //! A completion that the kernel cannot post at once (a socket read that had
 //! to wait for data) is finished as task work on the thread that owns the
-//! ring. By default the kernel interrupts that thread to run it (an IPI, or a
-//! signal-like notification when the thread is in a syscall), once per
-//! completion. The flags tell it not to:
+//! ring. By default the kernel notifies that thread as for a signal
+//! (`TWA_SIGNAL`), kicking it with an inter-processor interrupt when it is
+//! running elsewhere, once per completion, and the thread's syscalls are cut
+//! short to run the work. The flags ask for less:
 //!
 //! - `Defer`: `SINGLE_ISSUER` + `DEFER_TASKRUN` (Linux 6.1). Task work waits
-//!   until the ring's one submitter enters the kernel asking for completions
-//!   (`IORING_ENTER_GETEVENTS`), and is run then, in a batch.
-//! - `Coop`: `COOP_TASKRUN` + `TASKRUN_FLAG` (Linux 5.19). Task work is run
-//!   on the thread's next `io_uring_enter`, of any kind, with no interrupt;
-//!   the flag marks the submission ring when some is pending.
+//!   on the ring until its one submitter enters the kernel asking for
+//!   completions (`IORING_ENTER_GETEVENTS`), and is run then, in a batch.
+//! - `Coop`: `COOP_TASKRUN` + `TASKRUN_FLAG` (Linux 5.19). No interrupt
+//!   (`TWA_SIGNAL_NO_IPI`): the work runs the next time the thread comes back
+//!   from the kernel anyway; the flag marks the submission ring when some is
+//!   pending.
 //! - `Default`: neither (Linux 5.10 .. 5.18).
 //!
 //! Why monoio 0.2.4's driver is compatible with `Defer`: each worker builds
