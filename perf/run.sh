@@ -33,9 +33,11 @@ SKIP_EPOLL="${SKIP_EPOLL:-0}"          # 1 = ringway on io_uring only, not also 
 SKIP_FLOOR="${SKIP_FLOOR:-0}"          # 1 = no floor forwarder columns
 FLOOR_FLAGS="${FLOOR_FLAGS:-defer}"    # ring setup of floor-flagged: defer or coop
 RINGWAY_SETUP="${RINGWAY_SETUP:-auto}" # RINGWAY_URING_SETUP for ringway-uring: auto, default, coop or defer
+EXTRA_SETUPS="${EXTRA_SETUPS:-}"       # e.g. "default,coop": more io_uring columns, ringway-uring-default, ...
 SKIP_BUILD="${SKIP_BUILD:-0}"          # 1 = use the existing target/release binaries
 MEMTEST="${MEMTEST:-0}"                # 1 = idle-connection memory test after the scenarios
 MEMTEST_CONNS="${MEMTEST_CONNS:-10000}"
+MEMTEST_AT_ONCE="${MEMTEST_AT_ONCE:-1}"   # memory test: connections set up at a time (1: one by one)
 HSTEST="${HSTEST:-0}"                  # 1 = TLS handshake test (openssl s_time, new and resumed sessions)
 HS_TIME="${HS_TIME:-5}"                # seconds per s_time run
 START_TIMEOUT="${START_TIMEOUT:-10}"   # seconds to wait for a listener
@@ -238,6 +240,10 @@ PROXIES=()
 if [[ "$SKIP_RINGWAY" != 1 ]]; then
     [[ -x "$RINGWAY_BIN" ]] || die "$RINGWAY_BIN not found (SKIP_RINGWAY=1 runs without ringway)"
     PROXIES+=(ringway-uring)
+    IFS=',' read -r -a _extra <<<"$EXTRA_SETUPS"
+    for _s in "${_extra[@]}"; do
+        case "$_s" in default|coop|defer) PROXIES+=("ringway-uring-$_s") ;; "") ;; *) die "EXTRA_SETUPS: $_s is not default, coop or defer" ;; esac
+    done
     [[ "$SKIP_EPOLL" == 1 ]] || PROXIES+=(ringway-epoll)
 fi
 PROXIES+=(nginx haproxy)
@@ -256,6 +262,9 @@ read -r BACKEND_PORT 'PORT[ringway-uring]' 'PORT[ringway-epoll]' 'PORT[nginx]' '
     'PORT[floor-default]' 'PORT[floor-flagged]' \
     'TLS_PORT[ringway-uring]' 'TLS_PORT[ringway-epoll]' 'TLS_PORT[nginx]' 'TLS_PORT[haproxy]' \
     <<<"$(free_ports 11)"
+for _px in "${PROXIES[@]}"; do
+    [[ "$_px" == ringway-uring-* ]] && read -r "PORT[$_px]" "TLS_PORT[$_px]" <<<"$(free_ports 2)"
+done
 NGINX_PORT=${PORT[nginx]} HAPROXY_PORT=${PORT[haproxy]}
 NGINX_TLS_PORT=${TLS_PORT[nginx]} HAPROXY_TLS_PORT=${TLS_PORT[haproxy]}
 
@@ -306,8 +315,7 @@ path = "/"
 proxy_pass = "http://backend"
 EOF
 }
-ringway_config ringway-uring
-ringway_config ringway-epoll
+for _px in "${PROXIES[@]}"; do is_ringway "$_px" && ringway_config "$_px"; done
 
 mkdir -p "$WORK/nginx"
 NGINX_EXTRA_TEMP=""
@@ -417,12 +425,13 @@ NGINX_PID=""
 start_proxy() {
     local name=$1
     case "$name" in
-        ringway-uring|ringway-epoll)
-            local driver=uring
+        ringway-*)
+            local driver=uring setup=$RINGWAY_SETUP
             [[ "$name" == ringway-epoll ]] && driver=legacy
+            [[ "$name" == ringway-uring-* ]] && setup=${name#ringway-uring-}
             # RUST_LOG replaces log_level: warnings, plus the one line that
             # says which io_uring setup the workers use.
-            RINGWAY_DRIVER=$driver RINGWAY_URING_SETUP=$RINGWAY_SETUP RUST_LOG="warn,ringway::server::ring=info" \
+            RINGWAY_DRIVER=$driver RINGWAY_URING_SETUP=$setup RUST_LOG="warn,ringway::server::ring=info" \
                 taskset -c "$PROXY_CPUS" "$RINGWAY_BIN" --config "$WORK/$name.toml" --workers "$WORKERS" \
                 >"$WORK/$name.log" 2>&1 &
             PID_OF[$name]=$! ;;
@@ -504,7 +513,7 @@ check_headers() {
     grep -qi '^x-real-ip: 127.0.0.1$' <<<"$head" && ok+=(X-Real-IP) || bad+=(X-Real-IP)
     grep -qi '^x-forwarded-proto: http$' <<<"$head" && ok+=(X-Forwarded-Proto) || bad+=(X-Forwarded-Proto)
     local line
-    line=$(printf '  %-8s origin saw: %s' "$name" "${ok[*]:-nothing expected}")
+    line=$(printf '  %-13s origin saw: %s' "$name" "${ok[*]:-nothing expected}")
     [[ ${#bad[@]} -gt 0 ]] && line+="; missing or different: ${bad[*]}"
     HEADER_NOTES+="$line"$'\n'
 }
@@ -711,7 +720,7 @@ cat >"$WORK/idle_conns.py" <<'EOF'
 # until RELEASE exists (or MAX_HOLD seconds pass). Prints "ready ..." once all
 # connections are idle, and "done ..." when it closes them.
 import errno, os, resource, selectors, socket, sys, time
-port, n, release, max_hold = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+port, n, release, max_hold, at_once = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 REQ = b"GET /size/100 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -728,7 +737,7 @@ def fail(s):
     except Exception: pass
     s.close()
 while idle + failed < n and time.time() < deadline:
-    while opened < n and inflight < 200:
+    while opened < n and inflight < at_once:
         s = socket.socket(); s.setblocking(False)
         try:
             s.connect(("127.0.0.1", port))
@@ -778,12 +787,34 @@ for s in conns: s.close()
 print("done closed_by_peer=%d" % closed, flush=True)
 EOF
 
+# restart_proxy NAME: stops the proxy by PID (nginx: its master, then any
+# worker left) and starts it again on the same ports.
+restart_proxy() {
+    local name=$1 pids p i
+    pids=$(proxy_pids "$name")
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        local alive_any=0
+        for p in $pids; do alive "$p" && alive_any=1; done
+        [[ $alive_any -eq 0 ]] && break
+        sleep 0.1
+    done
+    for p in $pids; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+    wait "${PID_OF[$name]}" 2>/dev/null || true
+    start_proxy "$name"
+}
+
 memtest() {  # memtest PROXY
     local px=$1 pids r0 r1 out="$WORK/mem.$1.txt" rel="$WORK/mem.$1.release" pid ready="" i
+    # A fresh process: after load runs every heap holds freed memory that
+    # the idle connections would reuse, and RSS would not grow at all.
+    restart_proxy "$px"
+    sleep 0.5
     pids=$(proxy_pids "$px")
     # shellcheck disable=SC2086
     r0=$(rss_kb $pids)
-    taskset -c "$LOAD_CPUS" timeout --kill-after=5 120 python3 "$WORK/idle_conns.py" "${PORT[$px]}" "$MEMTEST_CONNS" "$rel" 90 \
+    taskset -c "$LOAD_CPUS" timeout --kill-after=5 120 python3 "$WORK/idle_conns.py" "${PORT[$px]}" "$MEMTEST_CONNS" "$rel" 90 "$MEMTEST_AT_ONCE" \
         >"$out" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -874,9 +905,9 @@ backend_driver=$(sed -n 's/.*driver \(.*\)$/\1/p' "$WORK/backend.log" | head -n1
     echo "  layout:      proxy on CPU $PROXY_CPUS ($WORKERS worker(s) each); wrk on CPU $LOAD_CPUS; backend on CPU $BACKEND_CPUS ($BACKEND_THREADS thread(s), ${backend_driver:-?})"
     echo "  runs:        $ROUNDS interleaved round(s) x $DURATION per proxy, scenario and connection count ($CONNS), warm-up $WARMUP; wrk -t$WRK_THREADS --timeout $WRK_TIMEOUT"
     echo "  upstream:    keep-alive, at most $UPSTREAM_KEEPALIVE idle connections kept by each proxy (the floor: one per client connection)"
-    for px in ringway-uring floor-default floor-flagged; do
-        [[ -f "$WORK/$px.log" ]] || continue
-        echo "  $(printf '%-13s' "$px:") $(grep -m1 -o 'io_uring setup.*' "$WORK/$px.log" | sed 's/\x1b\[[0-9;]*m//g' || echo "io_uring setup not logged")"
+    for px in "${PROXIES[@]}"; do
+        [[ "$px" == ringway-uring* || "$px" == floor-* ]] && [[ -f "$WORK/$px.log" ]] || continue
+        echo "  $(printf '%-21s' "$px:") $(grep -m1 -o 'io_uring setup.*' "$WORK/$px.log" | sed 's/\x1b\[[0-9;]*m//g' || echo "io_uring setup not logged")"
     done
     echo "  headers:"
     printf '%s' "$HEADER_NOTES"
@@ -886,7 +917,8 @@ backend_driver=$(sed -n 's/.*driver \(.*\)$/\1/p' "$WORK/backend.log" | head -n1
 
 declare -A DESC
 for sc in "${!SCEN[@]}"; do DESC[$sc]=$(scenario_field "$sc" 4); done
-python3 - "$RESULTS" "$MEM_RESULTS" "$CLK_TCK" "${RUN_UNITS[*]}" "${PROXIES[*]}" "$MEMTEST_CONNS" \
+MEM_DESC="$MEMTEST_CONNS idle keep-alive client connections, set up $MEMTEST_AT_ONCE at a time (one request each, then idle), each proxy restarted first"
+python3 - "$RESULTS" "$MEM_RESULTS" "$CLK_TCK" "${RUN_UNITS[*]}" "${PROXIES[*]}" "$MEM_DESC" \
     "$(for sc in "${SCEN_LIST[@]}"; do [[ -n "$sc" ]] && printf '%s=%s\n' "$sc" "${DESC[$sc]}"; done)" "$RESULTS_CSV" <<'EOF'
 import csv, statistics, sys
 results, mem, tck, units, proxies, memconns, descs, csv_out = sys.argv[1:9]
@@ -930,7 +962,7 @@ for unit in units:
     sc, conns = unit.split("@")
     n = max(len(v) for v in rows[unit].values())
     print("== %s at %s connections: %s (median of %d round%s) ==" % (sc, conns, desc.get(sc, ""), n, "" if n == 1 else "s"))
-    hdr = "%-14s %9s %8s %8s %8s %5s %8s %8s %10s %7s %6s" % (
+    hdr = "%-21s %9s %8s %8s %8s %5s %8s %8s %10s %7s %6s" % (
         "proxy", "req/s", "usr us", "sys us", "cpu us", "cpu%", "p50 us", "p99 us", "up-conn/1k", "errors", "load%")
     print(hdr)
     print("-" * len(hdr))
@@ -941,7 +973,7 @@ for unit in units:
             continue
         m[px] = {k: med(rs, k) for k in KEYS}
         m[px]["errors"] = sum(r["errors"] for r in rs)
-        print("%-14s %9s %8s %8s %8s %5s %8s %8s %10s %7d %6s" % (
+        print("%-21s %9s %8s %8s %8s %5s %8s %8s %10s %7d %6s" % (
             px, fmt(m[px]["rps"], ",.0f"), fmt(m[px]["usr_us"], ".1f"), fmt(m[px]["sys_us"], ".1f"),
             fmt(m[px]["cpu_us"], ".1f"), fmt(m[px]["cpu_pct"], ".0f"), fmt(m[px]["p50"], ".0f"),
             fmt(m[px]["p99"], ".0f"), fmt(m[px]["up_per_1k"], ".2f"), m[px]["errors"], fmt(m[px]["load"], ".0f")))
@@ -1048,7 +1080,7 @@ if csv_out:
 
 mrows = [l.rstrip("\n").split("\t") for l in open(mem) if l.strip()]
 if mrows:
-    print("== memory: %s idle keep-alive client connections (one request each, then idle) ==" % memconns)
+    print("== memory: %s ==" % memconns)
     hdr = "%-14s %12s %12s %12s %14s %8s %10s" % ("proxy", "RSS before", "RSS after", "idle conns", "bytes/conn", "failed", "closed")
     print(hdr)
     print("-" * len(hdr))
