@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side load test: ringway vs nginx vs haproxy behind the same origin.
+# Side-by-side load test: ringway (io_uring and epoll) vs nginx vs haproxy vs
+# a floor forwarder, behind the same origin.
 #
 #   bash perf/run.sh > perf-report.txt
 #
@@ -16,7 +17,8 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 ROUNDS="${ROUNDS:-3}"                  # interleaved rounds per scenario
 DURATION="${DURATION:-5s}"             # wrk -d per measured run
 WARMUP="${WARMUP:-1s}"                 # unmeasured wrk run per proxy and scenario ("0" = none)
-SCENARIOS="${SCENARIOS-tiny,16k,1m,close,c500}"    # add up1k,up1m for uploads, tls,tlsnew for HTTPS; "" = none
+SCENARIOS="${SCENARIOS-tiny,16k,1m,close}"    # add up1k,up1m for uploads, tls,tlsnew for HTTPS; "" = none
+CONNS="${CONNS:-10,50,500}"            # client connections; every scenario runs at each (c500: 500 only)
 WORKERS="${WORKERS:-1}"                # worker processes/threads for every proxy
 if [[ "$WORKERS" -le 1 ]]; then _default_proxy_cpus=0; else _default_proxy_cpus="0-$((WORKERS - 1))"; fi
 PROXY_CPUS="${PROXY_CPUS:-$_default_proxy_cpus}"   # taskset list for the proxy under test
@@ -26,18 +28,26 @@ BACKEND_THREADS="${BACKEND_THREADS:-1}"
 WRK_THREADS="${WRK_THREADS:-1}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-5s}"
 UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"     # idle upstream connections kept, all proxies
-SKIP_RINGWAY="${SKIP_RINGWAY:-0}"      # 1 = only nginx and haproxy
+SKIP_RINGWAY="${SKIP_RINGWAY:-0}"      # 1 = no ringway (nginx, haproxy and the floor)
+SKIP_EPOLL="${SKIP_EPOLL:-0}"          # 1 = ringway on io_uring only, not also on its epoll driver
+SKIP_FLOOR="${SKIP_FLOOR:-0}"          # 1 = no floor forwarder columns
+FLOOR_FLAGS="${FLOOR_FLAGS:-defer}"    # ring setup of floor-flagged: defer or coop
+RINGWAY_SETUP="${RINGWAY_SETUP:-auto}" # RINGWAY_URING_SETUP for ringway-uring: auto, default, coop or defer
+EXTRA_SETUPS="${EXTRA_SETUPS:-}"       # e.g. "default,coop": more io_uring columns, ringway-uring-default, ...
 SKIP_BUILD="${SKIP_BUILD:-0}"          # 1 = use the existing target/release binaries
 MEMTEST="${MEMTEST:-0}"                # 1 = idle-connection memory test after the scenarios
 MEMTEST_CONNS="${MEMTEST_CONNS:-10000}"
+MEMTEST_AT_ONCE="${MEMTEST_AT_ONCE:-1}"   # memory test: connections set up at a time (1: one by one)
 HSTEST="${HSTEST:-0}"                  # 1 = TLS handshake test (openssl s_time, new and resumed sessions)
 HS_TIME="${HS_TIME:-5}"                # seconds per s_time run
 START_TIMEOUT="${START_TIMEOUT:-10}"   # seconds to wait for a listener
 PAUSE="${PAUSE:-0.2}"                  # seconds between runs
 KEEP_WORK="${KEEP_WORK:-0}"            # 1 = keep the temporary directory (configs, logs, wrk output)
+RESULTS_CSV="${RESULTS_CSV:-}"         # a file to write the medians to, one row per scenario, connections and proxy
 
 RINGWAY_BIN="target/release/ringway"
 BACKEND_BIN="target/release/examples/perf-backend"
+FLOOR_BIN="target/release/examples/perf-floor"
 
 log() { printf '[perf] %s\n' "$*" >&2; }
 die() { printf '[perf] error: %s\n' "$*" >&2; exit 2; }
@@ -138,8 +148,6 @@ CLK_TCK="$(getconf CLK_TCK)"
 # proxy_pids NAME: the processes whose CPU time and memory are charged to NAME.
 proxy_pids() {
     case "$1" in
-        ringway) echo "$RINGWAY_PID" ;;
-        haproxy) echo "$HAPROXY_PID" ;;
         nginx)
             echo "$NGINX_PID"
             local c
@@ -152,21 +160,22 @@ proxy_pids() {
                 if [[ "$2" == "$NGINX_PID" ]]; then c=${c#/proc/}; echo "${c%/stat}"; fi
             done
             ;;
+        *) echo "${PID_OF[$1]}" ;;
     esac
     return 0
 }
 
-# cpu_ticks PID...: utime+stime (fields 14 and 15 of /proc/PID/stat).
+# cpu_ticks PID...: "utime stime", summed (fields 14 and 15 of /proc/PID/stat).
 cpu_ticks() {
-    local total=0 p s rest
+    local ut=0 st=0 p s rest
     for p in "$@"; do
         s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         rest=${s##*) }
         # shellcheck disable=SC2086
         set -- $rest
-        total=$((total + ${12} + ${13}))
+        ut=$((ut + ${12})); st=$((st + ${13}))
     done
-    echo "$total"
+    echo "$ut $st"
 }
 
 # rss_kb PID...: summed VmRSS.
@@ -223,21 +232,41 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
         log "cargo build --release"
         cargo build --release >&2
     fi
-    log "cargo build --release --example perf-backend"
-    cargo build --release --example perf-backend >&2
+    log "cargo build --release --example perf-backend --example perf-floor"
+    cargo build --release --example perf-backend --example perf-floor >&2
 fi
 [[ -x "$BACKEND_BIN" ]] || die "$BACKEND_BIN not found"
+PROXIES=()
 if [[ "$SKIP_RINGWAY" != 1 ]]; then
-    [[ -x "$RINGWAY_BIN" ]] || die "$RINGWAY_BIN not found (SKIP_RINGWAY=1 runs nginx and haproxy only)"
-    PROXIES=(ringway nginx haproxy)
-else
-    PROXIES=(nginx haproxy)
+    [[ -x "$RINGWAY_BIN" ]] || die "$RINGWAY_BIN not found (SKIP_RINGWAY=1 runs without ringway)"
+    PROXIES+=(ringway-uring)
+    IFS=',' read -r -a _extra <<<"$EXTRA_SETUPS"
+    for _s in "${_extra[@]}"; do
+        case "$_s" in default|coop|defer) PROXIES+=("ringway-uring-$_s") ;; "") ;; *) die "EXTRA_SETUPS: $_s is not default, coop or defer" ;; esac
+    done
+    [[ "$SKIP_EPOLL" == 1 ]] || PROXIES+=(ringway-epoll)
 fi
+PROXIES+=(nginx haproxy)
+if [[ "$SKIP_FLOOR" != 1 ]]; then
+    [[ -x "$FLOOR_BIN" ]] || die "$FLOOR_BIN not found (SKIP_FLOOR=1 runs without the floor)"
+    case "$FLOOR_FLAGS" in defer|coop) ;; *) die "FLOOR_FLAGS must be defer or coop" ;; esac
+    PROXIES+=(floor-default floor-flagged)
+fi
+# The floor forwarder has no TLS and reads a request in one read: it takes
+# part in the plain download scenarios only (see perf/floor.rs).
+is_floor() { [[ "$1" == floor-* ]]; }
+is_ringway() { [[ "$1" == ringway-* ]]; }
 
-read -r BACKEND_PORT RINGWAY_PORT NGINX_PORT HAPROXY_PORT RINGWAY_TLS_PORT NGINX_TLS_PORT HAPROXY_TLS_PORT \
-    <<<"$(free_ports 7)"
-declare -A PORT=([ringway]=$RINGWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
-declare -A TLS_PORT=([ringway]=$RINGWAY_TLS_PORT [nginx]=$NGINX_TLS_PORT [haproxy]=$HAPROXY_TLS_PORT)
+declare -A PORT TLS_PORT PID_OF
+read -r BACKEND_PORT 'PORT[ringway-uring]' 'PORT[ringway-epoll]' 'PORT[nginx]' 'PORT[haproxy]' \
+    'PORT[floor-default]' 'PORT[floor-flagged]' \
+    'TLS_PORT[ringway-uring]' 'TLS_PORT[ringway-epoll]' 'TLS_PORT[nginx]' 'TLS_PORT[haproxy]' \
+    <<<"$(free_ports 11)"
+for _px in "${PROXIES[@]}"; do
+    [[ "$_px" == ringway-uring-* ]] && read -r "PORT[$_px]" "TLS_PORT[$_px]" <<<"$(free_ports 2)"
+done
+NGINX_PORT=${PORT[nginx]} HAPROXY_PORT=${PORT[haproxy]}
+NGINX_TLS_PORT=${TLS_PORT[nginx]} HAPROXY_TLS_PORT=${TLS_PORT[haproxy]}
 
 # ---------------------------------------------------------- certificate ----
 # One ECDSA P-256 certificate for every proxy's HTTPS listener: the usual
@@ -256,7 +285,9 @@ PIDS+=("$BACKEND_PID")
 wait_port "$BACKEND_PORT" "$BACKEND_PID" backend || { cat "$WORK/backend.log" >&2; die "backend failed to start"; }
 
 # -------------------------------------------------------------- configs ----
-cat >"$WORK/ringway.toml" <<EOF
+# One ringway per driver, each with its own ports.
+ringway_config() {  # ringway_config NAME
+    cat >"$WORK/$1.toml" <<EOF
 [global]
 workers = $WORKERS
 log_level = "warn"
@@ -267,7 +298,7 @@ servers = ["127.0.0.1:$BACKEND_PORT"]
 keepalive = $UPSTREAM_KEEPALIVE
 
 [[server]]
-listen = ["127.0.0.1:$RINGWAY_PORT"]
+listen = ["127.0.0.1:${PORT[$1]}"]
 access_log = "off"
 
 [[server.location]]
@@ -275,7 +306,7 @@ path = "/"
 proxy_pass = "http://backend"
 
 [[server]]
-listen = ["127.0.0.1:$RINGWAY_TLS_PORT"]
+listen = ["127.0.0.1:${TLS_PORT[$1]}"]
 access_log = "off"
 tls = { cert = "$WORK/tls.crt", key = "$WORK/tls.key" }
 
@@ -283,6 +314,8 @@ tls = { cert = "$WORK/tls.crt", key = "$WORK/tls.key" }
 path = "/"
 proxy_pass = "http://backend"
 EOF
+}
+for _px in "${PROXIES[@]}"; do is_ringway "$_px" && ringway_config "$_px"; done
 
 mkdir -p "$WORK/nginx"
 NGINX_EXTRA_TEMP=""
@@ -388,26 +421,38 @@ backend be
 EOF
 
 # --------------------------------------------------------------- proxies ---
-RINGWAY_PID="" NGINX_PID="" HAPROXY_PID=""
+NGINX_PID=""
 start_proxy() {
     local name=$1
     case "$name" in
-        ringway)
-            taskset -c "$PROXY_CPUS" "$RINGWAY_BIN" --config "$WORK/ringway.toml" --workers "$WORKERS" \
-                >"$WORK/ringway.log" 2>&1 &
-            RINGWAY_PID=$!; PIDS+=("$RINGWAY_PID") ;;
+        ringway-*)
+            local driver=uring setup=$RINGWAY_SETUP
+            [[ "$name" == ringway-epoll ]] && driver=legacy
+            [[ "$name" == ringway-uring-* ]] && setup=${name#ringway-uring-}
+            # RUST_LOG replaces log_level: warnings, plus the one line that
+            # says which io_uring setup the workers use.
+            RINGWAY_DRIVER=$driver RINGWAY_URING_SETUP=$setup RUST_LOG="warn,ringway::server::ring=info" \
+                taskset -c "$PROXY_CPUS" "$RINGWAY_BIN" --config "$WORK/$name.toml" --workers "$WORKERS" \
+                >"$WORK/$name.log" 2>&1 &
+            PID_OF[$name]=$! ;;
         nginx)
             nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.log" 2>&1 \
                 || { cat "$WORK/nginx.log" >&2; die "nginx config test failed"; }
             taskset -c "$PROXY_CPUS" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' \
                 >>"$WORK/nginx.log" 2>&1 &
-            NGINX_PID=$!; PIDS+=("$NGINX_PID") ;;
+            NGINX_PID=$!; PID_OF[$name]=$! ;;
         haproxy)
             taskset -c "$PROXY_CPUS" haproxy -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
-            HAPROXY_PID=$!; PIDS+=("$HAPROXY_PID") ;;
+            PID_OF[$name]=$! ;;
+        floor-default|floor-flagged)
+            local setup=default
+            [[ "$name" == floor-flagged ]] && setup=$FLOOR_FLAGS
+            taskset -c "$PROXY_CPUS" "$FLOOR_BIN" --listen "127.0.0.1:${PORT[$name]}" \
+                --upstream "127.0.0.1:$BACKEND_PORT" --setup "$setup" >"$WORK/$name.log" 2>&1 &
+            PID_OF[$name]=$! ;;
     esac
-    local pid_var="${name^^}_PID"
-    if ! wait_port "${PORT[$name]}" "${!pid_var}" "$name"; then
+    PIDS+=("${PID_OF[$name]}")
+    if ! wait_port "${PORT[$name]}" "${PID_OF[$name]}" "$name"; then
         log "$name failed to start; its output:"
         tail -n 30 "$WORK/$name.log" >&2 || true
         [[ "$name" == nginx ]] && tail -n 30 "$WORK/nginx/error.log" >&2 || true
@@ -468,7 +513,7 @@ check_headers() {
     grep -qi '^x-real-ip: 127.0.0.1$' <<<"$head" && ok+=(X-Real-IP) || bad+=(X-Real-IP)
     grep -qi '^x-forwarded-proto: http$' <<<"$head" && ok+=(X-Forwarded-Proto) || bad+=(X-Forwarded-Proto)
     local line
-    line=$(printf '  %-8s origin saw: %s' "$name" "${ok[*]:-nothing expected}")
+    line=$(printf '  %-13s origin saw: %s' "$name" "${ok[*]:-nothing expected}")
     [[ ${#bad[@]} -gt 0 ]] && line+="; missing or different: ${bad[*]}"
     HEADER_NOTES+="$line"$'\n'
 }
@@ -480,16 +525,18 @@ done
 
 # ------------------------------------------------------------ scenarios ----
 # name -> "path|connections|extra wrk args kind|upload bytes|description"
+# Connections "*" means each of CONNS; a number fixes it (c500 predates CONNS
+# and is tiny at 500).
 declare -A SCEN=(
-    [tiny]="/size/100|10|-|0|GET 100 B, keep-alive, 10 connections"
-    [16k]="/size/16384|10|-|0|GET 16 KiB, keep-alive, 10 connections"
-    [1m]="/size/1048576|10|-|0|GET 1 MiB, keep-alive, 10 connections"
-    [close]="/size/100|10|close|0|GET 100 B, client sends Connection: close, 10 connections"
-    [c500]="/size/100|500|-|0|GET 100 B, keep-alive, 500 connections"
-    [up1k]="/size/100|10|-|1024|POST 1 KiB body, 100 B response, keep-alive, 10 connections"
-    [up1m]="/size/100|10|-|1048576|POST 1 MiB body, 100 B response, keep-alive, 10 connections"
-    [tls]="/size/100|10|tls|0|GET 100 B over TLS, keep-alive, 10 connections"
-    [tlsnew]="/size/100|10|tls-close|0|GET 100 B over TLS, Connection: close: a full handshake per request, 10 connections"
+    [tiny]="/size/100|*|-|0|GET 100 B, keep-alive"
+    [16k]="/size/16384|*|-|0|GET 16 KiB, keep-alive"
+    [1m]="/size/1048576|*|-|0|GET 1 MiB, keep-alive"
+    [close]="/size/100|*|close|0|GET 100 B, client sends Connection: close"
+    [c500]="/size/100|500|-|0|GET 100 B, keep-alive"
+    [up1k]="/size/100|*|-|1024|POST 1 KiB body, 100 B response, keep-alive"
+    [up1m]="/size/100|*|-|1048576|POST 1 MiB body, 100 B response, keep-alive"
+    [tls]="/size/100|*|tls|0|GET 100 B over TLS, keep-alive"
+    [tlsnew]="/size/100|*|tls-close|0|GET 100 B over TLS, Connection: close: a full handshake per request"
 )
 
 cat >"$WORK/parse_wrk.py" <<'EOF'
@@ -530,10 +577,23 @@ target_url() {
     esac
 }
 
-# wrk_cmd SCENARIO DURATION PROXY -> sets WRK to the wrk command line
+# takes_part SCENARIO PROXY: whether PROXY runs in SCENARIO (the floor
+# forwarder has no TLS and is valid for one-read requests only).
+takes_part() {
+    is_floor "$2" || return 0
+    [[ "$(scenario_field "$1" 2)" != tls* && "$(scenario_field "$1" 3)" == 0 ]]
+}
+
+# scenario_conns SCENARIO: the connection counts it runs at.
+scenario_conns() {
+    local c
+    c=$(scenario_field "$1" 1)
+    if [[ "$c" == "*" ]]; then tr ',' ' ' <<<"$CONNS"; else echo "$c"; fi
+}
+
+# wrk_cmd SCENARIO CONNS DURATION PROXY -> sets WRK to the wrk command line
 wrk_cmd() {
-    local sc=$1 dur=$2 px=$3 conns kind up
-    conns=$(scenario_field "$sc" 1)
+    local sc=$1 conns=$2 dur=$3 px=$4 kind up
     kind=$(scenario_field "$sc" 2); up=$(scenario_field "$sc" 3)
     WRK=(taskset -c "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$conns" -d"$dur" --timeout "$WRK_TIMEOUT" --latency)
     [[ "$kind" == close || "$kind" == tls-close ]] && WRK+=(-H 'Connection: close')
@@ -553,21 +613,21 @@ run_wrk() {  # run_wrk OUTFILE DURATION-SECONDS: runs "${WRK[@]}" bounded in tim
     wait "$pid" || true
 }
 
-measure() {  # measure SCENARIO PROXY ROUND
-    local sc=$1 px=$2 round=$3 out="$WORK/wrk.$1.$2.$3.txt" pids c0 c1 k0 k1 b0 b1 bt0 bt1 pt0 pt1 pu0 pu1 t0 t1 secs
-    wrk_cmd "$sc" "$DURATION" "$px"
+measure() {  # measure SCENARIO CONNS PROXY ROUND
+    local sc=$1 conns=$2 px=$3 round=$4 out="$WORK/wrk.$1.$2.$3.$4.txt" pids u0 u1 s0 s1 k0 k1 b0 b1 bt0 bt1 pt0 pt1 pu0 pu1 t0 t1 secs
+    wrk_cmd "$sc" "$conns" "$DURATION" "$px"
     secs=$(to_secs "$DURATION")
     pids=$(proxy_pids "$px")
     k0=$(backend_conns)
     read -r b0 bt0 _ <<<"$(cpu_busy "$LOAD_SET")"
     read -r _ pt0 pu0 <<<"$(cpu_busy "$NOISE_SET")"
     # shellcheck disable=SC2086
-    c0=$(cpu_ticks $pids)
+    read -r u0 s0 <<<"$(cpu_ticks $pids)"
     t0=$EPOCHREALTIME
     run_wrk "$out" "$secs"
     t1=$EPOCHREALTIME
     # shellcheck disable=SC2086
-    c1=$(cpu_ticks $pids)
+    read -r u1 s1 <<<"$(cpu_ticks $pids)"
     read -r _ pt1 pu1 <<<"$(cpu_busy "$NOISE_SET")"
     read -r b1 bt1 _ <<<"$(cpu_busy "$LOAD_SET")"
     k1=$(backend_conns)
@@ -577,19 +637,19 @@ measure() {  # measure SCENARIO PROXY ROUND
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     load_pct=$(awk -v a="$((b1 - b0))" -v b="$((bt1 - bt0))" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : -1) }')
     # Time other processes spent on the proxy's CPUs; -1 when not measured.
-    other_pct=$(awk -v a="$((pu1 - pu0 - (c1 - c0)))" -v b="$((pt1 - pt0))" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : -1) }')
+    other_pct=$(awk -v a="$((pu1 - pu0 - (u1 - u0) - (s1 - s0)))" -v b="$((pt1 - pt0))" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : -1) }')
     [[ "$k0" =~ ^[0-9]+$ && "$k1" =~ ^[0-9]+$ ]] && up=$((k1 - k0))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$px" "$round" "$parsed" "$((c1 - c0))" \
-        "$wall" "$up" "$load_pct" "$other_pct" | tr ' ' '\t' >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$conns" "$px" "$round" "$parsed" "$((u1 - u0))" \
+        "$((s1 - s0))" "$wall" "$up" "$load_pct" "$other_pct" | tr ' ' '\t' >>"$RESULTS"
     local f
     read -r -a f <<<"$parsed"
-    if [[ "$px" == ringway && ( "${f[0]}" == -1 || "${f[4]}" != 0 || "${f[5]}" != 0 ) ]]; then
+    if is_ringway "$px" && [[ "${f[0]}" == -1 || "${f[4]}" != 0 || "${f[5]}" != 0 ]]; then
         RINGWAY_BAD=1
-        log "ringway: errors in $sc round $round (wrk output follows)"
+        log "$px: errors in $sc at $conns connections, round $round (wrk output follows)"
         cat "$out" >&2
     fi
     if [[ "${f[0]}" == -1 ]]; then
-        log "$px: wrk produced no result for $sc round $round:"
+        log "$px: wrk produced no result for $sc at $conns connections, round $round:"
         cat "$out" >&2
     fi
 }
@@ -609,7 +669,7 @@ verify() {
         "$(target_url "$sc" "$px")" 2>/dev/null) || got="curl-failed"
     if [[ "$got" != "200 $expect" ]]; then
         VERIFY_NOTES+="  $sc via $px: expected \"200 $expect\", got \"$got\""$'\n'
-        [[ "$px" == ringway ]] && RINGWAY_BAD=1
+        is_ringway "$px" && RINGWAY_BAD=1
         log "$sc via $px: expected status 200 and $expect body bytes, got $got"
     fi
 }
@@ -621,22 +681,33 @@ for sc in "${SCEN_LIST[@]}"; do
 done
 
 T_START=$SECONDS
+RUN_UNITS=()   # "scenario@conns", in run order
 for sc in "${SCEN_LIST[@]}"; do
     [[ -z "$sc" ]] && continue
-    log "scenario $sc: $(scenario_field "$sc" 4)"
-    for px in "${PROXIES[@]}"; do
-        verify "$sc" "$px"
+    in_run=()
+    for px in "${PROXIES[@]}"; do takes_part "$sc" "$px" && in_run+=("$px"); done
+    for px in "${in_run[@]}"; do verify "$sc" "$px"; done
+    for conns in $(scenario_conns "$sc"); do
+        RUN_UNITS+=("$sc@$conns")
+        log "scenario $sc at $conns connections: $(scenario_field "$sc" 4)"
         if [[ "$WARMUP" != 0 ]]; then
-            wrk_cmd "$sc" "$WARMUP" "$px"
-            run_wrk "$WORK/warmup.txt" "$(to_secs "$WARMUP")"
-            sleep "$PAUSE"
+            for px in "${in_run[@]}"; do
+                wrk_cmd "$sc" "$conns" "$WARMUP" "$px"
+                run_wrk "$WORK/warmup.txt" "$(to_secs "$WARMUP")"
+                sleep "$PAUSE"
+            done
         fi
-    done
-    for ((r = 1; r <= ROUNDS; r++)); do
-        for px in "${PROXIES[@]}"; do
-            log "  round $r/$ROUNDS: $px"
-            measure "$sc" "$px" "$r"
-            sleep "$PAUSE"
+        # Interleaved, and each round starts with the next proxy, so that
+        # neither drift of the machine nor a fixed position in the order
+        # favours one of them.
+        n=${#in_run[@]}
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for ((i = 0; i < n; i++)); do
+                px=${in_run[$(((i + r - 1) % n))]}
+                log "  round $r/$ROUNDS: $px"
+                measure "$sc" "$conns" "$px" "$r"
+                sleep "$PAUSE"
+            done
         done
     done
 done
@@ -649,7 +720,7 @@ cat >"$WORK/idle_conns.py" <<'EOF'
 # until RELEASE exists (or MAX_HOLD seconds pass). Prints "ready ..." once all
 # connections are idle, and "done ..." when it closes them.
 import errno, os, resource, selectors, socket, sys, time
-port, n, release, max_hold = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+port, n, release, max_hold, at_once = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 REQ = b"GET /size/100 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -666,7 +737,7 @@ def fail(s):
     except Exception: pass
     s.close()
 while idle + failed < n and time.time() < deadline:
-    while opened < n and inflight < 200:
+    while opened < n and inflight < at_once:
         s = socket.socket(); s.setblocking(False)
         try:
             s.connect(("127.0.0.1", port))
@@ -716,12 +787,34 @@ for s in conns: s.close()
 print("done closed_by_peer=%d" % closed, flush=True)
 EOF
 
+# restart_proxy NAME: stops the proxy by PID (nginx: its master, then any
+# worker left) and starts it again on the same ports.
+restart_proxy() {
+    local name=$1 pids p i
+    pids=$(proxy_pids "$name")
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        local alive_any=0
+        for p in $pids; do alive "$p" && alive_any=1; done
+        [[ $alive_any -eq 0 ]] && break
+        sleep 0.1
+    done
+    for p in $pids; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+    wait "${PID_OF[$name]}" 2>/dev/null || true
+    start_proxy "$name"
+}
+
 memtest() {  # memtest PROXY
     local px=$1 pids r0 r1 out="$WORK/mem.$1.txt" rel="$WORK/mem.$1.release" pid ready="" i
+    # A fresh process: after load runs every heap holds freed memory that
+    # the idle connections would reuse, and RSS would not grow at all.
+    restart_proxy "$px"
+    sleep 0.5
     pids=$(proxy_pids "$px")
     # shellcheck disable=SC2086
     r0=$(rss_kb $pids)
-    taskset -c "$LOAD_CPUS" timeout --kill-after=5 120 python3 "$WORK/idle_conns.py" "${PORT[$px]}" "$MEMTEST_CONNS" "$rel" 90 \
+    taskset -c "$LOAD_CPUS" timeout --kill-after=5 120 python3 "$WORK/idle_conns.py" "${PORT[$px]}" "$MEMTEST_CONNS" "$rel" 90 "$MEMTEST_AT_ONCE" \
         >"$out" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -745,6 +838,8 @@ memtest() {  # memtest PROXY
 
 if [[ "$MEMTEST" == 1 ]]; then
     for px in "${PROXIES[@]}"; do
+        # The floor opens an upstream connection per client: not comparable.
+        is_floor "$px" && continue
         log "memory test: $MEMTEST_CONNS idle connections to $px"
         memtest "$px"
     done
@@ -761,11 +856,11 @@ hstest() {  # hstest PROXY MODE ROUND
     local px=$1 mode=$2 round=$3 out="$WORK/hs.$1.$2.$3.txt" pids c0 c1 conns secs resumed
     pids=$(proxy_pids "$px")
     # shellcheck disable=SC2086
-    c0=$(cpu_ticks $pids)
+    c0=$(cpu_ticks $pids | awk '{print $1 + $2}')
     timeout --kill-after=5 $((HS_TIME + 30)) taskset -c "$LOAD_CPUS" openssl s_time \
         -connect "127.0.0.1:${TLS_PORT[$px]}" "-$mode" -time "$HS_TIME" -www /size/100 >"$out" 2>&1 || true
     # shellcheck disable=SC2086
-    c1=$(cpu_ticks $pids)
+    c1=$(cpu_ticks $pids | awk '{print $1 + $2}')
     read -r conns secs <<<"$(sed -n 's/^\([0-9]*\) connections in \([0-9.]*\) real seconds.*/\1 \2/p' "$out" | head -n1)"
     # s_time prints one character per connection: "r" when the session was resumed.
     resumed=$(grep -E '^[*r]+$' "$out" | tr -d '*\n' | wc -c)
@@ -777,6 +872,7 @@ if [[ "$HSTEST" == 1 ]]; then
     for ((r = 1; r <= ROUNDS; r++)); do
         for mode in new reuse; do
             for px in "${PROXIES[@]}"; do
+                is_floor "$px" && continue
                 log "handshake test round $r/$ROUNDS: $px, $mode sessions"
                 hstest "$px" "$mode" "$r"
                 sleep "$PAUSE"
@@ -787,10 +883,9 @@ fi
 
 # Proxies must still be up: a crash mid-run invalidates the numbers.
 for px in "${PROXIES[@]}"; do
-    pid_var="${px^^}_PID"
-    if ! alive "${!pid_var}"; then
+    if ! alive "${PID_OF[$px]}"; then
         VERIFY_NOTES+="  $px exited during the run"$'\n'
-        [[ "$px" == ringway ]] && RINGWAY_BAD=1
+        is_ringway "$px" && RINGWAY_BAD=1
     fi
 done
 
@@ -808,8 +903,12 @@ backend_driver=$(sed -n 's/.*driver \(.*\)$/\1/p' "$WORK/backend.log" | head -n1
     echo "  machine:     $(nproc) CPUs, ${cpu_model:-unknown CPU}, kernel $(uname -r)"
     echo "  tools:       $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>/dev/null | head -n1 | awk '{print "haproxy " $3}'), $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}')"
     echo "  layout:      proxy on CPU $PROXY_CPUS ($WORKERS worker(s) each); wrk on CPU $LOAD_CPUS; backend on CPU $BACKEND_CPUS ($BACKEND_THREADS thread(s), ${backend_driver:-?})"
-    echo "  runs:        $ROUNDS interleaved round(s) x $DURATION per proxy and scenario, warm-up $WARMUP; wrk -t$WRK_THREADS --timeout $WRK_TIMEOUT"
-    echo "  upstream:    keep-alive, at most $UPSTREAM_KEEPALIVE idle connections kept by each proxy"
+    echo "  runs:        $ROUNDS interleaved round(s) x $DURATION per proxy, scenario and connection count ($CONNS), warm-up $WARMUP; wrk -t$WRK_THREADS --timeout $WRK_TIMEOUT"
+    echo "  upstream:    keep-alive, at most $UPSTREAM_KEEPALIVE idle connections kept by each proxy (the floor: one per client connection)"
+    for px in "${PROXIES[@]}"; do
+        [[ "$px" == ringway-uring* || "$px" == floor-* ]] && [[ -f "$WORK/$px.log" ]] || continue
+        echo "  $(printf '%-21s' "$px:") $(grep -m1 -o 'io_uring setup.*' "$WORK/$px.log" | sed 's/\x1b\[[0-9;]*m//g' || echo "io_uring setup not logged")"
+    done
     echo "  headers:"
     printf '%s' "$HEADER_NOTES"
     [[ -n "$AFFINITY_NOTES" ]] && printf '%s' "$AFFINITY_NOTES"
@@ -818,27 +917,33 @@ backend_driver=$(sed -n 's/.*driver \(.*\)$/\1/p' "$WORK/backend.log" | head -n1
 
 declare -A DESC
 for sc in "${!SCEN[@]}"; do DESC[$sc]=$(scenario_field "$sc" 4); done
-python3 - "$RESULTS" "$MEM_RESULTS" "$CLK_TCK" "$SCENARIOS" "${PROXIES[*]}" "$MEMTEST_CONNS" \
-    "$(for sc in "${SCEN_LIST[@]}"; do [[ -n "$sc" ]] && printf '%s=%s\n' "$sc" "${DESC[$sc]}"; done)" <<'EOF'
-import statistics, sys
-results, mem, tck, scenarios, proxies, memconns, descs = sys.argv[1:8]
+MEM_DESC="$MEMTEST_CONNS idle keep-alive client connections, set up $MEMTEST_AT_ONCE at a time (one request each, then idle), each proxy restarted first"
+python3 - "$RESULTS" "$MEM_RESULTS" "$CLK_TCK" "${RUN_UNITS[*]}" "${PROXIES[*]}" "$MEM_DESC" \
+    "$(for sc in "${SCEN_LIST[@]}"; do [[ -n "$sc" ]] && printf '%s=%s\n' "$sc" "${DESC[$sc]}"; done)" "$RESULTS_CSV" <<'EOF'
+import csv, statistics, sys
+results, mem, tck, units, proxies, memconns, descs, csv_out = sys.argv[1:9]
 tck = float(tck)
 proxies = proxies.split()
+units = [u for u in units.split() if u]
 desc = dict(l.split("=", 1) for l in descs.splitlines() if "=" in l)
 rows = {}
 for line in open(results):
     f = line.rstrip("\n").split("\t")
-    if len(f) < 14:
+    if len(f) < 16:
         continue
-    sc, px, rnd = f[0], f[1], int(f[2])
-    rps, reqs, p50, p99, non2xx, sock = float(f[3]), int(f[4]), float(f[5]), float(f[6]), int(f[7]), int(f[8])
-    ticks, wall, up, load, other = int(f[9]), float(f[10]), int(f[11]), float(f[12]), float(f[13])
-    r = dict(rps=rps, p50=p50, p99=p99, errors=non2xx + sock, non2xx=non2xx, sock=sock, load=load, other=other)
+    unit, px = "%s@%s" % (f[0], f[1]), f[2]
+    rps, reqs, p50, p99, non2xx, sock = float(f[4]), int(f[5]), float(f[6]), float(f[7]), int(f[8]), int(f[9])
+    ut, st, wall, up, load, other = int(f[10]), int(f[11]), float(f[12]), int(f[13]), float(f[14]), float(f[15])
+    r = dict(rps=rps, p50=p50, p99=p99, errors=non2xx + sock, load=load, other=other)
     ok = reqs > 0 and rps >= 0
-    r["cpu_us"] = ticks / tck * 1e6 / reqs if ok else None
-    r["cpu_pct"] = 100.0 * ticks / tck / wall if wall > 0 else None
+    r["usr_us"] = ut / tck * 1e6 / reqs if ok else None
+    r["sys_us"] = st / tck * 1e6 / reqs if ok else None
+    r["cpu_us"] = (ut + st) / tck * 1e6 / reqs if ok else None
+    r["cpu_pct"] = 100.0 * (ut + st) / tck / wall if wall > 0 else None
     r["up_per_1k"] = 1000.0 * up / reqs if ok and up >= 0 else None
-    rows.setdefault(sc, {}).setdefault(px, []).append(r)
+    rows.setdefault(unit, {}).setdefault(px, []).append(r)
+
+KEYS = ("rps", "usr_us", "sys_us", "cpu_us", "cpu_pct", "p50", "p99", "up_per_1k", "load", "other")
 
 def med(rs, k):
     v = [r[k] for r in rs if r.get(k) is not None and r[k] >= 0]
@@ -847,70 +952,142 @@ def med(rs, k):
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
-summary = []
-for sc in [s for s in scenarios.split(",") if s]:
-    if sc not in rows:
+def ratio(a, b):
+    return a / b if a and b else None
+
+M = {}
+for unit in units:
+    if unit not in rows:
         continue
-    n = max(len(v) for v in rows[sc].values())
-    print("== %s: %s (median of %d round%s) ==" % (sc, desc.get(sc, ""), n, "" if n == 1 else "s"))
-    hdr = "%-8s %10s %11s %6s %9s %9s %12s %8s %6s" % (
-        "proxy", "req/s", "cpu us/req", "cpu%", "p50 us", "p99 us", "up-conn/1k", "errors", "load%")
+    sc, conns = unit.split("@")
+    n = max(len(v) for v in rows[unit].values())
+    print("== %s at %s connections: %s (median of %d round%s) ==" % (sc, conns, desc.get(sc, ""), n, "" if n == 1 else "s"))
+    hdr = "%-21s %9s %8s %8s %8s %5s %8s %8s %10s %7s %6s" % (
+        "proxy", "req/s", "usr us", "sys us", "cpu us", "cpu%", "p50 us", "p99 us", "up-conn/1k", "errors", "load%")
     print(hdr)
     print("-" * len(hdr))
     m = {}
     for px in proxies:
-        rs = rows[sc].get(px)
+        rs = rows[unit].get(px)
         if not rs:
             continue
-        m[px] = {k: med(rs, k) for k in ("rps", "cpu_us", "cpu_pct", "p50", "p99", "up_per_1k", "load", "other")}
-        err = sum(r["errors"] for r in rs)
-        print("%-8s %10s %11s %6s %9s %9s %12s %8d %6s" % (
-            px, fmt(m[px]["rps"], ",.0f"), fmt(m[px]["cpu_us"], ".1f"), fmt(m[px]["cpu_pct"], ".0f"),
-            fmt(m[px]["p50"], ".0f"), fmt(m[px]["p99"], ".0f"), fmt(m[px]["up_per_1k"], ".2f"), err,
-            fmt(m[px]["load"], ".0f")))
+        m[px] = {k: med(rs, k) for k in KEYS}
+        m[px]["errors"] = sum(r["errors"] for r in rs)
+        print("%-21s %9s %8s %8s %8s %5s %8s %8s %10s %7d %6s" % (
+            px, fmt(m[px]["rps"], ",.0f"), fmt(m[px]["usr_us"], ".1f"), fmt(m[px]["sys_us"], ".1f"),
+            fmt(m[px]["cpu_us"], ".1f"), fmt(m[px]["cpu_pct"], ".0f"), fmt(m[px]["p50"], ".0f"),
+            fmt(m[px]["p99"], ".0f"), fmt(m[px]["up_per_1k"], ".2f"), m[px]["errors"], fmt(m[px]["load"], ".0f")))
+    M[unit] = m
     noisy = []
     for px in m:
-        worst = max((r["other"] for r in rows[sc][px]), default=0)
+        worst = max((r["other"] for r in rows[unit][px]), default=0)
         if worst >= 5:
             noisy.append("%.0f%% (%s)" % (worst, px))
     if noisy:
         print("note: processes outside the test took up to %s of the proxy CPU in some rounds; "
               "those figures are less reliable" % ", ".join(noisy))
-    if "ringway" in m:
+    if "ringway-uring" in m:
         parts = []
-        line = {"sc": sc}
-        for ref in ("nginx", "haproxy"):
-            if ref not in m:
-                continue
-            a, b = m["ringway"], m[ref]
-            rr = a["rps"] / b["rps"] if a["rps"] and b["rps"] else None
-            cr = a["cpu_us"] / b["cpu_us"] if a["cpu_us"] and b["cpu_us"] else None
-            line[ref] = (rr, cr)
-            parts.append("vs %s: req/s x%s, cpu/req x%s" % (ref, fmt(rr, ".2f"), fmt(cr, ".2f")))
+        for ref in ("ringway-epoll", "nginx", "haproxy", "floor-flagged"):
+            if ref in m:
+                a, b = m["ringway-uring"], m[ref]
+                parts.append("vs %s: req/s x%s, cpu/req x%s" % (
+                    ref, fmt(ratio(a["rps"], b["rps"]), ".2f"), fmt(ratio(a["cpu_us"], b["cpu_us"]), ".2f")))
         if parts:
-            print("ringway " + "; ".join(parts))
-        summary.append(line)
+            print("ringway-uring " + "; ".join(parts))
     print()
 
-if summary:
-    print("== ringway ratios (req/s: higher is better; cpu/req: lower is better) ==")
-    print("%-8s %14s %14s %16s %16s" % ("scenario", "req/s /nginx", "cpu/req /nginx", "req/s /haproxy", "cpu/req /haproxy"))
-    for line in summary:
-        n_ = line.get("nginx", (None, None)); h_ = line.get("haproxy", (None, None))
-        print("%-8s %14s %14s %16s %16s" % (line["sc"], fmt(n_[0], ".2f"), fmt(n_[1], ".2f"),
-                                            fmt(h_[0], ".2f"), fmt(h_[1], ".2f")))
+if any("ringway-uring" in m for m in M.values()):
+    print("== ringway-uring ratios (req/s: higher is better; cpu/req: lower is better) ==")
+    refs = [r for r in ("ringway-epoll", "nginx", "haproxy", "floor-flagged") if any(r in m for m in M.values())]
+    print("%-12s" % "scenario" + "".join("%26s" % ("/" + r + " req/s cpu") for r in refs))
+    for unit, m in M.items():
+        if "ringway-uring" not in m:
+            continue
+        a = m["ringway-uring"]
+        cells = []
+        for r in refs:
+            b = m.get(r)
+            cells.append("%26s" % ("%s %s" % (fmt(ratio(a["rps"], b["rps"]), ".2f"), fmt(ratio(a["cpu_us"], b["cpu_us"]), ".2f")) if b else "-"))
+        print("%-12s" % unit + "".join(cells))
     print()
+
+    # The targets of issue 12, each met or not, from this run's medians.
+    print("== targets (issue 12), from this run ==")
+    verdicts = []
+    def target(name, value, limit, met, detail=""):
+        if value is None:
+            print("  %-58s %s" % (name, "not measured"))
+            return
+        word = "met" if met else "NOT met"
+        print("  %-58s %s (%s)%s" % (name, word, value, detail))
+        verdicts.append((name, met))
+    for conns, lim in (("10", 0.75), ("50", 0.6)):
+        m = M.get("tiny@" + conns, {})
+        r = ratio(m.get("ringway-uring", {}).get("cpu_us"), m.get("nginx", {}).get("cpu_us"))
+        target("tiny at %s conns: cpu/req <= %.2fx nginx" % (conns, lim), fmt(r, ".2f") if r else None, lim, r is not None and r <= lim)
+    for conns, lim in (("10", 0.5), ("50", 0.5)):
+        m = M.get("tiny@" + conns, {})
+        r = ratio(m.get("ringway-uring", {}).get("usr_us"), m.get("nginx", {}).get("usr_us"))
+        target("tiny at %s conns: user cpu/req <= %.2fx nginx" % (conns, lim), fmt(r, ".2f") if r else None, lim, r is not None and r <= lim)
+    def over_units(ref, key, bad):
+        pairs = []
+        for unit, m in M.items():
+            if "ringway-uring" in m and ref in m:
+                r = ratio(m["ringway-uring"][key], m[ref][key])
+                if r is not None:
+                    pairs.append((unit, r))
+        if not pairs:
+            return None, None, []
+        worst = max(pairs, key=lambda p: p[1]) if bad == "high" else min(pairs, key=lambda p: p[1])
+        return pairs, worst, pairs
+    pairs, worst, _ = over_units("floor-flagged", "cpu_us", "high")
+    if pairs:
+        fails = [u for u, r in pairs if r > 1.15]
+        target("cpu/req within 1.15x floor-flagged, every case", "worst %.2f at %s" % (worst[1], worst[0]), 1.15,
+               not fails, "; over: " + ", ".join(fails) if fails else "")
+    else:
+        target("cpu/req within 1.15x floor-flagged, every case", None, 1.15, False)
+    cp, cw, _ = over_units("ringway-epoll", "cpu_us", "high")
+    rp, rw, _ = over_units("ringway-epoll", "rps", "low")
+    if cp and rp:
+        fails = sorted(set([u for u, r in cp if r > 1.0] + [u for u, r in rp if r < 1.0]))
+        target("ringway-uring never slower than ringway-epoll (cpu/req and req/s)",
+               "worst cpu/req x%.2f at %s, req/s x%.2f at %s" % (cw[1], cw[0], rw[1], rw[0]), 1.0, not fails,
+               "; behind in: " + ", ".join(fails) if fails else "")
+    else:
+        target("ringway-uring never slower than ringway-epoll (cpu/req and req/s)", None, 1.0, False)
+    rp, rw, _ = over_units("nginx", "rps", "low")
+    if rp:
+        fails = [u for u, r in rp if r < 1.0]
+        target("req/s >= nginx, every case", "worst x%.2f at %s" % (rw[1], rw[0]), 1.0, not fails,
+               "; behind in: " + ", ".join(fails) if fails else "")
+    else:
+        target("req/s >= nginx, every case", None, 1.0, False)
+    print("summary: %d of %d targets met: %s" % (
+        sum(1 for _, ok in verdicts if ok), len(verdicts),
+        "; ".join("%s: %s" % (n, "met" if ok else "not met") for n, ok in verdicts)))
+    print()
+
+if csv_out:
+    with open(csv_out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["scenario", "conns", "proxy"] + list(KEYS) + ["errors"])
+        for unit, m in M.items():
+            sc, conns = unit.split("@")
+            for px, v in m.items():
+                w.writerow([sc, conns, px] + ["" if v[k] is None else round(v[k], 3) for k in KEYS] + [v["errors"]])
 
 mrows = [l.rstrip("\n").split("\t") for l in open(mem) if l.strip()]
 if mrows:
-    print("== memory: %s idle keep-alive client connections (one request each, then idle) ==" % memconns)
-    hdr = "%-8s %12s %12s %12s %14s %8s %10s" % ("proxy", "RSS before", "RSS after", "idle conns", "bytes/conn", "failed", "closed")
+    print("== memory: %s ==" % memconns)
+    hdr = "%-14s %12s %12s %12s %14s %8s %10s" % ("proxy", "RSS before", "RSS after", "idle conns", "bytes/conn", "failed", "closed")
     print(hdr)
     print("-" * len(hdr))
     for px, r0, r1, idle, failed, closed in mrows:
         r0, r1, idle = int(r0), int(r1), int(idle)
         per = (r1 - r0) * 1024.0 / idle if idle else None
-        print("%-8s %9.1f MiB %9.1f MiB %12d %14s %8s %10s" % (px, r0 / 1024, r1 / 1024, idle, fmt(per, ",.0f"), failed, closed))
+        print("%-14s %9.1f MiB %9.1f MiB %12d %14s %8s %10s" % (px, r0 / 1024, r1 / 1024, idle, fmt(per, ",.0f"), failed, closed))
     print()
 EOF
 
@@ -925,7 +1102,7 @@ for line in open(path):
     if conns > 0:
         rows.setdefault((px, mode), []).append((conns / secs, ticks / tck * 1e6 / conns, resumed / conns))
 print("== TLS handshakes: openssl s_time, one GET /size/100 per connection (median of rounds) ==")
-hdr = "%-8s %-6s %10s %14s %9s" % ("proxy", "mode", "conns/s", "cpu us/conn", "resumed")
+hdr = "%-14s %-6s %10s %14s %9s" % ("proxy", "mode", "conns/s", "cpu us/conn", "resumed")
 print(hdr)
 print("-" * len(hdr))
 med = {}
@@ -936,17 +1113,17 @@ for mode in ("new", "reuse"):
             continue
         med[px, mode] = [statistics.median(r[i] for r in rs) for i in range(3)]
         cps, cpu, res = med[px, mode]
-        print("%-8s %-6s %10.0f %14.1f %8.0f%%" % (px, mode, cps, cpu, 100 * res))
+        print("%-14s %-6s %10.0f %14.1f %8.0f%%" % (px, mode, cps, cpu, 100 * res))
 for mode in ("new", "reuse"):
-    if ("ringway", mode) not in med:
+    if ("ringway-uring", mode) not in med:
         continue
     parts = []
-    for ref in ("nginx", "haproxy"):
+    for ref in ("ringway-epoll", "nginx", "haproxy"):
         if (ref, mode) in med:
-            a, b = med["ringway", mode], med[ref, mode]
+            a, b = med["ringway-uring", mode], med[ref, mode]
             parts.append("vs %s: conns/s x%.2f, cpu/conn x%.2f" % (ref, a[0] / b[0], a[1] / b[1]))
     if parts:
-        print("ringway %s: %s" % (mode, "; ".join(parts)))
+        print("ringway-uring %s: %s" % (mode, "; ".join(parts)))
 print()
 EOF
 fi
@@ -960,5 +1137,5 @@ if [[ "$RINGWAY_BAD" -ne 0 ]]; then
     echo "RESULT: FAIL - ringway answered wrongly (non-2xx, socket errors, wrong body length, or exited)"
     exit 1
 fi
-[[ " ${PROXIES[*]} " == *" ringway "* ]] && echo "RESULT: OK - every ringway response was 2xx with the expected body length"
+[[ " ${PROXIES[*]} " == *" ringway-"* ]] && echo "RESULT: OK - every ringway response was 2xx with the expected body length"
 exit 0

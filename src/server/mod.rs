@@ -6,6 +6,7 @@
 //! it is never on the request path.
 
 pub mod listener;
+pub mod ring;
 pub mod worker;
 
 use std::io;

@@ -72,11 +72,8 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
     }
     let id = spec.id;
     let result = match spec.driver {
-        Driver::Uring => match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(1024)
-            .enable_timer()
-            .build()
-        {
+        // The ring's task-work flags are chosen once per process (ring.rs).
+        Driver::Uring => match super::ring::runtime(1024) {
             Ok(mut rt) => rt.block_on(main(spec)),
             Err(e) => {
                 tracing::warn!(worker = id, "io_uring runtime failed ({e}); using epoll");
