@@ -145,6 +145,12 @@ connect_timeout = "1s"
 read_timeout = "2s"
 send_timeout = "3s"
 
+[[upstream]]
+name = "h2app"
+servers = ["127.0.0.1:3001"]
+protocol = "h2"
+h2_connections = 3
+
 [[server]]
 listen = ["127.0.0.1:8080", 8081]
 server_name = ["a.example"]
@@ -158,6 +164,8 @@ send_timeout = "8s"
 max_request_line = "1k"
 max_header_size = 4096
 max_headers = 9
+h2c = true
+http2 = { max_concurrent_streams = 10, initial_window = "128k", max_frame_size = "32k", max_header_list = "8k", idle_timeout = "10s" }
 
 [[server.location]]
 path = "/"
@@ -170,6 +178,15 @@ upgrade = ["websocket"]
     assert_eq!(c.global.drain_timeout, Duration::from_secs(3));
     assert_eq!(c.global.trusted_proxies.len(), 2);
     assert_eq!(c.upstreams[0].keepalive, 0);
+    assert_eq!(c.upstreams[1].protocol, ringway::config::UpstreamProtocol::H2);
+    assert_eq!(c.upstreams[1].h2_connections, 3);
+    let h = &c.servers[0].http2;
+    assert!(h.h2c && !h.tls_alpn);
+    assert_eq!(
+        (h.max_concurrent_streams, h.initial_window, h.max_frame_size, h.max_header_list),
+        (10, 128 << 10, 32 << 10, 8 << 10)
+    );
+    assert_eq!(h.idle_timeout, Duration::from_secs(10));
     let l = &c.servers[0].limits;
     assert_eq!(l.client_max_body_size, Some(1 << 20));
     assert_eq!(l.header_timeout, Duration::from_secs(4));
