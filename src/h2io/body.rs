@@ -208,7 +208,8 @@ impl AsyncWriteRent for SendBody<'_> {
         Ok(())
     }
 
+    /// The sending side is done: END_STREAM (a tunnel's half-close).
     async fn shutdown(&mut self) -> io::Result<()> {
-        Ok(())
+        self.finish()
     }
 }

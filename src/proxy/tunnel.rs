@@ -19,15 +19,13 @@
 //! `read_timeout` ends the tunnel; the upstream connection is never pooled
 //! afterwards (it is dropped here).
 
-use std::cell::{Cell, UnsafeCell};
-use std::future::{poll_fn, Future};
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::future::Future;
 use std::io;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
-use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -40,10 +38,11 @@ use super::rewrite::{self, FieldSink};
 use super::session::ClientSession;
 use crate::config::{Action, Location, Upstream};
 use crate::ctx::WorkerCtx;
-use crate::deadline::{Deadlines, Woke};
+use crate::deadline::Deadlines;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{eq_ignore_case, list_items, RequestHead, ResponseHead, Version};
 use crate::io::IoFail;
+use crate::h2io::body::{RecvBody, Send, SendBody};
 use crate::upstream::UpConn;
 
 /// A direction's read buffer is at least this large.
@@ -462,7 +461,7 @@ pub async fn over_stream(
     ctx: &WorkerCtx,
     sw: Switch<'_>,
     mut respond: SendResponse<Bytes>,
-    recv: &mut RecvStream,
+    recv: &mut RecvBody,
 ) -> Result<Moved> {
     let mut fields = super::h2::H2Fields(HeaderMap::new());
     rewrite::interim_fields(sw.response, &mut fields);
@@ -473,6 +472,7 @@ pub async fn over_stream(
     let send = respond
         .send_response(resp, false)
         .map_err(|e| Error::io(ErrorKind::ClientGone, io::Error::other(e)))?;
+    let send = RefCell::new(Send::Body(send));
     let (idle, up_t, client_t) = (sw.idle, sw.upstream_send_timeout, sw.client_send_timeout);
     let mut conn = sw.conn;
     let upstream = UnsafeCell::from_mut(&mut conn.stream);
@@ -480,18 +480,14 @@ pub async fn over_stream(
     let to_client = run(
         &ctx.deadlines,
         (
-            StreamRecv {
-                stream: recv,
-                pending: Bytes::new(),
-                unreleased: 0,
-            },
+            recv,
             Half(upstream),
         ),
         (
             Half(upstream),
-            StreamSend {
-                stream: send,
-                d: &ctx.deadlines,
+            SendBody {
+                send: &send,
+                deadlines: &ctx.deadlines,
                 t: client_t,
             },
         ),
@@ -503,113 +499,6 @@ pub async fn over_stream(
         status: 200,
         to_client,
     })
-}
-
-/// The client's DATA frames as a byte source.
-struct StreamRecv<'a> {
-    stream: &'a mut RecvStream,
-    /// The rest of a frame larger than the last read's buffer.
-    pending: Bytes,
-    /// Bytes handed out and not yet given back to the client's window.
-    unreleased: usize,
-}
-
-impl AsyncReadRent for StreamRecv<'_> {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        if self.pending.is_empty() {
-            // Asked again only once the last bytes were written upstream:
-            // the window opens as the upstream takes them, no sooner.
-            if self.unreleased > 0 {
-                let _ = self.stream.flow_control().release_capacity(self.unreleased);
-                self.unreleased = 0;
-            }
-            self.pending = match poll_fn(|cx| self.stream.poll_data(cx)).await {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => return (Err(io::Error::other(e)), buf),
-                None => return (Ok(0), buf),
-            };
-            self.unreleased += self.pending.len();
-        }
-        let n = self.pending.len().min(buf.bytes_total());
-        // SAFETY: `bytes_total` bytes from `write_ptr` are writable
-        // (IoBufMut's contract), `n` fits, and the two do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.pending.as_ptr(), buf.write_ptr(), n);
-            buf.set_init(n);
-        }
-        bytes::Buf::advance(&mut self.pending, n);
-        (Ok(n), buf)
-    }
-
-    /// Not used: the tunnel reads into one buffer.
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        (Err(io::ErrorKind::Unsupported.into()), buf)
-    }
-}
-
-/// The stream's sending half as a byte sink: each write waits for the
-/// client's window, under the send timeout.
-struct StreamSend<'a> {
-    stream: SendStream<Bytes>,
-    d: &'a Deadlines,
-    t: Duration,
-}
-
-impl StreamSend<'_> {
-    async fn send(&mut self, data: &[u8]) -> io::Result<usize> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let want = data.len();
-        let s = &mut self.stream;
-        s.reserve_capacity(want);
-        let capacity = poll_fn(|cx| loop {
-            return match s.poll_capacity(cx) {
-                Poll::Ready(Some(Ok(0))) => continue,
-                Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Err(io::Error::other(e))),
-                Poll::Ready(None) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-                Poll::Pending => Poll::Pending,
-            };
-        });
-        let n = match self.d.within(capacity, Instant::now() + self.t).await {
-            Woke::Ready(r) => r?.min(want),
-            Woke::TimedOut | Woke::Closing => {
-                self.stream.send_reset(h2::Reason::CANCEL);
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-        };
-        self.stream
-            .send_data(Bytes::copy_from_slice(&data[..n]), false)
-            .map_err(io::Error::other)?;
-        Ok(n)
-    }
-}
-
-impl AsyncWriteRent for StreamSend<'_> {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: `bytes_init` bytes from `read_ptr` are initialised
-        // (IoBuf's contract) and `buf` is not touched while the slice lives.
-        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let r = self.send(data).await;
-        (r, buf)
-    }
-
-    /// Not used: the tunnel writes one buffer at a time.
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        (Err(io::ErrorKind::Unsupported.into()), buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// The upstream ended its side: END_STREAM.
-    async fn shutdown(&mut self) -> io::Result<()> {
-        self.stream
-            .send_data(Bytes::new(), true)
-            .map_err(io::Error::other)
-    }
 }
 
 #[cfg(test)]

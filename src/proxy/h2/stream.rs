@@ -401,7 +401,7 @@ impl ClientSession for StreamSession {
         let Some(recv) = self.recv.as_mut() else {
             return Err(ErrorKind::Internal.into());
         };
-        crate::proxy::tunnel::over_stream(ctx, sw, respond, &mut recv.stream).await
+        crate::proxy::tunnel::over_stream(ctx, sw, respond, recv).await
     }
 
     async fn forward_response_body(
