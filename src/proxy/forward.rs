@@ -116,6 +116,36 @@ impl Select {
     }
 }
 
+/// The inputs of the upstream request head, for either upstream protocol.
+pub(super) fn request_rewrite<'a, S: ClientSession>(
+    ds: &'a S,
+    ex: &'a Exchange,
+    plan: &'a Plan<'_>,
+    authority: &'a str,
+    client_text: &'a rewrite::AddrText,
+    upgrade: Option<&'a [u8]>,
+) -> RequestRewrite<'a> {
+    RequestRewrite {
+        head: &ex.head,
+        meta: &ex.meta,
+        target: plan.target,
+        host: plan.host,
+        preserve_host: plan.pass.preserve_host,
+        upstream_authority: authority,
+        peer: &ds.conn().peer_text,
+        client: client_text,
+        local_port: &ds.conn().port_text,
+        https: ds.tls().is_some(),
+        // Only to the block whose CA verified it.
+        client_cert_subject: ds
+            .tls()
+            .filter(|t| t.server == ex.server)
+            .and_then(|t| t.client_subject.as_deref())
+            .map(str::as_bytes),
+        upgrade,
+    }
+}
+
 /// A server failed before a response head: counts it against the server's
 /// health (unless it says nothing of the server) and decides whether the
 /// next server may be tried.
@@ -226,25 +256,7 @@ pub(super) async fn proxy<S: ClientSession>(
             };
             out.clear();
             rewrite::request_head(
-                &RequestRewrite {
-                    head: &ex.head,
-                    meta: &ex.meta,
-                    target: plan.target,
-                    host: plan.host,
-                    preserve_host: plan.pass.preserve_host,
-                    upstream_authority: &peer.authority,
-                    peer: &ds.conn().peer_text,
-                    client: &client_text,
-                    local_port: &ds.conn().port_text,
-                    https: ds.tls().is_some(),
-                    // Only to the block whose CA verified it.
-                    client_cert_subject: ds
-                        .tls()
-                        .filter(|t| t.server == ex.server)
-                        .and_then(|t| t.client_subject.as_deref())
-                        .map(str::as_bytes),
-                    upgrade: upgrade.as_deref(),
-                },
+                &request_rewrite(ds, ex, plan, &peer.authority, &client_text, upgrade.as_deref()),
                 out,
             );
             out.extend_from_slice(&body_prefix);

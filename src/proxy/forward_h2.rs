@@ -27,7 +27,7 @@ use super::body::{BodyError, Copy};
 use super::forward::{self, idempotent, Failure, Plan, Select};
 use super::h2::H2Fields;
 use super::phases::Exchange;
-use super::rewrite::{self, AddrText, RequestRewrite};
+use super::rewrite::{self, AddrText};
 use super::session::{ClientSession, RequestBody, UpBody, UpSink};
 use crate::ctx::WorkerCtx;
 use crate::deadline::Woke;
@@ -285,24 +285,7 @@ fn request<S: ClientSession>(ds: &S, ex: &Exchange, plan: &Plan<'_>, authority: 
     };
     let mut fields = H2Fields(HeaderMap::new());
     rewrite::request_fields(
-        &RequestRewrite {
-            head: &ex.head,
-            meta: &ex.meta,
-            target: plan.target,
-            host: plan.host,
-            preserve_host: plan.pass.preserve_host,
-            upstream_authority: authority,
-            peer: &ds.conn().peer_text,
-            client: &client_text,
-            local_port: &ds.conn().port_text,
-            https: ds.tls().is_some(),
-            client_cert_subject: ds
-                .tls()
-                .filter(|t| t.server == ex.server)
-                .and_then(|t| t.client_subject.as_deref())
-                .map(str::as_bytes),
-            upgrade: None,
-        },
+        &forward::request_rewrite(ds, ex, plan, authority, &client_text, None),
         &mut fields,
     );
     let mut headers = fields.0;

@@ -40,9 +40,9 @@ use crate::config::{Action, Location, Upstream};
 use crate::ctx::WorkerCtx;
 use crate::deadline::Deadlines;
 use crate::error::{Error, ErrorKind, Result};
+use crate::h2io::body::{RecvBody, Send, SendBody};
 use crate::http::{eq_ignore_case, list_items, RequestHead, ResponseHead, Version};
 use crate::io::IoFail;
-use crate::h2io::body::{RecvBody, Send, SendBody};
 use crate::upstream::UpConn;
 
 /// A direction's read buffer is at least this large.
@@ -479,10 +479,7 @@ pub async fn over_stream(
     let down_buf = std::mem::take(&mut conn.rbuf);
     let to_client = run(
         &ctx.deadlines,
-        (
-            recv,
-            Half(upstream),
-        ),
+        (recv, Half(upstream)),
         (
             Half(upstream),
             SendBody {

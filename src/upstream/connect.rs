@@ -20,6 +20,21 @@ use crate::tls::client::Connector;
 /// server's index, and the name for this request if not the server's own.
 pub type TlsTarget<'a> = (&'a Connector, usize, Option<ServerName<'static>>);
 
+/// The TCP connect (the caller bounds it), with Nagle off: heads and small
+/// bodies go out in one write each, and Nagle would only delay them.
+pub async fn tcp(addr: SocketAddr) -> Result<TcpStream, Error> {
+    let stream = TcpStream::connect_addr(addr).await.map_err(|e| {
+        let kind = if e.kind() == io::ErrorKind::TimedOut {
+            ErrorKind::ConnectTimeout
+        } else {
+            ErrorKind::ConnectRefused
+        };
+        Error::io(kind, e)
+    })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// Connects to `addr`, then for a TLS upstream shakes hands with the server.
 /// A failed handshake is `UpstreamTls`, which health and retries treat like a
 /// failed connect; its source says why (unknown issuer, name mismatch,
@@ -32,17 +47,7 @@ pub async fn connect(
     // Which part the deadline interrupted, for the log.
     let handshaking = Cell::new(false);
     let establish = async {
-        let stream = TcpStream::connect_addr(addr).await.map_err(|e| {
-            let kind = if e.kind() == io::ErrorKind::TimedOut {
-                ErrorKind::ConnectTimeout
-            } else {
-                ErrorKind::ConnectRefused
-            };
-            Error::io(kind, e)
-        })?;
-        // Heads and small bodies go out in one write each; Nagle would
-        // only delay them.
-        let _ = stream.set_nodelay(true);
+        let stream = tcp(addr).await?;
         let Some((connector, peer, name)) = tls else {
             return Ok(UpStream::Plain(stream));
         };

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use monoio::net::TcpStream;
 
 use crate::config::Upstream;
 use crate::ctx::WorkerCtx;
@@ -167,15 +166,7 @@ async fn connect(
     tls: Option<(&Connector, Option<rustls::pki_types::ServerName<'static>>)>,
 ) -> Result<Rc<H2Conn>, Error> {
     let establish = async {
-        let tcp = TcpStream::connect_addr(addr).await.map_err(|e| {
-            let kind = if e.kind() == io::ErrorKind::TimedOut {
-                ErrorKind::ConnectTimeout
-            } else {
-                ErrorKind::ConnectRefused
-            };
-            Error::io(kind, e)
-        })?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = super::connect::tcp(addr).await?;
         let session = match tls {
             Some((c, name)) => Some(
                 c.session(peer, name)

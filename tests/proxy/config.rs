@@ -183,7 +183,12 @@ upgrade = ["websocket"]
     let h = &c.servers[0].http2;
     assert!(h.h2c && !h.tls_alpn);
     assert_eq!(
-        (h.max_concurrent_streams, h.initial_window, h.max_frame_size, h.max_header_list),
+        (
+            h.max_concurrent_streams,
+            h.initial_window,
+            h.max_frame_size,
+            h.max_header_list
+        ),
         (10, 128 << 10, 32 << 10, 8 << 10)
     );
     assert_eq!(h.idle_timeout, Duration::from_secs(10));
