@@ -31,6 +31,7 @@ pub mod error;
 pub mod h2io;
 pub mod http;
 pub mod io;
+pub mod isolate;
 pub mod log;
 pub mod proxy;
 pub mod route;

@@ -2,18 +2,15 @@
 //! SO_REUSEPORT so the kernel spreads new connections across workers, and an
 //! accept loop per socket that hands each connection to `proxy`.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
 use crate::ctx::WorkerCtx;
+use crate::isolate::Isolated;
 use crate::proxy;
 
 /// The kernel's accept queue per socket (nginx uses 511 on Linux; more
@@ -73,7 +70,7 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, index: usize, listener: monoio::net
             }
             Ok((stream, peer)) => {
                 let conn = proxy::serve_connection(ctx.clone(), index, stream, peer);
-                monoio::spawn(Isolated { fut: conn, peer });
+                monoio::spawn(Isolated::new(conn, peer));
             }
             Err(e) => {
                 // Out of descriptors or memory: back off briefly rather than spin.
@@ -84,75 +81,5 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, index: usize, listener: monoio::net
         if last {
             break;
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Runs one connection's task so that a panic in it ends that connection
-    /// only: it is logged, the connection is dropped (and so closed), and the
-    /// worker and its other connections carry on. Without this a panic would
-    /// unwind out of the runtime and take the whole worker down.
-    ///
-    /// Unwind safety: what a connection task shares is the worker's
-    /// `WorkerCtx`, whose `RefCell` borrows are released while unwinding and
-    /// whose tables stay consistent between statements; the task's own state
-    /// is dropped.
-    pub struct Isolated<F> {
-        #[pin]
-        fut: F,
-        peer: SocketAddr,
-    }
-}
-
-impl<F> Isolated<F> {
-    pub fn new(fut: F, peer: SocketAddr) -> Isolated<F> {
-        Isolated { fut, peer }
-    }
-}
-
-impl<F: Future<Output = ()>> Future for Isolated<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        let fut = this.fut;
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => {
-                let what = super::worker::panic_message(&*panic);
-                tracing::error!(peer = %this.peer, "connection task panicked: {what}; connection closed");
-                Poll::Ready(())
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panicking_connection_task_does_not_stop_the_runtime() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        let done = rt.block_on(async {
-            let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-            let crashed = monoio::spawn(Isolated {
-                fut: async {
-                    monoio::time::sleep(Duration::from_millis(1)).await;
-                    panic!("boom");
-                },
-                peer,
-            });
-            let healthy = monoio::spawn(async {
-                monoio::time::sleep(Duration::from_millis(5)).await;
-                42
-            });
-            crashed.await;
-            healthy.await
-        });
-        assert_eq!(done, 42);
     }
 }

@@ -2,7 +2,7 @@
 //! io_uring (or epoll), with its own listeners and its own `WorkerCtx`; and
 //! the supervisor that restarts a worker that dies.
 //!
-//! A panic in a connection task ends that connection only (`listener::Isolated`).
+//! A panic in a connection task ends that connection only (`isolate::Isolated`).
 //! A panic in one of the worker's own tasks (an accept loop, the tick) is
 //! caught too (`Guarded`), but the worker cannot be trusted to go on: it
 //! closes its connections, as at the end of a drain, and its thread ends
@@ -25,7 +25,6 @@
 //! an error instead of looping. A restarted worker gets the config the
 //! server started with, and the certificates last reloaded on SIGHUP.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::TcpListener;
@@ -257,22 +256,17 @@ impl<F: Future<Output = ()>> Future for Guarded<F> {
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(poll) => poll,
             Err(panic) => {
-                let msg = format!("{} panicked: {}", this.what, panic_message(&*panic));
+                let msg = format!(
+                    "{} panicked: {}",
+                    this.what,
+                    crate::isolate::panic_message(&*panic)
+                );
                 // Capacity 1: the first fault is the one that counts.
                 let _ = this.faults.try_send(msg);
                 Poll::Ready(())
             }
         }
     }
-}
-
-/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 /// The first wait before a restart; it doubles with each restart of the same
@@ -382,7 +376,7 @@ impl Supervisor {
                 let outcome = match catch_unwind(AssertUnwindSafe(|| run(spec))) {
                     Ok(Ok(())) => Outcome::Stopped,
                     Ok(Err(e)) => Outcome::Failed(e.to_string()),
-                    Err(panic) => Outcome::Panicked(panic_message(&*panic)),
+                    Err(panic) => Outcome::Panicked(crate::isolate::panic_message(&*panic)),
                 };
                 let _ = events.send(Event::Exited { id, outcome });
             })

@@ -185,7 +185,7 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, io: Io, conn: ConnInfo) {
                     draining = true;
                 }
                 let task = stream::run(ctx.clone(), shared.clone(), req, respond);
-                monoio::spawn(crate::server::listener::Isolated::new(task, peer));
+                monoio::spawn(crate::isolate::Isolated::new(task, peer));
             }
             Woke::Ready(Some(Err(e))) => {
                 tracing::debug!(peer = %peer, "HTTP/2 connection error: {e}");
