@@ -372,9 +372,19 @@ async fn pump(
     };
     let mut out = Vec::new();
     match copy.run(&mut recv, &mut early, &mut sink, &mut out).await {
-        Ok(_) => {
-            let _ = sink.finish();
-        }
+        // Request trailers go on as trailers (HTTP/2 on both sides).
+        Ok(_) => match recv.trailers(&ctx.deadlines, body_timeout).await {
+            Ok(Some(t)) => {
+                let mut s = send.borrow_mut();
+                if let Ok(st) = s.body() {
+                    let _ = st.send_trailers(t);
+                }
+                *s = Send::Done;
+            }
+            _ => {
+                let _ = sink.finish();
+            }
+        },
         Err(e) => {
             tracing::debug!("request body to an HTTP/2 upstream ended: {e:?}");
             if let Ok(s) = send.borrow_mut().body() {

@@ -532,6 +532,19 @@ def scenario_post(port, tls, path, size, with_length):
     return col.result(sent=off)
 
 
+def scenario_trailers(port, tls, path):
+    """POSTs a body with request trailers; reports the response, its body
+    and its trailers."""
+    sock = connect(port, tls)
+    c = new_conn(sock)
+    c.send_headers(1, request_headers(path, method="POST", extra=[("te", "trailers")]), end_stream=False)
+    c.send_data(1, b"x" * 1000)
+    c.send_headers(1, [("x-req-trailer", "from-client")], end_stream=True)
+    sock.sendall(c.data_to_send())
+    col = Collector(sock, c).pump(Collector.done(None, [1]))
+    return col.result()
+
+
 def scenario_goaway_on_idle(port, tls):
     """Sends one request, then waits for the server's GOAWAY."""
     sock, sids = raw_get(port, tls, ["/idle"])
@@ -572,6 +585,7 @@ SCENARIOS = {
     "hpack_bomb": scenario_hpack_bomb,
     "slow_read": scenario_slow_read,
     "post": scenario_post,
+    "trailers": scenario_trailers,
     "goaway_on_idle": scenario_goaway_on_idle,
     "goaway_after": scenario_goaway_after,
     "reset_inflight": scenario_reset_inflight,

@@ -184,3 +184,19 @@ fn upstream_protocol_keys_are_checked() {
     );
     assert!(errors("protocol = \"h2\"\nh2_connections = 4\nhealth_check = { type = \"tcp\" }").is_empty());
 }
+
+#[test]
+fn trailers_cross_both_ways_between_http2_client_and_upstream() {
+    let s = PyServer::start("h2_server.py", &[]);
+    let p = proxy(s.addr, "");
+    let r = py("h2_probe.py", &["trailers", &p.addr().port().to_string(), "/t"]);
+    let st = &r["streams"]["1"];
+    assert_eq!(st["status"], 200, "{r}");
+    assert_eq!(st["trailers"]["x-trailer"], "from-upstream", "{r}");
+    let seen: Value = serde_json::from_str(st["body"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["body"], 1000, "{seen}");
+    assert_eq!(seen["trailers"]["x-req-trailer"], "from-client", "{seen}");
+    // te: trailers went on; hop-by-hop fields did not.
+    assert_eq!(seen["headers"]["te"], "trailers", "{seen}");
+    assert_eq!(seen["headers"][":authority"], "test.local", "{seen}");
+}
