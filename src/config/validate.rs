@@ -718,16 +718,6 @@ fn check_upstream(c: &mut Checker, u: &RawUpstream, key: &str) -> Option<Upstrea
     if let Some(h) = &u.health_check {
         up.health_check = check_health_check(c, h, &format!("{key}.health_check"));
         ok &= up.health_check.is_some();
-        if let (Some(hc), UpstreamProtocol::H2) = (&up.health_check, up.protocol) {
-            if hc.probe != Probe::Tcp {
-                c.error(
-                    h.span(),
-                    format!("{key}.health_check"),
-                    "HTTP probes speak HTTP/1.1, which an h2 upstream may not: use type = \"tcp\"",
-                );
-                ok = false;
-            }
-        }
     }
     if let Some(r) = &u.resolve_interval {
         let rkey = format!("{key}.resolve_interval");

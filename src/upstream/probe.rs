@@ -76,6 +76,7 @@ impl Prober {
                     authority: peer.authority.clone(),
                     check: check.clone(),
                     tls: tls.clone(),
+                    h2: up.protocol == crate::config::UpstreamProtocol::H2,
                     addr: Cell::new(peer.addr),
                     streak: Cell::new(Streak::default()),
                     busy: Cell::new(false),
@@ -130,6 +131,8 @@ struct Target {
     check: HealthCheck,
     /// The upstream's TLS settings, when it has `tls = true`.
     tls: Option<Arc<Connector>>,
+    /// The upstream speaks HTTP/2 (`protocol = "h2"`): so do HTTP probes.
+    h2: bool,
     addr: Cell<SocketAddr>,
     streak: Cell<Streak>,
     /// A probe of this server is queued or running.
@@ -197,7 +200,7 @@ async fn run_probes(
         let t = &targets[k];
         let addr = t.addr.get();
         let tls = t.tls.as_deref().map(|c| (c, t.server));
-        let result = probe(&t.check, addr, &t.authority, tls).await;
+        let result = probe(&t.check, addr, &t.authority, tls, t.h2).await;
         let mut streak = t.streak.get();
         match (streak.record(result.is_ok(), t.check.rise, t.check.fall), &result) {
             (Some(true), Err(why)) => {
@@ -226,13 +229,15 @@ async fn run_probes(
 /// why it failed, for the log. `authority` is the server as written in the
 /// config: the Host of an HTTP probe unless `host` is set. `tls`: the
 /// upstream's TLS connector and the server's index, for a TLS upstream.
+/// `h2`: the upstream speaks HTTP/2, and so does an HTTP probe.
 pub async fn probe(
     check: &HealthCheck,
     addr: SocketAddr,
     authority: &str,
     tls: Option<(&Connector, usize)>,
+    h2: bool,
 ) -> Result<(), String> {
-    match monoio::time::timeout(check.timeout, attempt(&check.probe, addr, authority, tls)).await {
+    match monoio::time::timeout(check.timeout, attempt(&check.probe, addr, authority, tls, h2)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
             "no answer within {}",
@@ -246,6 +251,7 @@ async fn attempt(
     addr: SocketAddr,
     authority: &str,
     tls: Option<(&Connector, usize)>,
+    h2: bool,
 ) -> Result<(), String> {
     let stream = TcpStream::connect_addr(addr)
         .await
@@ -255,6 +261,16 @@ async fn attempt(
         return Ok(());
     };
     let host = host.as_deref().unwrap_or(authority);
+    if h2 {
+        let session = match tls {
+            Some((connector, server)) => {
+                Some(connector.session(server, None).map_err(|e| format!("TLS: {e}"))?)
+            }
+            None => None,
+        };
+        let status = h2_status(stream, session, tls.is_some(), path, host).await?;
+        return judge(status, expect);
+    }
     match tls {
         None => http_check(stream, path, host, expect).await,
         Some((connector, server)) => {
@@ -298,11 +314,58 @@ async fn http_check<S: AsyncReadRent + AsyncWriteRent>(
         }
     };
     let status = status_code(&head[..line_end]).ok_or_else(|| "not an HTTP/1.x status line".to_string())?;
+    judge(status, expect)
+}
+
+fn judge(status: u16, expect: &[(u16, u16)]) -> Result<(), String> {
     if expect.iter().any(|&(lo, hi)| (lo..=hi).contains(&status)) {
         Ok(())
     } else {
         Err(format!("status {status}"))
     }
+}
+
+/// `GET path` over HTTP/2 (h2c, or TLS with ALPN h2): the response's
+/// status. The connection is driven by a task of its own for the probe's
+/// length and dropped with it.
+async fn h2_status(
+    stream: TcpStream,
+    tls: Option<rustls::ClientConnection>,
+    https: bool,
+    path: &str,
+    host: &str,
+) -> Result<u16, String> {
+    let io = crate::h2io::Io::upstream(stream, tls)
+        .into_poll()
+        .map_err(|e| format!("socket: {e}"))?;
+    let (send, conn) = h2::client::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let driver = monoio::spawn(async move {
+        let _ = conn.await;
+    });
+    let uri = http::Uri::builder()
+        .scheme(if https { "https" } else { "http" })
+        .authority(host)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("request: {e}"))?;
+    let mut req = http::Request::new(());
+    *req.uri_mut() = uri;
+    req.headers_mut().insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static("ringway-health-check"),
+    );
+    let mut send = send.ready().await.map_err(|e| format!("HTTP/2: {e}"))?;
+    let (response, _) = send.send_request(req, true).map_err(|e| format!("send: {e}"))?;
+    let status = response
+        .await
+        .map_err(|e| format!("HTTP/2 response: {e}"))?
+        .status()
+        .as_u16();
+    drop(send);
+    drop(driver);
+    Ok(status)
 }
 
 /// The status code of an HTTP/1.x status line (RFC 9112 §4:

@@ -1,7 +1,8 @@
 """A cleartext HTTP/2 server (prior knowledge) for ringway's tests of HTTP/2
 upstreams: it answers each stream, once the request ended, with a JSON body
 that tells what it received (path, body size, fields, trailers), and sends
-response trailers. Prints {"port": N} first; serves until stdin closes.
+response trailers. Prints {"port": N} first, then an event line per request
+served; serves until stdin closes.
 """
 
 import json
@@ -36,6 +37,7 @@ def serve_conn(sock):
                 streams[ev.stream_id]["trailers"] = {k.decode(): v.decode() for k, v in ev.headers}
             elif isinstance(ev, h2.events.StreamEnded):
                 st = streams.pop(ev.stream_id)
+                print(json.dumps({"event": "request", "path": st["headers"].get(":path"), "user-agent": st["headers"].get("user-agent")}), flush=True)
                 body = json.dumps(st).encode()
                 conn.send_headers(ev.stream_id, [(":status", "200"), ("content-type", "application/json")])
                 conn.send_data(ev.stream_id, body)

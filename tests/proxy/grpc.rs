@@ -178,10 +178,6 @@ fn upstream_protocol_keys_are_checked() {
         errors("protocol = \"h2\"\nh2_connections = 0"),
         ["u.toml:5:18: upstream[0].h2_connections: must be from 1 to 64"]
     );
-    assert_eq!(
-        errors("protocol = \"h2\"\nhealth_check = { path = \"/\" }"),
-        ["u.toml:5:16: upstream[0].health_check: HTTP probes speak HTTP/1.1, which an h2 upstream may not: use type = \"tcp\""]
-    );
     assert!(errors("protocol = \"h2\"\nh2_connections = 4\nhealth_check = { type = \"tcp\" }").is_empty());
 }
 
@@ -199,4 +195,69 @@ fn trailers_cross_both_ways_between_http2_client_and_upstream() {
     // te: trailers went on; hop-by-hop fields did not.
     assert_eq!(seen["headers"]["te"], "trailers", "{seen}");
     assert_eq!(seen["headers"][":authority"], "test.local", "{seen}");
+}
+
+/// HTTP probes of an h2 upstream speak HTTP/2: a server that speaks
+/// nothing else gets them as requests.
+#[test]
+fn http_probes_of_an_h2_upstream_speak_http2() {
+    let s = PyServer::start("h2_server.py", &[]);
+    let p = proxy(
+        s.addr,
+        "health_check = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", rise = 1, fall = 1 }",
+    );
+    let probe = s.event("request");
+    assert_eq!(
+        (probe["path"].clone(), probe["user-agent"].clone()),
+        ("/healthz".into(), "ringway-health-check".into()),
+        "{probe}"
+    );
+    // A second probe passed too (fall = 1: one failure would take it out).
+    s.event("request");
+    assert!(!p.handle().probed_down(0, 0));
+    assert_eq!(p.get("/x").status, 200);
+}
+
+/// Probes over HTTP/2 take a server out and bring it back: a second ringway
+/// serves h2c in front of a backend whose health the test sets.
+#[test]
+fn http2_probes_take_a_server_out_and_bring_it_back() {
+    let health = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
+    let h = health.clone();
+    let b = Backend::serve(move |seen| {
+        if seen.target() == "/healthz" {
+            Reply::new(h.load(std::sync::atomic::Ordering::SeqCst))
+        } else {
+            Reply::ok("app")
+        }
+    });
+    let inner = Proxy::start(&config(&format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+h2c = true
+
+[[server.location]]
+path = "/"
+proxy_pass = "http://{}"
+"#,
+        b.addr
+    )));
+    let p = proxy(
+        inner.addr(),
+        "health_check = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", rise = 1, fall = 1 }",
+    );
+    let settle = std::time::Duration::from_secs(10);
+    wait_for(settle, || {
+        (b.seen().iter().any(|s| s.target() == "/healthz")).then_some(())
+    })
+    .expect("no probe reached the backend");
+    assert_eq!(p.get("/x").text(), "app");
+    // The backend turns unhealthy: the probe, over HTTP/2, sees it.
+    health.store(500, std::sync::atomic::Ordering::SeqCst);
+    wait_for(settle, || p.handle().probed_down(0, 0).then_some(())).expect("server not marked down");
+    assert_eq!(p.get("/x").status, 503);
+    health.store(200, std::sync::atomic::Ordering::SeqCst);
+    wait_for(settle, || (!p.handle().probed_down(0, 0)).then_some(())).expect("server not back up");
 }
