@@ -82,6 +82,7 @@ pub(super) struct Select {
 }
 
 impl Select {
+    #[inline]
     pub(super) fn new(plan: &Plan<'_>, ex: &Exchange) -> Select {
         // `hash`: the request's key, hashed where its parts lie in the head.
         let key = plan.up.hash_key().and_then(|k| {
@@ -109,6 +110,7 @@ impl Select {
 
     /// Phase: select (balance), among the servers that are up and not yet
     /// tried. A `sticky` cookie naming a server that can take the request wins.
+    #[inline]
     pub(super) fn pick(&self, plan: &Plan<'_>, tried: &[usize]) -> Option<usize> {
         self.sticky
             .and_then(|v| plan.up.sticky_server(&v, tried))
@@ -200,7 +202,9 @@ pub(super) async fn proxy<S: ClientSession>(
 ) -> Result<()> {
     let up_cfg = plan.up.config();
     if up_cfg.protocol == UpstreamProtocol::H2 {
-        return super::forward_h2::proxy(ctx, ds, ex, plan).await;
+        // Boxed: its state would otherwise size every HTTP/1.1 exchange's
+        // future, which is copied into place once per request.
+        return Box::pin(super::forward_h2::proxy(ctx, ds, ex, plan)).await;
     }
     let limits = ctx.server(ex.server).limits.clone();
     let body = ex.meta.body();
@@ -228,7 +232,7 @@ pub(super) async fn proxy<S: ClientSession>(
     let mut written_for: Option<usize> = None;
 
     // The Upgrade the client offered and the location passes on (tunnel.rs).
-    let upgrade = tunnel::offer(&ex.head, plan.location);
+    let upgrade = tunnel::offer(&ex.head, &ex.meta, plan.location);
     let method_idempotent = idempotent(ex.head.method());
     // Servers tried for this request, in order; empty until one fails.
     let mut tried: Vec<usize> = Vec::new();
@@ -465,7 +469,18 @@ pub(super) async fn proxy<S: ClientSession>(
             return Err(ErrorKind::BadResponse("101 before the request body was read").into());
         }
         if head.status == 101 {
-            return tunnel::switch(ctx, ds, ex, conn, &head, offered, up_cfg, limits.send_timeout).await;
+            // Boxed, as the HTTP/2 path: rare, and large.
+            return Box::pin(tunnel::switch(
+                ctx,
+                ds,
+                ex,
+                conn,
+                &head,
+                offered,
+                up_cfg,
+                limits.send_timeout,
+            ))
+            .await;
         }
         tunnel::check_refusal(ds, &head)?;
     }

@@ -148,6 +148,7 @@ pub struct RequestRewrite<'a> {
 
 /// Fields the proxy sets itself; whatever the client sent under these names
 /// is dropped, so the backend cannot be told a false client address.
+#[inline]
 fn is_proxy_owned(name: &[u8]) -> bool {
     const OWNED: [&[u8]; 7] = [
         b"host",
@@ -314,9 +315,11 @@ impl FieldSink for Vec<u8> {
         // Written in place: no joined value is built for HTTP/1.1.
         self.extend_from_slice(name);
         self.extend_from_slice(b": ");
-        for v in before.into_iter().flatten() {
-            self.extend_from_slice(v);
-            self.extend_from_slice(b", ");
+        if let Some(items) = before {
+            for v in items {
+                self.extend_from_slice(v);
+                self.extend_from_slice(b", ");
+            }
         }
         self.extend_from_slice(last);
         self.extend_from_slice(b"\r\n");

@@ -41,7 +41,7 @@ use crate::ctx::WorkerCtx;
 use crate::deadline::Deadlines;
 use crate::error::{Error, ErrorKind, Result};
 use crate::h2io::body::{RecvBody, Send, SendBody};
-use crate::http::{eq_ignore_case, list_items, RequestHead, ResponseHead, Version};
+use crate::http::{eq_ignore_case, list_items, RequestHead, RequestMeta, ResponseHead, Version};
 use crate::io::IoFail;
 use crate::upstream::UpConn;
 
@@ -78,15 +78,16 @@ pub struct Switch<'a> {
 /// in HTTP/1.0 (RFC 9110 §7.8). A protocol the location does not allow is
 /// dropped, as nginx drops `Upgrade` unless configured to pass it: the
 /// backend then answers an ordinary request.
-pub(super) fn offer(head: &RequestHead, loc: &Location) -> Option<Vec<u8>> {
+pub(super) fn offer(head: &RequestHead, meta: &RequestMeta, loc: &Location) -> Option<Vec<u8>> {
     if head.version != Version::Http11 || loc.upgrade.is_empty() {
         return None;
     }
-    let asked = head
-        .headers()
-        .filter(|(n, _)| eq_ignore_case(n, b"connection"))
-        .flat_map(|(_, v)| list_items(v))
-        .any(|o| eq_ignore_case(o, b"upgrade"));
+    // The Connection options were found when the head was framed: most
+    // requests have none, and cost nothing more here.
+    let asked = meta
+        .connection_names
+        .iter()
+        .any(|o| eq_ignore_case(o.of(&head.buf), b"upgrade"));
     if !asked {
         return None;
     }
