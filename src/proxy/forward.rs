@@ -25,7 +25,8 @@ use crate::upstream::balance::KeyHasher;
 use crate::upstream::{connect, UpConn, UpstreamState};
 
 /// The largest response head accepted from an upstream (nginx's
-/// `proxy_buffer_size` is 4k or 8k; this is more forgiving).
+/// `proxy_buffer_size` is 4k or 8k; this is more forgiving), interim (1xx)
+/// heads before it included.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_RESPONSE_HEADERS: usize = 200;
 /// An upstream connection's read buffer starts this large.
@@ -585,10 +586,26 @@ async fn read_response_head<S: ClientSession>(
     mut interim: Option<(&mut S, Duration)>,
 ) -> Result<(ResponseHead, crate::http::ResponseMeta)> {
     let mut interims = 0;
+    // The bytes of this response's heads so far, interim ones included:
+    // each 1xx is small enough alone, but together with the rest they are
+    // bounded like one head, or an upstream could send the client a stream
+    // of large hints.
+    let mut head_bytes = 0;
+    let too_large = |interims: usize| {
+        Error::new(ErrorKind::BadResponse(if interims == 0 {
+            "response head too large"
+        } else {
+            "interim (1xx) and final response heads too large"
+        }))
+    };
     loop {
         if !conn.rbuf.is_empty() {
             match parse_response(&conn.rbuf, MAX_RESPONSE_HEADERS) {
                 Ok(Parsed::Complete(mut head, len)) => {
+                    head_bytes += len;
+                    if head_bytes > MAX_RESPONSE_HEAD {
+                        return Err(too_large(interims));
+                    }
                     head.buf = conn.rbuf.split_to(len).freeze();
                     if head.status == 101 && upgrade {
                         let meta = response_meta(&head, true)
@@ -620,8 +637,10 @@ async fn read_response_head<S: ClientSession>(
                     })?;
                     return Ok((head, meta));
                 }
-                Ok(Parsed::Partial) if conn.rbuf.len() > MAX_RESPONSE_HEAD => {
-                    return Err(ErrorKind::BadResponse("response head too large").into());
+                // What is buffered is the start of one head: the ones
+                // before it were split off.
+                Ok(Parsed::Partial) if head_bytes + conn.rbuf.len() > MAX_RESPONSE_HEAD => {
+                    return Err(too_large(interims));
                 }
                 Ok(Parsed::Partial) => {}
                 Err(crate::http::HttpError::HeadersTooLarge) => {

@@ -135,3 +135,69 @@ fn a_stream_of_interim_responses_is_cut_off_with_502() {
     c.send("GET / HTTP/1.0\r\nHost: a.test\r\n\r\n");
     assert_eq!(c.response().text(), "ok");
 }
+
+/// `n` copies of a 103 whose `Link` makes each head about `size` bytes.
+fn big_hints(n: usize, size: usize) -> Vec<u8> {
+    let link = format!("</{}>; rel=preload", "a".repeat(size));
+    format!("HTTP/1.1 103 Early Hints\r\nLink: {link}\r\n\r\n")
+        .into_bytes()
+        .repeat(n)
+}
+
+/// Reads responses until a final one; returns every status seen.
+fn statuses_until_final(c: &mut Client) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    loop {
+        let r = c.response();
+        statuses.push(r.status);
+        if r.status >= 200 {
+            return statuses;
+        }
+    }
+}
+
+fn leak(parts: &[&[u8]]) -> &'static [u8] {
+    Box::leak(parts.concat().into_boxed_slice())
+}
+
+#[test]
+fn interim_heads_count_toward_the_response_head_limit() {
+    // Five heads of 15 KiB: each is well under the 64 KiB limit and five
+    // is under the count, but together they pass the limit.
+    let flood = leak(&[
+        &big_hints(5, 15 * 1024),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ]);
+    let backend = scripted(flood, usize::MAX);
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(statuses_until_final(&mut c), [103, 103, 103, 103, 502]);
+
+    // The final head counts too: four such hints and a final head of 8 KiB.
+    let big_final = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+        "b".repeat(8 * 1024)
+    );
+    let backend = scripted(
+        leak(&[&big_hints(4, 15 * 1024), big_final.as_bytes()]),
+        usize::MAX,
+    );
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(statuses_until_final(&mut c), [103, 103, 103, 103, 502]);
+
+    // Under the limit together, they all go through.
+    let backend = scripted(
+        leak(&[
+            &big_hints(3, 15 * 1024),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ]),
+        usize::MAX,
+    );
+    let p = proxy(&backend);
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(statuses_until_final(&mut c), [103, 103, 103, 200]);
+}
