@@ -214,6 +214,11 @@ pub(super) async fn proxy<S: ClientSession>(
     // only connections made for it may be reused.
     let request_name = plan.up.tls.as_ref().and_then(|t| t.name_for_request(plan.host));
     let sni: Option<Box<str>> = request_name.as_ref().map(|n| n.to_str().into());
+    // An interim response went to the client: from then on the exchange
+    // belongs to the server that sent it. Sending the request again, to it
+    // or another, would give the client the start of one answer and the
+    // rest of another, so whatever follows is the client's answer.
+    let mut interim_sent = false;
     let (mut conn, resp, early, _active) = loop {
         let Some(peer_idx) = next_pick.take().or_else(|| pick(&tried)) else {
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
@@ -369,21 +374,27 @@ pub(super) async fn proxy<S: ClientSession>(
                     ex.head.method() == b"HEAD",
                     upgrade.is_some(),
                     interim,
+                    &mut interim_sent,
                 )
                 .await
                 {
                     Ok(resp) => break 'attempt Ok((conn, resp, early)),
-                    Err(e) if e.kind == ErrorKind::UpstreamClosed && may_retry(&conn, false) => {
+                    Err(e)
+                        if e.kind == ErrorKind::UpstreamClosed
+                            && !interim_sent
+                            && may_retry(&conn, false) =>
+                    {
                         tracing::debug!(upstream = %up_cfg.name, "pooled connection was closed; retrying on a new one");
                         retried = true;
                     }
                     // The whole request was sent: another server may only
-                    // have it if it can be sent again and doing it twice is
-                    // harmless.
+                    // have it if it can be sent again, doing it twice is
+                    // harmless, and the client has seen nothing of this
+                    // server's answer.
                     Err(error) => {
                         break 'attempt Err(Failure {
                             error,
-                            next_safe: replayable && method_idempotent,
+                            next_safe: replayable && method_idempotent && !interim_sent,
                             reused: conn.reused,
                         })
                     }
@@ -406,9 +417,11 @@ pub(super) async fn proxy<S: ClientSession>(
                 }
                 let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
                 // The answer is let go only if the request can be sent again
-                // (idempotent, whole body in memory) and a server is left to
-                // take it; otherwise the client gets this answer, as in nginx.
+                // (idempotent, whole body in memory), no interim response
+                // of it reached the client, and a server is left to take
+                // it; otherwise the client gets this answer, as in nginx.
                 if next.on_status(status)
+                    && !interim_sent
                     && !early
                     && replayable
                     && method_idempotent
@@ -574,9 +587,9 @@ const MAX_INTERIM: usize = 16;
 /// (`interim`: the client's stream and send timeout, `None` for an
 /// HTTP/1.0 client, which must not get them), except 100
 /// Continue: ringway answers a client's `Expect: 100-continue` itself and
-/// does not forward Expect, so an upstream's 100 is not the client's. A 1xx
-/// is only a hint: if the exchange fails after one went out, the client
-/// still gets an error response, or, on a retry, the next server's answer.
+/// does not forward Expect, so an upstream's 100 is not the client's.
+/// `sent` is set once one went to the client: if the exchange then fails,
+/// the client gets an error response and the request is not sent again.
 async fn read_response_head<S: ClientSession>(
     ctx: &WorkerCtx,
     conn: &mut UpConn,
@@ -584,6 +597,7 @@ async fn read_response_head<S: ClientSession>(
     head_request: bool,
     upgrade: bool,
     mut interim: Option<(&mut S, Duration)>,
+    sent: &mut bool,
 ) -> Result<(ResponseHead, crate::http::ResponseMeta)> {
     let mut interims = 0;
     // The bytes of this response's heads so far, interim ones included:
@@ -624,6 +638,9 @@ async fn read_response_head<S: ClientSession>(
                         }
                         if let (Some((client, send_timeout)), false) = (interim.as_mut(), head.status == 100)
                         {
+                            // Set before the write: part of it may reach
+                            // the client even if the write fails.
+                            *sent = true;
                             client
                                 .send_interim(ctx, &head, *send_timeout)
                                 .await

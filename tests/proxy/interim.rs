@@ -201,3 +201,89 @@ fn interim_heads_count_toward_the_response_head_limit() {
     c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
     assert_eq!(statuses_until_final(&mut c), [103, 103, 103, 200]);
 }
+
+#[test]
+fn a_close_after_a_forwarded_interim_is_not_retried_on_a_fresh_connection() {
+    // The first connection answers its first request, then sends a 103 to
+    // the second and closes; any later connection answers "fresh".
+    let backend = Backend::start(|c| {
+        let mut n = 0;
+        while let Some(seen) = c.read_request() {
+            n += 1;
+            if c.id == 1 && n == 2 {
+                c.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
+                return;
+            }
+            let body = if c.id == 1 { "first" } else { "fresh" };
+            if !c.reply(&seen, &Reply::ok(body)) {
+                return;
+            }
+        }
+    });
+    let p = proxy(&backend);
+    let mut c = p.client();
+    assert_eq!(c.get("/1").text(), "first");
+    // The pooled connection fails after its 103 went to the client: the
+    // client gets an error, not the 103 of one connection and the answer
+    // of another.
+    c.send("GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(statuses_until_final(&mut c), [103, 502]);
+    assert_eq!(backend.seen().len(), 2);
+}
+
+/// One upstream of servers `a` then `b` (round robin starts on `a`), with
+/// `extra` keys.
+fn two_servers(a: &Backend, b: &Backend, extra: &str) -> Proxy {
+    Proxy::start(&config(&format!(
+        r#"
+[[upstream]]
+name = "app"
+servers = ["{}", "{}"]
+{extra}
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+[[server.location]]
+path = "/"
+proxy_pass = "http://app"
+"#,
+        a.addr, b.addr
+    )))
+}
+
+#[test]
+fn a_failure_after_a_forwarded_interim_does_not_go_to_the_next_server() {
+    let a = Backend::start(|c| {
+        if c.read_request().is_some() {
+            c.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
+        }
+    });
+    let b = Backend::serve(|_| Reply::ok("b"));
+    let p = two_servers(
+        &a,
+        &b,
+        "next_upstream = [\"error\", \"timeout\", \"invalid_header\"]",
+    );
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(statuses_until_final(&mut c), [103, 502]);
+    b.assert_untouched("a request whose 103 came from another server");
+}
+
+#[test]
+fn a_listed_status_after_a_forwarded_interim_is_the_answer() {
+    let a = scripted(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+HTTP/1.1 502 Bad Gateway\r\nContent-Length: 1\r\n\r\na",
+        usize::MAX,
+    );
+    let b = Backend::serve(|_| Reply::ok("b"));
+    let p = two_servers(&a, &b, "next_upstream = [\"error\", \"http_502\"]");
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(c.response().status, 103);
+    let last = c.response();
+    assert_eq!((last.status, last.text().as_str()), (502, "a"));
+    b.assert_untouched("a request whose 103 came from another server");
+}
