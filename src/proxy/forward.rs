@@ -219,6 +219,9 @@ pub(super) async fn proxy<S: ClientSession>(
     // or another, would give the client the start of one answer and the
     // rest of another, so whatever follows is the client's answer.
     let mut interim_sent = false;
+    // Interim responses' redirects are mapped as the final one's will be.
+    let local_port = ds.conn().port_text;
+    let redirect = redirect_for(plan, ds.tls().is_some(), &local_port);
     let (mut conn, resp, early, _active) = loop {
         let Some(peer_idx) = next_pick.take().or_else(|| pick(&tried)) else {
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
@@ -363,10 +366,13 @@ pub(super) async fn proxy<S: ClientSession>(
                 }
 
                 // Phase: read_response_head.
-                // Interim responses go on to HTTP/1.1 clients only (RFC 9110 §15.2).
-                let interim = ds
-                    .takes_interim(&ex.head)
-                    .then_some((&mut *ds, limits.send_timeout));
+                // Interim responses go on to HTTP/1.1 and HTTP/2 clients, not
+                // HTTP/1.0 ones (RFC 9110 §15.2).
+                let interim = ds.takes_interim(&ex.head).then_some(InterimTo {
+                    client: &mut *ds,
+                    send_timeout: limits.send_timeout,
+                    redirect: &redirect,
+                });
                 match read_response_head(
                     ctx,
                     &mut conn,
@@ -497,6 +503,29 @@ pub(super) async fn proxy<S: ClientSession>(
     Ok(())
 }
 
+/// How a response's `Location` and `Content-Location` are mapped for this
+/// request (`rewrite::rewrite_redirect`): the same for its interim
+/// responses and its final one.
+fn redirect_for<'a>(plan: &Plan<'a>, https: bool, local_port: &'a rewrite::AddrText) -> Redirect<'a> {
+    let up: &'a UpstreamState = plan.up;
+    Redirect {
+        upstream: up.config(),
+        location: plan.location,
+        pass: plan.pass,
+        public_host: plan.public_host,
+        https,
+        local_port,
+    }
+}
+
+/// Where interim responses go: the client's session, its send timeout,
+/// and the mapping of their redirects.
+struct InterimTo<'s, 'r, S> {
+    client: &'s mut S,
+    send_timeout: Duration,
+    redirect: &'s Redirect<'r>,
+}
+
 /// The response phases, whichever protocol the upstream spoke: the head
 /// the client gets (framing, `sticky`, redirects, HSTS), then the body.
 #[allow(clippy::too_many_arguments)]
@@ -537,14 +566,7 @@ pub(super) async fn respond<S: ClientSession>(
         close: ex.close,
         client_version: ex.head.version,
         extra: set_cookie.unwrap_or_default(),
-        redirect: Redirect {
-            upstream: up_cfg,
-            location: plan.location,
-            pass: plan.pass,
-            public_host: plan.public_host,
-            https: ds.tls().is_some(),
-            local_port: &local_port,
-        },
+        redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
         hsts: hsts(ctx, ds, ex.server),
     };
     let (body_left, first) = ds
@@ -584,7 +606,7 @@ const MAX_INTERIM: usize = 16;
 /// Phase: read_response_head. A `101` ends the head phase when the client
 /// asked for an upgrade (`upgrade`), and is a bad response otherwise.
 /// Interim 1xx responses are passed on to the client as they arrive
-/// (`interim`: the client's stream and send timeout, `None` for an
+/// (`interim`: where they go, `None` for an
 /// HTTP/1.0 client, which must not get them), except 100
 /// Continue: ringway answers a client's `Expect: 100-continue` itself and
 /// does not forward Expect, so an upstream's 100 is not the client's.
@@ -596,7 +618,7 @@ async fn read_response_head<S: ClientSession>(
     read_timeout: Duration,
     head_request: bool,
     upgrade: bool,
-    mut interim: Option<(&mut S, Duration)>,
+    mut interim: Option<InterimTo<'_, '_, S>>,
     sent: &mut bool,
 ) -> Result<(ResponseHead, crate::http::ResponseMeta)> {
     let mut interims = 0;
@@ -636,13 +658,12 @@ async fn read_response_head<S: ClientSession>(
                         if interims > MAX_INTERIM {
                             return Err(ErrorKind::BadResponse("too many interim (1xx) responses").into());
                         }
-                        if let (Some((client, send_timeout)), false) = (interim.as_mut(), head.status == 100)
-                        {
+                        if let (Some(to), false) = (interim.as_mut(), head.status == 100) {
                             // Set before the write: part of it may reach
                             // the client even if the write fails.
                             *sent = true;
-                            client
-                                .send_interim(ctx, &head, *send_timeout)
+                            to.client
+                                .send_interim(ctx, &head, to.redirect, to.send_timeout)
                                 .await
                                 .map_err(|_| Error::new(ErrorKind::ClientGone))?;
                         }

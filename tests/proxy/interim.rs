@@ -287,3 +287,76 @@ HTTP/1.1 502 Bad Gateway\r\nContent-Length: 1\r\n\r\na",
     assert_eq!((last.status, last.text().as_str()), (502, "a"));
     b.assert_untouched("a request whose 103 came from another server");
 }
+
+/// A backend under `/v2/` whose 103 names itself in `Location` and
+/// `Content-Location` (and in `Link`, which is left alone).
+fn self_naming_hints() -> Backend {
+    Backend::start(|c| {
+        let port = c.stream.local_addr().unwrap().port();
+        while let Some(seen) = c.read_request() {
+            let hints = format!(
+                "HTTP/1.1 103 Early Hints\r\nLocation: http://127.0.0.1:{port}/v2/x\r\n\
+Content-Location: http://127.0.0.1:{port}/v2/c\r\nLink: <http://127.0.0.1:{port}/v2/s.css>; rel=preload\r\n\r\n"
+            );
+            if !c.write(hints.as_bytes()) || !c.reply(&seen, &Reply::ok("final")) {
+                return;
+            }
+        }
+    })
+}
+
+fn prefix_proxy(backend: &Backend, server_extra: &str) -> Proxy {
+    Proxy::start(&config(&format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+{server_extra}
+[[server.location]]
+path = "/api/"
+proxy_pass = "http://{}/v2/"
+"#,
+        backend.addr
+    )))
+}
+
+#[test]
+fn location_in_an_interim_response_is_mapped_like_a_redirect() {
+    let backend = self_naming_hints();
+    let port = backend.addr.port();
+    let p = prefix_proxy(&backend, "");
+    let mut c = p.client();
+    c.send("GET /api/x HTTP/1.1\r\nHost: public.test:8080\r\n\r\n");
+    let hints = c.response();
+    assert_eq!(hints.status, 103);
+    assert_eq!(hints.header("location"), Some("http://public.test:8080/api/x"));
+    assert_eq!(
+        hints.header("content-location"),
+        Some("http://public.test:8080/api/c")
+    );
+    let link = format!("<http://127.0.0.1:{port}/v2/s.css>; rel=preload");
+    assert_eq!(hints.header("link"), Some(link.as_str()));
+    assert_eq!(c.response().text(), "final");
+}
+
+#[test]
+fn location_in_an_interim_response_is_mapped_for_an_http2_client() {
+    let backend = self_naming_hints();
+    let p = prefix_proxy(&backend, "h2c = true");
+    let proxy_port = p.addr().port().to_string();
+    let r = crate::support::peers::py("h2_probe.py", &["get", &proxy_port, "/api/x"]);
+    let s = &r["streams"]["1"];
+    assert_eq!(s["status"], 200, "{r}");
+    let hints = &s["informational"][0];
+    assert_eq!(
+        hints["location"],
+        format!("http://test.local:{proxy_port}/api/x"),
+        "{r}"
+    );
+    assert_eq!(
+        hints["content-location"],
+        format!("http://test.local:{proxy_port}/api/c"),
+        "{r}"
+    );
+    assert_eq!(s["body"], "final", "{r}");
+}
