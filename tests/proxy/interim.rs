@@ -1,6 +1,8 @@
 //! Interim (1xx) responses from the upstream: passed on to HTTP/1.1 clients
 //! ahead of the final response (RFC 9110 §15.2), never to HTTP/1.0 clients,
-//! 100 Continue kept back, and a bound on how many one exchange may bring.
+//! 100 Continue kept back, bounds on how many one exchange may bring and on
+//! their bytes, no retry once one reached the client, and their redirects
+//! mapped (for HTTP/2 clients too).
 
 use std::time::Duration;
 
