@@ -25,7 +25,8 @@ use crate::upstream::balance::KeyHasher;
 use crate::upstream::{connect, UpConn, UpstreamState};
 
 /// The largest response head accepted from an upstream (nginx's
-/// `proxy_buffer_size` is 4k or 8k; this is more forgiving).
+/// `proxy_buffer_size` is 4k or 8k; this is more forgiving), interim (1xx)
+/// heads before it included.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_RESPONSE_HEADERS: usize = 200;
 /// An upstream connection's read buffer starts this large.
@@ -247,6 +248,14 @@ pub(super) async fn proxy<S: ClientSession>(
     // only connections made for it may be reused.
     let request_name = plan.up.tls.as_ref().and_then(|t| t.name_for_request(plan.host));
     let sni: Option<Box<str>> = request_name.as_ref().map(|n| n.to_str().into());
+    // An interim response went to the client: from then on the exchange
+    // belongs to the server that sent it. Sending the request again, to it
+    // or another, would give the client the start of one answer and the
+    // rest of another, so whatever follows is the client's answer.
+    let mut interim_sent = false;
+    // Interim responses' redirects are mapped as the final one's will be.
+    let local_port = ds.conn().port_text;
+    let redirect = redirect_for(plan, ds.tls().is_some(), &local_port);
     let (mut conn, resp, early, _active) = loop {
         let Some(peer_idx) = next_pick.take().or_else(|| pick(&tried)) else {
             return Err(last_error.unwrap_or_else(|| ErrorKind::NoLiveUpstream.into()));
@@ -373,10 +382,13 @@ pub(super) async fn proxy<S: ClientSession>(
                 }
 
                 // Phase: read_response_head.
-                // Interim responses go on to HTTP/1.1 clients only (RFC 9110 §15.2).
-                let interim = ds
-                    .takes_interim(&ex.head)
-                    .then_some((&mut *ds, limits.send_timeout));
+                // Interim responses go on to HTTP/1.1 and HTTP/2 clients, not
+                // HTTP/1.0 ones (RFC 9110 §15.2).
+                let interim = ds.takes_interim(&ex.head).then_some(InterimTo {
+                    client: &mut *ds,
+                    send_timeout: limits.send_timeout,
+                    redirect: &redirect,
+                });
                 match read_response_head(
                     ctx,
                     &mut conn,
@@ -384,21 +396,27 @@ pub(super) async fn proxy<S: ClientSession>(
                     ex.head.method() == b"HEAD",
                     upgrade.is_some(),
                     interim,
+                    &mut interim_sent,
                 )
                 .await
                 {
                     Ok(resp) => break 'attempt Ok((conn, resp, early)),
-                    Err(e) if e.kind == ErrorKind::UpstreamClosed && may_retry(&conn, false) => {
+                    Err(e)
+                        if e.kind == ErrorKind::UpstreamClosed
+                            && !interim_sent
+                            && may_retry(&conn, false) =>
+                    {
                         tracing::debug!(upstream = %up_cfg.name, "pooled connection was closed; retrying on a new one");
                         retried = true;
                     }
                     // The whole request was sent: another server may only
-                    // have it if it can be sent again and doing it twice is
-                    // harmless.
+                    // have it if it can be sent again, doing it twice is
+                    // harmless, and the client has seen nothing of this
+                    // server's answer.
                     Err(error) => {
                         break 'attempt Err(Failure {
                             error,
-                            next_safe: replayable && method_idempotent,
+                            next_safe: replayable && method_idempotent && !interim_sent,
                             reused: conn.reused,
                         })
                     }
@@ -421,9 +439,11 @@ pub(super) async fn proxy<S: ClientSession>(
                 }
                 let in_time = started.is_none_or(|t| t.elapsed() < up_cfg.tries_timeout);
                 // The answer is let go only if the request can be sent again
-                // (idempotent, whole body in memory) and a server is left to
-                // take it; otherwise the client gets this answer, as in nginx.
+                // (idempotent, whole body in memory), no interim response
+                // of it reached the client, and a server is left to take
+                // it; otherwise the client gets this answer, as in nginx.
                 if next.on_status(status)
+                    && !interim_sent
                     && !early
                     && replayable
                     && method_idempotent
@@ -510,6 +530,29 @@ pub(super) async fn proxy<S: ClientSession>(
     Ok(())
 }
 
+/// How a response's `Location` and `Content-Location` are mapped for this
+/// request (`rewrite::rewrite_redirect`): the same for its interim
+/// responses and its final one.
+fn redirect_for<'a>(plan: &Plan<'a>, https: bool, local_port: &'a rewrite::AddrText) -> Redirect<'a> {
+    let up: &'a UpstreamState = plan.up;
+    Redirect {
+        upstream: up.config(),
+        location: plan.location,
+        pass: plan.pass,
+        public_host: plan.public_host,
+        https,
+        local_port,
+    }
+}
+
+/// Where interim responses go: the client's session, its send timeout,
+/// and the mapping of their redirects.
+struct InterimTo<'s, 'r, S> {
+    client: &'s mut S,
+    send_timeout: Duration,
+    redirect: &'s Redirect<'r>,
+}
+
 /// The response phases, whichever protocol the upstream spoke: the head
 /// the client gets (framing, `sticky`, redirects, HSTS), then the body.
 #[allow(clippy::too_many_arguments)]
@@ -550,14 +593,7 @@ pub(super) async fn respond<S: ClientSession>(
         close: ex.close,
         client_version: ex.head.version,
         extra: set_cookie.unwrap_or_default(),
-        redirect: Redirect {
-            upstream: up_cfg,
-            location: plan.location,
-            pass: plan.pass,
-            public_host: plan.public_host,
-            https: ds.tls().is_some(),
-            local_port: &local_port,
-        },
+        redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
         hsts: hsts(ctx, ds, ex.server),
     };
     let (body_left, first) = ds
@@ -597,25 +633,42 @@ const MAX_INTERIM: usize = 16;
 /// Phase: read_response_head. A `101` ends the head phase when the client
 /// asked for an upgrade (`upgrade`), and is a bad response otherwise.
 /// Interim 1xx responses are passed on to the client as they arrive
-/// (`interim`: the client's stream and send timeout, `None` for an
+/// (`interim`: where they go, `None` for an
 /// HTTP/1.0 client, which must not get them), except 100
 /// Continue: ringway answers a client's `Expect: 100-continue` itself and
-/// does not forward Expect, so an upstream's 100 is not the client's. A 1xx
-/// is only a hint: if the exchange fails after one went out, the client
-/// still gets an error response, or, on a retry, the next server's answer.
+/// does not forward Expect, so an upstream's 100 is not the client's.
+/// `sent` is set once one went to the client: if the exchange then fails,
+/// the client gets an error response and the request is not sent again.
 async fn read_response_head<S: ClientSession>(
     ctx: &WorkerCtx,
     conn: &mut UpConn,
     read_timeout: Duration,
     head_request: bool,
     upgrade: bool,
-    mut interim: Option<(&mut S, Duration)>,
+    mut interim: Option<InterimTo<'_, '_, S>>,
+    sent: &mut bool,
 ) -> Result<(ResponseHead, crate::http::ResponseMeta)> {
     let mut interims = 0;
+    // The bytes of this response's heads so far, interim ones included:
+    // each 1xx is small enough alone, but together with the rest they are
+    // bounded like one head, or an upstream could send the client a stream
+    // of large hints.
+    let mut head_bytes = 0;
+    let too_large = |interims: usize| {
+        Error::new(ErrorKind::BadResponse(if interims == 0 {
+            "response head too large"
+        } else {
+            "interim (1xx) and final response heads too large"
+        }))
+    };
     loop {
         if !conn.rbuf.is_empty() {
             match parse_response(&conn.rbuf, MAX_RESPONSE_HEADERS) {
                 Ok(Parsed::Complete(mut head, len)) => {
+                    head_bytes += len;
+                    if head_bytes > MAX_RESPONSE_HEAD {
+                        return Err(too_large(interims));
+                    }
                     head.buf = conn.rbuf.split_to(len).freeze();
                     if head.status == 101 && upgrade {
                         let meta = response_meta(&head, true)
@@ -632,10 +685,12 @@ async fn read_response_head<S: ClientSession>(
                         if interims > MAX_INTERIM {
                             return Err(ErrorKind::BadResponse("too many interim (1xx) responses").into());
                         }
-                        if let (Some((client, send_timeout)), false) = (interim.as_mut(), head.status == 100)
-                        {
-                            client
-                                .send_interim(ctx, &head, *send_timeout)
+                        if let (Some(to), false) = (interim.as_mut(), head.status == 100) {
+                            // Set before the write: part of it may reach
+                            // the client even if the write fails.
+                            *sent = true;
+                            to.client
+                                .send_interim(ctx, &head, to.redirect, to.send_timeout)
                                 .await
                                 .map_err(|_| Error::new(ErrorKind::ClientGone))?;
                         }
@@ -647,8 +702,10 @@ async fn read_response_head<S: ClientSession>(
                     })?;
                     return Ok((head, meta));
                 }
-                Ok(Parsed::Partial) if conn.rbuf.len() > MAX_RESPONSE_HEAD => {
-                    return Err(ErrorKind::BadResponse("response head too large").into());
+                // What is buffered is the start of one head: the ones
+                // before it were split off.
+                Ok(Parsed::Partial) if head_bytes + conn.rbuf.len() > MAX_RESPONSE_HEAD => {
+                    return Err(too_large(interims));
                 }
                 Ok(Parsed::Partial) => {}
                 Err(crate::http::HttpError::HeadersTooLarge) => {

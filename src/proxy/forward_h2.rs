@@ -14,6 +14,10 @@
 //! - `grpc-timeout`, when shorter than `read_timeout`, bounds the whole
 //!   call; past it the upstream stream is reset and a gRPC client gets
 //!   DEADLINE_EXCEEDED.
+//! - Interim (1xx) responses never reach the client: the `h2` client drops
+//!   informational HEADERS (0.4, `proto::streams::recv`), so the response
+//!   future yields the final head only. Nothing of an answer has gone to
+//!   the client before it, so sending a request again cannot mix answers.
 
 use std::cell::RefCell;
 use std::rc::Rc;

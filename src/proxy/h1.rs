@@ -21,7 +21,7 @@ use monoio::BufResult;
 use super::body::{BodyError, Copy};
 use super::phases::{self, Exchange};
 use super::respond::{self, Canned};
-use super::rewrite::{self, ClientFraming, ResponseRewrite};
+use super::rewrite::{self, ClientFraming, Redirect, ResponseRewrite};
 use super::session::{ClientSession, ConnInfo, RequestBody, UpBody, UpSink};
 use super::tunnel::{self, Moved, Switch};
 use crate::config::ClientLimits;
@@ -357,10 +357,11 @@ impl ClientSession for Downstream {
         &mut self,
         ctx: &WorkerCtx,
         head: &ResponseHead,
+        redirect: &Redirect<'_>,
         t: Duration,
     ) -> std::result::Result<(), IoFail> {
         let mut out = Vec::with_capacity(head.buf.len() + 32);
-        rewrite::interim_head(head, &mut out);
+        rewrite::interim_head(head, redirect, &mut out);
         io::write_all(&mut self.stream, out, &ctx.deadlines, t)
             .await
             .map(drop)

@@ -342,8 +342,10 @@ pub fn lines_into<S: FieldSink>(lines: &[u8], out: &mut S) {
 
 /// An interim (1xx) response's fields as the client gets them: the
 /// upstream's without the hop-by-hop ones and those its Connection names
-/// (RFC 9110 §7.6.1). A 1xx has no content, so no framing and no Date.
-pub fn interim_fields<S: FieldSink>(head: &ResponseHead, out: &mut S) {
+/// (RFC 9110 §7.6.1), and with `Location` and `Content-Location` mapped as
+/// the final response's would be (`redirect`; `None` for a 101, whose
+/// fields are the tunnel's). A 1xx has no content, so no framing and no Date.
+pub fn interim_fields<S: FieldSink>(head: &ResponseHead, redirect: Option<&Redirect>, out: &mut S) {
     let connection_names = || {
         head.headers()
             .filter(|(n, _)| eq_ignore_case(n, b"connection"))
@@ -353,14 +355,35 @@ pub fn interim_fields<S: FieldSink>(head: &ResponseHead, out: &mut S) {
         if is_hop_by_hop(name) || connection_names().any(|c| eq_ignore_case(c, name)) {
             continue;
         }
+        if let Some(r) = redirect {
+            if redirect_field(name, value, r, out) {
+                continue;
+            }
+        }
         out.field(name, value);
     }
 }
 
+/// A `Location` or `Content-Location` naming the upstream, given to the
+/// client mapped (`rewrite_redirect`); false when `name` is another field
+/// or the value is left as it is.
+fn redirect_field<S: FieldSink>(name: &[u8], value: &[u8], r: &Redirect, out: &mut S) -> bool {
+    if !(eq_ignore_case(name, b"location") || eq_ignore_case(name, b"content-location")) {
+        return false;
+    }
+    match rewrite_redirect(value, r) {
+        Some(v) => {
+            out.field(name, &v);
+            true
+        }
+        None => false,
+    }
+}
+
 /// An interim (1xx) response as an HTTP/1.1 client gets it.
-pub fn interim_head(head: &ResponseHead, out: &mut Vec<u8>) {
+pub fn interim_head(head: &ResponseHead, redirect: &Redirect, out: &mut Vec<u8>) {
     encode::status_line(head.status, head.reason(), out);
-    interim_fields(head, out);
+    interim_fields(head, Some(redirect), out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -379,11 +402,8 @@ pub fn response_fields<S: FieldSink>(r: &ResponseRewrite, dates: &Dates, out: &m
         if r.hsts.is_some() && eq_ignore_case(name, b"strict-transport-security") {
             continue;
         }
-        if eq_ignore_case(name, b"location") || eq_ignore_case(name, b"content-location") {
-            if let Some(v) = rewrite_redirect(value, &r.redirect) {
-                out.field(name, &v);
-                continue;
-            }
+        if redirect_field(name, value, &r.redirect, out) {
+            continue;
         }
         has_date |= eq_ignore_case(name, b"date");
         out.field(name, value);

@@ -22,7 +22,7 @@ use bytes::BytesMut;
 
 use super::body::BodyError;
 use super::respond::Canned;
-use super::rewrite::{AddrText, ClientFraming, ResponseRewrite};
+use super::rewrite::{AddrText, ClientFraming, Redirect, ResponseRewrite};
 use super::tunnel::{Moved, Switch};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
@@ -127,10 +127,13 @@ pub trait ClientSession {
         t: Duration,
     ) -> std::result::Result<(), IoFail>;
 
+    /// Sends an interim (1xx) response, its redirects mapped by `redirect`
+    /// as the final response's will be.
     async fn send_interim(
         &mut self,
         ctx: &WorkerCtx,
         head: &ResponseHead,
+        redirect: &Redirect<'_>,
         t: Duration,
     ) -> std::result::Result<(), IoFail>;
 

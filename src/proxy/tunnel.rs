@@ -182,7 +182,7 @@ pub(super) async fn switch<S: ClientSession>(
 /// hop-by-hop ones, then the switch itself.
 pub fn switching_head(head: &ResponseHead, out: &mut Vec<u8>) {
     crate::http::encode::status_line(101, head.reason(), out);
-    rewrite::interim_fields(head, out);
+    rewrite::interim_fields(head, None, out);
     if let Some(p) = head.header("upgrade") {
         out.field(b"Upgrade", p);
     }
@@ -465,7 +465,7 @@ pub async fn over_stream(
     recv: &mut RecvBody,
 ) -> Result<Moved> {
     let mut fields = super::h2::H2Fields(HeaderMap::new());
-    rewrite::interim_fields(sw.response, &mut fields);
+    rewrite::interim_fields(sw.response, None, &mut fields);
     fields.0.remove(http::header::SEC_WEBSOCKET_ACCEPT);
     let mut resp = http::Response::new(());
     *resp.status_mut() = http::StatusCode::OK;

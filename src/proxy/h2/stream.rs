@@ -40,7 +40,7 @@ use crate::io::IoFail;
 use crate::proxy::body::{BodyError, Copy};
 use crate::proxy::phases::{self, Exchange};
 use crate::proxy::respond::Canned;
-use crate::proxy::rewrite::{self, ClientFraming, FieldSink, ResponseRewrite};
+use crate::proxy::rewrite::{self, ClientFraming, FieldSink, Redirect, ResponseRewrite};
 use crate::proxy::session::{ClientSession, ConnInfo, RequestBody, UpBody, UpSink};
 use crate::proxy::tunnel::{Moved, Switch};
 use crate::tls::server::TlsInfo;
@@ -311,10 +311,11 @@ impl ClientSession for StreamSession {
         &mut self,
         _ctx: &WorkerCtx,
         head: &ResponseHead,
+        redirect: &Redirect<'_>,
         _t: Duration,
     ) -> std::result::Result<(), IoFail> {
         let mut fields = H2Fields(HeaderMap::new());
-        rewrite::interim_fields(head, &mut fields);
+        rewrite::interim_fields(head, Some(redirect), &mut fields);
         match &mut *self.send.borrow_mut() {
             Send::Head(r) => r
                 .send_informational(response(head.status, fields.0))
