@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod server;
+pub mod tickets;
 
 use std::path::Path;
 use std::sync::Arc;

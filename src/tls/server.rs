@@ -28,15 +28,13 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
-use ring::aead;
-use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::server::{
     Acceptor, ClientHello, ResolvesServerCert, ServerSessionMemoryCache, WebPkiClientVerifier,
@@ -44,6 +42,7 @@ use rustls::server::{
 use rustls::sign::CertifiedKey;
 use rustls::{ProtocolVersion, RootCertStore, ServerConfig, ServerConnection};
 
+use super::tickets::{secret, ticket_scope, Tickets};
 use crate::config::{Config, Tls, TlsVersion, VerifyClient};
 use crate::route::{listen_addrs, Router};
 
@@ -53,9 +52,7 @@ const READ_SIZE: usize = 17 * 1024;
 const WRITE_BATCH: usize = 64 * 1024;
 /// TLS 1.2 sessions remembered per server block and worker (session IDs).
 pub const SESSION_CACHE: usize = 1024;
-/// Session-ticket keys change every period; a ticket is accepted during the
-/// period it was issued in and the next one, so it lives one to two periods.
-pub const TICKET_PERIOD_SECS: u64 = 3600;
+pub use super::tickets::TICKET_PERIOD_SECS;
 
 /// A certificate and key ready to serve, with the CA that client
 /// certificates must chain to. Read on the main thread at load or reload.
@@ -160,7 +157,7 @@ fn check_leaf(path: &Path, der: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -238,121 +235,6 @@ struct Fixed(Arc<CertifiedKey>);
 impl ResolvesServerCert for Fixed {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.clone())
-    }
-}
-
-/// What ticket keys are bound to besides the period: the server block and
-/// its certificate (SHA-256 of both), the same in every worker.
-fn ticket_scope(block: usize, key: &CertifiedKey) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&(block as u64).to_be_bytes());
-    if let Some(leaf) = key.cert.first() {
-        ctx.update(leaf);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
-/// The random secret all workers derive ticket keys from, made once per
-/// process. A restart makes a new one, so tickets do not outlive the process.
-fn secret() -> &'static [u8; 32] {
-    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
-    SECRET.get_or_init(|| {
-        let mut s = [0u8; 32];
-        SystemRandom::new().fill(&mut s).expect("system random");
-        s
-    })
-}
-
-/// Session tickets sealed with AES-256-GCM under a key derived (HKDF-SHA256)
-/// from the process secret, the rotation period and the scope (server block
-/// and certificate). Any
-/// worker derives the same key, so no key table is shared or locked.
-///
-/// A ticket is `period (8 bytes) | nonce (12) | ciphertext | tag (16)`; the
-/// period is authenticated as associated data.
-#[derive(Debug)]
-pub struct Tickets {
-    secret: [u8; 32],
-    scope: [u8; 32],
-    rng: SystemRandom,
-}
-
-impl Tickets {
-    pub fn new(secret: [u8; 32], scope: [u8; 32]) -> Tickets {
-        Tickets {
-            secret,
-            scope,
-            rng: SystemRandom::new(),
-        }
-    }
-
-    fn key(&self, period: u64) -> aead::LessSafeKey {
-        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"ringway session ticket keys");
-        let prk = salt.extract(&self.secret);
-        let period = period.to_be_bytes();
-        let info = [&period[..], &self.scope[..]];
-        let okm = prk
-            .expand(&info, &aead::AES_256_GCM)
-            .expect("AES-256 key length is within HKDF's limit");
-        aead::LessSafeKey::new(aead::UnboundKey::from(okm))
-    }
-
-    fn seal_at(&self, period: u64, plain: &[u8]) -> Option<Vec<u8>> {
-        let mut nonce = [0u8; 12];
-        self.rng.fill(&mut nonce).ok()?;
-        let mut out = Vec::with_capacity(8 + 12 + plain.len() + 16);
-        out.extend_from_slice(&period.to_be_bytes());
-        out.extend_from_slice(&nonce);
-        let mut body = plain.to_vec();
-        self.key(period)
-            .seal_in_place_append_tag(
-                aead::Nonce::assume_unique_for_key(nonce),
-                aead::Aad::from(period.to_be_bytes()),
-                &mut body,
-            )
-            .ok()?;
-        out.extend_from_slice(&body);
-        Some(out)
-    }
-
-    fn open_at(&self, now_period: u64, ticket: &[u8]) -> Option<Vec<u8>> {
-        if ticket.len() < 8 + 12 + 16 {
-            return None;
-        }
-        let period = u64::from_be_bytes(ticket[..8].try_into().ok()?);
-        // The current period's key, or the one before: nothing older.
-        if period != now_period && period.checked_add(1) != Some(now_period) {
-            return None;
-        }
-        let nonce = aead::Nonce::try_assume_unique_for_key(&ticket[8..20]).ok()?;
-        let mut body = ticket[20..].to_vec();
-        let plain = self
-            .key(period)
-            .open_in_place(nonce, aead::Aad::from(period.to_be_bytes()), &mut body)
-            .ok()?;
-        let n = plain.len();
-        body.truncate(n);
-        Some(body)
-    }
-}
-
-impl rustls::server::ProducesTickets for Tickets {
-    fn enabled(&self) -> bool {
-        true
-    }
-
-    fn lifetime(&self) -> u32 {
-        TICKET_PERIOD_SECS as u32
-    }
-
-    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        self.seal_at(unix_now() / TICKET_PERIOD_SECS, plain)
-    }
-
-    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        self.open_at(unix_now() / TICKET_PERIOD_SECS, cipher)
     }
 }
 
@@ -878,30 +760,6 @@ impl AsyncWriteRent for TlsStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tickets_open_across_workers_and_expire_after_two_periods() {
-        let secret = [7u8; 32];
-        let a = Tickets::new(secret, [0; 32]);
-        let b = Tickets::new(secret, [0; 32]);
-        let t = a.seal_at(100, b"session state").unwrap();
-        assert_eq!(b.open_at(100, &t).as_deref(), Some(&b"session state"[..]));
-        assert_eq!(b.open_at(101, &t).as_deref(), Some(&b"session state"[..]));
-        assert_eq!(b.open_at(102, &t), None, "older than the previous period");
-        assert_eq!(b.open_at(99, &t), None, "from the future");
-        // Another block or certificate, or another process secret, cannot open it.
-        assert_eq!(Tickets::new(secret, [1; 32]).open_at(100, &t), None);
-        assert_eq!(Tickets::new([8u8; 32], [0; 32]).open_at(100, &t), None);
-        // Tampering anywhere fails.
-        for i in [0, 8, 20, t.len() - 1] {
-            let mut bad = t.clone();
-            bad[i] ^= 1;
-            assert_eq!(b.open_at(100, &bad), None, "byte {i}");
-        }
-        assert_eq!(b.open_at(100, &t[..30]), None);
-        // Two tickets for the same state differ (fresh nonces).
-        assert_ne!(a.seal_at(100, b"x"), a.seal_at(100, b"x"));
-    }
 
     #[test]
     fn subjects_are_made_header_safe() {
