@@ -59,7 +59,10 @@ PIDS+=($!)
 wait_port "$BACKEND_PORT" "${PIDS[-1]}" || die "perf-backend did not start"
 
 h2c_line=""
-[[ "$PROTO" == h2c ]] && h2c_line="h2c = true"
+# h2load does not open a new connection after a GOAWAY: keepalive_requests
+# (streams per connection) must not end the run.
+[[ "$PROTO" == h2c ]] && h2c_line=$'h2c = true\nkeepalive_requests = 1000000'
+
 cat >"$WORK/ringway.toml" <<EOF
 [global]
 workers = 1
