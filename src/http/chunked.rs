@@ -66,6 +66,9 @@ pub struct Decoder {
     digits: usize,
     line: usize,
     trailers: usize,
+    /// The trailer section as received (`Name: value` lines with their
+    /// CRLF), when the caller wants it (`keeping_trailers`).
+    kept: Option<Vec<u8>>,
 }
 
 impl Default for Decoder {
@@ -76,6 +79,7 @@ impl Default for Decoder {
             digits: 0,
             line: 0,
             trailers: 0,
+            kept: None,
         }
     }
 }
@@ -83,6 +87,21 @@ impl Default for Decoder {
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that keeps the trailer section (at most `MAX_TRAILERS`
+    /// bytes, as any) for [`Self::take_trailers`].
+    pub fn keeping_trailers() -> Self {
+        Decoder {
+            kept: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
+    /// The trailer fields received, as `Name: value\r\n` lines; empty when
+    /// there were none or they were not kept.
+    pub fn take_trailers(&mut self) -> Vec<u8> {
+        self.kept.take().unwrap_or_default()
     }
 
     /// True once the last chunk and the trailer section have been read.
@@ -169,6 +188,12 @@ impl Decoder {
                     if self.trailers > MAX_TRAILERS {
                         return Err(ChunkError::TrailersTooLarge);
                     }
+                    if let Some(k) = self.kept.as_mut() {
+                        // The final empty line is not a field: not kept.
+                        if !(b == b'\r' && self.state == State::TrailerStart) {
+                            k.push(b);
+                        }
+                    }
                     if b == b'\r' {
                         self.state = if self.state == State::TrailerStart {
                             State::FinalLf
@@ -184,6 +209,9 @@ impl Decoder {
                 State::TrailerLf => {
                     if b != b'\n' {
                         return Err(ChunkError::BadLineEnd);
+                    }
+                    if let Some(k) = self.kept.as_mut() {
+                        k.push(b);
                     }
                     self.state = State::TrailerStart;
                 }
@@ -232,6 +260,32 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailers_are_kept_when_asked_for_whatever_the_splits() {
+        let body = b"3\r\nabc\r\n0\r\nGrpc-Status: 0\r\nX-T: a b\r\n\r\n";
+        for step in 1..body.len() {
+            let mut d = Decoder::keeping_trailers();
+            let mut off = 0;
+            while off < body.len() && !d.is_done() {
+                let end = (off + step).min(body.len());
+                off += d.decode(&body[off..end]).unwrap().consumed;
+            }
+            assert!(d.is_done());
+            assert_eq!(
+                d.take_trailers(),
+                b"Grpc-Status: 0\r\nX-T: a b\r\n",
+                "step {step}"
+            );
+        }
+        // Not asked for: nothing kept; no trailers: nothing.
+        let mut d = Decoder::new();
+        d.decode(body).unwrap();
+        assert!(d.take_trailers().is_empty());
+        let mut d = Decoder::keeping_trailers();
+        d.decode(b"0\r\n\r\n").unwrap();
+        assert!(d.is_done() && d.take_trailers().is_empty());
+    }
 
     /// Decodes `input` fed in pieces of at most `step` bytes.
     fn decode_in_steps(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), ChunkError> {

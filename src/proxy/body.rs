@@ -53,8 +53,26 @@ impl Copy<'_> {
         match self.kind {
             BodyKind::Empty => Ok(0),
             BodyKind::Length(n) => self.length(src, src_buf, dst, n).await,
-            BodyKind::Chunked | BodyKind::UntilClose => self.reframe(src, src_buf, dst, out).await,
+            BodyKind::Chunked | BodyKind::UntilClose => self.reframe(src, src_buf, dst, out, None).await,
         }
+    }
+
+    /// `run`, and for a chunked source also its trailer fields, as
+    /// `Name: value\r\n` lines (empty when none), for a destination that
+    /// can carry them (HTTP/2).
+    pub async fn run_keeping_trailers<R: AsyncReadRent, W: AsyncWriteRent>(
+        &self,
+        src: &mut R,
+        src_buf: &mut BytesMut,
+        dst: &mut W,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, Vec<u8>), BodyError> {
+        if self.kind != BodyKind::Chunked {
+            return Ok((self.run(src, src_buf, dst, out).await?, Vec::new()));
+        }
+        let mut trailers = Vec::new();
+        let n = self.reframe(src, src_buf, dst, out, Some(&mut trailers)).await?;
+        Ok((n, trailers))
     }
 
     async fn fill<R: AsyncReadRent>(&self, src: &mut R, buf: &mut BytesMut) -> Result<usize, BodyError> {
@@ -94,8 +112,17 @@ impl Copy<'_> {
         buf: &mut BytesMut,
         dst: &mut W,
         out: &mut Vec<u8>,
+        trailers: Option<&mut Vec<u8>>,
     ) -> Result<u64, BodyError> {
-        let mut decoder = (self.kind == BodyKind::Chunked).then(Decoder::new);
+        let keep = trailers.is_some();
+        let mut decoder = (self.kind == BodyKind::Chunked).then(|| {
+            if keep {
+                Decoder::keeping_trailers()
+            } else {
+                Decoder::new()
+            }
+        });
+        let mut trailers = trailers;
         let mut moved = 0u64;
         loop {
             let mut finished = false;
@@ -142,6 +169,9 @@ impl Copy<'_> {
                     .map_err(BodyError::Write)?;
             }
             if finished {
+                if let (Some(t), Some(d)) = (trailers.as_mut(), decoder.as_mut()) {
+                    **t = d.take_trailers();
+                }
                 return Ok(moved);
             }
         }

@@ -159,6 +159,30 @@ fn large_and_chunked_responses_arrive_whole() {
 }
 
 #[test]
+fn chunked_trailers_from_an_http11_upstream_reach_an_http2_client_as_trailers() {
+    let b = Backend::start(|c| {
+        while c.read_request().is_some() {
+            let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
+5\r\nhello\r\n0\r\nX-Checksum: abc123\r\nContent-Length: 99\r\nConnection: close\r\n\r\n";
+            if !c.write(raw) {
+                return;
+            }
+        }
+    });
+    let p = h2c_proxy(&b, "");
+    let r = py("h2_probe.py", &["get", &port(&p), "/t"]);
+    let s = stream(&r, 1);
+    assert_eq!(s["body"], "hello", "{r}");
+    assert_eq!(s["trailers"]["x-checksum"], "abc123", "{r}");
+    // Framing and connection fields never travel as trailers.
+    assert!(s["trailers"].get("content-length").is_none(), "{r}");
+    assert!(s["trailers"].get("connection").is_none(), "{r}");
+    // An HTTP/1.1 client gets the body, its trailers dropped as before.
+    let h1 = p.get("/t");
+    assert_eq!(h1.text(), "hello");
+}
+
+#[test]
 fn early_hints_reach_an_http2_client() {
     let b = backend();
     let p = h2c_proxy(&b, "");

@@ -182,6 +182,18 @@ fn request_head(parts: &http::request::Parts, body_ends: bool, limits: &ClientLi
     }
 }
 
+/// Trailer fields for HTTP/2: hop-by-hop and framing fields are dropped
+/// (RFC 9110 §6.5.1 forbids framing and routing fields in trailers).
+struct TrailerFields(H2Fields);
+
+impl FieldSink for TrailerFields {
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        if !crate::http::encode::is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"host") {
+            self.0.field(name, value);
+        }
+    }
+}
+
 fn response(status: u16, fields: HeaderMap) -> Response<()> {
     let mut r = Response::new(());
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -432,8 +444,25 @@ impl ClientSession for StreamSession {
         };
         let n = match from {
             UpBody::H1(conn) => {
-                copy.run(&mut conn.stream, &mut conn.rbuf, &mut sink, &mut self.body_out)
-                    .await?
+                let (n, raw) = copy
+                    .run_keeping_trailers(&mut conn.stream, &mut conn.rbuf, &mut sink, &mut self.body_out)
+                    .await?;
+                // A chunked body's trailer fields go on as HTTP/2 trailers,
+                // less those that describe a connection or framing.
+                if !raw.is_empty() {
+                    let mut fields = TrailerFields(H2Fields(HeaderMap::new()));
+                    rewrite::lines_into(&raw, &mut fields);
+                    if !fields.0 .0.is_empty() {
+                        let mut send = self.send.borrow_mut();
+                        send.body()
+                            .map_err(|e| BodyError::Write(IoFail::Io(e)))?
+                            .send_trailers(fields.0 .0)
+                            .map_err(|e| BodyError::Write(h2_err(e)))?;
+                        *send = Send::Done;
+                        return Ok(n);
+                    }
+                }
+                n
             }
             UpBody::H2(recv) => {
                 let mut none = BytesMut::new();
