@@ -211,7 +211,7 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestPa
 /// only as part of a CRLF), and the empty line that ends the head. A few
 /// instructions per line, against a scan of every byte.
 fn has_bare_lf(head: &[u8], skip: usize, line_end: usize, fields: &[HeaderSpan]) -> bool {
-    if skip % 2 != 0 || head[..skip].chunks_exact(2).any(|c| c != b"\r\n") {
+    if !skip.is_multiple_of(2) || head[..skip].chunks_exact(2).any(|c| c != b"\r\n") {
         return true;
     }
     if line_end <= skip || line_end >= head.len() || head[line_end - 1] != b'\r' {
