@@ -96,6 +96,12 @@ impl Deadlines {
         }
     }
 
+    /// `expire_all` was called: every wait ends at once from now on, so a
+    /// loop that waits again must stop instead.
+    pub fn all_expired(&self) -> bool {
+        self.expired.get()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.borrow().len()
     }

@@ -242,6 +242,8 @@ async fn drive(
                 tracing::debug!(upstream = %addr, "HTTP/2 connection ended: {e}");
                 break;
             }
+            // The worker's drain ran out: nothing more to wait for.
+            Woke::TimedOut | Woke::Closing if ctx.deadlines.all_expired() => break,
             Woke::TimedOut | Woke::Closing => {}
         }
         if shared.streams.get() == 0 && shared.idle_since.get().elapsed() >= idle {

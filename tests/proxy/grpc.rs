@@ -261,3 +261,26 @@ proxy_pass = "http://{}"
     health.store(200, std::sync::atomic::Ordering::SeqCst);
     wait_for(settle, || (!p.handle().probed_down(0, 0)).then_some(())).expect("server not back up");
 }
+
+#[test]
+fn shutdown_ends_with_an_http2_upstream_call_still_open() {
+    let s = grpc_server();
+    let mut p = proxy(s.addr, "");
+    let target = p.addr().to_string();
+    // The server sleeps 30 s: the call outlives the proxy's 1 s drain.
+    let call = std::thread::spawn(move || py("grpc_peer.py", &["client", &target, "slow", "30000:25"]));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stopper = std::thread::spawn(move || {
+        p.stop();
+        let _ = tx.send(());
+    });
+    // A bound for a hang only: the verdict is that the proxy stopped at all.
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(20)).is_ok(),
+        "the proxy did not stop"
+    );
+    stopper.join().unwrap();
+    let r = call.join().unwrap();
+    assert_ne!(r["code"], "OK", "{r}");
+}

@@ -458,3 +458,33 @@ fn shutdown_sends_goaway_and_lets_streams_in_flight_finish() {
     assert_eq!(stream(&r, 1)["body"], "slow", "{r}");
     assert_eq!(r["goaway"]["code"], 0, "{r}");
 }
+
+#[test]
+fn shutdown_ends_with_a_stream_still_stuck_after_drain_timeout() {
+    // The backend never answers: the stream outlives the 1 s drain.
+    let b = Backend::start(|c| {
+        if c.read_request().is_some() {
+            c.hold();
+        }
+    });
+    let mut p = h2c_proxy(&b, "");
+    let port = port(&p);
+    let probe = std::thread::spawn(move || py("h2_probe.py", &["goaway_after", &port, "/stuck"]));
+    assert!(wait_for(Duration::from_secs(5), || (!b.seen().is_empty()).then_some(())).is_some());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stopper = std::thread::spawn(move || {
+        p.stop();
+        let _ = tx.send(());
+    });
+    // A bound for a hang only: the verdict is that the proxy stopped at all.
+    assert!(
+        rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+        "the proxy did not stop"
+    );
+    stopper.join().unwrap();
+    let r = probe.join().unwrap();
+    // The client was told (graceful GOAWAY first), and the stream ended
+    // without a response.
+    assert_eq!(r["goaway"]["code"], 0, "{r}");
+    assert!(stream(&r, 1)["status"].is_null(), "{r}");
+}

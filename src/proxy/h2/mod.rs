@@ -193,6 +193,9 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, io: Io, conn: ConnInfo) {
             }
             // Closed, or drained after GOAWAY.
             Woke::Ready(None) => return,
+            // The drain ran out (the worker expired every wait): the
+            // streams still open are dropped with the connection.
+            Woke::TimedOut | Woke::Closing if ctx.deadlines.all_expired() => return,
             Woke::TimedOut | Woke::Closing if idle && !draining => {
                 h2c.graceful_shutdown();
                 draining = true;
