@@ -134,7 +134,13 @@ pub(super) async fn proxy<S: ClientSession>(
         }
     };
 
-    let Answer { head, body: recv, .. } = answer;
+    // The guard keeps the stream counted on its connection until the
+    // response has been forwarded.
+    let Answer {
+        head,
+        body: recv,
+        _stream: _counted,
+    } = answer;
     let ended = recv.is_end_stream();
     let mut meta = response_meta(&head, ex.head.method() == b"HEAD")
         .map_err(|_| Error::new(ErrorKind::BadResponse("invalid response head")))?;
