@@ -415,7 +415,7 @@ impl ClientSession for Downstream {
             .await
             .map_err(|e| BodyError::Read(Some(e)))?;
         }
-        let mut copy = Copy {
+        let copy = Copy {
             deadlines: &ctx.deadlines,
             kind: body,
             chunked_out: body == BodyKind::Chunked,
@@ -423,15 +423,9 @@ impl ClientSession for Downstream {
             write_timeout: send_timeout,
             limit: max_body,
         };
-        let (src, buf, out) = (&mut self.stream, &mut self.rbuf, &mut self.body_out);
-        match to {
-            UpSink::H1(conn) => copy.run(src, buf, &mut conn.stream, out).await.map(drop),
-            // HTTP/2 frames the body itself: the bytes alone go on.
-            UpSink::H2(send) => {
-                copy.chunked_out = false;
-                copy.run(src, buf, send, out).await.map(drop)
-            }
-        }
+        to.copy_from(copy, &mut self.stream, &mut self.rbuf, &mut self.body_out)
+            .await
+            .map(drop)
     }
 
     async fn forward_response_body(

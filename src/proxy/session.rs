@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::body::BodyError;
+use monoio::io::AsyncReadRent;
+
+use super::body::{BodyError, Copy};
 use super::respond::Canned;
 use super::rewrite::{AddrText, ClientFraming, Redirect, ResponseRewrite};
 use super::tunnel::{Moved, Switch};
@@ -67,6 +69,26 @@ pub enum UpSink<'a> {
 pub enum UpBody<'a> {
     H1(&'a mut UpConn),
     H2(&'a mut RecvBody),
+}
+
+impl UpSink<'_> {
+    /// Runs `copy` from `src` (with `buf`, bytes read ahead) into this sink.
+    /// HTTP/2 frames a body itself: only the bytes go on, never chunked.
+    pub async fn copy_from<R: AsyncReadRent>(
+        self,
+        mut copy: Copy<'_>,
+        src: &mut R,
+        buf: &mut BytesMut,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<u64, BodyError> {
+        match self {
+            UpSink::H1(conn) => copy.run(src, buf, &mut conn.stream, out).await,
+            UpSink::H2(send) => {
+                copy.chunked_out = false;
+                copy.run(src, buf, send, out).await
+            }
+        }
+    }
 }
 
 impl UpBody<'_> {

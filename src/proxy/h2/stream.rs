@@ -369,7 +369,7 @@ impl ClientSession for StreamSession {
                 let _ = r.send_informational(response(100, HeaderMap::new()));
             }
         }
-        let mut copy = Copy {
+        let copy = Copy {
             deadlines: &ctx.deadlines,
             // DATA frames carry the bytes alone: read to the stream's end,
             // framed as chunked when the length is not known.
@@ -386,14 +386,9 @@ impl ClientSession for StreamSession {
         let Some(src) = self.recv.as_mut() else {
             return Err(BodyError::Read(None));
         };
-        let (buf, out) = (&mut self.body_buf, &mut self.body_out);
-        match to {
-            UpSink::H1(conn) => copy.run(src, buf, &mut conn.stream, out).await.map(drop),
-            UpSink::H2(send) => {
-                copy.chunked_out = false;
-                copy.run(src, buf, send, out).await.map(drop)
-            }
-        }
+        to.copy_from(copy, src, &mut self.body_buf, &mut self.body_out)
+            .await
+            .map(drop)
     }
 
     fn detach_body(&mut self) -> Option<(RecvBody, BytesMut)> {
