@@ -5,6 +5,16 @@ use crate::support::peers::{curl, py};
 use crate::support::*;
 use crate::tls::{config_errors, self_redirecting_backend, tls_proxy, tls_table, CertDir};
 
+/// curl to `https://app.test:<port><path>` of `p` (certificate not checked),
+/// with `args` (the protocol flag, `-w`, `-o`) before the URL.
+fn curl_tls(p: &Proxy, path: &str, args: &[&str]) -> crate::support::peers::Curl {
+    let port = p.addr().port();
+    let resolve = format!("app.test:{port}:127.0.0.1");
+    let mut all = vec!["-k", "--resolve", resolve.as_str()];
+    all.extend_from_slice(args);
+    curl(&all, &format!("https://app.test:{port}{path}"))
+}
+
 fn backend() -> Backend {
     Backend::serve(|seen| Reply::ok(format!("{} {}", seen.method(), seen.target())))
 }
@@ -14,18 +24,10 @@ fn alpn_offers_h2_first_on_tls_by_default() {
     let b = backend();
     let dir = CertDir::new("h2-alpn");
     let (p, _) = tls_proxy(&dir, b.addr, "");
-    let url = format!("https://app.test:{}/x", p.addr().port());
-    let resolve = format!("app.test:{}:127.0.0.1", p.addr().port());
-    let r = curl(
-        &["-k", "--http2", "--resolve", &resolve, "-w", " %{http_version}"],
-        &url,
-    );
+    let r = curl_tls(&p, "/x", &["--http2", "-w", " %{http_version}"]);
     assert_eq!(r.stdout, "GET /x 2", "{}", r.stderr);
     // A client that offers only HTTP/1.1 still gets it.
-    let r = curl(
-        &["-k", "--http1.1", "--resolve", &resolve, "-w", " %{http_version}"],
-        &url,
-    );
+    let r = curl_tls(&p, "/x", &["--http1.1", "-w", " %{http_version}"]);
     assert_eq!(r.stdout, "GET /x 1.1", "{}", r.stderr);
     // The raw-frame client over TLS: a whole exchange.
     let r = py(
@@ -41,12 +43,7 @@ fn http2_false_keeps_a_tls_block_on_http11() {
     let b = backend();
     let dir = CertDir::new("h2-off");
     let (p, _) = tls_proxy(&dir, b.addr, "http2 = false");
-    let resolve = format!("app.test:{}:127.0.0.1", p.addr().port());
-    let url = format!("https://app.test:{}/x", p.addr().port());
-    let r = curl(
-        &["-k", "--http2", "--resolve", &resolve, "-w", " %{http_version}"],
-        &url,
-    );
+    let r = curl_tls(&p, "/x", &["--http2", "-w", " %{http_version}"]);
     assert_eq!(r.stdout, "GET /x 1.1", "{}", r.stderr);
 }
 
@@ -55,20 +52,16 @@ fn a_large_download_over_h2_and_tls_arrives_whole() {
     let b = Backend::serve(|_| Reply::ok(vec![b'z'; 3 << 20]));
     let dir = CertDir::new("h2-big");
     let (p, _) = tls_proxy(&dir, b.addr, "");
-    let resolve = format!("app.test:{}:127.0.0.1", p.addr().port());
-    let url = format!("https://app.test:{}/big", p.addr().port());
-    let r = curl(
+    let r = curl_tls(
+        &p,
+        "/big",
         &[
-            "-k",
             "--http2",
-            "--resolve",
-            &resolve,
             "-o",
             "/dev/null",
             "-w",
             "%{size_download} %{http_version}",
         ],
-        &url,
     );
     assert_eq!(r.stdout, format!("{} 2", 3 << 20), "{}", r.stderr);
 }
@@ -79,19 +72,16 @@ fn backend_redirects_reach_http2_clients_with_their_scheme() {
     let dir = CertDir::new("h2-redirect");
     let (p, _) = tls_proxy(&dir, b.addr, "");
     let port = p.addr().port();
-    let resolve = format!("app.test:{port}:127.0.0.1");
-    let r = curl(
+    let r = curl_tls(
+        &p,
+        "/next",
         &[
-            "-k",
             "--http2",
-            "--resolve",
-            &resolve,
             "-o",
             "/dev/null",
             "-w",
             "%{redirect_url} %{http_version}",
         ],
-        &format!("https://app.test:{port}/next"),
     );
     assert_eq!(
         r.stdout,
