@@ -48,6 +48,8 @@ mod robust;
 mod routing;
 #[path = "proxy/tls.rs"]
 mod tls;
+#[path = "proxy/trailers.rs"]
+mod trailers;
 #[path = "proxy/upstream_tls.rs"]
 mod upstream_tls;
 #[path = "proxy/websocket.rs"]

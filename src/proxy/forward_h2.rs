@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue};
 
-use super::body::{BodyError, Copy};
+use super::body::{BodyError, Copy, Trailers};
 use super::forward::{self, idempotent, Failure, Plan, Select};
 use super::h2::H2Fields;
 use super::phases::Exchange;
@@ -374,6 +374,7 @@ async fn pump(
         read_timeout: body_timeout,
         write_timeout: send_timeout,
         limit: max,
+        trailers: Trailers::Drop,
     };
     let mut sink = SendBody {
         send: &send,

@@ -18,7 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
-use super::body::{BodyError, Copy};
+use super::body::{self, BodyError, Copy, Trailers};
 use super::phases::{self, Exchange};
 use super::respond::{self, Canned};
 use super::rewrite::{self, ClientFraming, Redirect, ResponseRewrite};
@@ -427,6 +427,9 @@ impl ClientSession for Downstream {
             read_timeout: limits.body_timeout,
             write_timeout: send_timeout,
             limit: max_body,
+            // Chunked to an HTTP/1.1 upstream: the client's trailer fields
+            // go on in the last chunk.
+            trailers: Trailers::Pass,
         };
         to.copy_from(copy, &mut self.stream, &mut self.rbuf, &mut self.body_out)
             .await
@@ -442,13 +445,17 @@ impl ClientSession for Downstream {
         read_timeout: Duration,
         send_timeout: Duration,
     ) -> std::result::Result<u64, BodyError> {
-        let copy = Copy {
+        let chunked_out = framing == ClientFraming::Chunked;
+        let mut copy = Copy {
             deadlines: &ctx.deadlines,
             kind: body,
-            chunked_out: framing == ClientFraming::Chunked,
+            chunked_out,
             read_timeout,
             write_timeout: send_timeout,
             limit: None,
+            // A chunked upstream body's trailer fields go on in the last
+            // chunk to the client.
+            trailers: Trailers::Pass,
         };
         match from {
             UpBody::H1(conn) => {
@@ -460,13 +467,32 @@ impl ClientSession for Downstream {
                 )
                 .await
             }
-            // An HTTP/2 upstream's trailers have no place in an HTTP/1.1
-            // response here: they are dropped (the body ends with the last
-            // chunk as usual).
+            // An HTTP/2 upstream's trailers end the chunked body to the
+            // client (without chunking there is no place for them).
             UpBody::H2(recv) => {
                 let mut none = BytesMut::new();
-                copy.run(recv, &mut none, &mut self.stream, &mut self.body_out)
-                    .await
+                if chunked_out {
+                    copy.trailers = Trailers::Caller;
+                }
+                let n = copy
+                    .run(&mut *recv, &mut none, &mut self.stream, &mut self.body_out)
+                    .await?;
+                if chunked_out {
+                    let fields = recv
+                        .trailers(&ctx.deadlines, read_timeout)
+                        .await
+                        .map_err(|e| BodyError::Read(Some(IoFail::Io(e))))?
+                        .unwrap_or_default();
+                    self.body_out.clear();
+                    body::last_chunk(
+                        fields.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+                        &mut self.body_out,
+                    );
+                    io::flush_vec(&mut self.stream, &mut self.body_out, &ctx.deadlines, send_timeout)
+                        .await
+                        .map_err(BodyError::Write)?;
+                }
+                Ok(n)
             }
         }
     }

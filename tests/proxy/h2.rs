@@ -177,9 +177,15 @@ fn chunked_trailers_from_an_http11_upstream_reach_an_http2_client_as_trailers() 
     // Framing and connection fields never travel as trailers.
     assert!(s["trailers"].get("content-length").is_none(), "{r}");
     assert!(s["trailers"].get("connection").is_none(), "{r}");
-    // An HTTP/1.1 client gets the body, its trailers dropped as before.
+    // An HTTP/1.1 client gets them in the last chunk, with the same fields
+    // left out.
     let h1 = p.get("/t");
     assert_eq!(h1.text(), "hello");
+    assert!(
+        h1.body_raw.ends_with(b"0\r\nX-Checksum: abc123\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&h1.body_raw)
+    );
 }
 
 #[test]

@@ -36,8 +36,8 @@ use crate::error::{ErrorKind, Result};
 use crate::h2io::body::{RecvBody, Send, SendBody};
 use crate::http::parse::{parse_request, HeadLimits, Parsed};
 use crate::http::{BodyKind, RequestHead, ResponseHead};
-use crate::io::IoFail;
-use crate::proxy::body::{BodyError, Copy};
+use crate::io::{self as rio, IoFail};
+use crate::proxy::body::{self, BodyError, Copy, Trailers};
 use crate::proxy::phases::{self, Exchange};
 use crate::proxy::respond::Canned;
 use crate::proxy::rewrite::{self, ClientFraming, FieldSink, Redirect, ResponseRewrite};
@@ -188,7 +188,7 @@ struct TrailerFields(H2Fields);
 
 impl FieldSink for TrailerFields {
     fn field(&mut self, name: &[u8], value: &[u8]) {
-        if !crate::http::encode::is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"host") {
+        if crate::http::encode::allowed_in_trailers(name) {
             self.0.field(name, value);
         }
     }
@@ -382,13 +382,34 @@ impl ClientSession for StreamSession {
             read_timeout: limits.body_timeout,
             write_timeout: send_timeout,
             limit: max_body,
+            // The stream's trailers end a chunked body to an HTTP/1.1
+            // upstream, written below.
+            trailers: Trailers::Caller,
         };
         let Some(src) = self.recv.as_mut() else {
             return Err(BodyError::Read(None));
         };
-        to.copy_from(copy, src, &mut self.body_buf, &mut self.body_out)
-            .await
-            .map(drop)
+        let UpSink::H1(conn) = to else {
+            return to.copy_from(copy, src, &mut self.body_buf, &mut self.body_out).await.map(drop);
+        };
+        copy.run(src, &mut self.body_buf, &mut conn.stream, &mut self.body_out)
+            .await?;
+        if copy.chunked_out {
+            let fields = src
+                .trailers(&ctx.deadlines, limits.body_timeout)
+                .await
+                .map_err(|e| BodyError::Read(Some(IoFail::Io(e))))?
+                .unwrap_or_default();
+            self.body_out.clear();
+            body::last_chunk(
+                fields.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+                &mut self.body_out,
+            );
+            rio::flush_vec(&mut conn.stream, &mut self.body_out, &ctx.deadlines, send_timeout)
+                .await
+                .map_err(BodyError::Write)?;
+        }
+        Ok(())
     }
 
     fn detach_body(&mut self) -> Option<(RecvBody, BytesMut)> {
@@ -431,6 +452,7 @@ impl ClientSession for StreamSession {
             read_timeout,
             write_timeout: send_timeout,
             limit: None,
+            trailers: Trailers::Drop,
         };
         let mut sink = SendBody {
             send: &self.send,
