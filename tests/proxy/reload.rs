@@ -312,3 +312,267 @@ fn an_unchanged_upstream_keeps_its_health_and_a_changed_one_starts_afresh() {
     assert!(done.last().unwrap().contains("changed [app]"), "{done:#?}");
     p.wait_line("health check: server down");
 }
+
+fn check(path: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["--check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn include_merges_globbed_files_and_names_the_included_file_in_errors() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let b = Backend::serve(|_| Reply::ok("B"));
+    let dir = Dir::new("reload-include");
+    let port = free_port();
+    let main = format!(
+        "include = [\"conf.d/*.toml\"]\n[global]\ndrain_timeout = \"1s\"\n\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\n\
+         access_log = \"off\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"http://{}\"\n",
+        a.addr
+    );
+    let path = dir.write("ringway.toml", &main);
+    dir.write(
+        "conf.d/b.toml",
+        &format!(
+            "[[upstream]]\nname = \"b\"\nservers = [\"{}\"]\n\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\nserver_name = [\"b.test\"]\n\
+             access_log = \"off\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"http://b\"\n",
+            b.addr
+        ),
+    );
+    dir.write("conf.d/notes.txt", "not toml, not matched");
+    assert_eq!(check(&path).0, true, "{}", check(&path).1);
+    let mut p = Running::start(&path);
+    let get = |host: &str| {
+        Client::connect(addr(port))
+            .request(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"))
+            .text()
+    };
+    assert_eq!((get("a.test"), get("b.test")), ("A".into(), "B".into()));
+
+    // An error inside an included file names that file, line and column,
+    // in --check and in the reload's log; the running config stays.
+    dir.write(
+        "conf.d/c.toml",
+        "[[upstream]]\nname = \"c\"\nservers = [\"127.0.0.1:1\"]\nkeepalive = -1\n",
+    );
+    let (ok, said) = check(&path);
+    assert!(!ok);
+    let inc = dir.0.join("conf.d/c.toml").display().to_string();
+    let line = said
+        .lines()
+        .find(|l| l.contains("keepalive"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        line.starts_with(&format!("{inc}:4:13: upstream[1].keepalive")),
+        "{line}"
+    );
+    p.signal(libc::SIGHUP);
+    let logged = p.lines_until("reload failed");
+    assert!(logged.iter().any(|l| l.ends_with(line)), "{logged:#?}");
+    assert_eq!(get("b.test"), "B");
+}
+
+#[test]
+fn include_refusals() {
+    let dir = Dir::new("reload-include-bad");
+    let base = "[[server]]\nlisten = [\"127.0.0.1:0\"]\n[[server.location]]\npath = \"/\"\nreturn = { status = 204 }\n";
+    let cases: [(&str, &[(&str, &str)], &str); 6] = [
+        (
+            "include = \"conf.d/*.toml\"\n",
+            &[],
+            "ringway.toml:1:11: include: must be a list of file patterns",
+        ),
+        (
+            "include = [\"\"]\n",
+            &[],
+            "ringway.toml:1:12: include[0]: an empty pattern names no file",
+        ),
+        (
+            "include = [\"*/x.toml\"]\n",
+            &[],
+            "include[0]: \"*/x.toml\": wildcards are allowed in the file name only",
+        ),
+        (
+            "include = [\"missing.toml\"]\n",
+            &[],
+            "include[0]: cannot read included file",
+        ),
+        (
+            "include = [\"inc/*.toml\"]\n",
+            &[("inc/g.toml", "[global]\nworkers = 2\n")],
+            "inc/g.toml:1:2: global: an included file holds only [[server]] and [[upstream]] tables",
+        ),
+        (
+            "include = [\"inc2/*.toml\"]\n",
+            &[("inc2/n.toml", "include = [\"x.toml\"]\n")],
+            "inc2/n.toml:1:1: include: an included file cannot include others",
+        ),
+    ];
+    for (head, files, want) in cases {
+        for (name, text) in files {
+            dir.write(name, text);
+        }
+        let path = dir.write("ringway.toml", &format!("{head}{base}"));
+        let (ok, said) = check(&path);
+        assert!(!ok && said.contains(want), "{head:?}: want {want:?} in\n{said}");
+    }
+    // A glob that matches nothing is an empty conf.d: fine.
+    std::fs::create_dir_all(dir.0.join("empty")).unwrap();
+    let path = dir.write("ringway.toml", &format!("include = [\"empty/*.toml\"]\n{base}"));
+    assert!(check(&path).0, "{}", check(&path).1);
+}
+
+#[test]
+fn reload_flag_signals_the_process_in_pid_file_and_its_refusals() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let b = Backend::serve(|_| Reply::ok("B"));
+    let dir = Dir::new("reload-pid");
+    let port = free_port();
+    let g = "pid_file = \"ringway.pid\"";
+    let path = dir.write("ringway.toml", &conf(&[port], a.addr, g));
+    let reload = || {
+        Command::new(BIN)
+            .args(["--reload", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+
+    // No process yet: the pid file is missing.
+    let out = reload();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read pid_file"),
+        "{out:?}"
+    );
+
+    let mut p = Running::start(&path);
+    let pid = std::fs::read_to_string(dir.0.join("ringway.pid")).unwrap();
+    assert_eq!(pid.trim(), p.child.id().to_string());
+    assert_eq!(body(&mut Client::connect(addr(port))), "A");
+    dir.write("ringway.toml", &conf(&[port], b.addr, g));
+    let out = reload();
+    assert!(out.status.success(), "{out:?}");
+    p.wait_line("config generation 2 installed");
+    p.wait_line("config generation 2 installed");
+    assert_eq!(body(&mut Client::connect(addr(port))), "B");
+
+    // A pid file that holds no process id, and a config without pid_file.
+    std::fs::write(dir.0.join("ringway.pid"), "garbage\n").unwrap();
+    let out = reload();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not hold a process id"),
+        "{out:?}"
+    );
+    let bare = dir.write("bare.toml", &conf(&[port], b.addr, ""));
+    let out = Command::new(BIN)
+        .args(["--reload", "--config", bare.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--reload needs global.pid_file"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn sigusr1_reopens_the_access_log() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let dir = Dir::new("reload-usr1");
+    let port = free_port();
+    let log = dir.0.join("access.log");
+    let path = dir.write(
+        "ringway.toml",
+        &conf(&[port], a.addr, "").replace(
+            "access_log = \"off\"",
+            &format!("access_log = {:?}", log.display().to_string()),
+        ),
+    );
+    let mut p = Running::start(&path);
+    let count = |f: &Path, what: &str| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .matches(what)
+            .count()
+    };
+    Client::connect(addr(port)).get("/first");
+    support::wait_for(IO_TIMEOUT, || (count(&log, "GET /first") == 1).then_some(())).expect("first line");
+    // logrotate: rename, then signal; the next line lands in a new file.
+    let rotated = dir.0.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    p.signal(libc::SIGUSR1);
+    p.wait_line("access log files reopened");
+    Client::connect(addr(port)).get("/second");
+    support::wait_for(IO_TIMEOUT, || (count(&log, "GET /second") == 1).then_some(()))
+        .expect("second line in the new file");
+    assert_eq!(count(&rotated, "GET /second"), 0);
+    assert_eq!(count(&rotated, "GET /first"), 1);
+}
+
+#[test]
+fn twenty_reloads_under_traffic_fail_nothing() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let b = Backend::serve(|_| Reply::ok("B"));
+    let dir = Dir::new("reload-load");
+    let port = free_port();
+    let path = dir.write("ringway.toml", &conf(&[port], a.addr, ""));
+    let mut p = Running::start(&path);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|k| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut failed, mut seen) = (0u32, Vec::new(), std::collections::HashSet::new());
+                let mut c: Option<Client> = None;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Half the clients keep their connection, half reconnect each time.
+                    let mut conn = match c.take() {
+                        Some(c) if k % 2 == 0 => c,
+                        _ => match TcpStream::connect(addr(port)) {
+                            Ok(s) => Client::from_stream(s),
+                            Err(e) => {
+                                failed.push(format!("connect: {e}"));
+                                continue;
+                            }
+                        },
+                    };
+                    conn.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+                    match conn.try_response() {
+                        Ok(r) if r.status == 200 => {
+                            ok += 1;
+                            seen.insert(r.text());
+                            if !r.says_close() {
+                                c = Some(conn);
+                            }
+                        }
+                        Ok(r) => failed.push(format!("status {}", r.status)),
+                        Err(e) => failed.push(format!("{e:?}")),
+                    }
+                }
+                (ok, failed, seen)
+            })
+        })
+        .collect();
+    for n in 0..20u64 {
+        let to = if n % 2 == 0 { b.addr } else { a.addr };
+        dir.write("ringway.toml", &conf(&[port], to, ""));
+        p.reload_to(n + 2);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    let mut seen = std::collections::HashSet::new();
+    for c in clients {
+        let (ok, failed, s) = c.join().unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += ok;
+        seen.extend(s);
+    }
+    assert!(total > 100, "only {total} requests");
+    assert_eq!(seen.len(), 2, "both routes were served: {seen:?}");
+}
