@@ -7,6 +7,8 @@
 //! turn: under load many lines go out in one write, when idle each line goes
 //! out at once. The write itself is a plain `write(2)` to a file opened in
 //! append mode or to stdout: short, and never waiting on the network.
+//! Files are opened off the workers ([`LogFiles`], at start, on a reload and
+//! on SIGUSR1) and shared by every worker's sinks of one generation.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -168,6 +168,7 @@ impl Server {
     }
 
     /// `start`, calling `on_give_up` if the supervisor stops restarting.
+    #[allow(clippy::disallowed_types)] // the reload state's lock, off the request path
     fn launch(self, on_give_up: Option<Box<dyn FnOnce() + Send>>) -> io::Result<Handle> {
         let driver = Driver::detect();
         let cores = core_affinity::get_core_ids().unwrap_or_default();

@@ -12,9 +12,9 @@
 //!
 //! The supervisor, a thread of its own, notices the end, logs the worker id
 //! and the panic message, and starts the worker again on the same core with
-//! a fresh `WorkerCtx` and the same listening sockets: the supervisor owns
-//! every worker's sockets for the life of the process and hands each start
-//! of a worker duplicates of its own (`try_clone`). So a worker's death
+//! a fresh `WorkerCtx` and the same listening sockets: the process owns
+//! every worker's sockets (`Shared::current`, updated by reloads) and hands
+//! each start of a worker duplicates of its own (`try_clone`). So a worker's death
 //! never closes its sockets; connections the kernel queues on them while
 //! it is down wait there and are served by the restarted worker. The dead
 //! worker's open connections are lost; the other workers' are untouched.
@@ -22,8 +22,8 @@
 //! soon as the workers' accept loops end. Restarts back off, and a worker
 //! that dies more than `MAX_RESTARTS` times within `RESTART_WINDOW` makes
 //! the supervisor give up, so a fault that recurs stops the process with
-//! an error instead of looping. A restarted worker gets the config the
-//! server started with, and the certificates last reloaded on SIGHUP.
+//! an error instead of looping. A restarted worker gets the newest config
+//! (the last reload's) and the process's current listening sockets.
 
 use std::collections::VecDeque;
 use std::future::Future;

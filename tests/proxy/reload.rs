@@ -345,7 +345,7 @@ fn include_merges_globbed_files_and_names_the_included_file_in_errors() {
         ),
     );
     dir.write("conf.d/notes.txt", "not toml, not matched");
-    assert_eq!(check(&path).0, true, "{}", check(&path).1);
+    assert!(check(&path).0, "{}", check(&path).1);
     let mut p = Running::start(&path);
     let get = |host: &str| {
         Client::connect(addr(port))
@@ -381,7 +381,8 @@ fn include_merges_globbed_files_and_names_the_included_file_in_errors() {
 fn include_refusals() {
     let dir = Dir::new("reload-include-bad");
     let base = "[[server]]\nlisten = [\"127.0.0.1:0\"]\n[[server.location]]\npath = \"/\"\nreturn = { status = 204 }\n";
-    let cases: [(&str, &[(&str, &str)], &str); 6] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 6] = [
         (
             "include = \"conf.d/*.toml\"\n",
             &[],
