@@ -218,7 +218,8 @@ fn a_changed_route_applies_to_new_connections_and_the_next_request_of_a_kept_one
     // A request in flight when the reload lands finishes under the old config.
     let mut inflight = Client::connect(addr(port));
     inflight.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(100));
+    support::wait_for(IO_TIMEOUT, || (!slow.seen().is_empty()).then_some(()))
+        .expect("the slow request is under way");
     dir.write(
         "ringway.toml",
         &with(b.addr).replace("path = \"/slow\"", "path = \"/gone\""),
@@ -307,10 +308,15 @@ fn an_unchanged_upstream_keeps_its_health_and_a_changed_one_starts_afresh() {
     // again, so the sick one is taken out anew.
     dir.write("ringway.toml", &up("keepalive = 4"));
     p.signal(libc::SIGHUP);
-    let done = p.lines_until("reload succeeded");
-    assert!(!done.iter().any(|l| l.contains("server down")), "{done:#?}");
-    assert!(done.last().unwrap().contains("changed [app]"), "{done:#?}");
-    p.wait_line("health check: server down");
+    // Since the unchanged reload, up to this one: no server went down anew.
+    let between = p.lines_until("reload (SIGHUP): reading");
+    assert!(!between.iter().any(|l| l.contains("server down")), "{between:#?}");
+    let mut after = p.lines_until("health check: server down");
+    if !after.iter().any(|l| l.contains("reload succeeded")) {
+        after.extend(p.lines_until("reload succeeded"));
+    }
+    let done = after.iter().find(|l| l.contains("reload succeeded")).unwrap();
+    assert!(done.contains("changed [app]"), "{after:#?}");
 }
 
 fn check(path: &Path) -> (bool, String) {
@@ -576,4 +582,69 @@ fn twenty_reloads_under_traffic_fail_nothing() {
     }
     assert!(total > 100, "only {total} requests");
     assert_eq!(seen.len(), 2, "both routes were served: {seen:?}");
+}
+
+#[test]
+fn reload_watch_follows_the_config_and_its_included_files() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let b = Backend::serve(|_| Reply::ok("B"));
+    let dir = Dir::new("reload-watch");
+    let port = free_port();
+    let main = |pass: &str| {
+        format!(
+            "include = [\"conf.d/*.toml\"]\n[global]\ndrain_timeout = \"1s\"\nreload_watch = true\n\n[[server]]\n\
+             listen = [\"127.0.0.1:{port}\"]\naccess_log = \"off\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"{pass}\"\n"
+        )
+    };
+    let up = |to: SocketAddr| format!("[[upstream]]\nname = \"app\"\nservers = [\"{to}\"]\n");
+    dir.write("conf.d/up.toml", &up(a.addr));
+    let path = dir.write("ringway.toml", &main("http://app"));
+    let mut p = Running::start(&path);
+    assert_eq!(body(&mut Client::connect(addr(port))), "A");
+    // An included file changes: no signal, the watch reloads.
+    dir.write("conf.d/up.toml", &up(b.addr));
+    let done = p.lines_until("reload succeeded");
+    assert!(
+        done.iter().any(|l| l.contains("reload (a config file changed)")),
+        "{done:#?}"
+    );
+    let installed = done
+        .iter()
+        .filter(|l| l.contains("config generation 2 installed"))
+        .count();
+    for _ in installed..2 {
+        p.wait_line("config generation 2 installed");
+    }
+    assert_eq!(body(&mut Client::connect(addr(port))), "B");
+    // The main file changes to something invalid: logged, B stays.
+    dir.write("ringway.toml", &main("http://nowhere"));
+    p.wait_line("reload failed");
+    assert_eq!(body(&mut Client::connect(addr(port))), "B");
+}
+
+#[test]
+fn pid_file_refusals() {
+    let dir = Dir::new("reload-pid-bad");
+    let base = "[[server]]\nlisten = [\"127.0.0.1:0\"]\n[[server.location]]\npath = \"/\"\nreturn = { status = 204 }\n";
+    let path = dir.write("empty.toml", &format!("[global]\npid_file = \"\"\n{base}"));
+    let (ok, said) = check(&path);
+    assert!(
+        !ok && said.contains("empty.toml:2:12: global.pid_file: an empty path"),
+        "{said}"
+    );
+    // A pid file that cannot be written stops the start, before serving.
+    let path = dir.write(
+        "nodir.toml",
+        &format!("[global]\npid_file = \"no/such/dir/r.pid\"\n{base}"),
+    );
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pid_file") && err.contains("no/such/dir/r.pid"),
+        "{err}"
+    );
 }
