@@ -1434,3 +1434,51 @@ fn a_restarted_worker_serves_the_certificate_reloaded_before_it_died() {
     .expect("the restarted worker answers");
     assert_eq!(after, new);
 }
+
+/// Session tickets are bound to a block's names and addresses, not its
+/// position: a reload that puts another block before it still resumes the
+/// sessions made before.
+#[test]
+fn tickets_issued_before_a_reload_resume_after_it() {
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("reload-tickets");
+    let ca = Ca::new("test CA");
+    let (cert, key, _) = dir.leaf(&ca.issue(&["app.test"]), "live");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tls_block = format!(
+        "[[server]]\nlisten = [\"127.0.0.1:{port}\"]\naccess_log = \"off\"\ntls = {{ cert = {cert:?}, key = {key:?} }}\n\
+         [[server.location]]\npath = \"/\"\nproxy_pass = \"http://{}\"\n",
+        backend.addr
+    );
+    let config = dir.path("ringway.toml");
+    std::fs::write(&config, format!("[global]\ndrain_timeout = \"1s\"\n{tls_block}")).unwrap();
+    let mut ringway = Running::start(&config, "2");
+    let cfg = tls_client::default_config();
+    let mut first = tls_client::connect(ringway.addr, &cfg, Some("app.test")).unwrap();
+    assert!(!first.resumed());
+    assert_eq!(first.get("app.test", "/").status, 200);
+    drop(first);
+
+    let other = "[[server]]\nlisten = [\"127.0.0.1:0\"]\naccess_log = \"off\"\n[[server.location]]\npath = \"/\"\nreturn = { status = 204 }\n";
+    std::fs::write(
+        &config,
+        format!("[global]\ndrain_timeout = \"1s\"\n{other}{tls_block}"),
+    )
+    .unwrap();
+    ringway.sighup();
+    for _ in 0..2 {
+        ringway.wait_line("config generation 2 installed");
+    }
+    for i in 0..6 {
+        let mut c = tls_client::connect(ringway.addr, &cfg, Some("app.test")).unwrap();
+        assert!(
+            c.resumed(),
+            "connection {i} after the reload made a full handshake"
+        );
+        assert_eq!(c.get("app.test", "/").status, 200);
+    }
+}
