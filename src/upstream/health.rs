@@ -215,6 +215,40 @@ mod tests {
 
     const T: Duration = Duration::from_secs(10);
 
+    fn config(upstreams: &str) -> Config {
+        let text = format!("{upstreams}\n[[server]]\nlisten = [\"127.0.0.1:0\"]\n");
+        Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_reload_carries_the_flags_of_unchanged_upstreams_by_name() {
+        let old = config(
+            "[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n\
+             [[upstream]]\nname = \"b\"\nservers = [\"127.0.0.1:3\"]\n",
+        );
+        let probed = Probed::new(&old);
+        probed.set(0, 1, true);
+        probed.set(1, 0, true);
+        // Reordered: `a` unchanged at position 1, `b` changed (another key), `c` new.
+        let new = config(
+            "[[upstream]]\nname = \"b\"\nservers = [\"127.0.0.1:3\"]\nkeepalive = 4\n\
+             [[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n\
+             [[upstream]]\nname = \"c\"\nservers = [\"127.0.0.1:1\"]\n",
+        );
+        assert!(old.upstreams[0].same_as(&new.upstreams[1]));
+        assert!(!old.upstreams[1].same_as(&new.upstreams[0]));
+        let carried = probed.carry(&old, &new);
+        assert!(
+            carried.is_down(1, 1) && !carried.is_down(1, 0),
+            "a kept its flags"
+        );
+        assert!(!carried.is_down(0, 0), "b changed: fresh flags");
+        assert!(!carried.is_down(2, 0), "c is new");
+        // The same flags, not a copy: the old prober's last verdicts still land.
+        probed.set(0, 0, true);
+        assert!(carried.is_down(1, 0));
+    }
+
     #[test]
     fn max_fails_within_fail_timeout_mark_down_for_fail_timeout() {
         let p = PeerState::default();

@@ -648,3 +648,38 @@ fn pid_file_refusals() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unchanged_upstream_keeps_its_idle_connections_and_a_changed_one_opens_new_ones() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let dir = Dir::new("reload-pool");
+    let port = free_port();
+    let path = dir.write("ringway.toml", &conf(&[port], a.addr, ""));
+    let mut p = Running::start(&path);
+    // One client connection: its requests stay on one worker, and so on
+    // that worker's pool.
+    let mut c = Client::connect(addr(port));
+    let first = c.get("/").conn();
+    assert_eq!(c.get("/").conn(), first, "pooled before any reload");
+
+    // Unchanged upstream (a location added): the same upstream connection.
+    let more = conf(&[port], a.addr, "").replace(
+        "proxy_pass = \"http://app\"\n",
+        "proxy_pass = \"http://app\"\n[[server.location]]\npath = \"/x\"\nreturn = { status = 204 }\n",
+    );
+    dir.write("ringway.toml", &more);
+    p.reload_to(2);
+    assert_eq!(c.get("/").conn(), first, "the pool was kept");
+    assert_eq!(a.connections(), 1);
+
+    // Changed upstream: its idle connection is closed and a new one opened.
+    dir.write(
+        "ringway.toml",
+        &more.replace("servers = [", "keepalive = 8\nservers = ["),
+    );
+    p.reload_to(3);
+    let after = c.get("/");
+    assert_eq!(after.text(), "A");
+    assert_ne!(after.conn(), first, "a changed upstream reused an old connection");
+    assert_eq!(a.connections(), 2);
+}
