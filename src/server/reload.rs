@@ -135,13 +135,17 @@ pub(super) fn apply(h: &Handle, config: Config) -> io::Result<Changes> {
 
     // Active health: flags carried by name; the prober starts again from them.
     let probed = Arc::new(live.probed.carry(&old, &config));
+    // Started before the old one stops, so a failure here leaves the
+    // running config untouched; for a moment both probe, into flags of the
+    // same verdicts.
+    let prober = Prober::start(&config, probed.clone())?;
     if let Some(p) = live.prober.take() {
         p.stop();
     }
     if let Some(r) = live.resolver.take() {
         r.stop();
     }
-    live.prober = Prober::start(&config, probed.clone())?;
+    live.prober = prober;
     let number = live.number + 1;
     let snapshot = Arc::new(Snapshot {
         number,
@@ -181,7 +185,13 @@ pub(super) fn apply(h: &Handle, config: Config) -> io::Result<Changes> {
             );
         }
     }
-    live.resolver = start_resolver(&config, &live.resolve, &h.controls, live.prober.as_ref(), number)?;
+    // The config is in force now: a resolver that cannot start is logged,
+    // not a failed reload (names keep the addresses they were loaded with).
+    live.resolver = start_resolver(&config, &live.resolve, &h.controls, live.prober.as_ref(), number)
+        .unwrap_or_else(|e| {
+            tracing::error!("reload: re-resolution cannot start: {e}");
+            None
+        });
     live.number = number;
     live.config = config;
     live.probed = probed;
