@@ -28,6 +28,7 @@ pub mod config;
 pub mod ctx;
 pub mod deadline;
 pub mod error;
+pub mod generation;
 pub mod h2io;
 pub mod http;
 pub mod io;

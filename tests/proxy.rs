@@ -42,6 +42,8 @@ mod lifecycle;
 mod pool;
 #[path = "proxy/refusals.rs"]
 mod refusals;
+#[path = "proxy/reload.rs"]
+mod reload;
 #[path = "proxy/robust.rs"]
 mod robust;
 #[path = "proxy/routing.rs"]

@@ -6,6 +6,7 @@
 //! never on a worker). Every problem found is reported with file, line and
 //! column; all of them are collected, not just the first.
 
+mod include;
 mod raw;
 mod validate;
 
@@ -24,6 +25,9 @@ pub struct Config {
     pub global: Global,
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
+    /// The files read: the main one first, then each included one
+    /// (what `reload_watch` polls).
+    pub files: Vec<PathBuf>,
 }
 
 /// `[global]`: process-wide settings.
@@ -41,6 +45,12 @@ pub struct Global {
     /// `trusted_proxies`: CIDRs whose X-Forwarded-For is believed when taking the
     /// client address (nginx's `set_real_ip_from`). Default: none.
     pub trusted_proxies: Vec<IpNet>,
+    /// `pid_file`: where the process id is written at start (and removed at
+    /// exit); `ringway --reload` signals the process it names. Default: none.
+    pub pid_file: Option<PathBuf>,
+    /// `reload_watch`: reload when the config file or an included file
+    /// changes (polled every second, debounced). Default false.
+    pub reload_watch: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +197,7 @@ pub struct Sticky {
 }
 
 /// TLS toward an upstream's servers, checked and loaded at config load.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamTls {
     /// The settings as written, to tell whether two `https://` locations
     /// naming the same address can share one implicit upstream.
@@ -203,6 +213,27 @@ pub struct UpstreamTls {
     /// Roots, verifier, ALPN and client certificate, ready at load. Each
     /// worker uses a copy with its own session cache.
     pub client: Arc<rustls::ClientConfig>,
+}
+
+/// Everything but the loaded client config: what a reload compares to tell
+/// an unchanged upstream from a changed one (`Upstream::same_as`).
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("spec", &self.spec)
+            .field("names", &self.names)
+            .field("name_from_host", &self.name_from_host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Same name and same definition (every key as loaded, addresses
+    /// included; upstream TLS by its settings, not its files' contents):
+    /// a reload keeps such an upstream's pools, health and balancer.
+    pub fn same_as(&self, other: &Upstream) -> bool {
+        self.name == other.name && format!("{self:?}") == format!("{other:?}")
+    }
 }
 
 /// The TLS keys of an upstream (or of an `https://` location), as written.

@@ -11,6 +11,10 @@ use toml::Spanned;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
+    /// Read by `include.rs` before this parse; here so it is a known key.
+    #[allow(dead_code)]
+    #[serde(default)]
+    pub include: Option<toml::Value>,
     #[serde(default)]
     pub global: RawGlobal,
     #[serde(default)]
@@ -35,6 +39,8 @@ pub struct RawGlobal {
     pub drain_timeout: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub pid_file: Option<Spanned<String>>,
+    pub reload_watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -85,6 +85,8 @@ impl std::error::Error for ConfigErrors {}
 
 struct Checker<'a> {
     text: &'a str,
+    /// The main file and what it includes: where an offset in `text` is.
+    sources: &'a super::include::Sources,
     file: String,
     errors: Vec<ConfigError>,
     /// The system's CA certificates, read the first time an upstream needs them.
@@ -96,9 +98,9 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
-        let (line, col) = line_col(self.text, span.start);
+        let (file, line, col) = self.sources.locate(span.start);
         self.errors.push(ConfigError {
-            file: self.file.clone(),
+            file: file.to_string(),
             line,
             col,
             key: key.into(),
@@ -153,7 +155,7 @@ impl Checker<'_> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -354,8 +356,11 @@ fn with_hint(message: &str) -> String {
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+    let sources = super::include::assemble(text, origin).map_err(ConfigErrors)?;
+    let text = sources.text.as_str();
     let mut c = Checker {
         text,
+        sources: &sources,
         file: origin.display().to_string(),
         errors: Vec::new(),
         system_roots: None,
@@ -414,9 +419,10 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
             global,
             upstreams,
             servers,
+            files: sources.files.clone(),
         })
     } else {
-        c.errors.sort_by_key(|e| (e.line, e.col));
+        c.errors.sort_by_key(|e| (sources.order(&e.file), e.line, e.col));
         Err(ConfigErrors(c.errors))
     }
 }
@@ -472,12 +478,30 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
             ),
         }
     }
+    let pid_file = g.pid_file.as_ref().and_then(|p| {
+        if p.get_ref().trim().is_empty() {
+            c.error(
+                p.span(),
+                "global.pid_file",
+                "an empty path: write a file path or leave the key out",
+            );
+            return None;
+        }
+        // Relative to the config file's directory, as certificate paths are.
+        let path = Path::new(p.get_ref());
+        Some(match Path::new(&c.file).parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        })
+    });
     Global {
         workers,
         log_level,
         drain_timeout,
         max_connections,
         trusted_proxies,
+        pid_file,
+        reload_watch: g.reload_watch.unwrap_or(false),
     }
 }
 

@@ -207,7 +207,7 @@ pub(super) async fn proxy<S: ClientSession>(
         // future, which is copied into place once per request.
         return Box::pin(super::forward_h2::proxy(ctx, ds, ex, plan)).await;
     }
-    let limits = ctx.server(ex.server).limits.clone();
+    let limits = ex.gen.server(ex.server).limits.clone();
     let body = ex.meta.body();
     let client_text = if ex.client == ds.conn().peer.ip().to_canonical() {
         ds.conn().peer_text
@@ -523,7 +523,8 @@ pub(super) async fn proxy<S: ClientSession>(
     // Phase: finish (upstream side). nginx's checklist for keeping the
     // connection: request fully sent, response fully read, no error, the
     // upstream allows keep-alive, not shutting down.
-    let reusable = !early && !meta.close && conn.rbuf.is_empty() && !ctx.shutdown.is_raised();
+    let reusable =
+        !early && !meta.close && conn.rbuf.is_empty() && !ctx.shutdown.is_raised() && !plan.up.retired.get();
     if reusable {
         plan.up.pool.put(conn);
     }
@@ -569,7 +570,8 @@ pub(super) async fn respond<S: ClientSession>(
     mut from: UpBody<'_>,
 ) -> Result<()> {
     let up_cfg = plan.up.config();
-    let limits = &ctx.server(ex.server).limits;
+    let gen = ex.gen.clone();
+    let limits = &gen.server(ex.server).limits;
     // The client connection stays open only if this exchange ends cleanly.
     ex.close = early || must_close(ctx, ds, ex);
     let framing = rewrite::client_framing(meta.body, ex.head.version);
@@ -594,7 +596,7 @@ pub(super) async fn respond<S: ClientSession>(
         client_version: ex.head.version,
         extra: set_cookie.unwrap_or_default(),
         redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
-        hsts: hsts(ctx, ds, ex.server),
+        hsts: hsts(&gen, ds, ex.server),
     };
     let (body_left, first) = ds
         .send_response_head(ctx, &rw, from.head_buf(), limits.send_timeout)

@@ -217,7 +217,7 @@ async fn attempt<S: ClientSession>(
     let send = Rc::new(RefCell::new(Send::Body(stream)));
 
     // Phase: forward_request_body.
-    let limits = ctx.server(ex.server).limits.clone();
+    let limits = ex.gen.server(ex.server).limits.clone();
     if let Some(bytes) = whole.filter(|_| !no_body) {
         let mut s = send.borrow_mut();
         if let Ok(st) = s.body() {

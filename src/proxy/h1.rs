@@ -27,6 +27,7 @@ use super::tunnel::{self, Moved, Switch};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
+use crate::generation::Generation;
 use crate::http::chunked;
 use crate::http::parse::{parse_request, HeadLimits, Parsed};
 use crate::http::{BodyKind, RequestHead, ResponseHead, Version};
@@ -124,6 +125,9 @@ pub struct Downstream {
     /// The upstream request head (and a small body), kept for a retry.
     pub upbuf: Vec<u8>,
     pub conn: ConnInfo,
+    /// The generation of the connection's latest request (its accept's at
+    /// first): its limits apply while it is idle.
+    pub gen: Rc<Generation>,
     /// Requests served so far on this connection.
     pub served: u64,
 }
@@ -138,9 +142,15 @@ pub enum Next {
 
 /// Serves HTTP/1.1 requests on a connection until it closes. `rbuf` holds
 /// bytes already read (by the HTTP/2 preface check of an h2c listener).
-pub async fn serve(ctx: &Rc<WorkerCtx>, stream: ClientStream, conn: ConnInfo, rbuf: BytesMut) {
-    let limits = &ctx.server(ctx.router.default_server(conn.listener)).limits;
+pub async fn serve(
+    ctx: &Rc<WorkerCtx>,
+    gen: Rc<Generation>,
+    stream: ClientStream,
+    conn: ConnInfo,
+    rbuf: BytesMut,
+) {
     let mut ds = Downstream {
+        gen,
         stream,
         rbuf,
         wbuf: Vec::new(),
@@ -154,6 +164,10 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, stream: ClientStream, conn: ConnInfo, rb
             // Nothing pipelined: the buffers go back to the worker's pool
             // while the client is quiet.
             recycle(ctx, &mut ds);
+            let limits = &ds
+                .gen
+                .server(ds.gen.router.default_server(ds.conn.listener))
+                .limits;
             let wait = if ds.served == 0 {
                 limits.header_timeout
             } else {
@@ -198,8 +212,14 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, stream: ClientStream, conn: ConnInfo, rb
 
 /// Serves one request on a downstream connection.
 async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
-    let default = ctx.router.default_server(ds.conn.listener);
-    let head = match read_request_head(ctx, ds, &ctx.server(default).limits).await {
+    // A request runs under the newest generation (the connection's own if
+    // a reload removed its listener: then it is the last one here).
+    let at = ctx.gen_for(ds.conn.listen, &ds.gen);
+    ds.gen = at.0.clone();
+    ds.conn.listener = at.1;
+    let gen = at.0.clone();
+    let default = gen.router.default_server(at.1);
+    let head = match read_request_head(ctx, ds, &gen.server(default).limits).await {
         Ok(Some(head)) => head,
         Ok(None) => return Next::Close,
         Err(e) => {
@@ -208,13 +228,13 @@ async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
             if let Some(status) = e.kind.status() {
                 tracing::debug!(peer = %ds.conn.peer, "refused request: {e}");
                 log_refused(ctx, ds, status);
-                let _ = phases::send_error(ctx, ds, status, None, true, false, false).await;
+                let _ = phases::send_error(ctx, ds, status, (&gen, default), true, false, false).await;
                 return Next::Linger;
             }
             return Next::Close;
         }
     };
-    let mut ex = Exchange::new(head, default, ds.conn.peer);
+    let mut ex = Exchange::new(head, at, ds.conn.peer);
     phases::serve(ctx, ds, &mut ex).await;
     if !ex.close {
         Next::KeepAlive
@@ -271,8 +291,9 @@ const HEAD_READ: usize = HEAD_BUF;
 /// Logs a request refused before its head could be parsed, with its first
 /// line as received (nginx logs these too).
 fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
-    let server = ctx.router.default_server(ds.conn.listener);
-    if !ctx.logs.enabled(server) {
+    let gen = &ds.gen;
+    let server = gen.router.default_server(ds.conn.listener);
+    if !gen.logs.enabled(server) {
         return;
     }
     let start = ds
@@ -285,8 +306,8 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
         .unwrap_or(line.len());
-    let limit = ctx.server(server).limits.max_request_line;
-    ctx.logs.write(
+    let limit = gen.server(server).limits.max_request_line;
+    gen.logs.write(
         server,
         &ctx.dates,
         &Entry {
@@ -555,7 +576,7 @@ pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr
         grpc: None,
     }
     .write(&ctx.dates, &mut out);
-    tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.config.global.max_connections);
+    tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.gen().config.global.max_connections);
     let _ = crate::io::write_all(&mut stream, out, &ctx.deadlines, Duration::from_secs(1)).await;
     // The client's request was not read: linger briefly, so closing does not
     // answer its data with a reset that destroys the 503.

@@ -15,6 +15,7 @@ use super::tunnel;
 use crate::config::{Action, Return};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::generation::Generation;
 use crate::http::framing::request_meta;
 use crate::http::{BodyKind, RequestHead, RequestMeta, Version};
 use crate::io::IoFail;
@@ -25,6 +26,12 @@ use crate::route::{self, KeyInput};
 pub struct Exchange {
     pub head: RequestHead,
     pub meta: RequestMeta,
+    /// The config generation the request runs under, start to end.
+    pub gen: Rc<Generation>,
+    /// The listener's index in `gen`.
+    pub listener: usize,
+    /// A reload removed the listener: the connection closes after this.
+    pub retiring: bool,
     pub server: usize,
     pub client: IpAddr,
     /// Status sent to the client (0 until a head is sent).
@@ -40,8 +47,15 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(head: RequestHead, server: usize, peer: SocketAddr) -> Exchange {
+    /// `at`: the generation, the listener's index in it, and whether the
+    /// newest generation still listens there (`WorkerCtx::gen_for`).
+    pub fn new(head: RequestHead, at: (Rc<Generation>, usize, bool), peer: SocketAddr) -> Exchange {
+        let (gen, listener, current) = at;
+        let server = gen.router.default_server(listener);
         Exchange {
+            gen,
+            listener,
+            retiring: !current,
             meta: RequestMeta::default(),
             server,
             client: peer.ip().to_canonical(),
@@ -69,8 +83,12 @@ pub async fn serve<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut E
 /// asked for it, its body was not read to the end, the worker is shutting
 /// down, or keep-alive limits are reached. One rule for every response.
 pub(super) fn must_close<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) -> bool {
-    let limits = &ctx.server(ex.server).limits;
-    ex.close || !ex.req_body_done || ctx.shutdown.is_raised() || ds.connection_exhausted(limits)
+    let limits = &ex.gen.server(ex.server).limits;
+    ex.close
+        || ex.retiring
+        || !ex.req_body_done
+        || ctx.shutdown.is_raised()
+        || ds.connection_exhausted(limits)
 }
 
 /// The request target, split for routing and rewriting.
@@ -154,9 +172,10 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     if let Some(h) = host {
         check_host(h)?;
     }
-    ex.server = ctx.router.server_for(ds.conn().listener, host);
-    let server = ctx.server(ex.server);
-    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, &ctx.config.global.trusted_proxies);
+    let gen = ex.gen.clone();
+    ex.server = gen.router.server_for(ex.listener, host);
+    let server = gen.server(ex.server);
+    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, &gen.config.global.trusted_proxies);
     if let (Some(port), None) = (server.redirect_https, ds.tls()) {
         return redirect_to_https(ctx, ds, ex, host, port).await;
     }
@@ -168,7 +187,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             .tls
             .as_ref()
             .is_some_and(|t| t.verify_client != crate::config::VerifyClient::Off);
-        if t.server != ex.server && checks {
+        if checks && t.block != gen.tls.keys[ex.server] {
             ex.close = true;
             let ret = Return {
                 status: 421,
@@ -178,7 +197,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             return respond_return(ctx, ds, ex, &ret).await;
         }
     }
-    let loc_idx = ctx
+    let loc_idx = gen
         .router
         .location_for(ex.server, &target.path)
         .ok_or(ErrorKind::NotFound)?;
@@ -204,7 +223,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
                 path: &target.path,
                 client: ex.client,
             };
-            let up = &ctx.upstreams[ctx.router.upstream_for(ex.server, loc_idx, pass, &input)];
+            let up = &*gen.upstreams[gen.router.upstream_for(ex.server, loc_idx, pass, &input)];
             let public_host = host.unwrap_or_default();
             let upstream_target = rewrite::upstream_target(
                 ex.head.target.of(&buf),
@@ -247,19 +266,19 @@ async fn respond_return<S: ClientSession>(
         close: ex.close,
         keep_alive_10: ex.head.version == Version::Http10,
         head_only: ex.head.method() == b"HEAD",
-        hsts: hsts(ctx, ds, ex.server),
+        hsts: hsts(&ex.gen, ds, ex.server),
         grpc: None,
     };
-    let limits = &ctx.server(ex.server).limits;
+    let limits = &ex.gen.server(ex.server).limits;
     ds.send_canned(ctx, &reply, limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))
 }
 
 /// The block's `Strict-Transport-Security` value, for responses over TLS only.
-pub(super) fn hsts<'a, S: ClientSession>(ctx: &'a WorkerCtx, ds: &S, server: usize) -> Option<&'a [u8]> {
+pub(super) fn hsts<'a, S: ClientSession>(gen: &'a Generation, ds: &S, server: usize) -> Option<&'a [u8]> {
     ds.tls()?;
-    ctx.server(server).hsts.as_deref().map(str::as_bytes)
+    gen.server(server).hsts.as_deref().map(str::as_bytes)
 }
 
 /// `redirect_https`: 301 to the same host, path and query over https, as
@@ -273,7 +292,8 @@ async fn redirect_to_https<S: ClientSession>(
     host: Option<&[u8]>,
     port: u16,
 ) -> Result<()> {
-    let server = ctx.server(ex.server);
+    let gen = ex.gen.clone();
+    let server = gen.server(ex.server);
     let host: &[u8] = match host.map(route::host_without_port) {
         Some(h) if !h.is_empty() => h,
         // No Host (HTTP/1.0): the block's first exact name, as nginx's $host.
@@ -358,7 +378,7 @@ async fn answer_error<S: ClientSession>(ctx: &WorkerCtx, ds: &mut S, ex: &mut Ex
         ctx,
         ds,
         status,
-        Some(ex.server),
+        (&ex.gen.clone(), ex.server),
         (ex.close, keep_alive_10, head_only),
         grpc,
     )
@@ -374,12 +394,12 @@ pub(super) async fn send_error<S: ClientSession>(
     ctx: &WorkerCtx,
     ds: &mut S,
     status: u16,
-    server: Option<usize>,
+    at: (&Generation, usize),
     close: bool,
     keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
-    send_error_to(ctx, ds, status, server, (close, keep_alive_10, head_only), false).await
+    send_error_to(ctx, ds, status, at, (close, keep_alive_10, head_only), false).await
 }
 
 /// `send_error`, also for gRPC requests (`grpc`: answered with the gRPC
@@ -388,12 +408,11 @@ async fn send_error_to<S: ClientSession>(
     ctx: &WorkerCtx,
     ds: &mut S,
     status: u16,
-    server: Option<usize>,
+    (gen, server): (&Generation, usize),
     (close, keep_alive_10, head_only): (bool, bool, bool),
     grpc: bool,
 ) -> std::result::Result<(), IoFail> {
     let body = respond::error_body(status);
-    let server = server.unwrap_or_else(|| ctx.router.default_server(ds.conn().listener));
     let reply = Canned {
         status,
         body: body.as_bytes(),
@@ -401,10 +420,10 @@ async fn send_error_to<S: ClientSession>(
         close,
         keep_alive_10,
         head_only,
-        hsts: hsts(ctx, ds, server),
+        hsts: hsts(gen, ds, server),
         grpc: grpc.then(|| respond::grpc_status(status)),
     };
-    let t = ctx.server(server).limits.send_timeout;
+    let t = gen.server(server).limits.send_timeout;
     ds.send_canned(ctx, &reply, t).await
 }
 
@@ -416,7 +435,8 @@ pub fn is_grpc(head: &RequestHead) -> bool {
 
 /// Phase: logging: the access log entry of a request.
 fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
-    if ctx.logs.enabled(ex.server) {
+    let gen = &ex.gen;
+    if gen.logs.enabled(ex.server) {
         // A request tried on several servers: nginx's $upstream_addr and
         // $upstream_status ("a, b" and "502, 200"). Built only then.
         let tries = (ex.tries.len() > 1).then(|| {
@@ -425,13 +445,13 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
             for (k, &(up, peer, status)) in ex.tries.iter().enumerate() {
                 let sep = if k == 0 { "" } else { ", " };
                 addrs.push_str(sep);
-                addrs.push_str(&ctx.config.upstreams[up].servers[peer].addr_text);
+                addrs.push_str(&gen.config.upstreams[up].servers[peer].addr_text);
                 statuses.push_str(sep);
                 statuses.push_str(&status.to_string());
             }
             (addrs, statuses)
         });
-        ctx.logs.write(
+        gen.logs.write(
             ex.server,
             &ctx.dates,
             &Entry {

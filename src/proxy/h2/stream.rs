@@ -58,8 +58,13 @@ pub async fn run(
     let (mut parts, body) = req.into_parts();
     // RFC 8441 WebSocket: rebuilt as an HTTP/1.1 upgrade (proxy/tunnel.rs).
     let websocket = crate::proxy::tunnel::extended_connect(&mut parts);
-    let default = ctx.router.default_server(shared.conn.listener);
-    let limits = ctx.server(default).limits.clone();
+    // The stream runs under the newest generation (see WorkerCtx::gen_for).
+    let last = shared.gen.borrow().clone();
+    let at = ctx.gen_for(shared.conn.listen, &last);
+    *shared.gen.borrow_mut() = at.0.clone();
+    let gen = at.0.clone();
+    let default = gen.router.default_server(at.1);
+    let limits = gen.server(default).limits.clone();
     let body_ends = body.is_end_stream();
     let send = Rc::new(RefCell::new(Send::Head(respond)));
     let mut sess = StreamSession {
@@ -81,7 +86,7 @@ pub async fn run(
                 &ctx,
                 &mut sess,
                 status,
-                None,
+                (&gen, default),
                 false,
                 false,
                 parts.method == http::Method::HEAD,
@@ -90,7 +95,7 @@ pub async fn run(
             return;
         }
     };
-    let mut ex = Exchange::new(head, default, shared.conn.peer);
+    let mut ex = Exchange::new(head, at, shared.conn.peer);
     let reset = poll_fn(|cx| send.borrow_mut().poll_reset(cx));
     let reset = monoio::select! {
         _ = phases::serve(&ctx, &mut sess, &mut ex) => None,
