@@ -9,12 +9,14 @@
 //! server (the first block on it without `server_name`, or else the first
 //! block on it).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::{Action, Config, KeyPart, ProxyPass, RequestKey, When, WhenField, SPLIT_WHOLE};
+use crate::config::{Action, Config, KeyPart, LocationKind, ProxyPass, RequestKey, When, WhenField, SPLIT_WHOLE};
 use crate::http::RequestHead;
 use crate::upstream::balance::{KeyHasher, RoundRobin};
+use crate::vars::Groups;
 
 /// The routes reachable through one listening address.
 #[derive(Debug)]
@@ -25,10 +27,20 @@ struct ListenerRoutes {
     default: usize,
 }
 
+/// The locations of one server block, by kind, for nginx's order of choice.
+struct Locations {
+    /// `exact` locations: `(path, location index)`.
+    exact: Vec<(Box<[u8]>, usize)>,
+    /// `(prefix, location index, skip_regex)`, longest prefix first.
+    prefixes: Vec<(Box<[u8]>, usize, bool)>,
+    /// `regex` locations in config order, with a per-worker place for a
+    /// match's groups (borrowed only within `location_for`).
+    regexes: Vec<(regex::bytes::Regex, usize, RefCell<regex::bytes::CaptureLocations>)>,
+}
+
 pub struct Router {
     listeners: Vec<ListenerRoutes>,
-    /// Per server block: `(prefix, location index)`, longest prefix first.
-    locations: Vec<Vec<(String, usize)>>,
+    locations: Vec<Locations>,
     /// Per server block and location: the turns of a `split` without
     /// `split_by` (side 0 is proxy_pass, side k the k-th split entry).
     splits: Vec<Vec<Option<RoundRobin>>>,
@@ -85,14 +97,26 @@ impl Router {
             .servers
             .iter()
             .map(|s| {
-                let mut locs: Vec<(String, usize)> = s
-                    .locations
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| (l.path.clone(), i))
-                    .collect();
-                locs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-                locs
+                let mut t = Locations {
+                    exact: Vec::new(),
+                    prefixes: Vec::new(),
+                    regexes: Vec::new(),
+                };
+                for (i, l) in s.locations.iter().enumerate() {
+                    let p: Box<[u8]> = l.path.as_bytes().into();
+                    match &l.kind {
+                        LocationKind::Prefix { skip_regex } => t.prefixes.push((p, i, *skip_regex)),
+                        LocationKind::Exact => t.exact.push((p, i)),
+                        LocationKind::Regex(re) => {
+                            t.regexes
+                                .push((re.clone(), i, RefCell::new(re.capture_locations())))
+                        }
+                        LocationKind::Named => {}
+                    }
+                }
+                // Stable: of equal length, the first written stays first.
+                t.prefixes.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.len()));
+                t
             })
             .collect();
         let splits = cfg
@@ -184,12 +208,37 @@ impl Router {
             .map_or(routes.default, |&(_, i)| i)
     }
 
-    /// The location whose prefix is the longest match for `path`.
-    pub fn location_for(&self, server: usize, path: &[u8]) -> Option<usize> {
-        self.locations[server]
+    /// The location for `path`, chosen as nginx does
+    /// (`ngx_http_core_find_location`): an `exact` match wins; else the
+    /// longest prefix is remembered, and wins at once if it has
+    /// `skip_regex`; else the first `regex` in config order that matches;
+    /// else the remembered prefix. A regex's groups are left in `groups`.
+    #[inline]
+    pub fn location_for(&self, server: usize, path: &[u8], groups: &mut Groups) -> Option<usize> {
+        let t = &self.locations[server];
+        if let Some(&(_, i)) = t.exact.iter().find(|(p, _)| **p == *path) {
+            return Some(i);
+        }
+        let prefix = t.prefixes.iter().find(|(p, _, _)| path.starts_with(p));
+        if let Some(&(_, i, true)) = prefix {
+            return Some(i);
+        }
+        for (re, i, locs) in &t.regexes {
+            let mut locs = locs.borrow_mut();
+            if re.captures_read(&mut locs, path).is_some() {
+                groups.fill(&locs);
+                return Some(*i);
+            }
+        }
+        prefix.map(|&(_, i, _)| i)
+    }
+
+    /// The location of that name (`name = "..."`), for a hand-over by name.
+    pub fn named(&self, cfg: &Config, server: usize, name: &str) -> Option<usize> {
+        cfg.servers[server]
+            .locations
             .iter()
-            .find(|(prefix, _)| path.starts_with(prefix.as_bytes()))
-            .map(|&(_, i)| i)
+            .position(|l| matches!(l.kind, LocationKind::Named) && l.path == name)
     }
 }
 
@@ -429,10 +478,55 @@ mod tests {
     fn longest_prefix_wins() {
         let c = cfg(TWO_HOSTS);
         let r = Router::new(&c);
-        assert_eq!(r.location_for(0, b"/api/v2/users"), Some(2));
-        assert_eq!(r.location_for(0, b"/api/users"), Some(1));
-        assert_eq!(r.location_for(0, b"/api"), Some(0));
-        assert_eq!(r.location_for(2, b"/other"), None);
+        let at = |s: usize, p: &str| r.location_for(s, p.as_bytes(), &mut Groups::default());
+        assert_eq!(at(0, "/api/v2/users"), Some(2));
+        assert_eq!(at(0, "/api/users"), Some(1));
+        assert_eq!(at(0, "/api"), Some(0));
+        assert_eq!(at(2, "/other"), None);
+    }
+
+    #[test]
+    fn locations_are_chosen_in_nginx_order() {
+        let loc = |key: &str, v: &str, extra: &str| {
+            format!("[[server.location]]\n{key} = {v:?}\n{extra}\nreturn = {{ status = 200 }}\n")
+        };
+        let text = [
+            "[[server]]\nlisten = [\"127.0.0.1:1\"]\n".to_string(),
+            loc("path", "/", ""),                                // 0
+            loc("path", "/img/", "skip_regex = true"),           // 1
+            loc("path", "/docs/", ""),                           // 2
+            loc("regex", "\\.(png|jpe?g)$", ""),                 // 3
+            loc("regex", "(?i)^/docs/(?P<page>.+)\\.PDF$", ""),  // 4
+            loc("regex", "^/docs/", ""),                         // 5
+            loc("exact", "/docs/", ""),                          // 6
+            loc("name", "fallback", ""),                         // 7
+            loc("path", "/docs/a.png/", ""),                     // 8
+        ]
+        .concat();
+        let c = cfg(&text);
+        let r = Router::new(&c);
+        let mut g = Groups::default();
+        let mut at = |p: &str| r.location_for(0, p.as_bytes(), &mut g);
+        // An exact match wins over every other kind.
+        assert_eq!(at("/docs/"), Some(6));
+        // skip_regex: the longest prefix wins without trying regexes.
+        assert_eq!(at("/img/a.png"), Some(1));
+        // Otherwise the first regex in config order wins over the longest prefix.
+        assert_eq!(at("/docs/a.png"), Some(3));
+        assert_eq!(at("/docs/a.png/b.jpg"), Some(3));
+        assert_eq!(at("/docs/x.pdf"), Some(4));
+        assert_eq!(at("/docs/x.txt"), Some(5));
+        // No regex matches: the remembered longest prefix.
+        assert_eq!(at("/docs"), Some(0));
+        assert_eq!(at("/docs/a.png/x"), Some(5));
+        assert_eq!(at("/x.PNG"), Some(0));
+        // A name is never a path.
+        assert_eq!(at("fallback"), None);
+        assert_eq!(at("/fallback"), Some(0));
+        assert_eq!(r.named(&c, 0, "fallback"), Some(7));
+        // The groups of the regex that matched.
+        assert_eq!(r.location_for(0, b"/docs/guide.Pdf", &mut g), Some(4));
+        assert_eq!(g.get(1), Some(6..11));
     }
 
     fn head(raw: &str) -> RequestHead {

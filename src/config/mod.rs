@@ -382,6 +382,8 @@ pub struct Server {
     /// `redirect_https`: answer every plain-HTTP request with a 301 to
     /// `https://` on this port (443: no port in the URL).
     pub redirect_https: Option<u16>,
+    /// `rewrite`: rules run on every request before a location is chosen.
+    pub rewrites: Vec<Rewrite>,
     /// `http2` and `h2c`: HTTP/2 from clients and its limits.
     pub http2: Http2,
 }
@@ -475,7 +477,12 @@ pub struct ClientLimits {
 /// `[[server.location]]`: a path prefix and what to do with it.
 #[derive(Debug, Clone)]
 pub struct Location {
+    /// The prefix, exact path, regex or name, as written.
     pub path: String,
+    /// How requests are matched to it.
+    pub kind: LocationKind,
+    /// `rewrite`: rules run on the URI once this location is chosen.
+    pub rewrites: Vec<Rewrite>,
     pub action: Action,
     /// Overrides the server block's `client_max_body_size` when set.
     pub client_max_body_size: Option<Option<u64>>,
@@ -495,6 +502,49 @@ impl Location {
     }
 }
 
+/// Which of `path`, `exact`, `regex` and `name` a location has (nginx's
+/// `location /p`, `location = /p`, `location ~ re` and `location @name`).
+#[derive(Debug, Clone)]
+pub enum LocationKind {
+    /// `path`: a prefix; `skip_regex` is nginx's `^~`.
+    Prefix { skip_regex: bool },
+    /// `exact`: the whole path.
+    Exact,
+    /// `regex`: tried in config order after prefixes (`(?i)` ignores case).
+    Regex(regex::bytes::Regex),
+    /// `name`: never matched by a path; reached by name only.
+    Named,
+}
+
+/// One rule of `rewrite = [{ from, to, flag }]`.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    /// `from`: matched against the current path (`$uri`).
+    pub from: regex::bytes::Regex,
+    /// `to`: the new URI (its captures from `from`), without a final `?`.
+    pub to: crate::vars::Template,
+    pub flag: RewriteFlag,
+    /// `to` ended with `?`: the request's query is dropped.
+    pub drop_args: bool,
+    /// `to` starts with `http://` or `https://`: a redirect.
+    pub absolute: bool,
+}
+
+/// A rewrite's `flag`, nginx's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteFlag {
+    /// No flag: the next rule sees the new URI; then the location is chosen again.
+    Next,
+    /// `last`: stop, choose the location again with the new URI.
+    Last,
+    /// `break`: stop, stay in this location with the new URI.
+    Break,
+    /// `redirect`: 302 to the new URI.
+    Redirect,
+    /// `permanent`: 301 to the new URI.
+    Permanent,
+}
+
 #[derive(Debug, Clone)]
 pub enum Action {
     Proxy(ProxyPass),
@@ -509,6 +559,9 @@ pub struct ProxyPass {
     /// The path part of `proxy_pass`, if one was written: it replaces the
     /// matched location prefix, as nginx does.
     pub path: Option<String>,
+    /// A path with variables (required in a `regex` location): the whole
+    /// URI sent upstream, as nginx builds it.
+    pub uri: Option<crate::vars::Template>,
     /// `preserve_host`: send the client's Host upstream (default) or the
     /// upstream server's address.
     pub preserve_host: bool,
@@ -553,8 +606,9 @@ pub const SPLIT_WHOLE: u32 = 10_000;
 #[derive(Debug, Clone)]
 pub struct Return {
     pub status: u16,
-    pub body: String,
-    pub location: Option<String>,
+    /// `body` and `location`, with variables.
+    pub body: crate::vars::Template,
+    pub location: Option<crate::vars::Template>,
 }
 
 impl Config {

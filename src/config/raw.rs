@@ -152,6 +152,7 @@ pub struct RawServer {
     pub redirect_https: Option<Spanned<BoolOrInt>>,
     pub http2: Option<Spanned<BoolOrHttp2>>,
     pub h2c: Option<Spanned<bool>>,
+    pub rewrite: Option<Spanned<Vec<Spanned<RawRewrite>>>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -210,7 +211,14 @@ pub enum BoolOrInt {
 
 #[derive(Debug, Deserialize)]
 pub struct RawLocation {
-    pub path: Spanned<String>,
+    /// Exactly one of `path` (prefix), `exact`, `regex` and `name`.
+    pub path: Option<Spanned<String>>,
+    pub exact: Option<Spanned<String>>,
+    pub regex: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    /// On a prefix location: nginx's `^~` (no regex is tried when it is the longest).
+    pub skip_regex: Option<Spanned<bool>>,
+    pub rewrite: Option<Spanned<Vec<Spanned<RawRewrite>>>>,
     pub proxy_pass: Option<Spanned<String>>,
     #[serde(rename = "return")]
     pub return_: Option<Spanned<RawReturn>>,
@@ -256,6 +264,14 @@ pub struct RawWhen {
 #[derive(Debug, Deserialize)]
 pub struct RawReturn {
     pub status: Spanned<i64>,
-    pub body: Option<String>,
-    pub location: Option<String>,
+    pub body: Option<Spanned<String>>,
+    pub location: Option<Spanned<String>>,
+}
+
+/// `{ from = "^/old/(.*)$", to = "/new/$1", flag = "last" }`.
+#[derive(Debug, Deserialize)]
+pub struct RawRewrite {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    pub flag: Option<Spanned<String>>,
 }

@@ -12,7 +12,11 @@ use super::respond::{self, Canned};
 use super::rewrite;
 use super::session::ClientSession;
 use super::tunnel;
-use crate::config::{Action, Return};
+use std::borrow::Cow;
+
+use super::locate::{self, Routed, VarBase};
+use crate::config::Action;
+use crate::vars::{self, Mode, Template};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::http::framing::request_meta;
@@ -170,18 +174,36 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             .is_some_and(|t| t.verify_client != crate::config::VerifyClient::Off);
         if t.server != ex.server && checks {
             ex.close = true;
-            let ret = Return {
-                status: 421,
-                body: respond::error_body(421),
-                location: None,
-            };
-            return respond_return(ctx, ds, ex, &ret).await;
+            let body = respond::error_body(421);
+            return respond_return(ctx, ds, ex, 421, body.as_bytes(), None).await;
         }
     }
-    let loc_idx = ctx
-        .router
-        .location_for(ex.server, &target.path)
-        .ok_or(ErrorKind::NotFound)?;
+    // Phases rewrite and route. Variables are read only by what uses them.
+    let mut host_buf = [0u8; 255];
+    let base = VarBase {
+        head: &ex.head,
+        host: locate::var_host(host, server, &mut host_buf),
+        https: ds.tls().is_some(),
+        client: ex.client,
+        port: ds.conn().local_port,
+    };
+    let (loc_idx, rewritten, groups) =
+        match locate::route(ctx, ex.server, &target.path, target.query, &base)? {
+            Routed::Location {
+                loc,
+                rewritten,
+                groups,
+            } => (loc, rewritten, groups),
+            Routed::Redirect { status, location } => {
+                let body = respond::error_body(status);
+                return respond_return(ctx, ds, ex, status, body.as_bytes(), Some(&location)).await;
+            }
+        };
+    // `$uri` and `$args`: the rewritten ones, else the request's.
+    let (cur_path, cur_args): (&[u8], &[u8]) = match &rewritten {
+        Some(u) => (&u.path, &u.args),
+        None => (&target.path, target.query.strip_prefix(b"?").unwrap_or(target.query)),
+    };
     let location = &server.locations[loc_idx];
     tunnel::check_location(ds, &ex.head, location)?;
     let max_body = location
@@ -196,7 +218,16 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     ds.check_body_start(ex.meta.body())?;
 
     match &location.action {
-        Action::Return(ret) => respond_return(ctx, ds, ex, ret).await,
+        Action::Return(ret) => {
+            let captures = Some((cur_path, &groups));
+            let vars = base.request(cur_path, cur_args, captures);
+            let body = expanded(&ret.body, &vars, Mode::Raw)?;
+            let location = match &ret.location {
+                Some(l) => Some(expanded(l, &vars, Mode::Uri)?),
+                None => None,
+            };
+            respond_return(ctx, ds, ex, ret.status, &body, location.as_deref()).await
+        }
         Action::Proxy(pass) => {
             // `split`: this request may go to another upstream than proxy_pass's.
             let input = KeyInput {
@@ -206,19 +237,34 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             };
             let up = &ctx.upstreams[ctx.router.upstream_for(ex.server, loc_idx, pass, &input)];
             let public_host = host.unwrap_or_default();
-            let upstream_target = rewrite::upstream_target(
-                ex.head.target.of(&buf),
-                &target.path,
-                target.query,
-                target.normalized,
-                location,
-                pass,
-            );
+            let upstream_target = match (&pass.uri, &rewritten) {
+                (Some(uri), _) => {
+                    let vars = base.request(cur_path, cur_args, Some((cur_path, &groups)));
+                    Cow::Owned(expanded(uri, &vars, Mode::Uri)?.into_owned())
+                }
+                // As nginx: once rules changed the URI, it goes as it is.
+                (None, Some(u)) => {
+                    let mut t = u.path.clone();
+                    if !u.args.is_empty() {
+                        t.push(b'?');
+                        t.extend_from_slice(&u.args);
+                    }
+                    Cow::Owned(t)
+                }
+                (None, None) => rewrite::upstream_target(
+                    ex.head.target.of(&buf),
+                    &target.path,
+                    target.query,
+                    target.normalized,
+                    location,
+                    pass,
+                ),
+            };
             let plan = Plan {
                 up,
                 location,
                 pass,
-                path: &target.path,
+                path: cur_path,
                 target: &upstream_target,
                 host,
                 public_host,
@@ -229,21 +275,36 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     }
 }
 
-/// A `return` location: a fixed response, no upstream.
+/// A template's expansion: borrowed when it has no variables.
+fn expanded<'t>(t: &'t Template, vars: &vars::Request, mode: Mode) -> Result<Cow<'t, [u8]>> {
+    if let Some(lit) = t.as_literal() {
+        return Ok(Cow::Borrowed(lit.as_bytes()));
+    }
+    let mut out = Vec::new();
+    t.expand(vars, mode, &mut out).map_err(|_| {
+        tracing::warn!("expansion of {:?} is over {} bytes", t.text, vars::MAX_EXPANDED);
+        ErrorKind::Internal
+    })?;
+    Ok(Cow::Owned(out))
+}
+
+/// A `return` location (or a rewrite's redirect): a fixed response, no upstream.
 async fn respond_return<S: ClientSession>(
     ctx: &WorkerCtx,
     ds: &mut S,
     ex: &mut Exchange,
-    ret: &Return,
+    status: u16,
+    body: &[u8],
+    location: Option<&[u8]>,
 ) -> Result<()> {
     // A body, if any, is not read, so the connection cannot be reused after it.
     ex.close = must_close(ctx, ds, ex);
-    ex.status = ret.status;
-    ex.body_bytes = ret.body.len() as u64;
+    ex.status = status;
+    ex.body_bytes = body.len() as u64;
     let reply = Canned {
-        status: ret.status,
-        body: ret.body.as_bytes(),
-        location: ret.location.as_deref().map(str::as_bytes),
+        status,
+        body,
+        location,
         close: ex.close,
         keep_alive_10: ex.head.version == Version::Http10,
         head_only: ex.head.method() == b"HEAD",
@@ -306,12 +367,8 @@ async fn redirect_to_https<S: ClientSession>(
         location.extend_from_slice(itoa::Buffer::new().format(port).as_bytes());
     }
     location.extend_from_slice(uri);
-    let ret = Return {
-        status: 301,
-        body: respond::error_body(301),
-        location: Some(String::from_utf8_lossy(&location).into_owned()),
-    };
-    respond_return(ctx, ds, ex, &ret).await
+    let body = respond::error_body(301);
+    respond_return(ctx, ds, ex, 301, body.as_bytes(), Some(&location)).await
 }
 
 /// Sends the error's status if no response has started; otherwise the

@@ -42,6 +42,8 @@ pub struct ConnInfo {
     /// forwarding headers (formatted once per connection).
     pub peer_text: AddrText,
     pub port_text: AddrText,
+    /// The port it connected to (`$server_port`).
+    pub local_port: u16,
     /// Which of the worker's listeners accepted it.
     pub listener: usize,
 }
@@ -52,6 +54,7 @@ impl ConnInfo {
             peer,
             peer_text: AddrText::ip(peer.ip()),
             port_text: AddrText::port(local_port),
+            local_port,
             listener,
         }
     }
