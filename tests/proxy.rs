@@ -36,12 +36,16 @@ mod health;
 mod interim;
 #[path = "proxy/keepalive.rs"]
 mod keepalive;
+#[path = "proxy/locations.rs"]
+mod locations;
 #[path = "proxy/lifecycle.rs"]
 mod lifecycle;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/refusals.rs"]
 mod refusals;
+#[path = "proxy/rewrites.rs"]
+mod rewrites;
 #[path = "proxy/robust.rs"]
 mod robust;
 #[path = "proxy/routing.rs"]

@@ -31,6 +31,9 @@ pub(super) enum Routed {
         loc: usize,
         /// The URI the rules made, when they changed it.
         rewritten: Option<Uri>,
+        /// This location's own rules changed it (`break`): the new URI goes
+        /// upstream as it is, the location prefix not replaced (nginx).
+        changed_here: bool,
         /// The groups of a `regex` location's match.
         groups: Groups,
     },
@@ -89,8 +92,8 @@ pub(super) fn var_host<'b>(host: Option<&[u8]>, server: &Server, buf: &'b mut [u
 
 /// What one list of rules did.
 enum Step {
-    /// No rule changed the URI, or `break`: stay in the location.
-    Stay,
+    /// No rule changed the URI (false), or `break` (true): stay in the location.
+    Stay(bool),
     /// The URI changed (`last`, or rules without a flag): route again.
     Reroute,
     Redirect(u16, Vec<u8>),
@@ -121,14 +124,16 @@ pub(super) fn route(ctx: &WorkerCtx, server: usize, path: &[u8], query: &[u8], b
             return Ok(Routed::Location {
                 loc,
                 rewritten: cur,
+                changed_here: false,
                 groups,
             });
         }
         match run(rules, path, query, &mut cur, base)? {
-            Step::Stay => {
+            Step::Stay(changed_here) => {
                 return Ok(Routed::Location {
                     loc,
                     rewritten: cur,
+                    changed_here,
                     groups,
                 })
             }
@@ -190,9 +195,9 @@ fn run(rules: &[Rewrite], path: &[u8], query: &[u8], cur: &mut Option<Uri>, base
         changed = true;
         match rule.flag {
             RewriteFlag::Last => return Ok(Step::Reroute),
-            RewriteFlag::Break => return Ok(Step::Stay),
+            RewriteFlag::Break => return Ok(Step::Stay(true)),
             _ => {}
         }
     }
-    Ok(if changed { Step::Reroute } else { Step::Stay })
+    Ok(if changed { Step::Reroute } else { Step::Stay(false) })
 }

@@ -187,13 +187,14 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         client: ex.client,
         port: ds.conn().local_port,
     };
-    let (loc_idx, rewritten, groups) =
+    let (loc_idx, rewritten, changed_here, groups) =
         match locate::route(ctx, ex.server, &target.path, target.query, &base)? {
             Routed::Location {
                 loc,
                 rewritten,
+                changed_here,
                 groups,
-            } => (loc, rewritten, groups),
+            } => (loc, rewritten, changed_here, groups),
             Routed::Redirect { status, location } => {
                 let body = respond::error_body(status);
                 return respond_return(ctx, ds, ex, status, body.as_bytes(), Some(&location)).await;
@@ -242,9 +243,20 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
                     let vars = base.request(cur_path, cur_args, Some((cur_path, &groups)));
                     Cow::Owned(expanded(uri, &vars, Mode::Uri)?.into_owned())
                 }
-                // As nginx: once rules changed the URI, it goes as it is.
+                // As nginx: once this location's rules changed the URI
+                // (`break`), it goes as it is; a URI routed here anew has
+                // this location's prefix replaced like a received one.
                 (None, Some(u)) => {
-                    let mut t = u.path.clone();
+                    let mut t = Vec::with_capacity(u.path.len() + u.args.len() + 1);
+                    if !changed_here {
+                        if let Some(p) = &pass.path {
+                            t.extend_from_slice(p.as_bytes());
+                            t.extend_from_slice(&u.path[location.path.len().min(u.path.len())..]);
+                        }
+                    }
+                    if t.is_empty() {
+                        t.extend_from_slice(&u.path);
+                    }
                     if !u.args.is_empty() {
                         t.push(b'?');
                         t.extend_from_slice(&u.args);

@@ -1,0 +1,187 @@
+//! Locations chosen as nginx chooses them (`exact`, prefix `path` with or
+//! without `skip_regex`, `regex` in config order, `name` never by path), and
+//! a regex's captures in `return` and `proxy_pass`, over HTTP/1.1 and HTTP/2.
+
+use crate::support::peers::curl;
+use crate::support::*;
+
+/// Each location answers with its own name and what it captured.
+const ORDER: &str = r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+h2c = true
+[[server.location]]
+path = "/"
+return = { status = 200, body = "root" }
+[[server.location]]
+path = "/img/"
+skip_regex = true
+return = { status = 200, body = "img-prefix" }
+[[server.location]]
+path = "/docs/"
+return = { status = 200, body = "docs-prefix" }
+[[server.location]]
+regex = "\\.(png|jpe?g)$"
+return = { status = 200, body = "image:$1" }
+[[server.location]]
+regex = "(?i)^/docs/(?P<page>.+)\\.pdf$"
+return = { status = 200, body = "pdf:$page" }
+[[server.location]]
+regex = "^/docs/"
+return = { status = 200, body = "docs-regex" }
+[[server.location]]
+exact = "/docs/"
+return = { status = 200, body = "docs-exact" }
+[[server.location]]
+name = "fallback"
+return = { status = 200, body = "named" }
+[[server.location]]
+path = "/docs/a.png/"
+return = { status = 200, body = "long-prefix" }
+"#;
+
+/// Path → the location nginx picks for the same locations (checked by hand
+/// against nginx 1.26 with `=`, `^~`, `~`, `~*` and `@fallback`).
+const CASES: [(&str, &str); 12] = [
+    ("/docs/", "docs-exact"),
+    ("/img/a.png", "img-prefix"),
+    ("/docs/a.png", "image:png"),
+    ("/docs/a.png/b.jpeg", "image:jpeg"),
+    ("/docs/guide.PDF", "pdf:guide"),
+    ("/docs/guide.pdf", "pdf:guide"),
+    ("/docs/x.txt", "docs-regex"),
+    ("/docs/a.png/x", "docs-regex"),
+    ("/docs", "root"),
+    ("/x.PNG", "root"),
+    ("/fallback", "root"),
+    ("/other.jpg", "image:jpg"),
+];
+
+#[test]
+fn locations_are_chosen_in_nginx_order() {
+    let p = Proxy::start(&config(ORDER));
+    for (path, want) in CASES {
+        let r = p.get(path);
+        assert_eq!((r.status, r.text().as_str()), (200, want), "GET {path}");
+    }
+    // A named location is not reachable by a path that spells its name.
+    let r = p.send("GET @fallback HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn locations_are_chosen_in_nginx_order_over_http2() {
+    let p = Proxy::start(&config(ORDER));
+    for (path, want) in CASES {
+        let url = format!("http://{}{path}", p.addr());
+        let r = curl(&["--http2-prior-knowledge", "-w", " %{http_version}"], &url);
+        assert_eq!(r.stdout, format!("{want} 2"), "GET {path}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn a_path_that_matches_nothing_is_404_even_with_a_named_location() {
+    let p = Proxy::start(&config(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+[[server.location]]
+exact = "/only"
+return = { status = 200, body = "only" }
+[[server.location]]
+name = "spa"
+return = { status = 200, body = "named" }
+"#,
+    ));
+    assert_eq!(p.get("/only").text(), "only");
+    // `exact` is the whole path: neither a prefix nor with a query's help.
+    assert_eq!(p.get("/only/").status, 404);
+    assert_eq!(p.get("/onlyx").status, 404);
+    assert_eq!(p.get("/only?x=1").text(), "only");
+    assert_eq!(p.get("/spa").status, 404);
+}
+
+fn regex_proxy(pass: &str) -> Proxy {
+    Proxy::start(&config(&format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+h2c = true
+[[server.location]]
+regex = "^/u/(?P<user>[a-z]+)/(.*)$"
+proxy_pass = "{pass}"
+[[server.location]]
+path = "/"
+return = {{ status = 200, body = "fallthrough" }}
+"#
+    )))
+}
+
+#[test]
+fn captures_build_the_upstream_uri_of_a_regex_location() {
+    let b = Backend::echo_target();
+    let p = regex_proxy(&format!("http://{}/users/$user/files/$2$is_args$args", b.addr));
+    assert_eq!(p.get("/u/ann/a/b.txt?v=2").text(), "/users/ann/files/a/b.txt?v=2");
+    assert_eq!(p.get("/u/bob/x").text(), "/users/bob/files/x");
+    // Not matched by the regex: no capture is made up.
+    assert_eq!(p.get("/u/Bob/x").text(), "fallthrough");
+    let url = format!("http://{}/u/eve/h2?q", p.addr());
+    let r = curl(&["--http2-prior-knowledge"], &url);
+    assert_eq!(r.stdout, "/users/eve/files/h2?q", "{}", r.stderr);
+    let targets: Vec<String> = b.seen().iter().map(|s| s.target().to_string()).collect();
+    assert_eq!(
+        targets,
+        ["/users/ann/files/a/b.txt?v=2", "/users/bob/files/x", "/users/eve/files/h2?q"]
+    );
+}
+
+#[test]
+fn a_regex_location_without_a_proxy_pass_path_passes_the_uri_unchanged() {
+    let b = Backend::echo_target();
+    let p = regex_proxy(&format!("http://{}", b.addr));
+    assert_eq!(p.get("/u/ann/a%20b?x=1").text(), "/u/ann/a%20b?x=1");
+}
+
+#[test]
+fn variables_in_return_body_and_location() {
+    let p = Proxy::start(&config(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["site.test"]
+access_log = "off"
+[[server.location]]
+path = "/go/"
+return = { status = 301, location = "https://$host:8443$request_uri", body = "moved $uri" }
+[[server.location]]
+regex = "^/item/(\\d+)$"
+return = { status = 200, body = "item $1 for $remote_addr via $scheme on $server_port: $request_method $arg_k $http_x_tenant $cookie_sid" }
+[[server.location]]
+path = "/dec/"
+return = { status = 302, location = "/to$uri" }
+"#,
+    ));
+    let r = p.send("GET /go/a%20b?x=1 HTTP/1.1\r\nHost: Site.TEST:81\r\n\r\n");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://site.test:8443/go/a%20b?x=1"));
+    assert_eq!(r.text(), "moved /go/a b");
+    // Without a Host: the block's name, as nginx's $host.
+    let r = p.send("GET /go/x HTTP/1.0\r\n\r\n");
+    assert_eq!(r.header("location"), Some("https://site.test:8443/go/x"));
+    let r = p.send(
+        "GET /item/42?k=v&z=1 HTTP/1.1\r\nHost: a\r\nX-Tenant: acme\r\nCookie: a=1; sid=s9\r\n\r\n",
+    );
+    let port = p.addr().port();
+    assert_eq!(
+        r.text(),
+        format!("item 42 for 127.0.0.1 via http on {port}: GET v acme s9")
+    );
+    // A decoded CR LF in $uri cannot split the head it is written into.
+    let r = p.send("GET /dec/a%0d%0aX-Evil:%201 HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("/to/dec/a%0D%0AX-Evil:%201"));
+    assert!(!r.has("x-evil"));
+}
