@@ -185,3 +185,117 @@ return = { status = 302, location = "/to$uri" }
     assert_eq!(r.header("location"), Some("/to/dec/a%0D%0AX-Evil:%201"));
     assert!(!r.has("x-evil"));
 }
+
+/// Each mistake of the new keys is refused by `--check` with its position
+/// and, where there is one, a suggestion; all of them in one run.
+#[test]
+fn check_refuses_bad_locations_rewrites_and_variables_with_positions() {
+    use crate::cli::{position, ringway, run_bounded, text};
+    let cfg = r#"[[server]]
+listen = ["127.0.0.1:0"]
+rewrite = [{ from = "^/a/(.*)$", to = "/b/$2" }]
+
+[[server.location]]
+regex = "^/(unclosed"
+return = { status = 200 }
+
+[[server.location]]
+path = "/both/"
+exact = "/both"
+return = { status = 200 }
+
+[[server.location]]
+return = { status = 200 }
+
+[[server.location]]
+path = "/vars/"
+return = { status = 200, body = "hi $hots" }
+
+[[server.location]]
+path = "/flag/"
+rewrite = [{ from = "^/flag/", to = "/x", flag = "permanant" }]
+return = { status = 200 }
+
+[[server.location]]
+regex = "^/r/(.*)$"
+skip_regex = true
+return = { status = 200 }
+
+[[server.location]]
+regex = "^/p/(.*)$"
+proxy_pass = "http://127.0.0.1:9/static/"
+
+[[server.location]]
+name = "@spa"
+return = { status = 200 }
+
+[[server.location]]
+path = "/url/"
+rewrite = [{ from = "^/url/", to = "https://x.test/", flag = "last" }]
+return = { status = 200 }
+
+[[server.location]]
+path = "/nocap/"
+return = { status = 302, location = "/to/$1" }
+"#;
+    let f = TempFile::with_text("content.toml", cfg);
+    let file = f.path().display().to_string();
+    let out = run_bounded(ringway(&["--check", "--config", &file]), std::time::Duration::from_secs(10));
+    assert!(!out.status.success(), "a bad config must fail the check");
+    let stderr = text(&out.stderr);
+    let at = |needle: &str| {
+        let (l, c) = position(cfg, needle);
+        format!("{file}:{l}:{c}: ")
+    };
+    let expected = [
+        format!("{}server[0].location[0].regex: bad regex:", at("\"^/(unclosed\"")),
+        format!(
+            "{}server[0].location[1]: give exactly one of path, exact, regex or name (has more than one)",
+            at("\"/both\"\n")
+        ),
+        format!(
+            "{}server[0].location[2]: give exactly one of path, exact, regex or name (has none)",
+            at("[[server.location]]\nreturn")
+        ),
+        format!(
+            "{}server[0].location[3].return.body: unknown variable $hots; did you mean $host?",
+            at("\"hi $hots\"")
+        ),
+        format!(
+            "{}server[0].location[4].rewrite[0].flag: unknown flag \"permanant\"; did you mean \"permanent\"?",
+            at("\"permanant\"")
+        ),
+        format!(
+            "{}server[0].location[5].skip_regex: only applies to a prefix location",
+            at("true\nreturn")
+        ),
+        format!(
+            "{}server[0].location[6].proxy_pass: a regex location has no prefix",
+            at("\"http://127.0.0.1:9/static/\"")
+        ),
+        format!("{}server[0].location[7].name: a name of letters", at("\"@spa\"")),
+        format!(
+            "{}server[0].location[8].rewrite[0].to: a URL always redirects",
+            at("\"https://x.test/\"")
+        ),
+        format!(
+            "{}server[0].location[9].return.location: $1: no regex here",
+            at("\"/to/$1\"")
+        ),
+        format!(
+            "{}server[0].rewrite[0].to: $2: the regex has 1 capture group",
+            at("\"/b/$2\"")
+        ),
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    for want in &expected {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want.as_str())),
+            "no line starts with {want:?}; stderr:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(&format!("test failed ({} errors)", expected.len())),
+        "{stderr}"
+    );
+}
