@@ -41,6 +41,8 @@ struct Locations {
 pub struct Router {
     listeners: Vec<ListenerRoutes>,
     locations: Vec<Locations>,
+    /// Per server block: it or a location of it has `rewrite` rules.
+    rewrites: Vec<bool>,
     /// Per server block and location: the turns of a `split` without
     /// `split_by` (side 0 is proxy_pass, side k the k-th split entry).
     splits: Vec<Vec<Option<RoundRobin>>>,
@@ -134,9 +136,15 @@ impl Router {
                     .collect()
             })
             .collect();
+        let rewrites = cfg
+            .servers
+            .iter()
+            .map(|s| !s.rewrites.is_empty() || s.locations.iter().any(|l| !l.rewrites.is_empty()))
+            .collect();
         Router {
             listeners,
             locations,
+            rewrites,
             splits,
         }
     }
@@ -214,7 +222,7 @@ impl Router {
     /// `skip_regex`; else the first `regex` in config order that matches;
     /// else the remembered prefix. A regex's groups are left in `groups`.
     #[inline]
-    pub fn location_for(&self, server: usize, path: &[u8], groups: &mut Groups) -> Option<usize> {
+    pub fn location_for(&self, server: usize, path: &[u8], groups: &mut Option<Box<Groups>>) -> Option<usize> {
         let t = &self.locations[server];
         if let Some(&(_, i)) = t.exact.iter().find(|(p, _)| **p == *path) {
             return Some(i);
@@ -226,11 +234,20 @@ impl Router {
         for (re, i, locs) in &t.regexes {
             let mut locs = locs.borrow_mut();
             if re.captures_read(&mut locs, path).is_some() {
-                groups.fill(&locs);
+                // Boxed, made only for a regex match: the common prefix
+                // case carries no groups through the phases.
+                groups.get_or_insert_with(Box::default).fill(&locs);
                 return Some(*i);
             }
         }
         prefix.map(|&(_, i, _)| i)
+    }
+
+    /// Whether the block or one of its locations has `rewrite` rules (else
+    /// routing is one `location_for`).
+    #[inline]
+    pub fn has_rewrites(&self, server: usize) -> bool {
+        self.rewrites[server]
     }
 
     /// The location of that name (`name = "..."`), for a hand-over by name.
@@ -478,7 +495,7 @@ mod tests {
     fn longest_prefix_wins() {
         let c = cfg(TWO_HOSTS);
         let r = Router::new(&c);
-        let at = |s: usize, p: &str| r.location_for(s, p.as_bytes(), &mut Groups::default());
+        let at = |s: usize, p: &str| r.location_for(s, p.as_bytes(), &mut None);
         assert_eq!(at(0, "/api/v2/users"), Some(2));
         assert_eq!(at(0, "/api/users"), Some(1));
         assert_eq!(at(0, "/api"), Some(0));
@@ -505,7 +522,7 @@ mod tests {
         .concat();
         let c = cfg(&text);
         let r = Router::new(&c);
-        let mut g = Groups::default();
+        let mut g = None;
         let mut at = |p: &str| r.location_for(0, p.as_bytes(), &mut g);
         // An exact match wins over every other kind.
         assert_eq!(at("/docs/"), Some(6));
@@ -526,7 +543,7 @@ mod tests {
         assert_eq!(r.named(&c, 0, "fallback"), Some(7));
         // The groups of the regex that matched.
         assert_eq!(r.location_for(0, b"/docs/guide.Pdf", &mut g), Some(4));
-        assert_eq!(g.get(1), Some(6..11));
+        assert_eq!(g.unwrap().get(1), Some(6..11));
     }
 
     fn head(raw: &str) -> RequestHead {

@@ -419,7 +419,7 @@ pub struct Request<'a> {
     pub uri: &'a [u8],
     /// The current query, without `?`.
     pub args: &'a [u8],
-    /// `$host`.
+    /// `$host`, as received (lower-cased when expanded).
     pub host: &'a [u8],
     pub https: bool,
     pub client: IpAddr,
@@ -462,7 +462,15 @@ impl Groups {
 
 fn value(v: &Var, r: &Request, mut f: impl FnMut(&[u8])) {
     match v {
-        Var::Host => f(r.host),
+        Var::Host => {
+            // Lower-cased here, on the stack, only when `$host` is used.
+            let mut buf = [0u8; 255];
+            let n = r.host.len().min(buf.len());
+            for (d, s) in buf.iter_mut().zip(&r.host[..n]) {
+                *d = s.to_ascii_lowercase();
+            }
+            f(&buf[..n])
+        }
         Var::Scheme => f(if r.https { b"https" } else { b"http" }),
         Var::RequestUri => f(r.head.target()),
         Var::Uri => f(r.uri),

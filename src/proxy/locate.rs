@@ -35,7 +35,7 @@ pub(super) enum Routed {
         /// upstream as it is, the location prefix not replaced (nginx).
         changed_here: bool,
         /// The groups of a `regex` location's match.
-        groups: Groups,
+        groups: Option<Box<Groups>>,
     },
     /// A rule answered with a redirect.
     Redirect { status: u16, location: Vec<u8> },
@@ -44,7 +44,9 @@ pub(super) enum Routed {
 /// What variables read from the request, whatever the current URI.
 pub(super) struct VarBase<'a> {
     pub(super) head: &'a RequestHead,
-    pub(super) host: &'a [u8],
+    /// The request's host, as received (`$host` is made of it when used).
+    pub(super) host: Option<&'a [u8]>,
+    pub(super) server: &'a Server,
     pub(super) https: bool,
     pub(super) client: std::net::IpAddr,
     pub(super) port: u16,
@@ -61,7 +63,7 @@ impl<'a> VarBase<'a> {
             head: self.head,
             uri,
             args,
-            host: self.host,
+            host: var_host(self.host, self.server),
             https: self.https,
             client: self.client,
             port: self.port,
@@ -70,24 +72,17 @@ impl<'a> VarBase<'a> {
     }
 }
 
-/// `$host`: the request's host without port, lower-case; without one, the
-/// block's first exact name (as nginx's `$host`). Written into `buf`.
-pub(super) fn var_host<'b>(host: Option<&[u8]>, server: &Server, buf: &'b mut [u8; 255]) -> &'b [u8] {
-    let h = host.map(route::host_without_port).unwrap_or_default();
-    let h: &[u8] = if h.is_empty() {
-        server
+/// `$host` before lower-casing (done where it is expanded): the request's
+/// host without port; without one, the block's first exact name (as nginx's).
+fn var_host<'b>(host: Option<&'b [u8]>, server: &'b Server) -> &'b [u8] {
+    match host.map(route::host_without_port) {
+        Some(h) if !h.is_empty() => h,
+        _ => server
             .server_names
             .iter()
             .find(|n| !n.starts_with('*'))
-            .map_or(&b""[..], |n| n.as_bytes())
-    } else {
-        h
-    };
-    let n = h.len().min(buf.len());
-    for (d, s) in buf.iter_mut().zip(&h[..n]) {
-        *d = s.to_ascii_lowercase();
+            .map_or(&b""[..], |n| n.as_bytes()),
     }
-    &buf[..n]
 }
 
 /// What one list of rules did.
@@ -114,7 +109,7 @@ pub(super) fn route(ctx: &WorkerCtx, server: usize, path: &[u8], query: &[u8], b
     let mut reroutes = 0;
     loop {
         let p = cur.as_ref().map_or(path, |u| &u.path[..]);
-        let mut groups = Groups::default();
+        let mut groups = None;
         let loc = ctx
             .router
             .location_for(server, p, &mut groups)

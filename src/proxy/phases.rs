@@ -178,28 +178,40 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             return respond_return(ctx, ds, ex, 421, body.as_bytes(), None).await;
         }
     }
-    // Phases rewrite and route. Variables are read only by what uses them.
-    let mut host_buf = [0u8; 255];
+    // Phases rewrite and route. Variables are read only by what uses them;
+    // a block without rewrite rules is routed by one lookup.
     let base = VarBase {
         head: &ex.head,
-        host: locate::var_host(host, server, &mut host_buf),
+        host,
+        server,
         https: ds.tls().is_some(),
         client: ex.client,
         port: ds.conn().local_port,
     };
-    let (loc_idx, rewritten, changed_here, groups) =
+    let mut groups = None;
+    let mut rewritten = None;
+    let mut changed_here = false;
+    let loc_idx = if !ctx.router.has_rewrites(ex.server) {
+        ctx.router
+            .location_for(ex.server, &target.path, &mut groups)
+            .ok_or(ErrorKind::NotFound)?
+    } else {
         match locate::route(ctx, ex.server, &target.path, target.query, &base)? {
             Routed::Location {
                 loc,
-                rewritten,
-                changed_here,
-                groups,
-            } => (loc, rewritten, changed_here, groups),
+                rewritten: r,
+                changed_here: here,
+                groups: g,
+            } => {
+                (rewritten, changed_here, groups) = (r, here, g);
+                loc
+            }
             Routed::Redirect { status, location } => {
                 let body = respond::error_body(status);
                 return respond_return(ctx, ds, ex, status, body.as_bytes(), Some(&location)).await;
             }
-        };
+        }
+    };
     // `$uri` and `$args`: the rewritten ones, else the request's.
     let (cur_path, cur_args): (&[u8], &[u8]) = match &rewritten {
         Some(u) => (&u.path, &u.args),
@@ -220,7 +232,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
 
     match &location.action {
         Action::Return(ret) => {
-            let captures = Some((cur_path, &groups));
+            let captures = groups.as_deref().map(|g| (cur_path, g));
             let vars = base.request(cur_path, cur_args, captures);
             let body = expanded(&ret.body, &vars, Mode::Raw)?;
             let location = match &ret.location {
@@ -240,7 +252,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             let public_host = host.unwrap_or_default();
             let upstream_target = match (&pass.uri, &rewritten) {
                 (Some(uri), _) => {
-                    let vars = base.request(cur_path, cur_args, Some((cur_path, &groups)));
+                    let vars = base.request(cur_path, cur_args, groups.as_deref().map(|g| (cur_path, g)));
                     Cow::Owned(expanded(uri, &vars, Mode::Uri)?.into_owned())
                 }
                 // As nginx: once this location's rules changed the URI

@@ -42,7 +42,7 @@ return = { status = 200, body = "long-prefix" }
 "#;
 
 /// Path → the location nginx picks for the same locations (checked by hand
-/// against nginx 1.26 with `=`, `^~`, `~`, `~*` and `@fallback`).
+/// against nginx 1.22 with `=`, `^~`, `~`, `~*` and `@fallback`).
 const CASES: [(&str, &str); 12] = [
     ("/docs/", "docs-exact"),
     ("/img/a.png", "img-prefix"),
