@@ -11,9 +11,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use crate::config::{Action, Config, KeyPart, LocationKind, ProxyPass, RequestKey, When, WhenField, SPLIT_WHOLE};
+use crate::config::{Action, Config, LocationKind, ProxyPass, RequestKey, When, WhenField, SPLIT_WHOLE};
 use crate::http::RequestHead;
 use crate::upstream::balance::{KeyHasher, RoundRobin};
 use crate::vars::Groups;
@@ -259,47 +259,17 @@ impl Router {
     }
 }
 
-/// The parts of a request a [`RequestKey`] reads.
-pub struct KeyInput<'a> {
-    pub head: &'a RequestHead,
-    /// The path as routed: no query, dot segments resolved (`$uri`).
-    pub path: &'a [u8],
-    /// The client address, after `trusted_proxies` (`$remote_addr`).
-    pub client: IpAddr,
-}
+/// The parts of a request a [`RequestKey`] reads: the variable engine's.
+pub type KeyInput<'a> = crate::vars::Request<'a>;
 
 /// Feeds the bytes of `key` for this request to `sink`, part by part, so a
 /// hash can be taken without building the key in memory. Returns false when
 /// every variable of the key was absent or empty: such a request has no key,
 /// and the caller does not hash it (a missing cookie would otherwise send
 /// every client without one to the same server).
-pub fn feed_key(key: &RequestKey, req: &KeyInput, mut sink: impl FnMut(&[u8])) -> bool {
-    let mut any = false;
-    let mut var = |v: &[u8], sink: &mut dyn FnMut(&[u8])| {
-        any |= !v.is_empty();
-        sink(v);
-    };
-    for part in &key.parts {
-        match part {
-            KeyPart::Literal(s) => sink(s.as_bytes()),
-            KeyPart::RequestUri => var(req.head.target(), &mut sink),
-            KeyPart::Uri => var(req.path, &mut sink),
-            KeyPart::RemoteAddr => {
-                // The longest IPv6 text is 45 bytes: formatted on the stack.
-                let mut buf = [0u8; 64];
-                let mut w: &mut [u8] = &mut buf;
-                let _ = std::io::Write::write_fmt(&mut w, format_args!("{}", req.client));
-                let n = 64 - w.len();
-                var(&buf[..n], &mut sink);
-            }
-            KeyPart::Header(name) => var(
-                header_named(req.head, name.as_bytes()).unwrap_or_default(),
-                &mut sink,
-            ),
-            KeyPart::Cookie(name) => var(cookie(req.head, name.as_bytes()).unwrap_or_default(), &mut sink),
-        }
-    }
-    any
+#[inline]
+pub fn feed_key(key: &RequestKey, req: &KeyInput, sink: impl FnMut(&[u8])) -> bool {
+    key.feed(req, sink)
 }
 
 /// The shares of a split's sides, proxy_pass's (the rest) first.
@@ -440,6 +410,7 @@ fn dots(seg: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vars::{Part, Var};
     use std::path::Path;
 
     fn cfg(text: &str) -> Config {
@@ -561,19 +532,28 @@ mod tests {
         }
     }
 
-    fn key(parts: Vec<KeyPart>) -> RequestKey {
+    fn key(parts: Vec<Part>) -> RequestKey {
         RequestKey {
             text: String::new(),
             parts,
         }
     }
 
-    fn rendered(k: &RequestKey, h: &RequestHead, client: &str) -> (String, bool) {
-        let input = KeyInput {
-            head: h,
-            path: b"/p",
+    fn input<'a>(head: &'a RequestHead, path: &'a [u8], client: &str) -> KeyInput<'a> {
+        KeyInput {
+            head,
+            uri: path,
+            args: b"",
+            host: b"t",
+            https: false,
             client: client.parse().unwrap(),
-        };
+            port: 80,
+            captures: None,
+        }
+    }
+
+    fn rendered(k: &RequestKey, h: &RequestHead, client: &str) -> (String, bool) {
+        let input = input(h, b"/p", client);
         let mut out = Vec::new();
         let any = feed_key(k, &input, |b| out.extend_from_slice(b));
         (String::from_utf8(out).unwrap(), any)
@@ -586,15 +566,15 @@ mod tests {
              Cookie: session=later; b=2\r\n\r\n",
         );
         let k = key(vec![
-            KeyPart::Header("x-tenant".into()),
-            KeyPart::Literal(":".into()),
-            KeyPart::Cookie("session".into()),
-            KeyPart::Literal("|".into()),
-            KeyPart::Cookie("B".into()),
-            KeyPart::Literal("|".into()),
-            KeyPart::RemoteAddr,
-            KeyPart::Uri,
-            KeyPart::RequestUri,
+            Part::Var(Var::Http("x-tenant".into())),
+            Part::Lit(":".into()),
+            Part::Var(Var::Cookie("session".into())),
+            Part::Lit("|".into()),
+            Part::Var(Var::Cookie("B".into())),
+            Part::Lit("|".into()),
+            Part::Var(Var::RemoteAddr),
+            Part::Var(Var::Uri),
+            Part::Var(Var::RequestUri),
         ]);
         assert_eq!(
             rendered(&k, &h, "2001:db8::1"),
@@ -602,13 +582,13 @@ mod tests {
         );
         // Nothing of the key in the request: no key, though literals remain.
         let k = key(vec![
-            KeyPart::Header("x-missing".into()),
-            KeyPart::Literal(":".into()),
-            KeyPart::Cookie("none".into()),
+            Part::Var(Var::Http("x-missing".into())),
+            Part::Lit(":".into()),
+            Part::Var(Var::Cookie("none".into())),
         ]);
         assert_eq!(rendered(&k, &h, "10.0.0.1"), (":".into(), false));
         let longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
-        let k = key(vec![KeyPart::RemoteAddr]);
+        let k = key(vec![Part::Var(Var::RemoteAddr)]);
         assert_eq!(
             rendered(&k, &h, longest).0,
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
@@ -645,11 +625,7 @@ mod tests {
         // In turns, without split_by: exactly the shares over 10000 requests.
         let r = Router::new(&c);
         let h = head("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-        let input = KeyInput {
-            head: &h,
-            path: b"/",
-            client: "10.0.0.1".parse().unwrap(),
-        };
+        let input = input(&h, b"/", "10.0.0.1");
         let mut sides = [0usize; 2];
         for _ in 0..10_000 {
             sides[r.upstream_for(0, 0, pass, &input)] += 1;

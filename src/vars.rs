@@ -380,8 +380,18 @@ fn variable(name: &str, scope: Scope) -> Result<Var, String> {
     Ok(var)
 }
 
+/// The variables, as a list for messages.
+pub fn known() -> String {
+    NAMES.map(|v| format!("${v}")).join(", ")
+}
+
 fn unknown(name: &str, scope: Scope) -> String {
-    const PLAIN: [&str; 12] = [
+    if name == "request_id" {
+        return "`$request_id`: ringway gives requests no id yet".to_string();
+    }
+    // The nearest known name: a fixed one, a capture group's, or a prefix
+    // with the rest kept (`$htp_host` → `$http_host`).
+    let mut candidates: Vec<String> = [
         "host",
         "scheme",
         "request_uri",
@@ -391,24 +401,23 @@ fn unknown(name: &str, scope: Scope) -> String {
         "remote_addr",
         "server_port",
         "request_method",
-        "http_host",
-        "cookie_",
-        "arg_",
-    ];
-    let closest = PLAIN
+    ]
+    .map(String::from)
+    .to_vec();
+    candidates.extend(scope.names().map(String::from));
+    if let Some((_, rest)) = name.split_once('_') {
+        for prefix in ["http", "cookie", "arg"] {
+            candidates.push(format!("{prefix}_{rest}"));
+        }
+    }
+    let closest = candidates
         .iter()
-        .copied()
-        .chain(scope.names())
         .map(|k| (strsim::levenshtein(name, k), k))
         .filter(|(d, _)| *d <= 2)
         .min();
-    if name == "request_id" {
-        return "$request_id: ringway gives requests no id yet".to_string();
-    }
-    let known = NAMES.map(|v| format!("${v}")).join(", ");
     match closest {
-        Some((_, k)) => format!("unknown variable ${name}; did you mean ${k}? (known: {known})"),
-        None => format!("unknown variable ${name} (known: {known})"),
+        Some((_, k)) => format!("unknown variable `${name}`; did you mean `${k}`?"),
+        None => format!("unknown variable `${name}` (known: {})", known()),
     }
 }
 
@@ -579,11 +588,12 @@ mod tests {
             let re = re.map(|r| regex::bytes::Regex::new(r).unwrap());
             Template::parse(t, Scope { regex: re.as_ref() }).unwrap_err()
         };
-        assert!(err("$hots", None).contains("did you mean $host?"), "{}", err("$hots", None));
-        assert!(err("$reqest_uri", None).contains("did you mean $request_uri?"));
+        assert!(err("$hots", None).contains("did you mean `$host`?"), "{}", err("$hots", None));
+        assert!(err("$reqest_uri", None).contains("did you mean `$request_uri`?"));
+        assert!(err("$htp_x_tenant", None).contains("did you mean `$http_x_tenant`?"));
         assert!(err("$1", None).contains("no regex here"));
         assert!(err("$2", Some("^/(x)$")).contains("has 1 capture group"));
-        assert!(err("$idd", Some("^/(?P<id>x)$")).contains("did you mean $id?"));
+        assert!(err("$idd", Some("^/(?P<id>x)$")).contains("did you mean `$id`?"));
         assert!(err("${host", None).contains("unclosed"));
         assert!(err("a$", None).contains("starts no variable"));
         assert!(err("$request_id", None).contains("no id"));

@@ -270,30 +270,9 @@ pub enum Balance {
 }
 
 /// A key built from parts of a request, such as `"$http_x_tenant:$cookie_session"`:
-/// literal text and variables, compiled when the config loads (`hash`, `split_by`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestKey {
-    /// As written in the config.
-    pub text: String,
-    pub parts: Vec<KeyPart>,
-}
-
-/// One piece of a [`RequestKey`]. Variables follow nginx's names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPart {
-    Literal(String),
-    /// `$request_uri`: the request target as the client sent it, with its query.
-    RequestUri,
-    /// `$uri`: the path without the query, dot segments resolved.
-    Uri,
-    /// `$remote_addr`: the client address (after `trusted_proxies`).
-    RemoteAddr,
-    /// `$http_<name>`: a request header field; the name is kept lower-case
-    /// with `_` turned into `-`, as nginx maps it.
-    Header(String),
-    /// `$cookie_<name>`: the value of a cookie in the `Cookie` header.
-    Cookie(String),
-}
+/// literal text and variables of the variable engine, compiled when the
+/// config loads (`hash`, `split_by`).
+pub type RequestKey = crate::vars::Template;
 
 impl Balance {
     pub const NAMES: [&'static str; 5] = ["round_robin", "least_conn", "ip_hash", "random_two", "ewma"];

@@ -243,17 +243,13 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         }
         Action::Proxy(pass) => {
             // `split`: this request may go to another upstream than proxy_pass's.
-            let input = KeyInput {
-                head: &ex.head,
-                path: &target.path,
-                client: ex.client,
-            };
+            let captures = groups.as_deref().map(|g| (cur_path, g));
+            let input: KeyInput = base.request(cur_path, cur_args, captures);
             let up = &ctx.upstreams[ctx.router.upstream_for(ex.server, loc_idx, pass, &input)];
             let public_host = host.unwrap_or_default();
             let upstream_target = match (&pass.uri, &rewritten) {
                 (Some(uri), _) => {
-                    let vars = base.request(cur_path, cur_args, groups.as_deref().map(|g| (cur_path, g)));
-                    Cow::Owned(expanded(uri, &vars, Mode::Uri)?.into_owned())
+                    Cow::Owned(expanded(uri, &input, Mode::Uri)?.into_owned())
                 }
                 // As nginx: once this location's rules changed the URI
                 // (`break`), it goes as it is; a URI routed here anew has
@@ -289,6 +285,8 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
                 location,
                 pass,
                 path: cur_path,
+                args: cur_args,
+                server,
                 target: &upstream_target,
                 host,
                 public_host,

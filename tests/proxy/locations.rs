@@ -258,7 +258,7 @@ return = { status = 302, location = "/to/$1" }
             at("[[server.location]]\nreturn")
         ),
         format!(
-            "{}server[0].location[3].return.body: unknown variable $hots; did you mean $host?",
+            "{}server[0].location[3].return.body: unknown variable `$hots`; did you mean `$host`?",
             at("\"hi $hots\"")
         ),
         format!(
