@@ -465,7 +465,7 @@ impl Groups {
 
     pub fn get(&self, i: usize) -> Option<std::ops::Range<usize>> {
         let (s, e) = *self.slots.get(i)?;
-        (s != u32::MAX).then(|| s as usize..e as usize)
+        (s != u32::MAX).then_some(s as usize..e as usize)
     }
 }
 
