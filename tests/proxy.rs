@@ -28,6 +28,8 @@ mod grpc;
 mod h2;
 #[path = "proxy/h2_tls.rs"]
 mod h2_tls;
+#[path = "proxy/header_rules.rs"]
+mod header_rules;
 #[path = "proxy/headers.rs"]
 mod headers;
 #[path = "proxy/health.rs"]

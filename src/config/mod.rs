@@ -462,6 +462,10 @@ pub struct Location {
     pub kind: LocationKind,
     /// `rewrite`: rules run on the URI once this location is chosen.
     pub rewrites: Vec<Rewrite>,
+    /// `request_headers`: the location's, else the block's.
+    pub request_headers: Option<Arc<RequestHeaders>>,
+    /// `response_headers`: the location's, else the block's.
+    pub response_headers: Option<Arc<ResponseHeaders>>,
     pub action: Action,
     /// Overrides the server block's `client_max_body_size` when set.
     pub client_max_body_size: Option<Option<u64>>,
@@ -478,6 +482,41 @@ impl Location {
         self.upgrade
             .iter()
             .any(|p| p.as_bytes().eq_ignore_ascii_case(protocol))
+    }
+}
+
+/// `request_headers`: fields sent to the upstream (nginx's `proxy_set_header`).
+#[derive(Debug, Clone)]
+pub struct RequestHeaders {
+    /// `set`: (name, value); whatever the client sent under the name is
+    /// replaced; a value that expands to nothing sends no field.
+    pub set: Vec<(String, crate::vars::Template)>,
+    /// `set` and `remove` names, lower-case: the client's fields (and
+    /// ringway's own forwarding fields) of these names are not sent.
+    pub hidden: Vec<String>,
+}
+
+/// `response_headers`: fields the client gets (nginx's `add_header` and
+/// `proxy_hide_header`).
+#[derive(Debug, Clone)]
+pub struct ResponseHeaders {
+    /// `set` then `add`, in that order: (name, value).
+    pub fields: Vec<(String, crate::vars::Template)>,
+    /// `set` names, lower-case: the upstream's fields of these names are
+    /// not passed on where the fields apply.
+    pub replaced: Vec<String>,
+    /// `remove` names, lower-case: never passed on, whatever the status
+    /// (nginx's `proxy_hide_header`).
+    pub removed: Vec<String>,
+    /// `always`: also on error statuses and ringway's own answers; else
+    /// only on 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308 (nginx's).
+    pub always: bool,
+}
+
+impl ResponseHeaders {
+    /// Whether the fields go on a response of this status.
+    pub fn applies(&self, status: u16) -> bool {
+        self.always || matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308)
     }
 }
 

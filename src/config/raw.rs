@@ -153,6 +153,8 @@ pub struct RawServer {
     pub http2: Option<Spanned<BoolOrHttp2>>,
     pub h2c: Option<Spanned<bool>>,
     pub rewrite: Option<Spanned<Vec<Spanned<RawRewrite>>>>,
+    pub request_headers: Option<Spanned<RawRequestHeaders>>,
+    pub response_headers: Option<Spanned<RawResponseHeaders>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -219,6 +221,8 @@ pub struct RawLocation {
     /// On a prefix location: nginx's `^~` (no regex is tried when it is the longest).
     pub skip_regex: Option<Spanned<bool>>,
     pub rewrite: Option<Spanned<Vec<Spanned<RawRewrite>>>>,
+    pub request_headers: Option<Spanned<RawRequestHeaders>>,
+    pub response_headers: Option<Spanned<RawResponseHeaders>>,
     pub proxy_pass: Option<Spanned<String>>,
     #[serde(rename = "return")]
     pub return_: Option<Spanned<RawReturn>>,
@@ -274,4 +278,20 @@ pub struct RawRewrite {
     pub from: Spanned<String>,
     pub to: Spanned<String>,
     pub flag: Option<Spanned<String>>,
+}
+
+/// `request_headers = { set = { "X-Env" = "prod" }, remove = ["X-Debug"] }`.
+#[derive(Debug, Deserialize)]
+pub struct RawRequestHeaders {
+    pub set: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub remove: Option<Vec<Spanned<String>>>,
+}
+
+/// `response_headers = { add = {...}, set = {...}, remove = [...], always = false }`.
+#[derive(Debug, Deserialize)]
+pub struct RawResponseHeaders {
+    pub add: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub set: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub remove: Option<Vec<Spanned<String>>>,
+    pub always: Option<bool>,
 }

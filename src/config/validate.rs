@@ -19,6 +19,7 @@ use super::raw::{
 use super::*;
 
 mod http2;
+mod headers;
 mod location;
 mod rewrite;
 mod tls;
@@ -254,6 +255,12 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "hsts"] => fields_of::<RawHsts>(),
         ["server", "location", "return"] => fields_of::<RawReturn>(),
         ["server", "rewrite"] | ["server", "location", "rewrite"] => fields_of::<super::raw::RawRewrite>(),
+        ["server", "request_headers"] | ["server", "location", "request_headers"] => {
+            fields_of::<super::raw::RawRequestHeaders>()
+        }
+        ["server", "response_headers"] | ["server", "location", "response_headers"] => {
+            fields_of::<super::raw::RawResponseHeaders>()
+        }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
@@ -603,6 +610,16 @@ fn check_server(
     }
     let redirect_https = check_redirect(c, r, &key);
     let rewrites = rewrite::check_rewrites(c, r.rewrite.as_ref(), &key).unwrap_or_default();
+    // A location's header table replaces the block's, per direction.
+    let (req_h, resp_h) = headers::check(c, r.request_headers.as_ref(), r.response_headers.as_ref(), &key);
+    for loc in &mut locations {
+        if loc.request_headers.is_none() {
+            loc.request_headers = req_h.clone();
+        }
+        if loc.response_headers.is_none() {
+            loc.response_headers = resp_h.clone();
+        }
+    }
     let http2 = http2::check(c, r, &key, &limits);
     Server {
         listen,

@@ -43,6 +43,10 @@ pub(super) struct Plan<'a> {
     pub(super) path: &'a [u8],
     pub(super) args: &'a [u8],
     pub(super) server: &'a crate::config::Server,
+    /// `request_headers` and `response_headers` fields, expanded for this
+    /// request (whole lines; empty without rules).
+    pub(super) req_lines: &'a [u8],
+    pub(super) resp_lines: &'a [u8],
     pub(super) target: &'a [u8],
     pub(super) host: Option<&'a [u8]>,
     pub(super) public_host: &'a [u8],
@@ -152,6 +156,12 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .and_then(|t| t.client_subject.as_deref())
             .map(str::as_bytes),
         upgrade,
+        hidden: plan
+            .location
+            .request_headers
+            .as_deref()
+            .map_or(&[][..], |h| &h.hidden),
+        extra: plan.req_lines,
     }
 }
 
@@ -588,6 +598,10 @@ pub(super) async fn respond<S: ClientSession>(
         _ => plan.up.set_cookie(peer),
     };
 
+    // `response_headers` (nginx's `add_header` rule of which statuses).
+    let rules = plan.location.response_headers.as_deref();
+    let applies = rules.is_some_and(|h| h.applies(head.status));
+
     // Phase: send the response head (the session may send the first body
     // bytes with it).
     let local_port = ds.conn().port_text;
@@ -599,6 +613,9 @@ pub(super) async fn respond<S: ClientSession>(
         close: ex.close,
         client_version: ex.head.version,
         extra: set_cookie.unwrap_or_default(),
+        hidden: rules.map_or(&[][..], |h| &h.removed),
+        replaced: if applies { rules.map_or(&[][..], |h| &h.replaced) } else { &[] },
+        rules: if applies { plan.resp_lines } else { b"" },
         redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
         hsts: hsts(ctx, ds, ex.server),
     };

@@ -196,3 +196,25 @@ fn run(rules: &[Rewrite], path: &[u8], query: &[u8], cur: &mut Option<Uri>, base
     }
     Ok(if changed { Step::Reroute } else { Step::Stay(false) })
 }
+
+/// Header rules' fields expanded as whole `Name: value` lines, appended to
+/// `out`; a value that expands to nothing sends no field (nginx's rule).
+pub(super) fn render_fields(
+    fields: &[(String, crate::vars::Template)],
+    vars: &vars::Request,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    for (name, t) in fields {
+        let start = out.len();
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        let value = out.len();
+        t.expand(vars, Mode::Field, out).map_err(|_| ErrorKind::Internal)?;
+        if out.len() == value {
+            out.truncate(start);
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    Ok(())
+}

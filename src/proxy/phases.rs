@@ -41,6 +41,9 @@ pub struct Exchange {
     /// When a request was tried on more than one server: each try's server
     /// (upstream, server index) and status, for the access log.
     pub tries: Vec<(usize, usize, u16)>,
+    /// `response_headers` with `always = true`: the fields for ringway's
+    /// own error answer, should there be one (whole lines).
+    pub always_lines: Vec<u8>,
 }
 
 impl Exchange {
@@ -54,6 +57,7 @@ impl Exchange {
             req_body_done: false,
             close: true,
             tries: Vec::new(),
+            always_lines: Vec::new(),
             head,
         }
     }
@@ -175,7 +179,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         if t.server != ex.server && checks {
             ex.close = true;
             let body = respond::error_body(421);
-            return respond_return(ctx, ds, ex, 421, body.as_bytes(), None).await;
+            return respond_return(ctx, ds, ex, 421, body.as_bytes(), None, b"").await;
         }
     }
     // Phases rewrite and route. Variables are read only by what uses them;
@@ -208,7 +212,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             }
             Routed::Redirect { status, location } => {
                 let body = respond::error_body(status);
-                return respond_return(ctx, ds, ex, status, body.as_bytes(), Some(&location)).await;
+                return respond_return(ctx, ds, ex, status, body.as_bytes(), Some(&location), b"").await;
             }
         }
     };
@@ -218,6 +222,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         None => (&target.path, target.query.strip_prefix(b"?").unwrap_or(target.query)),
     };
     let location = &server.locations[loc_idx];
+    let location_cfg = location;
     tunnel::check_location(ds, &ex.head, location)?;
     let max_body = location
         .client_max_body_size
@@ -239,7 +244,11 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
                 Some(l) => Some(expanded(l, &vars, Mode::Uri)?),
                 None => None,
             };
-            respond_return(ctx, ds, ex, ret.status, &body, location.as_deref()).await
+            let mut extra = Vec::new();
+            if let Some(h) = location_cfg.response_headers.as_deref().filter(|h| h.applies(ret.status)) {
+                locate::render_fields(&h.fields, &vars, &mut extra)?;
+            }
+            respond_return(ctx, ds, ex, ret.status, &body, location.as_deref(), &extra).await
         }
         Action::Proxy(pass) => {
             // `split`: this request may go to another upstream than proxy_pass's.
@@ -247,6 +256,18 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             let input: KeyInput = base.request(cur_path, cur_args, captures);
             let up = &ctx.upstreams[ctx.router.upstream_for(ex.server, loc_idx, pass, &input)];
             let public_host = host.unwrap_or_default();
+            // Header rules, expanded once for every server tried.
+            let mut req_lines = Vec::new();
+            if let Some(h) = location.request_headers.as_deref() {
+                locate::render_fields(&h.set, &input, &mut req_lines)?;
+            }
+            let mut resp_lines = Vec::new();
+            if let Some(h) = location.response_headers.as_deref() {
+                locate::render_fields(&h.fields, &input, &mut resp_lines)?;
+                if h.always {
+                    ex.always_lines.clone_from(&resp_lines);
+                }
+            }
             let upstream_target = match (&pass.uri, &rewritten) {
                 (Some(uri), _) => {
                     Cow::Owned(expanded(uri, &input, Mode::Uri)?.into_owned())
@@ -287,6 +308,8 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
                 path: cur_path,
                 args: cur_args,
                 server,
+                req_lines: &req_lines,
+                resp_lines: &resp_lines,
                 target: &upstream_target,
                 host,
                 public_host,
@@ -318,6 +341,7 @@ async fn respond_return<S: ClientSession>(
     status: u16,
     body: &[u8],
     location: Option<&[u8]>,
+    extra: &[u8],
 ) -> Result<()> {
     // A body, if any, is not read, so the connection cannot be reused after it.
     ex.close = must_close(ctx, ds, ex);
@@ -332,6 +356,7 @@ async fn respond_return<S: ClientSession>(
         head_only: ex.head.method() == b"HEAD",
         hsts: hsts(ctx, ds, ex.server),
         grpc: None,
+        extra,
     };
     let limits = &ctx.server(ex.server).limits;
     ds.send_canned(ctx, &reply, limits.send_timeout)
@@ -390,7 +415,7 @@ async fn redirect_to_https<S: ClientSession>(
     }
     location.extend_from_slice(uri);
     let body = respond::error_body(301);
-    respond_return(ctx, ds, ex, 301, body.as_bytes(), Some(&location)).await
+    respond_return(ctx, ds, ex, 301, body.as_bytes(), Some(&location), b"").await
 }
 
 /// Sends the error's status if no response has started; otherwise the
@@ -440,6 +465,7 @@ async fn answer_error<S: ClientSession>(ctx: &WorkerCtx, ds: &mut S, ex: &mut Ex
         Some(ex.server),
         (ex.close, keep_alive_10, head_only),
         grpc,
+        &ex.always_lines,
     )
     .await
     .is_err()
@@ -458,7 +484,7 @@ pub(super) async fn send_error<S: ClientSession>(
     keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
-    send_error_to(ctx, ds, status, server, (close, keep_alive_10, head_only), false).await
+    send_error_to(ctx, ds, status, server, (close, keep_alive_10, head_only), false, b"").await
 }
 
 /// `send_error`, also for gRPC requests (`grpc`: answered with the gRPC
@@ -470,6 +496,7 @@ async fn send_error_to<S: ClientSession>(
     server: Option<usize>,
     (close, keep_alive_10, head_only): (bool, bool, bool),
     grpc: bool,
+    extra: &[u8],
 ) -> std::result::Result<(), IoFail> {
     let body = respond::error_body(status);
     let server = server.unwrap_or_else(|| ctx.router.default_server(ds.conn().listener));
@@ -482,6 +509,7 @@ async fn send_error_to<S: ClientSession>(
         head_only,
         hsts: hsts(ctx, ds, server),
         grpc: grpc.then(|| respond::grpc_status(status)),
+        extra,
     };
     let t = ctx.server(server).limits.send_timeout;
     ds.send_canned(ctx, &reply, t).await

@@ -17,6 +17,10 @@ pub(super) fn check_location(
     let mut ok = true;
     let rewrites = rewrite::check_rewrites(c, r.rewrite.as_ref(), key);
     ok &= rewrites.is_some();
+    let before = c.errors.len();
+    let (request_headers, response_headers) =
+        headers::check(c, r.request_headers.as_ref(), r.response_headers.as_ref(), key);
+    ok &= c.errors.len() == before;
     let scope = Scope {
         regex: match &kind {
             LocationKind::Regex(re) => Some(re),
@@ -128,6 +132,8 @@ pub(super) fn check_location(
         path,
         kind,
         rewrites: rewrites?,
+        request_headers,
+        response_headers,
         action,
         client_max_body_size,
         upgrade: upgrade?,
