@@ -127,6 +127,8 @@ fn rewrite(c: &mut Criterion) {
                         https: false,
                         client_cert_subject: None,
                         upgrade: None,
+                        hidden: &[],
+                        extra: b"",
                     },
                     &mut out,
                 );

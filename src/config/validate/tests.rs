@@ -96,7 +96,7 @@ fn every_unknown_key_is_reported_with_the_other_errors() {
     assert!(e.0[2].message.contains("did you mean `workers`?"));
     assert!(e.0[3].message.contains("did you mean `body`?"));
     assert!(
-        e.0[4].message.contains("known here: path, exact, regex, name, skip_regex, rewrite, proxy_pass"),
+        e.0[4].message.contains("known here: path, exact, regex, name, skip_regex, rewrite, request_headers, response_headers, proxy_pass"),
         "{}",
         e.0[4]
     );
