@@ -299,3 +299,30 @@ return = { status = 302, location = "/to/$1" }
         "{stderr}"
     );
 }
+
+/// The shipped example means what its comments say: kinds, rules and the
+/// header tables a location inherits or replaces.
+#[test]
+fn the_locations_example_loads_as_its_comments_say() {
+    use ringway::config::{Config, LocationKind, RewriteFlag};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/locations-and-rewrites.toml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let s = &c.servers[0];
+    assert_eq!(
+        s.rewrites.iter().map(|r| r.flag).collect::<Vec<_>>(),
+        [RewriteFlag::Last, RewriteFlag::Permanent]
+    );
+    let by = |p: &str| s.locations.iter().find(|l| l.path == p).unwrap();
+    assert!(matches!(by("/healthz").kind, LocationKind::Exact));
+    assert!(matches!(by("/static/").kind, LocationKind::Prefix { skip_regex: true }));
+    assert!(matches!(by("app").kind, LocationKind::Named));
+    assert!(matches!(by("(?i)\\.(png|jpe?g|webp)$").kind, LocationKind::Regex(_)));
+    assert_eq!(by("/api/v1/").rewrites[0].flag, RewriteFlag::Break);
+    assert!(by("/search").rewrites[0].drop_args);
+    // /healthz has its own response table; /static/ inherits the block's.
+    let own = by("/healthz").response_headers.as_deref().unwrap();
+    assert!(own.always && own.fields.iter().all(|(n, _)| n == "Cache-Control"));
+    let inherited = by("/static/").response_headers.as_deref().unwrap();
+    assert_eq!(inherited.removed, ["x-powered-by"]);
+    assert_eq!(by("/static/").request_headers.as_deref().unwrap().hidden, ["x-env", "x-request-path", "x-debug"]);
+}
