@@ -35,7 +35,11 @@ struct Locations {
     prefixes: Vec<(Box<[u8]>, usize, bool)>,
     /// `regex` locations in config order, with a per-worker place for a
     /// match's groups (borrowed only within `location_for`).
-    regexes: Vec<(regex::bytes::Regex, usize, RefCell<regex::bytes::CaptureLocations>)>,
+    regexes: Vec<(
+        regex::bytes::Regex,
+        usize,
+        RefCell<regex::bytes::CaptureLocations>,
+    )>,
 }
 
 pub struct Router {
@@ -222,7 +226,12 @@ impl Router {
     /// `skip_regex`; else the first `regex` in config order that matches;
     /// else the remembered prefix. A regex's groups are left in `groups`.
     #[inline]
-    pub fn location_for(&self, server: usize, path: &[u8], groups: &mut Option<Box<Groups>>) -> Option<usize> {
+    pub fn location_for(
+        &self,
+        server: usize,
+        path: &[u8],
+        groups: &mut Option<Box<Groups>>,
+    ) -> Option<usize> {
         let t = &self.locations[server];
         if let Some(&(_, i)) = t.exact.iter().find(|(p, _)| **p == *path) {
             return Some(i);
@@ -480,15 +489,15 @@ mod tests {
         };
         let text = [
             "[[server]]\nlisten = [\"127.0.0.1:1\"]\n".to_string(),
-            loc("path", "/", ""),                                // 0
-            loc("path", "/img/", "skip_regex = true"),           // 1
-            loc("path", "/docs/", ""),                           // 2
-            loc("regex", "\\.(png|jpe?g)$", ""),                 // 3
-            loc("regex", "(?i)^/docs/(?P<page>.+)\\.PDF$", ""),  // 4
-            loc("regex", "^/docs/", ""),                         // 5
-            loc("exact", "/docs/", ""),                          // 6
-            loc("name", "fallback", ""),                         // 7
-            loc("path", "/docs/a.png/", ""),                     // 8
+            loc("path", "/", ""),                               // 0
+            loc("path", "/img/", "skip_regex = true"),          // 1
+            loc("path", "/docs/", ""),                          // 2
+            loc("regex", "\\.(png|jpe?g)$", ""),                // 3
+            loc("regex", "(?i)^/docs/(?P<page>.+)\\.PDF$", ""), // 4
+            loc("regex", "^/docs/", ""),                        // 5
+            loc("exact", "/docs/", ""),                         // 6
+            loc("name", "fallback", ""),                        // 7
+            loc("path", "/docs/a.png/", ""),                    // 8
         ]
         .concat();
         let c = cfg(&text);

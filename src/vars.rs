@@ -104,9 +104,7 @@ impl Scope<'_> {
     }
 
     fn named(&self, name: &str) -> Option<usize> {
-        self.regex?
-            .capture_names()
-            .position(|n| n == Some(name))
+        self.regex?.capture_names().position(|n| n == Some(name))
     }
 
     fn names(&self) -> impl Iterator<Item = &str> {
@@ -179,9 +177,7 @@ impl Template {
 
     /// True when a part reads a capture group.
     pub fn uses_captures(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|p| matches!(p, Part::Var(Var::Capture(_))))
+        self.parts.iter().any(|p| matches!(p, Part::Var(Var::Capture(_))))
     }
 
     /// The literal text of the parts (what a template without variables is).
@@ -541,7 +537,8 @@ mod tests {
     fn expand(t: &str, re: Option<&str>, uri: &str, mode: Mode) -> String {
         let re = re.map(|r| regex::bytes::Regex::new(r).unwrap());
         let t = Template::parse(t, Scope { regex: re.as_ref() }).unwrap();
-        let h = head("GET /a%20b/c?x=1&Y=2 HTTP/1.1\r\nHost: Ex.com\r\nX-Tenant: acme\r\nCookie: s=9\r\n\r\n");
+        let h =
+            head("GET /a%20b/c?x=1&Y=2 HTTP/1.1\r\nHost: Ex.com\r\nX-Tenant: acme\r\nCookie: s=9\r\n\r\n");
         let mut groups = Groups::default();
         if let Some(re) = &re {
             let mut locs = re.capture_locations();
@@ -572,10 +569,18 @@ mod tests {
             "keep:https://ex.com:8443/a%20b/c?x=1&Y=2 /a b/c|x=1&Y=2|?|2||acme|9|10.1.2.3|GET|ex.comx|$"
         );
         // Decoded `$uri` is encoded again where it goes into a target.
-        assert_eq!(expand("$uri", None, "/a%20b%3f%0d%0a%25", Mode::Uri), "keep:/a%20b%3F%0D%0A%25");
+        assert_eq!(
+            expand("$uri", None, "/a%20b%3f%0d%0a%25", Mode::Uri),
+            "keep:/a%20b%3F%0D%0A%25"
+        );
         assert_eq!(expand("$uri", None, "/a%0d%0ab", Mode::Field), "keep:/a%0D%0Ab");
         assert_eq!(
-            expand("/n/$1/$2/$id", Some("^/(?P<id>[a-z]+)/(.*)$"), "/abc/d/e", Mode::Uri),
+            expand(
+                "/n/$1/$2/$id",
+                Some("^/(?P<id>[a-z]+)/(.*)$"),
+                "/abc/d/e",
+                Mode::Uri
+            ),
             "keep:/n/abc/d/e/abc"
         );
         // A group that did not take part is empty.
@@ -588,7 +593,11 @@ mod tests {
             let re = re.map(|r| regex::bytes::Regex::new(r).unwrap());
             Template::parse(t, Scope { regex: re.as_ref() }).unwrap_err()
         };
-        assert!(err("$hots", None).contains("did you mean `$host`?"), "{}", err("$hots", None));
+        assert!(
+            err("$hots", None).contains("did you mean `$host`?"),
+            "{}",
+            err("$hots", None)
+        );
         assert!(err("$reqest_uri", None).contains("did you mean `$request_uri`?"));
         assert!(err("$htp_x_tenant", None).contains("did you mean `$http_x_tenant`?"));
         assert!(err("$1", None).contains("no regex here"));

@@ -38,10 +38,10 @@ mod health;
 mod interim;
 #[path = "proxy/keepalive.rs"]
 mod keepalive;
-#[path = "proxy/locations.rs"]
-mod locations;
 #[path = "proxy/lifecycle.rs"]
 mod lifecycle;
+#[path = "proxy/locations.rs"]
+mod locations;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/refusals.rs"]

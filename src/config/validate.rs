@@ -18,8 +18,8 @@ use super::raw::{
 };
 use super::*;
 
-mod http2;
 mod headers;
+mod http2;
 mod location;
 mod rewrite;
 mod tls;
@@ -571,18 +571,22 @@ fn check_server(
     for (j, l) in r.location.iter().enumerate() {
         let lkey = format!("{key}.location[{j}]");
         if let Some(loc) = check_location(c, l, &lkey, upstreams, by_name) {
-            let same_kind = |a: &LocationKind, b: &LocationKind| {
-                std::mem::discriminant(a) == std::mem::discriminant(b)
-            };
+            let same_kind =
+                |a: &LocationKind, b: &LocationKind| std::mem::discriminant(a) == std::mem::discriminant(b);
             if locations
                 .iter()
                 .any(|o| o.path == loc.path && same_kind(&o.kind, &loc.kind))
             {
                 let lr = l.get_ref();
-                let (which, span) = [("path", &lr.path), ("exact", &lr.exact), ("regex", &lr.regex), ("name", &lr.name)]
-                    .into_iter()
-                    .find_map(|(n, v)| v.as_ref().map(|v| (n, v.span())))
-                    .unwrap_or(("path", l.span()));
+                let (which, span) = [
+                    ("path", &lr.path),
+                    ("exact", &lr.exact),
+                    ("regex", &lr.regex),
+                    ("name", &lr.name),
+                ]
+                .into_iter()
+                .find_map(|(n, v)| v.as_ref().map(|v| (n, v.span())))
+                .unwrap_or(("path", l.span()));
                 c.error(
                     span,
                     format!("{lkey}.{which}"),

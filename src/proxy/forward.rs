@@ -614,7 +614,11 @@ pub(super) async fn respond<S: ClientSession>(
         client_version: ex.head.version,
         extra: set_cookie.unwrap_or_default(),
         hidden: rules.map_or(&[][..], |h| &h.removed),
-        replaced: if applies { rules.map_or(&[][..], |h| &h.replaced) } else { &[] },
+        replaced: if applies {
+            rules.map_or(&[][..], |h| &h.replaced)
+        } else {
+            &[]
+        },
         rules: if applies { plan.resp_lines } else { b"" },
         redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
         hsts: hsts(ctx, ds, ex.server),

@@ -96,7 +96,13 @@ enum Step {
 
 /// Runs phases rewrite (server) → route → rewrite (location), looping.
 /// `path` and `query` (with its `?`) are the request's, as received.
-pub(super) fn route(ctx: &WorkerCtx, server: usize, path: &[u8], query: &[u8], base: &VarBase) -> Result<Routed> {
+pub(super) fn route(
+    ctx: &WorkerCtx,
+    server: usize,
+    path: &[u8],
+    query: &[u8],
+    base: &VarBase,
+) -> Result<Routed> {
     let srv = ctx.server(server);
     let mut cur: Option<Uri> = None;
     let query = query.strip_prefix(b"?").unwrap_or(query);
@@ -173,7 +179,11 @@ fn run(rules: &[Rewrite], path: &[u8], query: &[u8], cur: &mut Option<Uri>, base
             args.extend_from_slice(a);
         }
         if rule.absolute || matches!(rule.flag, RewriteFlag::Redirect | RewriteFlag::Permanent) {
-            let status = if rule.flag == RewriteFlag::Permanent { 301 } else { 302 };
+            let status = if rule.flag == RewriteFlag::Permanent {
+                301
+            } else {
+                302
+            };
             let mut location = new_path.to_vec();
             if !args.is_empty() {
                 location.push(b'?');
@@ -209,7 +219,8 @@ pub(super) fn render_fields(
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         let value = out.len();
-        t.expand(vars, Mode::Field, out).map_err(|_| ErrorKind::Internal)?;
+        t.expand(vars, Mode::Field, out)
+            .map_err(|_| ErrorKind::Internal)?;
         if out.len() == value {
             out.truncate(start);
         } else {

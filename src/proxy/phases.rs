@@ -16,7 +16,6 @@ use std::borrow::Cow;
 
 use super::locate::{self, Routed, VarBase};
 use crate::config::Action;
-use crate::vars::{self, Mode, Template};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::http::framing::request_meta;
@@ -24,6 +23,7 @@ use crate::http::{BodyKind, RequestHead, RequestMeta, Version};
 use crate::io::IoFail;
 use crate::log::Entry;
 use crate::route::{self, KeyInput};
+use crate::vars::{self, Mode, Template};
 
 /// One request and what has happened to it so far.
 pub struct Exchange {
@@ -219,7 +219,10 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     // `$uri` and `$args`: the rewritten ones, else the request's.
     let (cur_path, cur_args): (&[u8], &[u8]) = match &rewritten {
         Some(u) => (&u.path, &u.args),
-        None => (&target.path, target.query.strip_prefix(b"?").unwrap_or(target.query)),
+        None => (
+            &target.path,
+            target.query.strip_prefix(b"?").unwrap_or(target.query),
+        ),
     };
     let location = &server.locations[loc_idx];
     let location_cfg = location;
@@ -245,7 +248,11 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
                 None => None,
             };
             let mut extra = Vec::new();
-            if let Some(h) = location_cfg.response_headers.as_deref().filter(|h| h.applies(ret.status)) {
+            if let Some(h) = location_cfg
+                .response_headers
+                .as_deref()
+                .filter(|h| h.applies(ret.status))
+            {
                 locate::render_fields(&h.fields, &vars, &mut extra)?;
             }
             respond_return(ctx, ds, ex, ret.status, &body, location.as_deref(), &extra).await
@@ -269,9 +276,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
                 }
             }
             let upstream_target = match (&pass.uri, &rewritten) {
-                (Some(uri), _) => {
-                    Cow::Owned(expanded(uri, &input, Mode::Uri)?.into_owned())
-                }
+                (Some(uri), _) => Cow::Owned(expanded(uri, &input, Mode::Uri)?.into_owned()),
                 // As nginx: once this location's rules changed the URI
                 // (`break`), it goes as it is; a URI routed here anew has
                 // this location's prefix replaced like a received one.
@@ -484,7 +489,16 @@ pub(super) async fn send_error<S: ClientSession>(
     keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
-    send_error_to(ctx, ds, status, server, (close, keep_alive_10, head_only), false, b"").await
+    send_error_to(
+        ctx,
+        ds,
+        status,
+        server,
+        (close, keep_alive_10, head_only),
+        false,
+        b"",
+    )
+    .await
 }
 
 /// `send_error`, also for gRPC requests (`grpc`: answered with the gRPC

@@ -97,7 +97,10 @@ fn response_fields_follow_add_header_statuses_unless_always() {
     assert_eq!(r.all("x-frame-options"), ["DENY"]);
     assert_eq!(r.header("x-host"), Some("site.test"));
     assert!(!r.has("x-powered-by"));
-    assert!(!r.has("x-empty"), "a value that expands to nothing sends no field");
+    assert!(
+        !r.has("x-empty"),
+        "a value that expands to nothing sends no field"
+    );
     assert_eq!(r.header("x-keep"), Some("1"));
     // A 404 from the upstream: nothing set or added, but removals still hold.
     let r = p.get("/missing");
@@ -140,7 +143,18 @@ fn header_rules_apply_alike_over_http2() {
     let p = rules_proxy(&b);
     let url = format!("http://{}/h2", p.addr());
     let r = curl(
-        &["--http2-prior-knowledge", "-s", "-D", "-", "-o", "/dev/null", "-H", "X-Debug: 1", "-H", "X-Env: dev"],
+        &[
+            "--http2-prior-knowledge",
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "X-Debug: 1",
+            "-H",
+            "X-Env: dev",
+        ],
         &url,
     );
     let head = r.stdout.to_ascii_lowercase();
@@ -168,7 +182,10 @@ response_headers = { add = { "X-Who" = "$remote_adr" }, set = { "Host" = "h" } }
 "#;
     let f = TempFile::with_text("headers.toml", cfg);
     let file = f.path().display().to_string();
-    let out = run_bounded(ringway(&["--check", "--config", &file]), std::time::Duration::from_secs(10));
+    let out = run_bounded(
+        ringway(&["--check", "--config", &file]),
+        std::time::Duration::from_secs(10),
+    );
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     let at = |needle: &str| {
@@ -207,5 +224,8 @@ response_headers = { add = { "X-Who" = "$remote_adr" }, set = { "Host" = "h" } }
             "no line starts with {want:?}; stderr:\n{stderr}"
         );
     }
-    assert!(stderr.contains(&format!("test failed ({} errors)", expected.len())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("test failed ({} errors)", expected.len())),
+        "{stderr}"
+    );
 }

@@ -134,7 +134,11 @@ fn captures_build_the_upstream_uri_of_a_regex_location() {
     let targets: Vec<String> = b.seen().iter().map(|s| s.target().to_string()).collect();
     assert_eq!(
         targets,
-        ["/users/ann/files/a/b.txt?v=2", "/users/bob/files/x", "/users/eve/files/h2?q"]
+        [
+            "/users/ann/files/a/b.txt?v=2",
+            "/users/bob/files/x",
+            "/users/eve/files/h2?q"
+        ]
     );
 }
 
@@ -171,9 +175,8 @@ return = { status = 302, location = "/to$uri" }
     // Without a Host: the block's name, as nginx's $host.
     let r = p.send("GET /go/x HTTP/1.0\r\n\r\n");
     assert_eq!(r.header("location"), Some("https://site.test:8443/go/x"));
-    let r = p.send(
-        "GET /item/42?k=v&z=1 HTTP/1.1\r\nHost: a\r\nX-Tenant: acme\r\nCookie: a=1; sid=s9\r\n\r\n",
-    );
+    let r =
+        p.send("GET /item/42?k=v&z=1 HTTP/1.1\r\nHost: a\r\nX-Tenant: acme\r\nCookie: a=1; sid=s9\r\n\r\n");
     let port = p.addr().port();
     assert_eq!(
         r.text(),
@@ -240,7 +243,10 @@ return = { status = 302, location = "/to/$1" }
 "#;
     let f = TempFile::with_text("content.toml", cfg);
     let file = f.path().display().to_string();
-    let out = run_bounded(ringway(&["--check", "--config", &file]), std::time::Duration::from_secs(10));
+    let out = run_bounded(
+        ringway(&["--check", "--config", &file]),
+        std::time::Duration::from_secs(10),
+    );
     assert!(!out.status.success(), "a bad config must fail the check");
     let stderr = text(&out.stderr);
     let at = |needle: &str| {
@@ -305,7 +311,8 @@ return = { status = 302, location = "/to/$1" }
 #[test]
 fn the_locations_example_loads_as_its_comments_say() {
     use ringway::config::{Config, LocationKind, RewriteFlag};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/locations-and-rewrites.toml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/locations-and-rewrites.toml");
     let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let s = &c.servers[0];
     assert_eq!(
@@ -314,9 +321,15 @@ fn the_locations_example_loads_as_its_comments_say() {
     );
     let by = |p: &str| s.locations.iter().find(|l| l.path == p).unwrap();
     assert!(matches!(by("/healthz").kind, LocationKind::Exact));
-    assert!(matches!(by("/static/").kind, LocationKind::Prefix { skip_regex: true }));
+    assert!(matches!(
+        by("/static/").kind,
+        LocationKind::Prefix { skip_regex: true }
+    ));
     assert!(matches!(by("app").kind, LocationKind::Named));
-    assert!(matches!(by("(?i)\\.(png|jpe?g|webp)$").kind, LocationKind::Regex(_)));
+    assert!(matches!(
+        by("(?i)\\.(png|jpe?g|webp)$").kind,
+        LocationKind::Regex(_)
+    ));
     assert_eq!(by("/api/v1/").rewrites[0].flag, RewriteFlag::Break);
     assert!(by("/search").rewrites[0].drop_args);
     // /healthz has its own response table; /static/ inherits the block's.
@@ -324,5 +337,8 @@ fn the_locations_example_loads_as_its_comments_say() {
     assert!(own.always && own.fields.iter().all(|(n, _)| n == "Cache-Control"));
     let inherited = by("/static/").response_headers.as_deref().unwrap();
     assert_eq!(inherited.removed, ["x-powered-by"]);
-    assert_eq!(by("/static/").request_headers.as_deref().unwrap().hidden, ["x-env", "x-request-path", "x-debug"]);
+    assert_eq!(
+        by("/static/").request_headers.as_deref().unwrap().hidden,
+        ["x-env", "x-request-path", "x-debug"]
+    );
 }

@@ -96,7 +96,10 @@ fn rules_without_a_flag_chain_then_route_again() {
     let p = rewrite_proxy(&b);
     // Rule 2 saw rule 1's URI; `to`'s own query comes first, then the request's.
     let r = p.get("/one/p%20q?a=1");
-    assert_eq!((r.status, r.text().as_str()), (200, "three /three/p q step=2&a=1"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "three /three/p q step=2&a=1")
+    );
     b.assert_untouched("the rules sent it on to a return location");
 }
 
@@ -107,7 +110,10 @@ fn redirect_and_permanent_flags_and_urls_redirect() {
     let r = p.get("/moved/a?x=1");
     assert_eq!((r.status, r.header("location")), (301, Some("/new/a?x=1")));
     let r = p.get("/tmp/a?x=1");
-    assert_eq!((r.status, r.header("location")), (302, Some("/new/a?via=tmp&x=1")));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (302, Some("/new/a?via=tmp&x=1"))
+    );
     // A URL redirects without a flag, with a 302.
     let r = p.get("/ext/p?x=1");
     assert_eq!(
@@ -144,7 +150,13 @@ fn rewrites_work_alike_over_http2() {
     let r = curl(&["--http2-prior-knowledge"], &url("/old/h2?q=1"));
     assert_eq!(r.stdout, "/v2/h2?q=1", "{}", r.stderr);
     let r = curl(
-        &["--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"],
+        &[
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ],
         &url("/moved/a?x=1"),
     );
     assert_eq!(r.stdout, format!("301 {}", url("/new/a?x=1")), "{}", r.stderr);

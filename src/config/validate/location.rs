@@ -155,7 +155,11 @@ fn check_kind(c: &mut Checker, l: &Spanned<RawLocation>, key: &str) -> Option<(S
     .collect();
     let &[(which, v)] = given.as_slice() else {
         let span = given.get(1).map_or(l.span(), |(_, v)| v.span());
-        let what = if given.is_empty() { "has none" } else { "has more than one" };
+        let what = if given.is_empty() {
+            "has none"
+        } else {
+            "has more than one"
+        };
         c.error(
             span,
             key,
