@@ -40,3 +40,4 @@ pub mod server;
 pub mod shutdown;
 pub mod tls;
 pub mod upstream;
+pub mod vars;

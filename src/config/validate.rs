@@ -18,8 +18,10 @@ use super::raw::{
 };
 use super::*;
 
+mod headers;
 mod http2;
 mod location;
+mod rewrite;
 mod tls;
 mod upstream;
 mod upstream_tls;
@@ -254,6 +256,13 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "tls"] => fields_of::<RawTls>(),
         ["server", "hsts"] => fields_of::<RawHsts>(),
         ["server", "location", "return"] => fields_of::<RawReturn>(),
+        ["server", "rewrite"] | ["server", "location", "rewrite"] => fields_of::<super::raw::RawRewrite>(),
+        ["server", "request_headers"] | ["server", "location", "request_headers"] => {
+            fields_of::<super::raw::RawRequestHeaders>()
+        }
+        ["server", "response_headers"] | ["server", "location", "response_headers"] => {
+            fields_of::<super::raw::RawResponseHeaders>()
+        }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
@@ -586,10 +595,25 @@ fn check_server(
     for (j, l) in r.location.iter().enumerate() {
         let lkey = format!("{key}.location[{j}]");
         if let Some(loc) = check_location(c, l, &lkey, upstreams, by_name) {
-            if locations.iter().any(|o| o.path == loc.path) {
+            let same_kind =
+                |a: &LocationKind, b: &LocationKind| std::mem::discriminant(a) == std::mem::discriminant(b);
+            if locations
+                .iter()
+                .any(|o| o.path == loc.path && same_kind(&o.kind, &loc.kind))
+            {
+                let lr = l.get_ref();
+                let (which, span) = [
+                    ("path", &lr.path),
+                    ("exact", &lr.exact),
+                    ("regex", &lr.regex),
+                    ("name", &lr.name),
+                ]
+                .into_iter()
+                .find_map(|(n, v)| v.as_ref().map(|v| (n, v.span())))
+                .unwrap_or(("path", l.span()));
                 c.error(
-                    l.get_ref().path.span(),
-                    format!("{lkey}.path"),
+                    span,
+                    format!("{lkey}.{which}"),
                     format!("location {:?} appears twice in this server", loc.path),
                 );
                 continue;
@@ -613,6 +637,17 @@ fn check_server(
         );
     }
     let redirect_https = check_redirect(c, r, &key);
+    let rewrites = rewrite::check_rewrites(c, r.rewrite.as_ref(), &key).unwrap_or_default();
+    // A location's header table replaces the block's, per direction.
+    let (req_h, resp_h) = headers::check(c, r.request_headers.as_ref(), r.response_headers.as_ref(), &key);
+    for loc in &mut locations {
+        if loc.request_headers.is_none() {
+            loc.request_headers = req_h.clone();
+        }
+        if loc.response_headers.is_none() {
+            loc.response_headers = resp_h.clone();
+        }
+    }
     let http2 = http2::check(c, r, &key, &limits);
     Server {
         listen,
@@ -623,6 +658,7 @@ fn check_server(
         tls,
         hsts,
         redirect_https,
+        rewrites,
         http2,
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::body::BodyError;
+use super::locate::VarBase;
 use super::phases::{hsts, must_close, Exchange};
 use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
 use super::session::{ClientSession, RequestBody, UpBody, UpSink};
@@ -20,7 +21,7 @@ use crate::http::framing::response_meta;
 use crate::http::parse::{parse_response, Parsed};
 use crate::http::{BodyKind, ResponseHead, ResponseMeta};
 use crate::io::{self, IoFail};
-use crate::route::{self, KeyInput};
+use crate::route;
 use crate::upstream::balance::KeyHasher;
 use crate::upstream::{connect, UpConn, UpstreamState};
 
@@ -38,8 +39,14 @@ pub(super) struct Plan<'a> {
     pub(super) up: &'a UpstreamState,
     pub(super) location: &'a Location,
     pub(super) pass: &'a ProxyPass,
-    /// The path as routed (`$uri`).
+    /// The path as routed (`$uri`) and the query (`$args`), for `hash` keys.
     pub(super) path: &'a [u8],
+    pub(super) args: &'a [u8],
+    pub(super) server: &'a crate::config::Server,
+    /// `request_headers` and `response_headers` fields, expanded for this
+    /// request (whole lines; empty without rules).
+    pub(super) req_lines: &'a [u8],
+    pub(super) resp_lines: &'a [u8],
     pub(super) target: &'a [u8],
     pub(super) host: Option<&'a [u8]>,
     pub(super) public_host: &'a [u8],
@@ -84,16 +91,19 @@ pub(super) struct Select {
 
 impl Select {
     #[inline]
-    pub(super) fn new(plan: &Plan<'_>, ex: &Exchange) -> Select {
+    pub(super) fn new(plan: &Plan<'_>, ex: &Exchange, https: bool, port: u16) -> Select {
         // `hash`: the request's key, hashed where its parts lie in the head.
         let key = plan.up.hash_key().and_then(|k| {
             let mut h = KeyHasher::default();
-            let input = KeyInput {
+            let base = VarBase {
                 head: &ex.head,
-                path: plan.path,
+                host: plan.host,
+                server: plan.server,
+                https,
                 client: ex.client,
+                port,
             };
-            route::feed_key(k, &input, |b| h.write(b)).then(|| h.finish())
+            route::feed_key(k, &base.request(plan.path, plan.args, None), |b| h.write(b)).then(|| h.finish())
         });
         let sticky = plan
             .up
@@ -146,6 +156,12 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .and_then(|t| t.client_subject.as_deref())
             .map(str::as_bytes),
         upgrade,
+        hidden: plan
+            .location
+            .request_headers
+            .as_deref()
+            .map_or(&[][..], |h| &h.hidden),
+        extra: plan.req_lines,
     }
 }
 
@@ -239,7 +255,7 @@ pub(super) async fn proxy<S: ClientSession>(
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error: Option<Error> = None;
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
-    let select = Select::new(plan, ex);
+    let select = Select::new(plan, ex, ds.tls().is_some(), ds.conn().local_port);
     let sticky = select.sticky;
     let pick = |tried: &[usize]| select.pick(plan, tried);
     // Chosen before a response was let go, to be sure there was a next server.
@@ -584,6 +600,10 @@ pub(super) async fn respond<S: ClientSession>(
         _ => plan.up.set_cookie(peer),
     };
 
+    // `response_headers` (nginx's `add_header` rule of which statuses).
+    let rules = plan.location.response_headers.as_deref();
+    let applies = rules.is_some_and(|h| h.applies(head.status));
+
     // Phase: send the response head (the session may send the first body
     // bytes with it).
     let local_port = ds.conn().port_text;
@@ -595,6 +615,13 @@ pub(super) async fn respond<S: ClientSession>(
         close: ex.close,
         client_version: ex.head.version,
         extra: set_cookie.unwrap_or_default(),
+        hidden: rules.map_or(&[][..], |h| &h.removed),
+        replaced: if applies {
+            rules.map_or(&[][..], |h| &h.replaced)
+        } else {
+            &[]
+        },
+        rules: if applies { plan.resp_lines } else { b"" },
         redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
         hsts: hsts(&gen, ds, ex.server),
     };

@@ -77,7 +77,7 @@ pub(super) async fn proxy<S: ClientSession>(
     let call_deadline = grpc_timeout(&ex.head)
         .filter(|d| *d < up_cfg.read_timeout)
         .map(|d| Instant::now() + d);
-    let select = Select::new(plan, ex);
+    let select = Select::new(plan, ex, ds.tls().is_some(), ds.conn().local_port);
     let method_idempotent = idempotent(ex.head.method());
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
     let mut tried: Vec<usize> = Vec::new();

@@ -574,6 +574,7 @@ pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr
         head_only: false,
         hsts: None,
         grpc: None,
+        extra: b"",
     }
     .write(&ctx.dates, &mut out);
     tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.gen().config.global.max_connections);

@@ -42,6 +42,8 @@ pub struct ConnInfo {
     /// forwarding headers (formatted once per connection).
     pub peer_text: AddrText,
     pub port_text: AddrText,
+    /// The port it connected to (`$server_port`).
+    pub local_port: u16,
     /// Which listener accepted it: its index in the generation of the
     /// connection's latest request.
     pub listener: usize,
@@ -57,6 +59,7 @@ impl ConnInfo {
             peer,
             peer_text: AddrText::ip(peer.ip()),
             port_text: AddrText::port(local_port),
+            local_port,
             listener,
         }
     }
