@@ -152,6 +152,8 @@ pub struct RawServer {
     pub redirect_https: Option<Spanned<BoolOrInt>>,
     pub http2: Option<Spanned<BoolOrHttp2>>,
     pub h2c: Option<Spanned<bool>>,
+    /// `compress`: see `crate::compress`; locations inherit it.
+    pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -227,6 +229,8 @@ pub struct RawLocation {
     pub proxy_tls_server_name: Option<Spanned<String>>,
     pub proxy_tls_cert: Option<Spanned<String>>,
     pub proxy_tls_key: Option<Spanned<String>>,
+    /// `compress`: replaces the server block's.
+    pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
 }
 
 /// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.

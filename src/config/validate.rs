@@ -18,6 +18,7 @@ use super::raw::{
 };
 use super::*;
 
+mod compress;
 mod http2;
 mod location;
 mod tls;
@@ -252,6 +253,9 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "tls"] => fields_of::<RawTls>(),
         ["server", "hsts"] => fields_of::<RawHsts>(),
         ["server", "location", "return"] => fields_of::<RawReturn>(),
+        ["server", "compress"] | ["server", "location", "compress"] => {
+            fields_of::<crate::compress::RawCompress>()
+        }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
@@ -558,10 +562,12 @@ fn check_server(
     };
 
     let limits = check_limits(c, r, &key);
+    let server_compress = compress::server(c, r, &key);
     let mut locations: Vec<Location> = Vec::new();
     for (j, l) in r.location.iter().enumerate() {
         let lkey = format!("{key}.location[{j}]");
-        if let Some(loc) = check_location(c, l, &lkey, upstreams, by_name) {
+        if let Some(mut loc) = check_location(c, l, &lkey, upstreams, by_name) {
+            loc.compress = compress::location(c, l.get_ref(), &lkey, &server_compress);
             if locations.iter().any(|o| o.path == loc.path) {
                 c.error(
                     l.get_ref().path.span(),

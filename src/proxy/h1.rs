@@ -24,6 +24,7 @@ use super::respond::{self, Canned};
 use super::rewrite::{self, ClientFraming, Redirect, ResponseRewrite};
 use super::session::{ClientSession, ConnInfo, RequestBody, UpBody, UpSink};
 use super::tunnel::{self, Moved, Switch};
+use crate::compress::Encoder;
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
@@ -379,7 +380,9 @@ impl ClientSession for Downstream {
         rewrite::response_head(r, &ctx.dates, &mut self.wbuf);
         let mut left = r.meta.body;
         let mut sent = 0;
-        if let BodyKind::Length(n) = r.meta.body {
+        // A compressed body goes through its encoder, none of it with the head.
+        let compressed = r.compress.is_some_and(|e| e.encoding.is_some());
+        if let (BodyKind::Length(n), false) = (r.meta.body, compressed) {
             let first = (body.len() as u64).min(n) as usize;
             if first <= COALESCE {
                 self.wbuf.extend_from_slice(&body.split_to(first));
@@ -434,6 +437,7 @@ impl ClientSession for Downstream {
         from: UpBody<'_>,
         body: BodyKind,
         framing: ClientFraming,
+        enc: Option<&mut Encoder>,
         read_timeout: Duration,
         send_timeout: Duration,
     ) -> std::result::Result<u64, BodyError> {
@@ -445,8 +449,24 @@ impl ClientSession for Downstream {
             write_timeout: send_timeout,
             limit: None,
         };
-        match from {
-            UpBody::H1(conn) => {
+        match (from, enc) {
+            (UpBody::H1(conn), Some(enc)) => {
+                copy.run_encoded(
+                    &mut conn.stream,
+                    &mut conn.rbuf,
+                    &mut self.stream,
+                    &mut self.body_out,
+                    enc,
+                    None,
+                )
+                .await
+            }
+            (UpBody::H2(recv), Some(enc)) => {
+                let mut none = BytesMut::new();
+                copy.run_encoded(recv, &mut none, &mut self.stream, &mut self.body_out, enc, None)
+                    .await
+            }
+            (UpBody::H1(conn), None) => {
                 copy.run(
                     &mut conn.stream,
                     &mut conn.rbuf,
@@ -458,7 +478,7 @@ impl ClientSession for Downstream {
             // An HTTP/2 upstream's trailers have no place in an HTTP/1.1
             // response here: they are dropped (the body ends with the last
             // chunk as usual).
-            UpBody::H2(recv) => {
+            (UpBody::H2(recv), None) => {
                 let mut none = BytesMut::new();
                 copy.run(recv, &mut none, &mut self.stream, &mut self.body_out)
                     .await
