@@ -225,11 +225,14 @@ fn defaults() -> Compress {
     }
 }
 
+/// The known name nearest to `name`: within two edits, or one it starts
+/// with (`"brotli"` is `"br"`).
 fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    let lower = name.to_ascii_lowercase();
     known
         .iter()
-        .map(|k| (strsim::levenshtein(&name.to_ascii_lowercase(), k), *k))
-        .filter(|(d, _)| *d <= 2)
+        .map(|k| (strsim::levenshtein(&lower, k), *k))
+        .filter(|(d, k)| *d <= 2 || lower.starts_with(k))
         .min()
         .map(|(_, k)| k)
 }
