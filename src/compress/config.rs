@@ -16,7 +16,7 @@ use super::{Algorithm, Compress, Levels, TypePattern};
 #[derive(Debug)]
 pub enum RawCompressSetting {
     Bool(bool),
-    Table(RawCompress),
+    Table(Box<RawCompress>),
 }
 
 // Written out rather than `#[serde(untagged)]`, so that values inside the
@@ -34,7 +34,7 @@ impl<'de> Deserialize<'de> for RawCompressSetting {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 RawCompress::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawCompressSetting::Table)
+                    .map(|t| RawCompressSetting::Table(Box::new(t)))
             }
         }
         d.deserialize_any(V)

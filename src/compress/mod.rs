@@ -164,9 +164,7 @@ pub fn decide(
             }
         } else if eq_ignore_case(name, b"content-type") {
             let mut buf = [0u8; 128];
-            let Some(media) = media_type(value, &mut buf) else {
-                return None;
-            };
+            let media = media_type(value, &mut buf)?;
             // gRPC frames its own messages (and compresses them itself).
             if media.starts_with(b"application/grpc") {
                 return None;

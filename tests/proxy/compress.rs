@@ -6,6 +6,8 @@
 
 use std::io::Read;
 
+use std::time::Duration;
+
 use crate::support::peers::{curl, py};
 use crate::support::wire::Framing;
 use crate::support::*;
@@ -452,10 +454,7 @@ fn a_slow_upstreams_first_bytes_reach_the_client_at_once() {
 fn partial_chunks(raw: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
     let mut data = Vec::new();
     let mut off = 0;
-    loop {
-        let Some(eol) = raw[off..].windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = raw[off..].windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(
             std::str::from_utf8(&raw[off..off + eol]).map_err(|e| e.to_string())?,
             16,
@@ -540,4 +539,68 @@ compress = { types = ["text", "text/html; charset=utf-8", "*/json"], min_length 
     .to_string();
     assert!(e.starts_with("t.toml:3:12:"), "{e}");
     assert!(e.contains("true, false or a table"), "{e}");
+}
+
+/// The proxy binary's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 16 MiB that does not compress (so holding the output would cost as much
+/// as holding the input) go through the binary, whose peak memory grows by
+/// far less than the body: the body streams.
+#[test]
+fn a_large_body_streams_in_bounded_memory() {
+    const LEN: usize = 16 << 20;
+    let body = payload(LEN, 7);
+    let b = Backend::serve(move |seen| match seen.target() {
+        "/warm" => Reply::ok(text(4096)).header("Content-Type", "text/plain"),
+        _ => Reply::ok(&body).header("Content-Type", "text/plain"),
+    });
+    let port = closed_port().port();
+    let cfg = format!(
+        "[global]\ndrain_timeout = \"1s\"\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\naccess_log = \"off\"\n\
+         compress = {{ algorithms = [\"gzip\"], level = {{ gzip = 1 }} }}\n\
+         [[server.location]]\npath = \"/\"\nproxy_pass = \"http://{}\"\n",
+        b.addr
+    );
+    let f = TempFile::with_text("compress-large.toml", &cfg);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["--config", f.path().to_str().unwrap(), "--workers", "1"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ringway");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = wait_for(IO_TIMEOUT, || std::net::TcpStream::connect(addr).ok())
+        .map(crate::support::client::Client::from_stream)
+        .expect("the proxy listens");
+    // A small request first, so start-up allocations are in the baseline.
+    c.send("GET /warm HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let warm = c.response();
+    assert_eq!(warm.header("content-encoding"), Some("gzip"));
+    let before = peak_rss_kib(child.0.id());
+    c.set_read_timeout(Duration::from_secs(30));
+    c.send("GET / HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let r = c.response();
+    let after = peak_rss_kib(child.0.id());
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_same_bytes(&decode("gzip", &r.body), &payload(LEN, 7), "16 MiB");
+    let grown = after.saturating_sub(before);
+    eprintln!("peak memory: {before} KiB before, {after} KiB after");
+    assert!(
+        grown < 4 << 10,
+        "peak memory grew by {grown} KiB for a {LEN}-byte body"
+    );
 }
