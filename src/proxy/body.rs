@@ -222,7 +222,10 @@ impl Copy<'_> {
                 }
             }
             out.clear();
-            let mut emit = |b: &[u8]| self.emit(b, out);
+            let mut emit = |b: &[u8]| {
+                sent += b.len() as u64;
+                self.emit(b, out);
+            };
             match (decoder.as_mut(), left.as_mut()) {
                 (Some(d), _) => {
                     let mut off = 0;
@@ -254,7 +257,6 @@ impl Copy<'_> {
             } else {
                 enc.flush(&mut emit).map_err(codec)?;
             }
-            sent += out.len() as u64;
             if finished && self.chunked_out {
                 out.extend_from_slice(chunked::LAST_CHUNK);
             }
