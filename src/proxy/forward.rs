@@ -581,10 +581,11 @@ pub(super) async fn respond<S: ClientSession>(
         .compress
         .as_deref()
         .and_then(|c| compress::decide(c, &ex.head, head_request, head, meta.body).map(|e| (c, e)));
+    // Boxed: its state would otherwise be carried in every response's future.
     let mut encoder = match edit {
-        Some((c, compress::Edit { encoding: Some(alg) })) if meta.body != BodyKind::Empty => {
-            Some(compress::Encoder::new(alg, &c.levels).map_err(|_| Error::new(ErrorKind::Internal))?)
-        }
+        Some((c, compress::Edit { encoding: Some(alg) })) if meta.body != BodyKind::Empty => Some(Box::new(
+            compress::Encoder::new(alg, &c.levels).map_err(|_| Error::new(ErrorKind::Internal))?,
+        )),
         _ => None,
     };
     // A compressed body's length is not known before it ends.
@@ -631,7 +632,7 @@ pub(super) async fn respond<S: ClientSession>(
             from,
             body_left,
             framing,
-            encoder.as_mut(),
+            encoder.as_deref_mut(),
             up_cfg.read_timeout,
             limits.send_timeout,
         )
