@@ -59,7 +59,7 @@ fn json_bytes() -> &'static [u8] {
         while out.len() < INLINE_BODY_MAX {
             let (a, b) = (i.wrapping_mul(2654435761) % 100_000, i * 7919 % 977);
             out.extend_from_slice(
-                format!("{{\"id\":{i},\"user\":\"user{a}\",\"score\":{b},\"active\":{},\"tags\":[\"t{}\",\"t{}\"]}},\n", i % 3 == 0, b % 17, a % 29)
+                format!("{{\"id\":{i},\"user\":\"user{a}\",\"score\":{b},\"active\":{},\"tags\":[\"t{}\",\"t{}\"]}},\n", i.is_multiple_of(3), b % 17, a % 29)
                     .as_bytes(),
             );
             i += 1;
