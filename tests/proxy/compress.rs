@@ -604,3 +604,22 @@ fn a_large_body_streams_in_bounded_memory() {
         "peak memory grew by {grown} KiB for a {LEN}-byte body"
     );
 }
+
+/// An HTTP/1.0 client cannot take chunks: its compressed body ends when the
+/// proxy closes the connection.
+#[test]
+fn an_http10_client_gets_the_compressed_body_until_close() {
+    let b = backend();
+    let p = proxy(&b, ON, "");
+    let mut c = p.client();
+    c.send("GET /json HTTP/1.0\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert!(
+        !r.has("content-length") && !r.has("transfer-encoding"),
+        "{}",
+        r.head_text()
+    );
+    assert_eq!(r.framing, Framing::Close);
+    assert_same_bytes(&decode("gzip", &r.body), &text(BIG), "HTTP/1.0");
+}
