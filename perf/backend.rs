@@ -11,6 +11,9 @@
 //!
 //! Routes:
 //! * `GET /size/N`  -> N bytes of `x`, `Content-Type: text/plain`.
+//! * `GET /json/N`  -> N bytes (at most 64 KiB) of JSON-like records, each
+//!   different, `Content-Type: application/json` (the compression scenario:
+//!   text that compresses about as real API responses do).
 //! * `GET /__echo`  -> the request head as received (to check which headers
 //!   a proxy adds or rewrites).
 //! * `GET /__conns` -> the number of TCP connections accepted so far, not
@@ -46,6 +49,25 @@ const READ_BUF: usize = 64 << 10;
 /// Default body size for unknown paths.
 const DEFAULT_SIZE: usize = 100;
 const MAX_HEADERS: usize = 64;
+
+/// 64 KiB of records like an API's, different at every line.
+fn json_bytes() -> &'static [u8] {
+    static JSON: OnceLock<&'static [u8]> = OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut out = b"[".to_vec();
+        let mut i: u64 = 0;
+        while out.len() < INLINE_BODY_MAX {
+            let (a, b) = (i.wrapping_mul(2654435761) % 100_000, i * 7919 % 977);
+            out.extend_from_slice(
+                format!("{{\"id\":{i},\"user\":\"user{a}\",\"score\":{b},\"active\":{},\"tags\":[\"t{}\",\"t{}\"]}},\n", i.is_multiple_of(3), b % 17, a % 29)
+                    .as_bytes(),
+            );
+            i += 1;
+        }
+        out.truncate(INLINE_BODY_MAX);
+        Box::leak(out.into_boxed_slice())
+    })
+}
 
 fn body_bytes() -> &'static [u8] {
     static BODY: OnceLock<&'static [u8]> = OnceLock::new();
@@ -168,6 +190,7 @@ fn run_thread(std_listener: StdListener) {
 
 enum Route {
     Size(usize),
+    Json(usize),
     Conns,
     Echo,
 }
@@ -244,6 +267,8 @@ fn parse(buf: &[u8], first_on_conn: bool) -> Parsed {
         Route::Echo
     } else if let Some(n) = path.strip_prefix("/size/").and_then(|n| n.parse().ok()) {
         Route::Size(n)
+    } else if let Some(n) = path.strip_prefix("/json/").and_then(|n| n.parse::<usize>().ok()) {
+        Route::Json(n.min(INLINE_BODY_MAX))
     } else {
         Route::Size(DEFAULT_SIZE)
     };
@@ -272,9 +297,15 @@ fn push_num(out: &mut Vec<u8>, mut n: u64) {
 }
 
 fn push_head(out: &mut Vec<u8>, status: &[u8], len: usize, conn_id: u64, close: bool) {
+    push_typed_head(out, status, b"text/plain", len, conn_id, close);
+}
+
+fn push_typed_head(out: &mut Vec<u8>, status: &[u8], ty: &[u8], len: usize, conn_id: u64, close: bool) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status);
-    out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+    out.extend_from_slice(b"\r\nContent-Type: ");
+    out.extend_from_slice(ty);
+    out.extend_from_slice(b"\r\nContent-Length: ");
     push_num(out, len as u64);
     out.extend_from_slice(b"\r\nX-Conn: ");
     push_num(out, conn_id);
@@ -336,6 +367,12 @@ async fn serve(mut stream: TcpStream, conn_id: u64) -> io::Result<()> {
                         push_head(&mut out, b"200 OK", echo.len(), conn_id, close);
                         if !req.head_only {
                             out.extend_from_slice(&echo);
+                        }
+                    }
+                    Route::Json(n) => {
+                        push_typed_head(&mut out, b"200 OK", b"application/json", n, conn_id, close);
+                        if !req.head_only {
+                            out.extend_from_slice(&json_bytes()[..n]);
                         }
                     }
                     Route::Size(n) => {

@@ -356,6 +356,12 @@ access_log = "off"
 path = "/"
 proxy_pass = "http://backend"
 
+# gzip: the same compression nginx is given below.
+[[server.location]]
+path = "/json/"
+proxy_pass = "http://backend"
+compress = { algorithms = ["gzip"], types = ["application/json"], min_length = "1k", level = { gzip = 5 } }
+
 [[server]]
 listen = ["127.0.0.1:${TLS_PORT[$1]}"]
 access_log = "off"
@@ -471,6 +477,24 @@ $NGINX_EXTRA_TEMP
         ssl_session_tickets on;
 
         location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+        }
+
+        # gzip: ringway's compress settings of its /json/ location.
+        location /json/ {
+            gzip on;
+            gzip_comp_level 5;
+            gzip_types application/json;
+            gzip_min_length 1024;
+            gzip_proxied any;
+            gzip_vary on;
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -733,6 +757,7 @@ declare -A SCEN=(
     [h2c]="/size/100|*|h2c|0|GET 100 B over cleartext HTTP/2 (prior knowledge), h2load -m $H2_STREAMS, HTTP/1.1 upstream"
     [h2c-16k]="/size/16384|*|h2c|0|GET 16 KiB over cleartext HTTP/2 (prior knowledge), h2load -m $H2_STREAMS, HTTP/1.1 upstream"
     [grpc]="/perf.Bench/Unary|*|grpc|0|unary gRPC call ($GRPC_PAYLOAD B messages both ways, grpc-status trailers), h2c in, HTTP/2 to perf-h2backend, h2load -m $H2_STREAMS"
+    [gzip]="/json/16384|*|gzip|0|GET 16 KiB of JSON with Accept-Encoding: gzip, compressed at gzip level 5 (nginx: gzip on; gzip_comp_level 5), keep-alive"
     [ws]="/ws|*|ws|0|WebSocket echo, $WS_SIZE B binary messages, $WS_WINDOW in flight per connection (Python websockets peers); req/s = messages/s"
 )
 # The request (h2load -d) and reply of the grpc scenario: one gRPC message.
@@ -835,9 +860,12 @@ target_url() {
 # takes_part SCENARIO PROXY: whether PROXY runs in SCENARIO (the floor
 # forwarder has no TLS and is valid for one-read requests only).
 takes_part() {
-    is_floor "$2" || return 0
     local kind
     kind=$(scenario_field "$1" 2)
+    # gzip: haproxy's compression has no level to set (and the floor moves
+    # bytes only): ringway and nginx alone, at the same level.
+    [[ "$kind" == gzip ]] && { [[ "$2" == nginx ]] || is_ringway "$2"; return; }
+    is_floor "$2" || return 0
     [[ ( "$kind" == - || "$kind" == close ) && "$(scenario_field "$1" 3)" == 0 ]]
 }
 
@@ -874,6 +902,7 @@ wrk_cmd() {
     fi
     WRK=(taskset -c "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$conns" -d"$dur" --timeout "$WRK_TIMEOUT" --latency)
     [[ "$kind" == close || "$kind" == tls-close ]] && WRK+=(-H 'Connection: close')
+    [[ "$kind" == gzip ]] && WRK+=(-H 'Accept-Encoding: gzip')
     if [[ "$up" != 0 ]]; then
         local lua="$WORK/upload_$up.lua"
         [[ -f "$lua" ]] || printf 'wrk.method = "POST"\nwrk.body = string.rep("u", %d)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' "$up" >"$lua"
@@ -958,6 +987,20 @@ verify() {
             is_ringway "$px" && RINGWAY_BAD=1
             log "$sc via $px: expected 10 good echoes, got ${got:-no result}"
         fi
+        return 0
+    fi
+    if [[ "$kind" == gzip ]]; then
+        # The body must come gzip'd and decode to the 16 KiB sent; the
+        # compressed size (the ratio) is logged for the report.
+        local zfile="$WORK/gzip_body.$px" hfile="$WORK/gzip_head.$px" plain
+        curl -s --max-time 10 -H 'Accept-Encoding: gzip' -D "$hfile" -o "$zfile" "$(target_url "$sc" "$px")" 2>/dev/null
+        plain=$(gzip -dc <"$zfile" 2>/dev/null | wc -c)
+        got="$(tr -d '\r' <"$hfile" | grep -ci '^content-encoding: gzip$') $plain"
+        if [[ "$got" != "1 ${path#/json/}" ]]; then
+            VERIFY_NOTES+="  $sc via $px: expected gzip decoding to ${path#/json/} bytes, got \"$got\""$'\n'
+            is_ringway "$px" && RINGWAY_BAD=1
+        fi
+        log "$sc via $px: ${path#/json/} bytes sent as $(wc -c <"$zfile") gzip'd"
         return 0
     fi
     [[ "$kind" == close || "$kind" == tls-close ]] && args+=(-H 'Connection: close')

@@ -24,6 +24,7 @@
 //! does no I/O, and `upstream` never parses HTTP.
 
 pub mod bufpool;
+pub mod compress;
 pub mod config;
 pub mod ctx;
 pub mod deadline;

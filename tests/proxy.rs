@@ -18,6 +18,8 @@ mod balance_more;
 mod bodies;
 #[path = "proxy/cli.rs"]
 mod cli;
+#[path = "proxy/compress.rs"]
+mod compress;
 #[path = "proxy/config.rs"]
 mod config;
 #[path = "proxy/failures.rs"]

@@ -505,6 +505,9 @@ pub struct Location {
     /// Default `["websocket"]`; empty: requests are passed on without
     /// `Upgrade`.
     pub upgrade: Vec<String>,
+    /// `compress`: the location's own, else its server block's (a
+    /// location's replaces the server's, as nginx inherits). None: off.
+    pub compress: Option<Arc<crate::compress::Compress>>,
 }
 
 impl Location {

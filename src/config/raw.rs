@@ -161,6 +161,8 @@ pub struct RawServer {
     pub rewrite: Option<Spanned<Vec<Spanned<RawRewrite>>>>,
     pub request_headers: Option<Spanned<RawRequestHeaders>>,
     pub response_headers: Option<Spanned<RawResponseHeaders>>,
+    /// `compress`: see `crate::compress`; locations inherit it.
+    pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -245,6 +247,8 @@ pub struct RawLocation {
     pub proxy_tls_server_name: Option<Spanned<String>>,
     pub proxy_tls_cert: Option<Spanned<String>>,
     pub proxy_tls_key: Option<Spanned<String>>,
+    /// `compress`: replaces the server block's.
+    pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
 }
 
 /// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.

@@ -18,6 +18,7 @@ use super::raw::{
 };
 use super::*;
 
+mod compress;
 mod headers;
 mod http2;
 mod location;
@@ -262,6 +263,9 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         }
         ["server", "response_headers"] | ["server", "location", "response_headers"] => {
             fields_of::<super::raw::RawResponseHeaders>()
+        }
+        ["server", "compress"] | ["server", "location", "compress"] => {
+            fields_of::<crate::compress::RawCompress>()
         }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
@@ -591,10 +595,12 @@ fn check_server(
     };
 
     let limits = check_limits(c, r, &key);
+    let server_compress = compress::server(c, r, &key);
     let mut locations: Vec<Location> = Vec::new();
     for (j, l) in r.location.iter().enumerate() {
         let lkey = format!("{key}.location[{j}]");
-        if let Some(loc) = check_location(c, l, &lkey, upstreams, by_name) {
+        if let Some(mut loc) = check_location(c, l, &lkey, upstreams, by_name) {
+            loc.compress = compress::location(c, l.get_ref(), &lkey, &server_compress);
             let same_kind =
                 |a: &LocationKind, b: &LocationKind| std::mem::discriminant(a) == std::mem::discriminant(b);
             if locations

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use crate::compress::Encoder;
 use crate::deadline::Deadlines;
 use crate::http::chunked::{self, ChunkError, Decoder};
 use crate::http::encode;
@@ -220,6 +221,107 @@ impl Copy<'_> {
                     **t = d.take_trailers();
                 }
                 return Ok(moved);
+            }
+        }
+    }
+
+    /// `run` through a compressor (the response body stage of
+    /// `compress`): whatever the source's framing, its payload is fed to
+    /// `enc` and the output sent as it comes, flushed after every read of
+    /// the source, so nothing waits for more input (server-sent events
+    /// stay live). For a chunked source, `trailers` (when given) gets its
+    /// trailer fields as `run_keeping_trailers` would. Returns the bytes
+    /// sent, compressed.
+    pub async fn run_encoded<R: AsyncReadRent, W: AsyncWriteRent>(
+        &self,
+        src: &mut R,
+        buf: &mut BytesMut,
+        dst: &mut W,
+        out: &mut Vec<u8>,
+        enc: &mut Encoder,
+        mut trailers: Option<&mut Vec<u8>>,
+    ) -> Result<u64, BodyError> {
+        let codec = |e: std::io::Error| BodyError::Write(IoFail::Io(e));
+        let keep = trailers.is_some() || (self.chunked_out && self.trailers == Trailers::Pass);
+        let mut decoder = (self.kind == BodyKind::Chunked).then(|| {
+            if keep {
+                Decoder::keeping_trailers()
+            } else {
+                Decoder::new()
+            }
+        });
+        // What is left of a Content-Length body.
+        let mut left = match self.kind {
+            BodyKind::Length(n) => Some(n),
+            BodyKind::Empty => Some(0),
+            _ => None,
+        };
+        let mut sent = 0u64;
+        loop {
+            let mut finished = left == Some(0);
+            if !finished && buf.is_empty() {
+                let n = self.fill(src, buf).await?;
+                if n == 0 {
+                    if decoder.is_some() || left.is_some() {
+                        // Cut short: the client must not get a clean end.
+                        return Err(BodyError::Read(None));
+                    }
+                    finished = true;
+                }
+            }
+            out.clear();
+            let mut emit = |b: &[u8]| {
+                sent += b.len() as u64;
+                self.emit(b, out);
+            };
+            match (decoder.as_mut(), left.as_mut()) {
+                (Some(d), _) => {
+                    let mut off = 0;
+                    while off < buf.len() && !d.is_done() {
+                        let p = d.decode(&buf[off..]).map_err(BodyError::Framing)?;
+                        if let Some(r) = p.data {
+                            enc.write(&buf[off + r.start..off + r.end], &mut emit)
+                                .map_err(codec)?;
+                        }
+                        off += p.consumed;
+                    }
+                    buf.advance(off);
+                    finished = d.is_done();
+                }
+                (None, Some(left)) => {
+                    let take = (buf.len() as u64).min(*left) as usize;
+                    enc.write(&buf[..take], &mut emit).map_err(codec)?;
+                    buf.advance(take);
+                    *left -= take as u64;
+                    finished = *left == 0;
+                }
+                (None, None) => {
+                    enc.write(buf, &mut emit).map_err(codec)?;
+                    buf.clear();
+                }
+            }
+            if finished {
+                enc.finish(&mut emit).map_err(codec)?;
+            } else {
+                enc.flush(&mut emit).map_err(codec)?;
+            }
+            if finished && self.chunked_out {
+                match (self.trailers, decoder.as_mut()) {
+                    (Trailers::Caller, _) => {}
+                    (Trailers::Pass, Some(d)) => last_chunk(trailer_lines(&d.take_trailers()), out),
+                    _ => out.extend_from_slice(chunked::LAST_CHUNK),
+                }
+            }
+            if !out.is_empty() {
+                io::flush_vec(dst, out, self.deadlines, self.write_timeout)
+                    .await
+                    .map_err(BodyError::Write)?;
+            }
+            if finished {
+                if let (Some(t), Some(d)) = (trailers.as_mut(), decoder.as_mut()) {
+                    **t = d.take_trailers();
+                }
+                return Ok(sent);
             }
         }
     }

@@ -14,6 +14,7 @@ use super::phases::{hsts, must_close, Exchange};
 use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
 use super::session::{ClientSession, RequestBody, UpBody, UpSink};
 use super::tunnel;
+use crate::compress;
 use crate::config::{Location, NextUpstream, ProxyPass, UpstreamProtocol};
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
@@ -590,7 +591,27 @@ pub(super) async fn respond<S: ClientSession>(
     let limits = &gen.server(ex.server).limits;
     // The client connection stays open only if this exchange ends cleanly.
     ex.close = early || must_close(ctx, ds, ex);
-    let framing = rewrite::client_framing(meta.body, ex.head.version);
+    let head_request = ex.head.method() == b"HEAD";
+    // Stage: compress (response_body_filter), when the location has it and
+    // the response and client allow it.
+    let edit = plan
+        .location
+        .compress
+        .as_deref()
+        .and_then(|c| compress::decide(c, &ex.head, head_request, head, meta.body).map(|e| (c, e)));
+    // Boxed: its state would otherwise be carried in every response's future.
+    let mut encoder = match edit {
+        Some((c, compress::Edit { encoding: Some(alg) })) if meta.body != BodyKind::Empty => Some(Box::new(
+            compress::Encoder::new(alg, &c.levels).map_err(|_| Error::new(ErrorKind::Internal))?,
+        )),
+        _ => None,
+    };
+    // A compressed body's length is not known before it ends.
+    let body_kind = match (&encoder, meta.body) {
+        (Some(_), BodyKind::Length(_)) => BodyKind::Chunked,
+        (_, kind) => kind,
+    };
+    let framing = rewrite::client_framing(body_kind, ex.head.version);
     ex.close |= framing == ClientFraming::Close;
 
     // `sticky`: a client whose cookie did not name this server (none, a
@@ -611,7 +632,7 @@ pub(super) async fn respond<S: ClientSession>(
         head,
         meta,
         framing,
-        head_request: ex.head.method() == b"HEAD",
+        head_request,
         close: ex.close,
         client_version: ex.head.version,
         extra: set_cookie.unwrap_or_default(),
@@ -624,6 +645,7 @@ pub(super) async fn respond<S: ClientSession>(
         rules: if applies { plan.resp_lines } else { b"" },
         redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
         hsts: hsts(&gen, ds, ex.server),
+        compress: edit.map(|(_, e)| e),
     };
     let (body_left, first) = ds
         .send_response_head(ctx, &rw, from.head_buf(), limits.send_timeout)
@@ -639,6 +661,7 @@ pub(super) async fn respond<S: ClientSession>(
             from,
             body_left,
             framing,
+            encoder.as_deref_mut(),
             up_cfg.read_timeout,
             limits.send_timeout,
         )

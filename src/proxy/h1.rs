@@ -24,6 +24,7 @@ use super::respond::{self, Canned};
 use super::rewrite::{self, ClientFraming, Redirect, ResponseRewrite};
 use super::session::{ClientSession, ConnInfo, RequestBody, UpBody, UpSink};
 use super::tunnel::{self, Moved, Switch};
+use crate::compress::Encoder;
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
@@ -405,7 +406,9 @@ impl ClientSession for Downstream {
         rewrite::response_head(r, &ctx.dates, &mut self.wbuf);
         let mut left = r.meta.body;
         let mut sent = 0;
-        if let BodyKind::Length(n) = r.meta.body {
+        // A compressed body goes through its encoder, none of it with the head.
+        let compressed = r.compress.is_some_and(|e| e.encoding.is_some());
+        if let (BodyKind::Length(n), false) = (r.meta.body, compressed) {
             let first = (body.len() as u64).min(n) as usize;
             if first <= COALESCE {
                 self.wbuf.extend_from_slice(&body.split_to(first));
@@ -463,6 +466,7 @@ impl ClientSession for Downstream {
         from: UpBody<'_>,
         body: BodyKind,
         framing: ClientFraming,
+        enc: Option<&mut Encoder>,
         read_timeout: Duration,
         send_timeout: Duration,
     ) -> std::result::Result<u64, BodyError> {
@@ -478,8 +482,24 @@ impl ClientSession for Downstream {
             // chunk to the client.
             trailers: Trailers::Pass,
         };
-        match from {
-            UpBody::H1(conn) => {
+        match (from, enc) {
+            (UpBody::H1(conn), Some(enc)) => {
+                copy.run_encoded(
+                    &mut conn.stream,
+                    &mut conn.rbuf,
+                    &mut self.stream,
+                    &mut self.body_out,
+                    enc,
+                    None,
+                )
+                .await
+            }
+            (UpBody::H2(recv), Some(enc)) => {
+                let mut none = BytesMut::new();
+                copy.run_encoded(recv, &mut none, &mut self.stream, &mut self.body_out, enc, None)
+                    .await
+            }
+            (UpBody::H1(conn), None) => {
                 copy.run(
                     &mut conn.stream,
                     &mut conn.rbuf,
@@ -490,7 +510,7 @@ impl ClientSession for Downstream {
             }
             // An HTTP/2 upstream's trailers end the chunked body to the
             // client (without chunking there is no place for them).
-            UpBody::H2(recv) => {
+            (UpBody::H2(recv), None) => {
                 let mut none = BytesMut::new();
                 if chunked_out {
                     copy.trailers = Trailers::Caller;

@@ -300,6 +300,9 @@ pub struct ResponseRewrite<'a> {
     /// Our `Strict-Transport-Security` value (TLS, `hsts` set): it replaces
     /// any the upstream sent, so the client sees one policy.
     pub hsts: Option<&'a [u8]>,
+    /// `compress`: the head edit of the response body stage (Vary, and
+    /// with a coding Content-Encoding, no Content-Length, a weak ETag).
+    pub compress: Option<crate::compress::Edit>,
 }
 
 /// What a backend redirect is mapped from and to.
@@ -440,8 +443,16 @@ pub fn response_fields<S: FieldSink>(r: &ResponseRewrite, dates: &Dates, out: &m
         if redirect_field(name, value, &r.redirect, out) {
             continue;
         }
+        if let Some(e) = &r.compress {
+            if e.field(r.head, name, value, out) {
+                continue;
+            }
+        }
         has_date |= eq_ignore_case(name, b"date");
         out.field(name, value);
+    }
+    if let Some(e) = &r.compress {
+        e.finish(r.head, out);
     }
     if let Some(v) = r.hsts {
         out.field(b"Strict-Transport-Security", v);

@@ -26,6 +26,7 @@ use super::body::{BodyError, Copy};
 use super::respond::Canned;
 use super::rewrite::{AddrText, ClientFraming, Redirect, ResponseRewrite};
 use super::tunnel::{Moved, Switch};
+use crate::compress::Encoder;
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::Result;
@@ -199,13 +200,16 @@ pub trait ClientSession {
     }
 
     /// Phase: forward_response_body, from `conn` to the client, ending the
-    /// response. Returns the body bytes sent.
+    /// response, through `enc` when the body is compressed (`framing` is
+    /// then chunked or HTTP/2's own). Returns the body bytes sent.
+    #[allow(clippy::too_many_arguments)]
     async fn forward_response_body(
         &mut self,
         ctx: &WorkerCtx,
         from: UpBody<'_>,
         body: BodyKind,
         framing: ClientFraming,
+        enc: Option<&mut Encoder>,
         read_timeout: Duration,
         send_timeout: Duration,
     ) -> std::result::Result<u64, BodyError>;

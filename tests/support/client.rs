@@ -98,6 +98,12 @@ impl Client {
         }
     }
 
+    /// The bytes read past the last response head (or body) and not yet
+    /// consumed, taken out of the buffer.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     pub fn set_read_timeout(&mut self, t: Duration) {
         self.stream.set_read_timeout(Some(t)).unwrap();
     }

@@ -137,6 +137,8 @@ pub(super) fn check_location(
         action,
         client_max_body_size,
         upgrade: upgrade?,
+        // Set by the server block's check, which knows the inherited one.
+        compress: None,
     })
 }
 

@@ -30,6 +30,7 @@ use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::{H2Fields, Shared};
+use crate::compress::Encoder;
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::{ErrorKind, Result};
@@ -444,6 +445,7 @@ impl ClientSession for StreamSession {
         from: UpBody<'_>,
         body: BodyKind,
         _framing: ClientFraming,
+        enc: Option<&mut Encoder>,
         read_timeout: Duration,
         send_timeout: Duration,
     ) -> std::result::Result<u64, BodyError> {
@@ -466,9 +468,31 @@ impl ClientSession for StreamSession {
         };
         let n = match from {
             UpBody::H1(conn) => {
-                let (n, raw) = copy
-                    .run_keeping_trailers(&mut conn.stream, &mut conn.rbuf, &mut sink, &mut self.body_out)
-                    .await?;
+                let (n, raw) = match enc {
+                    Some(enc) => {
+                        let mut raw = Vec::new();
+                        let n = copy
+                            .run_encoded(
+                                &mut conn.stream,
+                                &mut conn.rbuf,
+                                &mut sink,
+                                &mut self.body_out,
+                                enc,
+                                Some(&mut raw),
+                            )
+                            .await?;
+                        (n, raw)
+                    }
+                    None => {
+                        copy.run_keeping_trailers(
+                            &mut conn.stream,
+                            &mut conn.rbuf,
+                            &mut sink,
+                            &mut self.body_out,
+                        )
+                        .await?
+                    }
+                };
                 // A chunked body's trailer fields go on as HTTP/2 trailers,
                 // less those that describe a connection or framing.
                 if !raw.is_empty() {
@@ -488,9 +512,16 @@ impl ClientSession for StreamSession {
             }
             UpBody::H2(recv) => {
                 let mut none = BytesMut::new();
-                let n = copy
-                    .run(&mut *recv, &mut none, &mut sink, &mut self.body_out)
-                    .await?;
+                let n = match enc {
+                    Some(enc) => {
+                        copy.run_encoded(&mut *recv, &mut none, &mut sink, &mut self.body_out, enc, None)
+                            .await?
+                    }
+                    None => {
+                        copy.run(&mut *recv, &mut none, &mut sink, &mut self.body_out)
+                            .await?
+                    }
+                };
                 // Trailers (gRPC's status) go on as trailers.
                 let trailers = recv
                     .trailers(&ctx.deadlines, read_timeout)
