@@ -46,12 +46,19 @@ struct CapData {
 /// reason, when not started as root or when a step is refused; nothing is
 /// half done that matters then, since the caller stops.
 pub fn drop_to(who: &RunAs) -> io::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    // SAFETY: get*id have no preconditions.
+    let (euid, uid, egid, gid) =
+        unsafe { (libc::geteuid(), libc::getuid(), libc::getegid(), libc::getgid()) };
     if euid != 0 {
+        // Started as the user already (systemd's User=): the same config
+        // serves both ways of starting, and there is nothing to drop.
+        if (uid, euid, gid, egid) == (who.uid, who.uid, who.gid, who.gid) {
+            tracing::info!("already running as user {} group {}", who.user, who.group);
+            return Ok(());
+        }
         return Err(io::Error::other(format!(
-            "global.user = {:?} needs ringway to be started as root (running as uid {euid}); \
-             under systemd's User= leave global.user out",
+            "global.user = {:?} needs ringway to be started as root, or as that user and group \
+             (running as uid {euid} gid {egid})",
             who.user
         )));
     }

@@ -80,7 +80,7 @@ pub(super) fn check(c: &mut Checker, g: &RawGlobal) -> Option<RunAs> {
         c.error(
             span,
             key,
-            format!("the group would be root's (gid 0): name another one in global.group"),
+            "the group would be root's (gid 0): name another one in global.group",
         );
         return None;
     }
@@ -115,7 +115,7 @@ fn lookup_user(name: &str) -> std::io::Result<Option<(u32, u32)>> {
                 buf.len(),
                 &mut out,
             );
-            (rc, (!out.is_null()).then(|| (pw.pw_uid, pw.pw_gid)))
+            (rc, (!out.is_null()).then_some((pw.pw_uid, pw.pw_gid)))
         };
         match rc {
             0 => return Ok(found),
