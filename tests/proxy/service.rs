@@ -253,7 +253,7 @@ fn global_user_drops_every_thread_and_log_files_opened_as_root_keep_working() {
 }
 
 #[test]
-fn after_the_drop_a_reload_binds_a_port_below_1024() {
+fn after_the_drop_a_reload_binds_a_port_below_1024_and_cannot_change_the_user() {
     if !is_root() {
         eprintln!("skipped: changing to global.user and binding below 1024 need the suite to run as root");
         return;
@@ -279,6 +279,17 @@ fn after_the_drop_a_reload_binds_a_port_below_1024() {
     for _ in 0..4 {
         assert_eq!(body(addr(low)), "A", "served on the added port {low}");
     }
+    assert_eq!(body(addr(port)), "A");
+    assert_dropped(p.pid(), uid, gid);
+
+    // Ids are given up once: a reload naming another user says so, applies
+    // the rest, and the process stays nobody.
+    dir.write("ringway.toml", &conf(&[port], a.addr, "user = \"daemon\"", "off"));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(p.pid() as libc::pid_t, libc::SIGHUP) }, 0);
+    p.wait_line("global.user / global.group changed: they take effect at the next start, not on reload");
+    p.wait_line("config generation 3 installed");
+    p.wait_line("config generation 3 installed");
     assert_eq!(body(addr(port)), "A");
     assert_dropped(p.pid(), uid, gid);
 }
