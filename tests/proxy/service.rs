@@ -76,7 +76,20 @@ struct Running {
 impl Running {
     /// Starts the binary, as the user `ids` names when given.
     fn spawn(config: &Path, ids: Option<(u32, u32)>) -> Running {
-        let mut cmd = Command::new(BIN);
+        Running::spawn_under(&[], config, ids)
+    }
+
+    /// Starts the binary through `wrapper` (a command and its arguments
+    /// that run the rest), when not empty.
+    fn spawn_under(wrapper: &[String], config: &Path, ids: Option<(u32, u32)>) -> Running {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(["--config", config.to_str().unwrap(), "--workers", "2"])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -144,11 +157,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A port below 1024 on 127.0.0.1 free a moment ago (the test runs as root).
-fn free_low_port() -> u16 {
-    (1000..1024)
+/// A port below 1024 on 127.0.0.1 in `range` free a moment ago (the test
+/// runs as root). Each test has a range of its own, so that two running at
+/// once never pick the same port.
+fn free_low_port(mut range: std::ops::Range<u16>) -> u16 {
+    range
         .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in 1000-1023 on 127.0.0.1")
+        .expect("a free port below 1024 on 127.0.0.1")
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -267,7 +282,7 @@ fn after_the_drop_a_reload_binds_a_port_below_1024_and_cannot_change_the_user() 
     p.wait_line("listening on ");
     assert_eq!(body(addr(port)), "A");
 
-    let low = free_low_port();
+    let low = free_low_port(1000..1012);
     dir.write(
         "ringway.toml",
         &conf(&[port, low], a.addr, "user = \"nobody\"", "off"),
@@ -317,6 +332,52 @@ fn global_user_refusals_at_start() {
     p.wait_line("already running as user nobody");
     p.wait_line("listening on ");
     assert_eq!(body(addr(port)), "A");
+}
+
+#[test]
+fn the_units_bounding_set_for_a_root_start_is_enough_to_drop_and_bind_low() {
+    if !is_root() {
+        eprintln!("skipped: a root start needs the suite to run as root");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: setpriv (util-linux) is missing");
+        return;
+    }
+    // The commented bounding set of dist/ringway.service, as setpriv's
+    // `--bounding-set=-all,+net_bind_service,...`.
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/ringway.service")).unwrap();
+    let caps = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("#CapabilityBoundingSet="))
+        .expect("the root-start bounding set in the unit");
+    let mut bounding = String::from("--bounding-set=-all");
+    for c in caps.split_whitespace() {
+        bounding.push_str(",+");
+        bounding.push_str(&c.trim_start_matches("CAP_").to_lowercase());
+    }
+    let wrapper = ["setpriv".to_string(), bounding, "--inh-caps=-all".to_string()];
+    let (uid, gid) = nobody();
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let dir = Dir::new("service-bounding");
+    let port = free_port();
+    let path = dir.write("ringway.toml", &conf(&[port], a.addr, "user = \"nobody\"", "off"));
+    let mut p = Running::spawn_under(&wrapper, &path, None);
+    p.wait_line("running as user nobody");
+    p.wait_line("listening on ");
+    assert_eq!(body(addr(port)), "A");
+    assert_dropped(p.pid(), uid, gid);
+    let low = free_low_port(1012..1024);
+    dir.write(
+        "ringway.toml",
+        &conf(&[port, low], a.addr, "user = \"nobody\"", "off"),
+    );
+    // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(p.pid() as libc::pid_t, libc::SIGHUP) }, 0);
+    p.wait_line("config generation 2 installed");
+    p.wait_line("config generation 2 installed");
+    assert_eq!(body(addr(low)), "A", "served on the added port {low}");
 }
 
 fn check(dir: &Dir, global: &str) -> String {
