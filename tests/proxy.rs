@@ -56,6 +56,8 @@ mod rewrites;
 mod robust;
 #[path = "proxy/routing.rs"]
 mod routing;
+#[path = "proxy/service.rs"]
+mod service;
 #[path = "proxy/tls.rs"]
 mod tls;
 #[path = "proxy/trailers.rs"]

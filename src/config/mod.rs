@@ -51,6 +51,22 @@ pub struct Global {
     /// `reload_watch`: reload when the config file or an included file
     /// changes (polled every second, debounced). Default false.
     pub reload_watch: bool,
+    /// `user` (and `group`): started as root, the process binds its
+    /// listeners and opens its files, then every thread runs as this user
+    /// and group, keeping only `CAP_NET_BIND_SERVICE`. Default: none (the
+    /// ids it was started with).
+    pub run_as: Option<RunAs>,
+}
+
+/// The user and group of `global.user` / `global.group`, looked up when the
+/// config is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    /// `global.group`'s name, or the user's primary group's.
+    pub group: String,
+    pub gid: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,6 +41,8 @@ pub struct RawGlobal {
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub pid_file: Option<Spanned<String>>,
     pub reload_watch: Option<bool>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

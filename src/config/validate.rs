@@ -26,6 +26,7 @@ mod rewrite;
 mod tls;
 mod upstream;
 mod upstream_tls;
+mod user;
 
 use location::*;
 use tls::*;
@@ -515,6 +516,7 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
         trusted_proxies,
         pid_file,
         reload_watch: g.reload_watch.unwrap_or(false),
+        run_as: user::check(c, g),
     }
 }
 

@@ -6,6 +6,7 @@
 //! it is never on the request path.
 
 pub mod listener;
+pub mod privilege;
 pub mod reload;
 pub mod ring;
 pub mod worker;
@@ -404,6 +405,11 @@ pub fn run(config: Arc<Config>, workers: usize, path: PathBuf) -> io::Result<()>
     let server = Server::bind(config, workers)?;
     if let Some(p) = &pid_file {
         reload::write_pid_file(p)?;
+    }
+    // Listeners bound, log files open, pid file written: root is no longer
+    // needed. Before any thread is spawned, so every one runs as the user.
+    if let Some(who) = &server.config.global.run_as {
+        privilege::drop_to(who)?;
     }
     // A worker that keeps dying ends the wait below as a signal would.
     let wake = signals.handle();

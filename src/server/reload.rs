@@ -86,6 +86,12 @@ pub(super) fn apply(h: &Handle, config: Config) -> io::Result<Changes> {
     let config = Arc::new(config);
     let mut live = h.live();
     let old = live.config.clone();
+    if old.global.run_as != config.global.run_as {
+        // The ids were given up at start; there is no way back to change them.
+        tracing::warn!(
+            "global.user / global.group changed: they take effect at the next start, not on reload"
+        );
+    }
     let logs = Arc::new(LogFiles::open(&config)?);
     let old_addrs = listen_addrs(&old);
     let new_addrs = listen_addrs(&config);
