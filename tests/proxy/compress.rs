@@ -559,7 +559,7 @@ fn a_large_body_streams_in_bounded_memory() {
         "/warm" => Reply::ok(text(4096)).header("Content-Type", "text/plain"),
         _ => Reply::ok(&body).header("Content-Type", "text/plain"),
     });
-    let port = closed_port().port();
+    let port = listen_port();
     let cfg = format!(
         "[global]\ndrain_timeout = \"1s\"\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\naccess_log = \"off\"\n\
          compress = {{ algorithms = [\"gzip\"], level = {{ gzip = 1 }} }}\n\

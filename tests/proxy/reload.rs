@@ -125,14 +125,6 @@ impl Drop for Running {
     }
 }
 
-/// A loopback port free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One server on each of `ports`, `/` proxied to `backend`.
 fn conf(ports: &[u16], backend: SocketAddr, extra_global: &str) -> String {
@@ -158,7 +150,7 @@ fn body(c: &mut Client) -> String {
 fn a_bad_config_is_logged_and_the_running_one_stays() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("reload-bad");
-    let port = free_port();
+    let port = support::listen_port();
     let path = dir.write("ringway.toml", &conf(&[port], a.addr, ""));
     let mut p = Running::start(&path);
     let mut kept = Client::connect(addr(port));
@@ -202,7 +194,7 @@ fn a_changed_route_applies_to_new_connections_and_the_next_request_of_a_kept_one
         Reply::ok("A-slow")
     });
     let dir = Dir::new("reload-route");
-    let port = free_port();
+    let port = support::listen_port();
     let with = |app: SocketAddr| {
         format!(
             "{}[[server.location]]\npath = \"/slow\"\nproxy_pass = \"http://{}\"\n",
@@ -237,7 +229,7 @@ fn a_changed_route_applies_to_new_connections_and_the_next_request_of_a_kept_one
 fn listeners_added_and_removed() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("reload-listen");
-    let (one, two) = (free_port(), free_port());
+    let (one, two) = (support::listen_port(), support::listen_port());
     let path = dir.write("ringway.toml", &conf(&[one], a.addr, ""));
     let mut p = Running::start(&path);
     assert!(
@@ -280,7 +272,7 @@ fn an_unchanged_upstream_keeps_its_health_and_a_changed_one_starts_afresh() {
     let sick = Backend::serve(|_| Reply::new(503).body("sick"));
     let well = Backend::serve(|_| Reply::ok("well"));
     let dir = Dir::new("reload-health");
-    let port = free_port();
+    let port = support::listen_port();
     let up = |extra: &str| {
         format!(
             "[global]\ndrain_timeout = \"1s\"\n[[upstream]]\nname = \"app\"\nservers = [\"{}\", \"{}\"]\n\
@@ -335,7 +327,7 @@ fn include_merges_globbed_files_and_names_the_included_file_in_errors() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let b = Backend::serve(|_| Reply::ok("B"));
     let dir = Dir::new("reload-include");
-    let port = free_port();
+    let port = support::listen_port();
     let main = format!(
         "include = [\"conf.d/*.toml\"]\n[global]\ndrain_timeout = \"1s\"\n\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\n\
          access_log = \"off\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"http://{}\"\n",
@@ -439,7 +431,7 @@ fn reload_flag_signals_the_process_in_pid_file_and_its_refusals() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let b = Backend::serve(|_| Reply::ok("B"));
     let dir = Dir::new("reload-pid");
-    let port = free_port();
+    let port = support::listen_port();
     let g = "pid_file = \"ringway.pid\"";
     let path = dir.write("ringway.toml", &conf(&[port], a.addr, g));
     let reload = || {
@@ -491,7 +483,7 @@ fn reload_flag_signals_the_process_in_pid_file_and_its_refusals() {
 fn sigusr1_reopens_the_access_log() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("reload-usr1");
-    let port = free_port();
+    let port = support::listen_port();
     let log = dir.0.join("access.log");
     let path = dir.write(
         "ringway.toml",
@@ -526,7 +518,7 @@ fn twenty_reloads_under_traffic_fail_nothing() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let b = Backend::serve(|_| Reply::ok("B"));
     let dir = Dir::new("reload-load");
-    let port = free_port();
+    let port = support::listen_port();
     let path = dir.write("ringway.toml", &conf(&[port], a.addr, ""));
     let mut p = Running::start(&path);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -589,7 +581,7 @@ fn reload_watch_follows_the_config_and_its_included_files() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let b = Backend::serve(|_| Reply::ok("B"));
     let dir = Dir::new("reload-watch");
-    let port = free_port();
+    let port = support::listen_port();
     let main = |pass: &str| {
         format!(
             "include = [\"conf.d/*.toml\"]\n[global]\ndrain_timeout = \"1s\"\nreload_watch = true\n\n[[server]]\n\
@@ -653,7 +645,7 @@ fn pid_file_refusals() {
 fn an_unchanged_upstream_keeps_its_idle_connections_and_a_changed_one_opens_new_ones() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("reload-pool");
-    let port = free_port();
+    let port = support::listen_port();
     let path = dir.write("ringway.toml", &conf(&[port], a.addr, ""));
     let mut p = Running::start(&path);
     // One client connection: its requests stay on one worker, and so on

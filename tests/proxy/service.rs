@@ -149,13 +149,6 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A port below 1024 on 127.0.0.1 in `range` free a moment ago (the test
 /// runs as root). Each test has a range of its own, so that two running at
@@ -241,7 +234,7 @@ fn global_user_drops_every_thread_and_log_files_opened_as_root_keep_working() {
     std::fs::create_dir(&logs).unwrap();
     std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
     let log = logs.join("access.log");
-    let port = free_port();
+    let port = support::listen_port();
     let path = dir.write(
         "ringway.toml",
         &conf(&[port], a.addr, "user = \"nobody\"", log.to_str().unwrap()),
@@ -276,7 +269,7 @@ fn after_the_drop_a_reload_binds_a_port_below_1024_and_cannot_change_the_user() 
     let (uid, gid) = nobody();
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("service-low-port");
-    let port = free_port();
+    let port = support::listen_port();
     let path = dir.write("ringway.toml", &conf(&[port], a.addr, "user = \"nobody\"", "off"));
     let mut p = Running::spawn(&path, None);
     p.wait_line("listening on ");
@@ -319,7 +312,7 @@ fn global_user_refusals_at_start() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("service-not-root");
     // Started as nobody, asked to become daemon: refused, nothing served.
-    let port = free_port();
+    let port = support::listen_port();
     let path = dir.write("ringway.toml", &conf(&[port], a.addr, "user = \"daemon\"", "off"));
     let mut p = Running::spawn(&path, Some((uid, gid)));
     p.wait_line("global.user = \"daemon\" needs ringway to be started as root, or as that user and group (running as uid");
@@ -361,7 +354,7 @@ fn the_units_bounding_set_for_a_root_start_is_enough_to_drop_and_bind_low() {
     let (uid, gid) = nobody();
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("service-bounding");
-    let port = free_port();
+    let port = support::listen_port();
     let path = dir.write("ringway.toml", &conf(&[port], a.addr, "user = \"nobody\"", "off"));
     let mut p = Running::spawn_under(&wrapper, &path, None);
     p.wait_line("running as user nobody");
@@ -381,7 +374,7 @@ fn the_units_bounding_set_for_a_root_start_is_enough_to_drop_and_bind_low() {
 }
 
 fn check(dir: &Dir, global: &str) -> String {
-    let path = dir.write("check.toml", &conf(&[free_port()], addr(9), global, "off"));
+    let path = dir.write("check.toml", &conf(&[support::listen_port()], addr(9), global, "off"));
     let out = Command::new(BIN)
         .args(["--check", "--config", path.to_str().unwrap()])
         .output()

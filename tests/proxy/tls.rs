@@ -655,7 +655,7 @@ return = {{ status = 200, body = "plain" }}
         backend.addr,
         // A second address for plain HTTP: blocks on one address all have
         // tls or none do.
-        plain = support::closed_port(),
+        plain = format!("127.0.0.1:{}", support::listen_port()),
     ));
     let proxy = Proxy::start(&toml);
     let want = "max-age=63072000; includeSubDomains";
@@ -1444,11 +1444,7 @@ fn tickets_issued_before_a_reload_resume_after_it() {
     let dir = CertDir::new("reload-tickets");
     let ca = Ca::new("test CA");
     let (cert, key, _) = dir.leaf(&ca.issue(&["app.test"]), "live");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::listen_port();
     let tls_block = format!(
         "[[server]]\nlisten = [\"127.0.0.1:{port}\"]\naccess_log = \"off\"\ntls = {{ cert = {cert:?}, key = {key:?} }}\n\
          [[server.location]]\npath = \"/\"\nproxy_pass = \"http://{}\"\n",

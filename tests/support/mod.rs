@@ -220,6 +220,31 @@ pub fn closed_port() -> SocketAddr {
     addr
 }
 
+/// A loopback port for the proxy to listen on, chosen by the test (for a
+/// config written before the proxy starts, or a listener added by a reload).
+///
+/// Not from the kernel's ephemeral range: ringway listens with
+/// SO_REUSEPORT, so a port handed out there, released, and then taken by
+/// another proxy's `127.0.0.1:0` bind in the meantime would be shared by
+/// both proxies, each getting some of the other's clients. Ports come from
+/// 20000-32767 instead (below `ip_local_port_range`'s default 32768), one
+/// after another within this process (from an offset by process id, so two
+/// test processes seldom meet), each checked free before it is handed out.
+pub fn listen_port() -> u16 {
+    use std::sync::atomic::AtomicU32;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id() * 997 % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-32767 on 127.0.0.1");
+}
+
 /// Deterministic bytes that are not a repeating short pattern, so a
 /// misplaced or dropped block shows up in a comparison.
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
