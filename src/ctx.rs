@@ -31,6 +31,9 @@ pub struct WorkerCtx {
     pub active: Cell<usize>,
     /// TLS termination: which listeners, and each server block's config.
     pub tls: crate::tls::server::WorkerTls,
+    /// This worker's counters, written by it alone, read by the admin
+    /// listener (`metrics`).
+    pub metrics: Arc<crate::metrics::WorkerMetrics>,
 }
 
 impl WorkerCtx {
@@ -40,6 +43,7 @@ impl WorkerCtx {
         id: usize,
         config: Arc<Config>,
         probed: Option<Arc<Probed>>,
+        metrics: Arc<crate::metrics::WorkerMetrics>,
     ) -> std::io::Result<Rc<WorkerCtx>> {
         // random_two's generator: different per worker and per start.
         let now = std::time::SystemTime::now()
@@ -63,6 +67,7 @@ impl WorkerCtx {
             buffers: BufPool::new(crate::proxy::HEAD_BUF),
             active: Cell::new(0),
             tls: crate::tls::server::WorkerTls::new(&config),
+            metrics,
             config,
         }))
     }

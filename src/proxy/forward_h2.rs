@@ -94,7 +94,10 @@ pub(super) async fn proxy<S: ClientSession>(
         fresh = false;
         match outcome {
             Ok(a) => {
-                plan.up.observe(peer_idx, attempt_start.elapsed());
+                let took = attempt_start.elapsed();
+                plan.up.observe(peer_idx, took);
+                ctx.metrics
+                    .upstream(plan.up.index, peer_idx, Some(a.head.status), took);
                 if up_cfg.next_upstream.status_is_failure(a.head.status) {
                     if plan.up.failure(peer_idx) {
                         tracing::warn!(upstream = %up_cfg.name, "server marked down: status {}", a.head.status);
@@ -126,7 +129,16 @@ pub(super) async fn proxy<S: ClientSession>(
                     next_safe: f.next_safe || (replayable && method_idempotent),
                     ..f
                 };
-                if !forward::failed(plan, ex, peer_idx, &f, attempt_start, &mut tried, started) {
+                if !forward::failed(
+                    &ctx.metrics,
+                    plan,
+                    ex,
+                    peer_idx,
+                    &f,
+                    attempt_start,
+                    &mut tried,
+                    started,
+                ) {
                     return Err(f.error);
                 }
                 last_error = Some(f.error);

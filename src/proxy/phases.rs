@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::time::Instant;
 
 use super::forward::{self, Plan};
 use super::respond::{self, Canned};
@@ -37,6 +38,8 @@ pub struct Exchange {
     /// When a request was tried on more than one server: each try's server
     /// (upstream, server index) and status, for the access log.
     pub tries: Vec<(usize, usize, u16)>,
+    /// When the request head had been read (the metrics' duration).
+    pub start: Instant,
 }
 
 impl Exchange {
@@ -50,6 +53,7 @@ impl Exchange {
             req_body_done: false,
             close: true,
             tries: Vec::new(),
+            start: Instant::now(),
             head,
         }
     }
@@ -414,8 +418,19 @@ pub fn is_grpc(head: &RequestHead) -> bool {
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
 }
 
-/// Phase: logging: the access log entry of a request.
+/// Phase: logging: the request's counters, and its access log entry.
 fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
+    let body_in = match ex.meta.body() {
+        BodyKind::Length(n) if ex.req_body_done => n,
+        _ => 0,
+    };
+    ctx.metrics.request(
+        ex.server,
+        S::HTTP2,
+        ex.status,
+        (body_in, ex.body_bytes),
+        ex.start.elapsed(),
+    );
     if ctx.logs.enabled(ex.server) {
         // A request tried on several servers: nginx's $upstream_addr and
         // $upstream_status ("a, b" and "502, 200"). Built only then.

@@ -53,6 +53,9 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, index: usize, listener: monoio::net
                 (accept.await, true)
             }
         };
+        if accepted.is_ok() {
+            ctx.metrics.accepted(index);
+        }
         match accepted {
             // The cancelled accept had nothing.
             Err(_) if last => break,

@@ -81,6 +81,8 @@ pub struct Server {
     sockets: Vec<Vec<std::net::TcpListener>>,
     addrs: Vec<SocketAddr>,
     resolver: Arc<dyn Resolve>,
+    /// `[admin] listen`, bound once, served by worker 0.
+    admin: Option<(std::net::TcpListener, SocketAddr)>,
 }
 
 impl Server {
@@ -98,12 +100,22 @@ impl Server {
                 worker_sockets.push(l);
             }
         }
+        // One socket, not a SO_REUSEPORT group: one worker serves it.
+        let admin = match &config.admin {
+            Some(a) => {
+                let l = listener::bind(a.listen)?;
+                let addr = l.local_addr()?;
+                Some((l, addr))
+            }
+            None => None,
+        };
         Ok(Server {
             config,
             workers,
             sockets,
             addrs,
             resolver: Arc::new(SystemResolver),
+            admin,
         })
     }
 
@@ -117,6 +129,11 @@ impl Server {
     /// The bound addresses, in config order, with real ports.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The admin listener's address, with its real port.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, a)| *a)
     }
 
     /// Starts the worker threads, and the supervisor that restarts a
@@ -135,6 +152,13 @@ impl Server {
         // every worker (see upstream::probe).
         let probed = Arc::new(Probed::new(&self.config));
         let prober = Prober::start(&self.config, probed.clone())?;
+        let metrics = Arc::new(crate::metrics::Registry::new(
+            self.config.clone(),
+            self.workers,
+            self.addrs.clone(),
+            prober.is_some().then(|| probed.clone()),
+        ));
+        let mut admin = self.admin.map(|(l, _)| l);
         for (id, listeners) in self.sockets.into_iter().enumerate() {
             let (tx, rx) = flume::bounded(CONTROL_QUEUE);
             controls.push(tx);
@@ -142,6 +166,7 @@ impl Server {
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
                 control: rx,
                 listeners,
+                admin: admin.take(),
             });
         }
         let (events_tx, events) = flume::unbounded();
@@ -155,6 +180,7 @@ impl Server {
             events,
             on_give_up,
             probed: prober.is_some().then(|| probed.clone()),
+            metrics: metrics.clone(),
         };
         let mut threads = Vec::new();
         for id in 0..self.workers {
@@ -184,6 +210,7 @@ impl Server {
             prober,
             resolver,
             probed,
+            metrics,
         })
     }
 }
@@ -215,12 +242,15 @@ pub struct Handle {
     prober: Option<Prober>,
     resolver: Option<Resolver>,
     probed: Arc<Probed>,
+    metrics: Arc<crate::metrics::Registry>,
 }
 
 impl Handle {
     /// Asks every worker to drain and stop (none is restarted after this),
     /// and the prober and resolver threads to end.
     pub fn shutdown(&self) {
+        // First, so `/healthz` says 503 before anything stops accepting.
+        self.metrics.set_draining();
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.events.send(worker::Event::Stop);
         if let Some(r) = &self.resolver {
@@ -275,6 +305,12 @@ impl Handle {
     /// `upstream` (indexes in config order) out of rotation.
     pub fn probed_down(&self, upstream: usize, server: usize) -> bool {
         self.probed.is_down(upstream, server)
+    }
+
+    /// The process's metrics: where a config reload is counted
+    /// (`record_reload`).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Registry> {
+        &self.metrics
     }
 
     /// How many times a worker was restarted after dying.

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::ctx::WorkerCtx;
+use crate::metrics::Registry;
 use crate::upstream::health::Probed;
 
 use super::{listener, Control, Driver};
@@ -57,6 +58,10 @@ pub struct WorkerSpec {
     pub probed: Option<Arc<Probed>>,
     /// Certificates reloaded (SIGHUP) since the server started.
     pub tls_reloaded: Option<TlsReload>,
+    /// Every worker's counters; this worker writes block `id`.
+    pub metrics: Arc<Registry>,
+    /// The admin listener (worker 0 only, when `[admin]` is configured).
+    pub admin: Option<TcpListener>,
 }
 
 /// Certificates read again on SIGHUP, per server block (`None`: keep).
@@ -110,12 +115,36 @@ type Faults = flume::Sender<String>;
 /// Serves until a shutdown; `Some` with the message when one of the worker's
 /// own tasks panicked.
 async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
-    let ctx = WorkerCtx::new(spec.id, spec.config, spec.probed)?;
+    let ctx = WorkerCtx::new(
+        spec.id,
+        spec.config,
+        spec.probed,
+        spec.metrics.workers[spec.id].clone(),
+    )?;
+    let registry = spec.metrics;
+    registry.worker_started(ctx.id);
+    let _running = Running(&registry, ctx.id);
+
     // Certificates reloaded since the server started (a restarted worker).
     if let Some(fresh) = &spec.tls_reloaded {
         ctx.tls.reload(&ctx.config, fresh);
     }
     let (faults, fault) = flume::bounded::<String>(1);
+    // The admin listener, on worker 0 (see admin.rs), with a stop of its
+    // own: it stays open through the drain of the client listeners.
+    let admin_stop = std::rc::Rc::new(crate::shutdown::Shutdown::default());
+    let admin = match spec.admin {
+        Some(l) => Some(spawn_guarded(
+            &faults,
+            "admin accept loop",
+            crate::admin::accept_loop(
+                registry.clone(),
+                monoio::net::TcpListener::from_std(l)?,
+                admin_stop.clone(),
+            ),
+        )),
+        None => None,
+    };
     let mut accepting = Vec::new();
     for (i, l) in spec.listeners.into_iter().enumerate() {
         let l = monoio::net::TcpListener::from_std(l)?;
@@ -136,6 +165,7 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
                 _ = ticker.shutdown.wait() => break,
             }
             ticker.deadlines.tick(Instant::now());
+            crate::metrics::publish(&ticker);
             n += 1;
             if n.is_multiple_of(POOL_SWEEP_TICKS) {
                 for up in &ticker.upstreams {
@@ -222,7 +252,26 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
         up.pool.clear();
     }
     ctx.logs.flush_all();
+    if let Some(admin) = admin {
+        // `/healthz` answers 503 until the other workers have drained too
+        // (each within drain_timeout, and a second to close what is left).
+        let until = Instant::now() + ctx.config.global.drain_timeout + Duration::from_secs(2);
+        while panicked.is_none() && registry.running() > 1 && Instant::now() < until {
+            monoio::time::sleep(Duration::from_millis(20)).await;
+        }
+        admin_stop.raise();
+        let _ = monoio::time::timeout(Duration::from_secs(1), admin).await;
+    }
     Ok(panicked)
+}
+
+/// Marks the worker stopped in the registry however `main` ends.
+struct Running<'a>(&'a Registry, usize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.worker_stopped(self.1);
+    }
 }
 
 /// Spawns one of the worker's own tasks; a panic in it is sent on `faults`.
@@ -333,6 +382,8 @@ pub(super) struct Template {
     /// of the worker gets duplicates; these stay open across its restarts
     /// and are dropped when the server stops.
     pub listeners: Vec<TcpListener>,
+    /// The admin listener, held the same way (worker 0's template only).
+    pub admin: Option<TcpListener>,
 }
 
 /// Restarts workers that die; ends once every worker has stopped.
@@ -347,6 +398,7 @@ pub(super) struct Supervisor {
     pub on_give_up: Option<Box<dyn FnOnce() + Send>>,
     /// Active health verdicts, when some upstream is checked.
     pub probed: Option<Arc<Probed>>,
+    pub metrics: Arc<Registry>,
 }
 
 impl Supervisor {
@@ -359,6 +411,7 @@ impl Supervisor {
             .iter()
             .map(TcpListener::try_clone)
             .collect::<std::io::Result<Vec<_>>>()?;
+        let admin = t.admin.as_ref().map(TcpListener::try_clone).transpose()?;
         let spec = WorkerSpec {
             id,
             core: t.core,
@@ -368,6 +421,8 @@ impl Supervisor {
             driver: self.driver,
             probed: self.probed.clone(),
             tls_reloaded: self.shared.tls_reloaded(),
+            metrics: self.metrics.clone(),
+            admin,
         };
         let events = self.events_tx.clone();
         std::thread::Builder::new()
@@ -402,6 +457,7 @@ impl Supervisor {
             for id in 0..n {
                 if self.stopping(id) {
                     self.templates[id].listeners.clear();
+                    self.templates[id].admin = None;
                 }
             }
             if threads.iter().all(Option::is_none) && due.iter().all(Option::is_none) {
@@ -424,6 +480,7 @@ impl Supervisor {
                     let cause = match outcome {
                         Outcome::Stopped => {
                             self.templates[id].listeners.clear();
+                            self.templates[id].admin = None;
                             continue;
                         }
                         Outcome::Failed(e) => format!("failed: {e}"),

@@ -67,12 +67,15 @@ impl Drop for StreamGuard {
 #[derive(Default)]
 pub struct H2Pool {
     servers: RefCell<Vec<Vec<Rc<H2Conn>>>>,
+    /// The upstream's index, for the metrics.
+    upstream: usize,
 }
 
 impl H2Pool {
-    pub fn new(servers: usize) -> H2Pool {
+    pub fn new(upstream: usize, servers: usize) -> H2Pool {
         H2Pool {
             servers: RefCell::new(vec![Vec::new(); servers]),
+            upstream,
         }
     }
 
@@ -94,6 +97,7 @@ impl H2Pool {
         } else {
             self.least_busy(peer, up.h2_connections)
         };
+        let reused = reuse.is_some();
         let conn = match reuse {
             Some(c) => c,
             None => {
@@ -132,6 +136,7 @@ impl H2Pool {
             Woke::TimedOut | Woke::Closing => return Err(Error::new(ErrorKind::ConnectTimeout)),
         };
         conn.streams.set(conn.streams.get() + 1);
+        ctx.metrics.upstream_conn(self.upstream, peer, reused);
         Ok((send, StreamGuard(conn)))
     }
 

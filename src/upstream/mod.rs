@@ -181,7 +181,7 @@ impl UpstreamState {
             index,
             balancer: balance::RoundRobin::new(up.servers.iter().map(|s| s.weight)),
             pool: pool::Pool::new(up.keepalive, up.keepalive_timeout),
-            h2: h2::H2Pool::new(up.servers.len()),
+            h2: h2::H2Pool::new(index, up.servers.len()),
             tls: up.tls.as_ref().map(Connector::new),
             peers: up.servers.iter().map(|_| health::PeerState::default()).collect(),
             weights: up.servers.iter().map(|s| s.weight).collect(),

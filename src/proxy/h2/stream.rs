@@ -232,6 +232,8 @@ impl StreamSession {
 }
 
 impl ClientSession for StreamSession {
+    const HTTP2: bool = true;
+
     fn conn(&self) -> &ConnInfo {
         &self.shared.conn
     }
