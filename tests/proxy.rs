@@ -38,6 +38,8 @@ mod interim;
 mod keepalive;
 #[path = "proxy/lifecycle.rs"]
 mod lifecycle;
+#[path = "proxy/metrics.rs"]
+mod metrics;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/refusals.rs"]
