@@ -579,3 +579,71 @@ fn check_refuses_bad_admin_tables() {
     let (ok, err) = check(&format!("[admin]\nlisten = \"127.0.0.1:8081\"\n{server}"));
     assert!(ok, "{err}");
 }
+
+#[test]
+fn tls_handshakes_by_version_and_resumption() {
+    use crate::support::tls_client::{self, Opts};
+    use crate::tls::{tls_table, CertDir};
+    let backend = Backend::serve(|_| Reply::ok("ok"));
+    let dir = CertDir::new("metrics-tls");
+    let ca = crate::support::pki::Ca::new("test CA");
+    let (c, k, _) = dir.leaf(&ca.issue(&["app.test"]), "app");
+    let toml = proxy_all(backend.addr, &format!("tls = {}", tls_table(&c, &k)), "")
+        .replace("[[server]]", "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[server]]");
+    let p = Proxy::with_workers(&toml, 2);
+    // TLS 1.3: one full handshake, then three resumed; TLS 1.2: one full.
+    let tls13 = tls_client::config(Opts {
+        tls13_only: true,
+        ..Opts::default()
+    });
+    for _ in 0..4 {
+        let mut c = tls_client::connect(p.addr(), &tls13, Some("app.test")).unwrap();
+        assert_eq!(c.get("app.test", "/").status, 200);
+    }
+    let tls12 = tls_client::config(Opts {
+        tls12_only: true,
+        ..Opts::default()
+    });
+    let mut c = tls_client::connect(p.addr(), &tls12, Some("app.test")).unwrap();
+    assert_eq!(c.get("app.test", "/").status, 200);
+    drop(c);
+    // Plain HTTP on the TLS port: a failed handshake.
+    {
+        use std::io::{Read, Write};
+        let mut plain = std::net::TcpStream::connect(p.addr()).unwrap();
+        plain.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        plain
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .unwrap();
+        // An alert, then the close.
+        let mut got = Vec::new();
+        let _ = plain.read_to_end(&mut got);
+        assert_eq!(got.first(), Some(&0x15), "not a TLS alert: {got:?}");
+    }
+
+    let s = wait_for(Duration::from_secs(10), || {
+        let s = Scrape::take(p.admin_addr(), false);
+        (s.get("ringway_tls_handshake_failures_total", &[]) == 1.0
+            && s.sum("ringway_http_requests_total", &[]) == 5.0)
+            .then_some(s)
+    })
+    .expect("the scrape never showed the handshakes");
+    let hs = |v: &str, resumed: &str| {
+        s.get(
+            "ringway_tls_handshakes_total",
+            &[("version", v), ("resumed", resumed)],
+        )
+    };
+    assert_eq!(hs("TLSv1.3", "false"), 1.0);
+    assert_eq!(hs("TLSv1.3", "true"), 3.0);
+    assert_eq!(hs("TLSv1.2", "false"), 1.0);
+    assert_eq!(hs("TLSv1.2", "true"), 0.0);
+    let listener = p.addr().to_string();
+    assert_eq!(
+        s.get(
+            "ringway_client_connections_accepted_total",
+            &[("listener", &listener)]
+        ),
+        6.0
+    );
+}
