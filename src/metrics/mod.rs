@@ -430,3 +430,103 @@ fn server_labels(config: &Config) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(workers: usize) -> Registry {
+        let text = r#"
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:3000", "127.0.0.1:3001"]
+
+[[server]]
+listen = ["127.0.0.1:8080"]
+server_name = ["a.test"]
+[[server.location]]
+path = "/"
+proxy_pass = "http://app"
+
+[[server]]
+listen = ["127.0.0.1:8081"]
+[[server.location]]
+path = "/"
+return = { status = 204 }
+"#;
+        let config = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        Registry::new(
+            Arc::new(config),
+            workers,
+            vec!["127.0.0.1:8080".parse().unwrap()],
+            None,
+        )
+    }
+
+    #[test]
+    fn workers_are_summed_when_rendered() {
+        let r = registry(2);
+        let ms = Duration::from_millis(3);
+        r.workers[0].request(0, false, 200, (1, 10), ms);
+        r.workers[1].request(0, false, 204, (2, 20), ms);
+        r.workers[1].request(1, true, 503, (0, 5), Duration::from_secs(100));
+        r.workers[0].upstream(0, 1, Some(200), ms);
+        r.workers[1].upstream(0, 1, None, ms);
+        r.workers[1].retry(0);
+        let t = text::render(&r, text::Format::Prometheus);
+        let has = |line: &str| assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
+        has(r#"ringway_http_requests_total{server="a.test",protocol="http1",status_class="2xx"} 2"#);
+        has(r#"ringway_http_requests_total{server="127.0.0.1:8081",protocol="http2",status_class="5xx"} 1"#);
+        has(r#"ringway_http_request_body_bytes_total{server="a.test"} 3"#);
+        has(r#"ringway_http_response_body_bytes_total{server="a.test"} 30"#);
+        has(r#"ringway_http_request_duration_seconds_bucket{server="a.test",le="0.0025"} 0"#);
+        has(r#"ringway_http_request_duration_seconds_bucket{server="a.test",le="0.005"} 2"#);
+        has(r#"ringway_http_request_duration_seconds_bucket{server="a.test",le="+Inf"} 2"#);
+        has(r#"ringway_http_request_duration_seconds_count{server="a.test"} 2"#);
+        has(r#"ringway_http_request_duration_seconds_sum{server="a.test"} 0.006"#);
+        // Beyond the last bound: only in +Inf.
+        has(r#"ringway_http_request_duration_seconds_bucket{server="127.0.0.1:8081",le="60.0"} 0"#);
+        has(r#"ringway_http_request_duration_seconds_bucket{server="127.0.0.1:8081",le="+Inf"} 1"#);
+        has(
+            r#"ringway_upstream_requests_total{upstream="app",server="127.0.0.1:3001",status_class="2xx"} 1"#,
+        );
+        has(
+            r#"ringway_upstream_requests_total{upstream="app",server="127.0.0.1:3001",status_class="error"} 1"#,
+        );
+        has(r#"ringway_upstream_response_duration_seconds_count{upstream="app",server="127.0.0.1:3001"} 1"#);
+        has(r#"ringway_upstream_retries_total{upstream="app"} 1"#);
+        has(r#"ringway_config_reloads_total{result="success"} 0"#);
+        r.record_reload(false, 0);
+        r.record_reload(true, 2);
+        let t = text::render(&r, text::Format::OpenMetrics);
+        assert!(t.contains("\nringway_config_reloads_total{result=\"success\"} 1\n"));
+        assert!(t.contains("\nringway_config_reloads_total{result=\"failure\"} 1\n"));
+        assert!(t.contains("\nringway_config_generation 2\n"));
+        assert!(t.contains("# TYPE ringway_config_reloads counter\n"));
+        assert!(t.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn blocks_sharing_a_first_name_get_their_address() {
+        let text = r#"
+[[server]]
+listen = ["127.0.0.1:8080"]
+server_name = ["a.test"]
+[[server.location]]
+path = "/"
+return = { status = 204 }
+
+[[server]]
+listen = ["127.0.0.1:8081"]
+server_name = ["a.test"]
+[[server.location]]
+path = "/"
+return = { status = 204 }
+"#;
+        let config = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        assert_eq!(
+            server_labels(&config),
+            ["a.test@127.0.0.1:8080", "a.test@127.0.0.1:8081"]
+        );
+    }
+}

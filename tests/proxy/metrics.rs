@@ -647,3 +647,36 @@ fn tls_handshakes_by_version_and_resumption() {
         6.0
     );
 }
+
+/// Every metric the shipped Grafana dashboard queries is one the proxy
+/// exposes (a renamed metric would leave a panel silently empty).
+#[test]
+fn the_dashboard_queries_metrics_that_exist() {
+    let good = Backend::serve(|_| Reply::ok("hello"));
+    let (p, _, _) = traffic_proxy(&good, 1);
+    let s = Scrape::take(p.admin_addr(), false);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/grafana-dashboard.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queried = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("ringway_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 20, "{queried:?}");
+    for name in queried {
+        assert!(
+            s.samples.iter().any(|(n, _, _)| *n == name),
+            "the dashboard queries {name}, which is not exposed"
+        );
+    }
+}
