@@ -216,6 +216,14 @@ impl WorkerMetrics {
         self.response_bytes[server].add(bytes.1);
     }
 
+    /// A request refused before its head could be read (400, 414, 431 and
+    /// the like): counted as answered, outside the duration histogram.
+    pub fn refused(&self, server: usize, http2: bool, status: u16, body_bytes: u64) {
+        let i = (server * PROTOCOLS.len() + http2 as usize) * CLASSES.len() + class(status);
+        self.requests[i].add(1);
+        self.response_bytes[server].add(body_bytes);
+    }
+
     #[inline]
     pub fn accepted(&self, listener: usize) {
         self.accepted[listener].add(1);

@@ -267,6 +267,8 @@ const HEAD_READ: usize = HEAD_BUF;
 /// line as received (nginx logs these too).
 fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
     let server = ctx.router.default_server(ds.conn.listener);
+    ctx.metrics
+        .refused(server, false, status, respond::error_body(status).len() as u64);
     if !ctx.logs.enabled(server) {
         return;
     }

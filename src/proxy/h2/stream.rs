@@ -77,6 +77,12 @@ pub async fn run(
         Err(e) => {
             let status = e.kind.status().unwrap_or(400);
             tracing::debug!(peer = %shared.conn.peer, "refused HTTP/2 request: {e}");
+            let body = if parts.method == http::Method::HEAD {
+                0
+            } else {
+                crate::proxy::respond::error_body(status).len() as u64
+            };
+            ctx.metrics.refused(default, true, status, body);
             let _ = phases::send_error(
                 &ctx,
                 &mut sess,
