@@ -89,7 +89,7 @@ fn route(c: &mut Criterion) {
         g.bench_function(format!("{n}_locations"), |b| {
             b.iter(|| {
                 let s = router.server_for(0, Some(black_box(b"www.example.org:8080")));
-                black_box(router.location_for(s, black_box(path.as_bytes())))
+                black_box(router.location_for(s, black_box(path.as_bytes()), &mut None))
             })
         });
     }
@@ -127,6 +127,8 @@ fn rewrite(c: &mut Criterion) {
                         https: false,
                         client_cert_subject: None,
                         upgrade: None,
+                        hidden: &[],
+                        extra: b"",
                     },
                     &mut out,
                 );

@@ -3,6 +3,7 @@
 #
 #   bash perf/callgrind.sh            # plain HTTP/1.1, the `tiny` request
 #   PROTO=h2c bash perf/callgrind.sh  # HTTP/2 with prior knowledge, one stream at a time
+#   KEEP=dir bash perf/callgrind.sh   # keeps both profiles, for callgrind_annotate
 #
 # ringway runs under `valgrind --tool=callgrind` with one worker, twice: once
 # for N1 and once for N2 requests from `h2load -c 1` (one connection, one
@@ -20,6 +21,7 @@ N2="${N2:-10000}"
 PROTO="${PROTO:-h1}"          # h1 | h2c
 DRIVER="${RINGWAY_DRIVER:-}"  # passed through: "" (io_uring) or legacy
 SKIP_BUILD="${SKIP_BUILD:-0}"
+KEEP="${KEEP:-}"              # a directory: the callgrind profiles are kept there
 
 log() { printf '[callgrind] %s\n' "$*" >&2; }
 die() { printf '[callgrind] error: %s\n' "$*" >&2; exit 2; }
@@ -99,6 +101,7 @@ total() { # N -> total user-space instructions of a run of N requests
     grep -q "succeeded, 0 errored" "$WORK/h2load.$n" || log "h2load: $(grep 'requests:' "$WORK/h2load.$n")"
     kill -TERM "$pid"
     wait "$pid" || true
+    [[ -n "$KEEP" ]] && mkdir -p "$KEEP" && cp "$out" "$KEEP/callgrind.$n.out"
     awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }
 

@@ -1,26 +1,22 @@
-//! `WorkerCtx`: everything one worker owns, shared by its connection tasks
-//! through an `Rc`. Nothing in it is shared with another thread, so it uses
+//! `WorkerCtx`: what one worker owns for as long as its thread lives,
+//! shared by its connection tasks through an `Rc`: deadlines, buffers, the
+//! date cache, the shutdown flag, counters, and the newest config
+//! [`Generation`]. Nothing in it is shared with another thread, so it uses
 //! `Cell` and `RefCell`, never a lock. A borrow is never held across an await.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::bufpool::BufPool;
-use crate::config::{Config, Server};
 use crate::deadline::Deadlines;
-use crate::log::{AccessLogs, Dates};
-use crate::route::Router;
+use crate::generation::{Generation, Snapshot};
+use crate::log::Dates;
 use crate::shutdown::Shutdown;
-use crate::upstream::health::Probed;
-use crate::upstream::UpstreamState;
 
 pub struct WorkerCtx {
     pub id: usize,
-    pub config: Arc<Config>,
-    pub router: Router,
-    pub upstreams: Vec<UpstreamState>,
-    pub logs: AccessLogs,
     pub dates: Dates,
     pub shutdown: Shutdown,
     /// Deadlines of every socket wait, woken by the worker's tick.
@@ -29,51 +25,59 @@ pub struct WorkerCtx {
     pub buffers: BufPool,
     /// Open downstream connections.
     pub active: Cell<usize>,
-    /// TLS termination: which listeners, and each server block's config.
-    pub tls: crate::tls::server::WorkerTls,
-    /// This worker's counters, written by it alone, read by the admin
-    /// listener (`metrics`).
+    /// The balancers' random seed, different per worker and per start.
+    pub seed: u64,
+    /// This worker's counters outside any config series, written by it
+    /// alone, read by the admin listener (`metrics`).
     pub metrics: Arc<crate::metrics::WorkerMetrics>,
+    /// The newest config generation; swapped by a reload, never borrowed
+    /// across an await (`gen` clones the `Rc`).
+    gen: RefCell<Rc<Generation>>,
 }
 
 impl WorkerCtx {
-    /// `probed`: active health verdicts, shared with the prober, when some
-    /// upstream has a `health_check`.
-    pub fn new(
-        id: usize,
-        config: Arc<Config>,
-        probed: Option<Arc<Probed>>,
-        metrics: Arc<crate::metrics::WorkerMetrics>,
-    ) -> std::io::Result<Rc<WorkerCtx>> {
+    pub fn new(id: usize, snap: &Snapshot, metrics: Arc<crate::metrics::WorkerMetrics>) -> Rc<WorkerCtx> {
         // random_two's generator: different per worker and per start.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let seed = now ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        Ok(Rc::new(WorkerCtx {
+        Rc::new(WorkerCtx {
             id,
-            router: Router::new(&config),
-            upstreams: (0..config.upstreams.len())
-                .map(|i| {
-                    let mut up = UpstreamState::new(&config, i, seed);
-                    up.probed = probed.clone();
-                    up
-                })
-                .collect(),
-            logs: AccessLogs::open(&config)?,
             dates: Dates::default(),
             shutdown: Shutdown::default(),
             deadlines: Deadlines::default(),
             buffers: BufPool::new(crate::proxy::HEAD_BUF),
             active: Cell::new(0),
-            tls: crate::tls::server::WorkerTls::new(&config),
+            seed,
             metrics,
-            config,
-        }))
+            gen: RefCell::new(Rc::new(Generation::build(snap, seed, None))),
+        })
     }
 
-    pub fn server(&self, i: usize) -> &Server {
-        &self.config.servers[i]
+    /// The newest generation: what a request starting now runs under.
+    pub fn gen(&self) -> Rc<Generation> {
+        self.gen.borrow().clone()
+    }
+
+    /// Builds the next generation from `snap` and makes it the newest.
+    pub fn install(&self, snap: &Snapshot) -> Rc<Generation> {
+        let next = Rc::new(Generation::build(snap, self.seed, Some(&self.gen())));
+        *self.gen.borrow_mut() = next.clone();
+        next
+    }
+
+    /// The generation a connection on listen address `addr` serves its next
+    /// request under, and the listener's index in it: the newest when it
+    /// still listens there; otherwise `current` (the address was removed by
+    /// a reload), with `false`: that connection should close after this.
+    pub fn gen_for(&self, addr: SocketAddr, current: &Rc<Generation>) -> (Rc<Generation>, usize, bool) {
+        let newest = self.gen();
+        if let Some(i) = newest.listener(addr) {
+            return (newest, i, true);
+        }
+        let i = current.listener(addr).unwrap_or(0);
+        (current.clone(), i, false)
     }
 
     /// Stops accepting and ends every idle wait; requests in flight go on.

@@ -7,12 +7,17 @@
 //! turn: under load many lines go out in one write, when idle each line goes
 //! out at once. The write itself is a plain `write(2)` to a file opened in
 //! append mode or to stdout: short, and never waiting on the network.
+//! Files are opened off the workers ([`LogFiles`], at start, on a reload and
+//! on SIGUSR1) and shared by every worker's sinks of one generation.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{AccessLog, Config};
@@ -22,11 +27,13 @@ const FLUSH_AT: usize = 32 * 1024;
 
 enum Target {
     Stdout,
-    File(File),
+    File(Arc<File>),
 }
 
 struct Sink {
-    target: Target,
+    /// Replaced when log files are reopened (SIGUSR1).
+    target: RefCell<Target>,
+    path: Option<PathBuf>,
     buf: RefCell<Vec<u8>>,
     flush_pending: Cell<bool>,
 }
@@ -37,14 +44,61 @@ impl Sink {
         if buf.is_empty() {
             return;
         }
-        let res = match &self.target {
+        let res = match &*self.target.borrow() {
             Target::Stdout => std::io::stdout().lock().write_all(&buf),
-            Target::File(f) => (&*f).write_all(&buf),
+            Target::File(f) => (&**f).write_all(&buf),
         };
         if let Err(e) = res {
             tracing::warn!("access log write failed: {e}");
         }
         buf.clear();
+    }
+}
+
+impl Drop for Sink {
+    /// A config generation that goes away writes what it still holds.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Every access log file of a config, opened in append mode by the thread
+/// that loads the config (never a worker), shared by every worker: each
+/// line goes out in one `write(2)` on an `O_APPEND` descriptor, so the
+/// workers' lines do not mix.
+#[derive(Default)]
+pub struct LogFiles {
+    files: HashMap<PathBuf, Arc<File>>,
+}
+
+impl LogFiles {
+    /// Opens (creating when missing) every file named by an `access_log`.
+    #[allow(clippy::disallowed_methods)] // off the workers: start, reload, SIGUSR1
+    pub fn open(cfg: &Config) -> std::io::Result<LogFiles> {
+        let mut files = HashMap::new();
+        for s in &cfg.servers {
+            let AccessLog::File(p) = &s.access_log else {
+                continue;
+            };
+            if files.contains_key(p) {
+                continue;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("access log {}: {e}", p.display())))?;
+            files.insert(p.clone(), Arc::new(f));
+        }
+        Ok(LogFiles { files })
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
     }
 }
 
@@ -71,8 +125,9 @@ pub struct AccessLogs {
 }
 
 impl AccessLogs {
-    /// Opens every log file named in the config (at worker start, not per request).
-    pub fn open(cfg: &Config) -> std::io::Result<AccessLogs> {
+    /// One sink per destination named in the config, writing to `files`
+    /// (opened off the worker). No file is opened here.
+    pub fn new(cfg: &Config, files: &LogFiles) -> AccessLogs {
         let mut sinks: Vec<(AccessLog, Rc<Sink>)> = Vec::new();
         let mut by_server = Vec::new();
         for s in &cfg.servers {
@@ -84,32 +139,48 @@ impl AccessLogs {
                 by_server.push(Some(i));
                 continue;
             }
-            let target = match &s.access_log {
-                AccessLog::File(p) => Target::File(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)
-                        .map_err(|e| {
-                            std::io::Error::new(e.kind(), format!("access log {}: {e}", p.display()))
-                        })?,
-                ),
-                _ => Target::Stdout,
+            let (target, path) = match &s.access_log {
+                AccessLog::File(p) => match files.files.get(p) {
+                    Some(f) => (Target::File(f.clone()), Some(p.clone())),
+                    None => {
+                        // LogFiles::open fails instead; only a mismatch
+                        // between the two could get here.
+                        tracing::error!("access log {} is not open; writing to stdout", p.display());
+                        (Target::Stdout, None)
+                    }
+                },
+                _ => (Target::Stdout, None),
             };
             by_server.push(Some(sinks.len()));
             sinks.push((
                 s.access_log.clone(),
                 Rc::new(Sink {
-                    target,
+                    target: RefCell::new(target),
+                    path,
                     buf: RefCell::new(Vec::with_capacity(4096)),
                     flush_pending: Cell::new(false),
                 }),
             ));
         }
-        Ok(AccessLogs {
+        AccessLogs {
             sinks: sinks.into_iter().map(|(_, s)| s).collect(),
             by_server,
-        })
+        }
+    }
+
+    /// Writes what is buffered to the old files, then goes on in `files`
+    /// (reopened after a rotation). Returns how many sinks switched.
+    pub fn reopen(&self, files: &LogFiles) -> usize {
+        let mut n = 0;
+        for s in &self.sinks {
+            let Some(f) = s.path.as_ref().and_then(|p| files.files.get(p)) else {
+                continue;
+            };
+            s.flush();
+            *s.target.borrow_mut() = Target::File(f.clone());
+            n += 1;
+        }
+        n
     }
 
     pub fn enabled(&self, server: usize) -> bool {

@@ -17,6 +17,10 @@ struct Args {
     /// Check the config and exit (0 when valid), like `nginx -t`.
     #[arg(short = 't', long)]
     check: bool,
+    /// Ask the running process (found through `global.pid_file`) to reload
+    /// its config, as SIGHUP does; the config is checked here first.
+    #[arg(short = 's', long)]
+    reload: bool,
     /// Worker threads, overriding `global.workers`.
     #[arg(short, long)]
     workers: Option<usize>,
@@ -37,6 +41,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.reload {
+        return match ringway::server::reload::signal_reload(&config) {
+            Ok(pid) => {
+                println!("ringway: reload signalled to process {pid}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringway: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.check {
         println!(
             "ringway: configuration file {} test is successful",
@@ -59,7 +75,7 @@ fn main() -> ExitCode {
         Some(n) => n,
         None => config.worker_count(),
     };
-    match ringway::server::run(Arc::new(config), workers) {
+    match ringway::server::run(Arc::new(config), workers, args.config.clone()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringway: {e}");

@@ -9,12 +9,14 @@
 //! server (the first block on it without `server_name`, or else the first
 //! block on it).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use crate::config::{Action, Config, KeyPart, ProxyPass, RequestKey, When, WhenField, SPLIT_WHOLE};
+use crate::config::{Action, Config, LocationKind, ProxyPass, RequestKey, When, WhenField, SPLIT_WHOLE};
 use crate::http::RequestHead;
 use crate::upstream::balance::{KeyHasher, RoundRobin};
+use crate::vars::Groups;
 
 /// The routes reachable through one listening address.
 #[derive(Debug)]
@@ -25,10 +27,26 @@ struct ListenerRoutes {
     default: usize,
 }
 
+/// The locations of one server block, by kind, for nginx's order of choice.
+struct Locations {
+    /// `exact` locations: `(path, location index)`.
+    exact: Vec<(Box<[u8]>, usize)>,
+    /// `(prefix, location index, skip_regex)`, longest prefix first.
+    prefixes: Vec<(Box<[u8]>, usize, bool)>,
+    /// `regex` locations in config order, with a per-worker place for a
+    /// match's groups (borrowed only within `location_for`).
+    regexes: Vec<(
+        regex::bytes::Regex,
+        usize,
+        RefCell<regex::bytes::CaptureLocations>,
+    )>,
+}
+
 pub struct Router {
     listeners: Vec<ListenerRoutes>,
-    /// Per server block: `(prefix, location index)`, longest prefix first.
-    locations: Vec<Vec<(String, usize)>>,
+    locations: Vec<Locations>,
+    /// Per server block: it or a location of it has `rewrite` rules.
+    rewrites: Vec<bool>,
     /// Per server block and location: the turns of a `split` without
     /// `split_by` (side 0 is proxy_pass, side k the k-th split entry).
     splits: Vec<Vec<Option<RoundRobin>>>,
@@ -85,14 +103,26 @@ impl Router {
             .servers
             .iter()
             .map(|s| {
-                let mut locs: Vec<(String, usize)> = s
-                    .locations
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| (l.path.clone(), i))
-                    .collect();
-                locs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-                locs
+                let mut t = Locations {
+                    exact: Vec::new(),
+                    prefixes: Vec::new(),
+                    regexes: Vec::new(),
+                };
+                for (i, l) in s.locations.iter().enumerate() {
+                    let p: Box<[u8]> = l.path.as_bytes().into();
+                    match &l.kind {
+                        LocationKind::Prefix { skip_regex } => t.prefixes.push((p, i, *skip_regex)),
+                        LocationKind::Exact => t.exact.push((p, i)),
+                        LocationKind::Regex(re) => {
+                            t.regexes
+                                .push((re.clone(), i, RefCell::new(re.capture_locations())))
+                        }
+                        LocationKind::Named => {}
+                    }
+                }
+                // Stable: of equal length, the first written stays first.
+                t.prefixes.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.len()));
+                t
             })
             .collect();
         let splits = cfg
@@ -110,9 +140,15 @@ impl Router {
                     .collect()
             })
             .collect();
+        let rewrites = cfg
+            .servers
+            .iter()
+            .map(|s| !s.rewrites.is_empty() || s.locations.iter().any(|l| !l.rewrites.is_empty()))
+            .collect();
         Router {
             listeners,
             locations,
+            rewrites,
             splits,
         }
     }
@@ -184,56 +220,65 @@ impl Router {
             .map_or(routes.default, |&(_, i)| i)
     }
 
-    /// The location whose prefix is the longest match for `path`.
-    pub fn location_for(&self, server: usize, path: &[u8]) -> Option<usize> {
-        self.locations[server]
+    /// The location for `path`, chosen as nginx does
+    /// (`ngx_http_core_find_location`): an `exact` match wins; else the
+    /// longest prefix is remembered, and wins at once if it has
+    /// `skip_regex`; else the first `regex` in config order that matches;
+    /// else the remembered prefix. A regex's groups are left in `groups`.
+    #[inline]
+    pub fn location_for(
+        &self,
+        server: usize,
+        path: &[u8],
+        groups: &mut Option<Box<Groups>>,
+    ) -> Option<usize> {
+        let t = &self.locations[server];
+        if let Some(&(_, i)) = t.exact.iter().find(|(p, _)| **p == *path) {
+            return Some(i);
+        }
+        let prefix = t.prefixes.iter().find(|(p, _, _)| path.starts_with(p));
+        if let Some(&(_, i, true)) = prefix {
+            return Some(i);
+        }
+        for (re, i, locs) in &t.regexes {
+            let mut locs = locs.borrow_mut();
+            if re.captures_read(&mut locs, path).is_some() {
+                // Boxed, made only for a regex match: the common prefix
+                // case carries no groups through the phases.
+                groups.get_or_insert_with(Box::default).fill(&locs);
+                return Some(*i);
+            }
+        }
+        prefix.map(|&(_, i, _)| i)
+    }
+
+    /// Whether the block or one of its locations has `rewrite` rules (else
+    /// routing is one `location_for`).
+    #[inline]
+    pub fn has_rewrites(&self, server: usize) -> bool {
+        self.rewrites[server]
+    }
+
+    /// The location of that name (`name = "..."`), for a hand-over by name.
+    pub fn named(&self, cfg: &Config, server: usize, name: &str) -> Option<usize> {
+        cfg.servers[server]
+            .locations
             .iter()
-            .find(|(prefix, _)| path.starts_with(prefix.as_bytes()))
-            .map(|&(_, i)| i)
+            .position(|l| matches!(l.kind, LocationKind::Named) && l.path == name)
     }
 }
 
-/// The parts of a request a [`RequestKey`] reads.
-pub struct KeyInput<'a> {
-    pub head: &'a RequestHead,
-    /// The path as routed: no query, dot segments resolved (`$uri`).
-    pub path: &'a [u8],
-    /// The client address, after `trusted_proxies` (`$remote_addr`).
-    pub client: IpAddr,
-}
+/// The parts of a request a [`RequestKey`] reads: the variable engine's.
+pub type KeyInput<'a> = crate::vars::Request<'a>;
 
 /// Feeds the bytes of `key` for this request to `sink`, part by part, so a
 /// hash can be taken without building the key in memory. Returns false when
 /// every variable of the key was absent or empty: such a request has no key,
 /// and the caller does not hash it (a missing cookie would otherwise send
 /// every client without one to the same server).
-pub fn feed_key(key: &RequestKey, req: &KeyInput, mut sink: impl FnMut(&[u8])) -> bool {
-    let mut any = false;
-    let mut var = |v: &[u8], sink: &mut dyn FnMut(&[u8])| {
-        any |= !v.is_empty();
-        sink(v);
-    };
-    for part in &key.parts {
-        match part {
-            KeyPart::Literal(s) => sink(s.as_bytes()),
-            KeyPart::RequestUri => var(req.head.target(), &mut sink),
-            KeyPart::Uri => var(req.path, &mut sink),
-            KeyPart::RemoteAddr => {
-                // The longest IPv6 text is 45 bytes: formatted on the stack.
-                let mut buf = [0u8; 64];
-                let mut w: &mut [u8] = &mut buf;
-                let _ = std::io::Write::write_fmt(&mut w, format_args!("{}", req.client));
-                let n = 64 - w.len();
-                var(&buf[..n], &mut sink);
-            }
-            KeyPart::Header(name) => var(
-                header_named(req.head, name.as_bytes()).unwrap_or_default(),
-                &mut sink,
-            ),
-            KeyPart::Cookie(name) => var(cookie(req.head, name.as_bytes()).unwrap_or_default(), &mut sink),
-        }
-    }
-    any
+#[inline]
+pub fn feed_key(key: &RequestKey, req: &KeyInput, sink: impl FnMut(&[u8])) -> bool {
+    key.feed(req, sink)
 }
 
 /// The shares of a split's sides, proxy_pass's (the rest) first.
@@ -374,6 +419,7 @@ fn dots(seg: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vars::{Part, Var};
     use std::path::Path;
 
     fn cfg(text: &str) -> Config {
@@ -429,10 +475,55 @@ mod tests {
     fn longest_prefix_wins() {
         let c = cfg(TWO_HOSTS);
         let r = Router::new(&c);
-        assert_eq!(r.location_for(0, b"/api/v2/users"), Some(2));
-        assert_eq!(r.location_for(0, b"/api/users"), Some(1));
-        assert_eq!(r.location_for(0, b"/api"), Some(0));
-        assert_eq!(r.location_for(2, b"/other"), None);
+        let at = |s: usize, p: &str| r.location_for(s, p.as_bytes(), &mut None);
+        assert_eq!(at(0, "/api/v2/users"), Some(2));
+        assert_eq!(at(0, "/api/users"), Some(1));
+        assert_eq!(at(0, "/api"), Some(0));
+        assert_eq!(at(2, "/other"), None);
+    }
+
+    #[test]
+    fn locations_are_chosen_in_nginx_order() {
+        let loc = |key: &str, v: &str, extra: &str| {
+            format!("[[server.location]]\n{key} = {v:?}\n{extra}\nreturn = {{ status = 200 }}\n")
+        };
+        let text = [
+            "[[server]]\nlisten = [\"127.0.0.1:1\"]\n".to_string(),
+            loc("path", "/", ""),                               // 0
+            loc("path", "/img/", "skip_regex = true"),          // 1
+            loc("path", "/docs/", ""),                          // 2
+            loc("regex", "\\.(png|jpe?g)$", ""),                // 3
+            loc("regex", "(?i)^/docs/(?P<page>.+)\\.PDF$", ""), // 4
+            loc("regex", "^/docs/", ""),                        // 5
+            loc("exact", "/docs/", ""),                         // 6
+            loc("name", "fallback", ""),                        // 7
+            loc("path", "/docs/a.png/", ""),                    // 8
+        ]
+        .concat();
+        let c = cfg(&text);
+        let r = Router::new(&c);
+        let mut g = None;
+        let mut at = |p: &str| r.location_for(0, p.as_bytes(), &mut g);
+        // An exact match wins over every other kind.
+        assert_eq!(at("/docs/"), Some(6));
+        // skip_regex: the longest prefix wins without trying regexes.
+        assert_eq!(at("/img/a.png"), Some(1));
+        // Otherwise the first regex in config order wins over the longest prefix.
+        assert_eq!(at("/docs/a.png"), Some(3));
+        assert_eq!(at("/docs/a.png/b.jpg"), Some(3));
+        assert_eq!(at("/docs/x.pdf"), Some(4));
+        assert_eq!(at("/docs/x.txt"), Some(5));
+        // No regex matches: the remembered longest prefix.
+        assert_eq!(at("/docs"), Some(0));
+        assert_eq!(at("/docs/a.png/x"), Some(5));
+        assert_eq!(at("/x.PNG"), Some(0));
+        // A name is never a path.
+        assert_eq!(at("fallback"), None);
+        assert_eq!(at("/fallback"), Some(0));
+        assert_eq!(r.named(&c, 0, "fallback"), Some(7));
+        // The groups of the regex that matched.
+        assert_eq!(r.location_for(0, b"/docs/guide.Pdf", &mut g), Some(4));
+        assert_eq!(g.unwrap().get(1), Some(6..11));
     }
 
     fn head(raw: &str) -> RequestHead {
@@ -450,19 +541,28 @@ mod tests {
         }
     }
 
-    fn key(parts: Vec<KeyPart>) -> RequestKey {
+    fn key(parts: Vec<Part>) -> RequestKey {
         RequestKey {
             text: String::new(),
             parts,
         }
     }
 
-    fn rendered(k: &RequestKey, h: &RequestHead, client: &str) -> (String, bool) {
-        let input = KeyInput {
-            head: h,
-            path: b"/p",
+    fn input<'a>(head: &'a RequestHead, path: &'a [u8], client: &str) -> KeyInput<'a> {
+        KeyInput {
+            head,
+            uri: path,
+            args: b"",
+            host: b"t",
+            https: false,
             client: client.parse().unwrap(),
-        };
+            port: 80,
+            captures: None,
+        }
+    }
+
+    fn rendered(k: &RequestKey, h: &RequestHead, client: &str) -> (String, bool) {
+        let input = input(h, b"/p", client);
         let mut out = Vec::new();
         let any = feed_key(k, &input, |b| out.extend_from_slice(b));
         (String::from_utf8(out).unwrap(), any)
@@ -475,15 +575,15 @@ mod tests {
              Cookie: session=later; b=2\r\n\r\n",
         );
         let k = key(vec![
-            KeyPart::Header("x-tenant".into()),
-            KeyPart::Literal(":".into()),
-            KeyPart::Cookie("session".into()),
-            KeyPart::Literal("|".into()),
-            KeyPart::Cookie("B".into()),
-            KeyPart::Literal("|".into()),
-            KeyPart::RemoteAddr,
-            KeyPart::Uri,
-            KeyPart::RequestUri,
+            Part::Var(Var::Http("x-tenant".into())),
+            Part::Lit(":".into()),
+            Part::Var(Var::Cookie("session".into())),
+            Part::Lit("|".into()),
+            Part::Var(Var::Cookie("B".into())),
+            Part::Lit("|".into()),
+            Part::Var(Var::RemoteAddr),
+            Part::Var(Var::Uri),
+            Part::Var(Var::RequestUri),
         ]);
         assert_eq!(
             rendered(&k, &h, "2001:db8::1"),
@@ -491,13 +591,13 @@ mod tests {
         );
         // Nothing of the key in the request: no key, though literals remain.
         let k = key(vec![
-            KeyPart::Header("x-missing".into()),
-            KeyPart::Literal(":".into()),
-            KeyPart::Cookie("none".into()),
+            Part::Var(Var::Http("x-missing".into())),
+            Part::Lit(":".into()),
+            Part::Var(Var::Cookie("none".into())),
         ]);
         assert_eq!(rendered(&k, &h, "10.0.0.1"), (":".into(), false));
         let longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
-        let k = key(vec![KeyPart::RemoteAddr]);
+        let k = key(vec![Part::Var(Var::RemoteAddr)]);
         assert_eq!(
             rendered(&k, &h, longest).0,
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
@@ -534,11 +634,7 @@ mod tests {
         // In turns, without split_by: exactly the shares over 10000 requests.
         let r = Router::new(&c);
         let h = head("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-        let input = KeyInput {
-            head: &h,
-            path: b"/",
-            client: "10.0.0.1".parse().unwrap(),
-        };
+        let input = input(&h, b"/", "10.0.0.1");
         let mut sides = [0usize; 2];
         for _ in 0..10_000 {
             sides[r.upstream_for(0, 0, pass, &input)] += 1;

@@ -28,6 +28,8 @@ mod grpc;
 mod h2;
 #[path = "proxy/h2_tls.rs"]
 mod h2_tls;
+#[path = "proxy/header_rules.rs"]
+mod header_rules;
 #[path = "proxy/headers.rs"]
 mod headers;
 #[path = "proxy/health.rs"]
@@ -38,18 +40,26 @@ mod interim;
 mod keepalive;
 #[path = "proxy/lifecycle.rs"]
 mod lifecycle;
+#[path = "proxy/locations.rs"]
+mod locations;
 #[path = "proxy/metrics.rs"]
 mod metrics;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/refusals.rs"]
 mod refusals;
+#[path = "proxy/reload.rs"]
+mod reload;
+#[path = "proxy/rewrites.rs"]
+mod rewrites;
 #[path = "proxy/robust.rs"]
 mod robust;
 #[path = "proxy/routing.rs"]
 mod routing;
 #[path = "proxy/tls.rs"]
 mod tls;
+#[path = "proxy/trailers.rs"]
+mod trailers;
 #[path = "proxy/upstream_tls.rs"]
 mod upstream_tls;
 #[path = "proxy/websocket.rs"]

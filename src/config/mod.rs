@@ -6,6 +6,7 @@
 //! never on a worker). Every problem found is reported with file, line and
 //! column; all of them are collected, not just the first.
 
+mod include;
 mod raw;
 mod validate;
 
@@ -24,6 +25,9 @@ pub struct Config {
     pub global: Global,
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
+    /// The files read: the main one first, then each included one
+    /// (what `reload_watch` polls).
+    pub files: Vec<PathBuf>,
     /// `[admin]`: `/metrics`, `/status` and `/healthz`. Off when absent.
     pub admin: Option<Admin>,
 }
@@ -50,6 +54,12 @@ pub struct Global {
     /// `trusted_proxies`: CIDRs whose X-Forwarded-For is believed when taking the
     /// client address (nginx's `set_real_ip_from`). Default: none.
     pub trusted_proxies: Vec<IpNet>,
+    /// `pid_file`: where the process id is written at start (and removed at
+    /// exit); `ringway --reload` signals the process it names. Default: none.
+    pub pid_file: Option<PathBuf>,
+    /// `reload_watch`: reload when the config file or an included file
+    /// changes (polled every second, debounced). Default false.
+    pub reload_watch: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +206,7 @@ pub struct Sticky {
 }
 
 /// TLS toward an upstream's servers, checked and loaded at config load.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamTls {
     /// The settings as written, to tell whether two `https://` locations
     /// naming the same address can share one implicit upstream.
@@ -212,6 +222,27 @@ pub struct UpstreamTls {
     /// Roots, verifier, ALPN and client certificate, ready at load. Each
     /// worker uses a copy with its own session cache.
     pub client: Arc<rustls::ClientConfig>,
+}
+
+/// Everything but the loaded client config: what a reload compares to tell
+/// an unchanged upstream from a changed one (`Upstream::same_as`).
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("spec", &self.spec)
+            .field("names", &self.names)
+            .field("name_from_host", &self.name_from_host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Same name and same definition (every key as loaded, addresses
+    /// included; upstream TLS by its settings, not its files' contents):
+    /// a reload keeps such an upstream's pools, health and balancer.
+    pub fn same_as(&self, other: &Upstream) -> bool {
+        self.name == other.name && format!("{self:?}") == format!("{other:?}")
+    }
 }
 
 /// The TLS keys of an upstream (or of an `https://` location), as written.
@@ -279,30 +310,9 @@ pub enum Balance {
 }
 
 /// A key built from parts of a request, such as `"$http_x_tenant:$cookie_session"`:
-/// literal text and variables, compiled when the config loads (`hash`, `split_by`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestKey {
-    /// As written in the config.
-    pub text: String,
-    pub parts: Vec<KeyPart>,
-}
-
-/// One piece of a [`RequestKey`]. Variables follow nginx's names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPart {
-    Literal(String),
-    /// `$request_uri`: the request target as the client sent it, with its query.
-    RequestUri,
-    /// `$uri`: the path without the query, dot segments resolved.
-    Uri,
-    /// `$remote_addr`: the client address (after `trusted_proxies`).
-    RemoteAddr,
-    /// `$http_<name>`: a request header field; the name is kept lower-case
-    /// with `_` turned into `-`, as nginx maps it.
-    Header(String),
-    /// `$cookie_<name>`: the value of a cookie in the `Cookie` header.
-    Cookie(String),
-}
+/// literal text and variables of the variable engine, compiled when the
+/// config loads (`hash`, `split_by`).
+pub type RequestKey = crate::vars::Template;
 
 impl Balance {
     pub const NAMES: [&'static str; 5] = ["round_robin", "least_conn", "ip_hash", "random_two", "ewma"];
@@ -391,6 +401,8 @@ pub struct Server {
     /// `redirect_https`: answer every plain-HTTP request with a 301 to
     /// `https://` on this port (443: no port in the URL).
     pub redirect_https: Option<u16>,
+    /// `rewrite`: rules run on every request before a location is chosen.
+    pub rewrites: Vec<Rewrite>,
     /// `http2` and `h2c`: HTTP/2 from clients and its limits.
     pub http2: Http2,
 }
@@ -484,7 +496,16 @@ pub struct ClientLimits {
 /// `[[server.location]]`: a path prefix and what to do with it.
 #[derive(Debug, Clone)]
 pub struct Location {
+    /// The prefix, exact path, regex or name, as written.
     pub path: String,
+    /// How requests are matched to it.
+    pub kind: LocationKind,
+    /// `rewrite`: rules run on the URI once this location is chosen.
+    pub rewrites: Vec<Rewrite>,
+    /// `request_headers`: the location's, else the block's.
+    pub request_headers: Option<Arc<RequestHeaders>>,
+    /// `response_headers`: the location's, else the block's.
+    pub response_headers: Option<Arc<ResponseHeaders>>,
     pub action: Action,
     /// Overrides the server block's `client_max_body_size` when set.
     pub client_max_body_size: Option<Option<u64>>,
@@ -504,6 +525,84 @@ impl Location {
     }
 }
 
+/// `request_headers`: fields sent to the upstream (nginx's `proxy_set_header`).
+#[derive(Debug, Clone)]
+pub struct RequestHeaders {
+    /// `set`: (name, value); whatever the client sent under the name is
+    /// replaced; a value that expands to nothing sends no field.
+    pub set: Vec<(String, crate::vars::Template)>,
+    /// `set` and `remove` names, lower-case: the client's fields (and
+    /// ringway's own forwarding fields) of these names are not sent.
+    pub hidden: Vec<String>,
+}
+
+/// `response_headers`: fields the client gets (nginx's `add_header` and
+/// `proxy_hide_header`).
+#[derive(Debug, Clone)]
+pub struct ResponseHeaders {
+    /// `set` then `add`, in that order: (name, value).
+    pub fields: Vec<(String, crate::vars::Template)>,
+    /// `set` names, lower-case: the upstream's fields of these names are
+    /// not passed on where the fields apply.
+    pub replaced: Vec<String>,
+    /// `remove` names, lower-case: never passed on, whatever the status
+    /// (nginx's `proxy_hide_header`).
+    pub removed: Vec<String>,
+    /// `always`: also on error statuses and ringway's own answers; else
+    /// only on 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308 (nginx's).
+    pub always: bool,
+}
+
+impl ResponseHeaders {
+    /// Whether the fields go on a response of this status.
+    pub fn applies(&self, status: u16) -> bool {
+        self.always || matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308)
+    }
+}
+
+/// Which of `path`, `exact`, `regex` and `name` a location has (nginx's
+/// `location /p`, `location = /p`, `location ~ re` and `location @name`).
+#[derive(Debug, Clone)]
+pub enum LocationKind {
+    /// `path`: a prefix; `skip_regex` is nginx's `^~`.
+    Prefix { skip_regex: bool },
+    /// `exact`: the whole path.
+    Exact,
+    /// `regex`: tried in config order after prefixes (`(?i)` ignores case).
+    Regex(regex::bytes::Regex),
+    /// `name`: never matched by a path; reached by name only.
+    Named,
+}
+
+/// One rule of `rewrite = [{ from, to, flag }]`.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    /// `from`: matched against the current path (`$uri`).
+    pub from: regex::bytes::Regex,
+    /// `to`: the new URI (its captures from `from`), without a final `?`.
+    pub to: crate::vars::Template,
+    pub flag: RewriteFlag,
+    /// `to` ended with `?`: the request's query is dropped.
+    pub drop_args: bool,
+    /// `to` starts with `http://` or `https://`: a redirect.
+    pub absolute: bool,
+}
+
+/// A rewrite's `flag`, nginx's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteFlag {
+    /// No flag: the next rule sees the new URI; then the location is chosen again.
+    Next,
+    /// `last`: stop, choose the location again with the new URI.
+    Last,
+    /// `break`: stop, stay in this location with the new URI.
+    Break,
+    /// `redirect`: 302 to the new URI.
+    Redirect,
+    /// `permanent`: 301 to the new URI.
+    Permanent,
+}
+
 #[derive(Debug, Clone)]
 pub enum Action {
     Proxy(ProxyPass),
@@ -518,6 +617,9 @@ pub struct ProxyPass {
     /// The path part of `proxy_pass`, if one was written: it replaces the
     /// matched location prefix, as nginx does.
     pub path: Option<String>,
+    /// A path with variables (required in a `regex` location): the whole
+    /// URI sent upstream, as nginx builds it.
+    pub uri: Option<crate::vars::Template>,
     /// `preserve_host`: send the client's Host upstream (default) or the
     /// upstream server's address.
     pub preserve_host: bool,
@@ -562,8 +664,9 @@ pub const SPLIT_WHOLE: u32 = 10_000;
 #[derive(Debug, Clone)]
 pub struct Return {
     pub status: u16,
-    pub body: String,
-    pub location: Option<String>,
+    /// `body` and `location`, with variables.
+    pub body: crate::vars::Template,
+    pub location: Option<crate::vars::Template>,
 }
 
 impl Config {

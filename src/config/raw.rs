@@ -11,6 +11,10 @@ use toml::Spanned;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
+    /// Read by `include.rs` before this parse; here so it is a known key.
+    #[allow(dead_code)]
+    #[serde(default)]
+    pub include: Option<toml::Value>,
     #[serde(default)]
     pub global: RawGlobal,
     #[serde(default)]
@@ -42,6 +46,8 @@ pub struct RawGlobal {
     pub drain_timeout: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub pid_file: Option<Spanned<String>>,
+    pub reload_watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +165,9 @@ pub struct RawServer {
     pub redirect_https: Option<Spanned<BoolOrInt>>,
     pub http2: Option<Spanned<BoolOrHttp2>>,
     pub h2c: Option<Spanned<bool>>,
+    pub rewrite: Option<Spanned<Vec<Spanned<RawRewrite>>>>,
+    pub request_headers: Option<Spanned<RawRequestHeaders>>,
+    pub response_headers: Option<Spanned<RawResponseHeaders>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -217,7 +226,16 @@ pub enum BoolOrInt {
 
 #[derive(Debug, Deserialize)]
 pub struct RawLocation {
-    pub path: Spanned<String>,
+    /// Exactly one of `path` (prefix), `exact`, `regex` and `name`.
+    pub path: Option<Spanned<String>>,
+    pub exact: Option<Spanned<String>>,
+    pub regex: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    /// On a prefix location: nginx's `^~` (no regex is tried when it is the longest).
+    pub skip_regex: Option<Spanned<bool>>,
+    pub rewrite: Option<Spanned<Vec<Spanned<RawRewrite>>>>,
+    pub request_headers: Option<Spanned<RawRequestHeaders>>,
+    pub response_headers: Option<Spanned<RawResponseHeaders>>,
     pub proxy_pass: Option<Spanned<String>>,
     #[serde(rename = "return")]
     pub return_: Option<Spanned<RawReturn>>,
@@ -263,6 +281,30 @@ pub struct RawWhen {
 #[derive(Debug, Deserialize)]
 pub struct RawReturn {
     pub status: Spanned<i64>,
-    pub body: Option<String>,
-    pub location: Option<String>,
+    pub body: Option<Spanned<String>>,
+    pub location: Option<Spanned<String>>,
+}
+
+/// `{ from = "^/old/(.*)$", to = "/new/$1", flag = "last" }`.
+#[derive(Debug, Deserialize)]
+pub struct RawRewrite {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    pub flag: Option<Spanned<String>>,
+}
+
+/// `request_headers = { set = { "X-Env" = "prod" }, remove = ["X-Debug"] }`.
+#[derive(Debug, Deserialize)]
+pub struct RawRequestHeaders {
+    pub set: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub remove: Option<Vec<Spanned<String>>>,
+}
+
+/// `response_headers = { add = {...}, set = {...}, remove = [...], always = false }`.
+#[derive(Debug, Deserialize)]
+pub struct RawResponseHeaders {
+    pub add: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub set: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub remove: Option<Vec<Spanned<String>>>,
+    pub always: Option<bool>,
 }

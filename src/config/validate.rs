@@ -19,8 +19,10 @@ use super::raw::{
 use super::*;
 
 mod admin;
+mod headers;
 mod http2;
 mod location;
+mod rewrite;
 mod tls;
 mod upstream;
 mod upstream_tls;
@@ -86,6 +88,8 @@ impl std::error::Error for ConfigErrors {}
 
 struct Checker<'a> {
     text: &'a str,
+    /// The main file and what it includes: where an offset in `text` is.
+    sources: &'a super::include::Sources,
     file: String,
     errors: Vec<ConfigError>,
     /// The system's CA certificates, read the first time an upstream needs them.
@@ -97,9 +101,9 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
-        let (line, col) = line_col(self.text, span.start);
+        let (file, line, col) = self.sources.locate(span.start);
         self.errors.push(ConfigError {
-            file: self.file.clone(),
+            file: file.to_string(),
             line,
             col,
             key: key.into(),
@@ -154,7 +158,7 @@ impl Checker<'_> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -254,6 +258,13 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "tls"] => fields_of::<RawTls>(),
         ["server", "hsts"] => fields_of::<RawHsts>(),
         ["server", "location", "return"] => fields_of::<RawReturn>(),
+        ["server", "rewrite"] | ["server", "location", "rewrite"] => fields_of::<super::raw::RawRewrite>(),
+        ["server", "request_headers"] | ["server", "location", "request_headers"] => {
+            fields_of::<super::raw::RawRequestHeaders>()
+        }
+        ["server", "response_headers"] | ["server", "location", "response_headers"] => {
+            fields_of::<super::raw::RawResponseHeaders>()
+        }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
@@ -356,8 +367,11 @@ fn with_hint(message: &str) -> String {
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+    let sources = super::include::assemble(text, origin).map_err(ConfigErrors)?;
+    let text = sources.text.as_str();
     let mut c = Checker {
         text,
+        sources: &sources,
         file: origin.display().to_string(),
         errors: Vec::new(),
         system_roots: None,
@@ -418,9 +432,10 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
             upstreams,
             servers,
             admin,
+            files: sources.files.clone(),
         })
     } else {
-        c.errors.sort_by_key(|e| (e.line, e.col));
+        c.errors.sort_by_key(|e| (sources.order(&e.file), e.line, e.col));
         Err(ConfigErrors(c.errors))
     }
 }
@@ -476,12 +491,30 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
             ),
         }
     }
+    let pid_file = g.pid_file.as_ref().and_then(|p| {
+        if p.get_ref().trim().is_empty() {
+            c.error(
+                p.span(),
+                "global.pid_file",
+                "an empty path: write a file path or leave the key out",
+            );
+            return None;
+        }
+        // Relative to the config file's directory, as certificate paths are.
+        let path = Path::new(p.get_ref());
+        Some(match Path::new(&c.file).parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        })
+    });
     Global {
         workers,
         log_level,
         drain_timeout,
         max_connections,
         trusted_proxies,
+        pid_file,
+        reload_watch: g.reload_watch.unwrap_or(false),
     }
 }
 
@@ -566,10 +599,25 @@ fn check_server(
     for (j, l) in r.location.iter().enumerate() {
         let lkey = format!("{key}.location[{j}]");
         if let Some(loc) = check_location(c, l, &lkey, upstreams, by_name) {
-            if locations.iter().any(|o| o.path == loc.path) {
+            let same_kind =
+                |a: &LocationKind, b: &LocationKind| std::mem::discriminant(a) == std::mem::discriminant(b);
+            if locations
+                .iter()
+                .any(|o| o.path == loc.path && same_kind(&o.kind, &loc.kind))
+            {
+                let lr = l.get_ref();
+                let (which, span) = [
+                    ("path", &lr.path),
+                    ("exact", &lr.exact),
+                    ("regex", &lr.regex),
+                    ("name", &lr.name),
+                ]
+                .into_iter()
+                .find_map(|(n, v)| v.as_ref().map(|v| (n, v.span())))
+                .unwrap_or(("path", l.span()));
                 c.error(
-                    l.get_ref().path.span(),
-                    format!("{lkey}.path"),
+                    span,
+                    format!("{lkey}.{which}"),
                     format!("location {:?} appears twice in this server", loc.path),
                 );
                 continue;
@@ -593,6 +641,17 @@ fn check_server(
         );
     }
     let redirect_https = check_redirect(c, r, &key);
+    let rewrites = rewrite::check_rewrites(c, r.rewrite.as_ref(), &key).unwrap_or_default();
+    // A location's header table replaces the block's, per direction.
+    let (req_h, resp_h) = headers::check(c, r.request_headers.as_ref(), r.response_headers.as_ref(), &key);
+    for loc in &mut locations {
+        if loc.request_headers.is_none() {
+            loc.request_headers = req_h.clone();
+        }
+        if loc.response_headers.is_none() {
+            loc.response_headers = resp_h.clone();
+        }
+    }
     let http2 = http2::check(c, r, &key, &limits);
     Server {
         listen,
@@ -603,6 +662,7 @@ fn check_server(
         tls,
         hsts,
         redirect_https,
+        rewrites,
         http2,
     }
 }

@@ -66,6 +66,18 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         .any(|h| h.len() == name.len() && eq_ignore_case(h, name))
 }
 
+/// True for a token character of a field name (RFC 9110 §5.6.2).
+pub fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// True if a trailer may carry the field `name` on to the other side: not
+/// a hop-by-hop or framing field, nor `Host` (RFC 9110 §6.5.1 forbids
+/// framing and routing fields in trailers).
+pub fn allowed_in_trailers(name: &[u8]) -> bool {
+    !is_hop_by_hop(name) && !eq_ignore_case(name, b"host")
+}
+
 /// True if `name` is one of the fields a Connection header listed.
 pub fn named_in(name: &[u8], listed: &[Span], buf: &[u8]) -> bool {
     listed.iter().any(|s| eq_ignore_case(s.of(buf), name))

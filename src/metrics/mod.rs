@@ -20,19 +20,21 @@
 //!   ([`publish`], every `deadline::TICK`), so they are at most one tick old.
 //!
 //! A restarted worker is handed the same block, so counters keep rising
-//! across a restart (Prometheus's `rate()` sees no reset). The registry's
-//! labels are taken from the config the process started with.
+//! across a restart (Prometheus's `rate()` sees no reset). The labelled
+//! series (server blocks, upstreams, their servers, listeners) follow the
+//! config in force: see `series` for how they cross a reload.
 
+pub mod series;
 pub mod status;
 pub mod text;
+
+pub use series::{Layout, UpstreamSeries};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::Config;
 use crate::ctx::WorkerCtx;
-use crate::upstream::health::Probed;
 
 /// A counter written by one thread (its worker) and read by any.
 #[derive(Default)]
@@ -125,110 +127,25 @@ pub const PROTOCOLS: [&str; 2] = ["http1", "http2"];
 pub const TLS_VERSIONS: [&str; 2] = ["TLSv1.2", "TLSv1.3"];
 
 #[inline]
-fn class(status: u16) -> usize {
+pub(crate) fn class(status: u16) -> usize {
     (status / 100).clamp(1, 5) as usize - 1
 }
 
-/// One worker's counters. Sized once from the config: every index below is
-/// a server block, listener, upstream or upstream server in config order.
+/// One worker's counters of what is not a series of the config (see
+/// `series` for those): they live as long as the worker's thread, and a
+/// restarted worker is handed the same block.
+#[derive(Default)]
 pub struct WorkerMetrics {
-    /// `[server][protocol][class]`.
-    requests: Box<[Counter]>,
-    /// `[server]`: from the request head read to the end of the response.
-    durations: Box<[Histogram]>,
-    request_bytes: Box<[Counter]>,
-    response_bytes: Box<[Counter]>,
-    /// `[listener]`.
-    accepted: Box<[Counter]>,
     /// `[version][resumed]`.
     tls: [Counter; 4],
     tls_failed: Counter,
-    /// `[peer][UP_CLASSES]`, a peer being an upstream's server (`peer_base`).
-    up_requests: Box<[Counter]>,
-    up_durations: Box<[Histogram]>,
-    up_opened: Box<[Counter]>,
-    up_reused: Box<[Counter]>,
-    /// `[upstream]`: requests sent on to a next server.
-    retries: Box<[Counter]>,
-    /// First peer index of each upstream.
-    peer_base: Box<[usize]>,
-    // Published by the worker's tick (`publish`).
+    /// Published by the worker's tick (`publish`).
     open: Counter,
-    pool_idle: Box<[Counter]>,
-    in_flight: Box<[Counter]>,
-    passive_down: Box<[Counter]>,
     /// The worker is serving (set while its `main` runs).
     pub running: AtomicBool,
 }
 
-fn counters(n: usize) -> Box<[Counter]> {
-    (0..n).map(|_| Counter::default()).collect()
-}
-
-fn histograms(n: usize) -> Box<[Histogram]> {
-    (0..n).map(|_| Histogram::default()).collect()
-}
-
 impl WorkerMetrics {
-    pub fn new(config: &Config, listeners: usize) -> WorkerMetrics {
-        let servers = config.servers.len();
-        let mut peer_base = Vec::with_capacity(config.upstreams.len());
-        let mut peers = 0;
-        for u in &config.upstreams {
-            peer_base.push(peers);
-            peers += u.servers.len();
-        }
-        let ups = config.upstreams.len();
-        WorkerMetrics {
-            requests: counters(servers * PROTOCOLS.len() * CLASSES.len()),
-            durations: histograms(servers),
-            request_bytes: counters(servers),
-            response_bytes: counters(servers),
-            accepted: counters(listeners),
-            tls: Default::default(),
-            tls_failed: Counter::default(),
-            up_requests: counters(peers * UP_CLASSES.len()),
-            up_durations: histograms(peers),
-            up_opened: counters(peers),
-            up_reused: counters(peers),
-            retries: counters(ups),
-            peer_base: peer_base.into_boxed_slice(),
-            open: Counter::default(),
-            pool_idle: counters(ups),
-            in_flight: counters(peers),
-            passive_down: counters(peers),
-            running: AtomicBool::new(false),
-        }
-    }
-
-    #[inline]
-    fn peer(&self, upstream: usize, server: usize) -> usize {
-        self.peer_base[upstream] + server
-    }
-
-    /// Phase: logging: one finished request of server block `server`.
-    #[inline]
-    pub fn request(&self, server: usize, http2: bool, status: u16, bytes: (u64, u64), took: Duration) {
-        let i = (server * PROTOCOLS.len() + http2 as usize) * CLASSES.len() + class(status);
-        self.requests[i].add(1);
-        self.durations[server].observe(took);
-        self.request_bytes[server].add(bytes.0);
-        self.response_bytes[server].add(bytes.1);
-    }
-
-    /// A request refused before its head could be read (400, 414, 431 and
-    /// the like): counted as answered, outside the duration histogram.
-    pub fn refused(&self, server: usize, http2: bool, status: u16, body_bytes: u64) {
-        let i = (server * PROTOCOLS.len() + http2 as usize) * CLASSES.len() + class(status);
-        self.requests[i].add(1);
-        self.response_bytes[server].add(body_bytes);
-    }
-
-    #[inline]
-    pub fn accepted(&self, listener: usize) {
-        self.accepted[listener].add(1);
-    }
-
     /// A client TLS handshake that finished (`version` as `TlsInfo` names it).
     pub fn tls_handshake(&self, version: &str, resumed: bool) {
         let v = if version == TLS_VERSIONS[0] { 0 } else { 1 };
@@ -238,62 +155,29 @@ impl WorkerMetrics {
     pub fn tls_failed(&self) {
         self.tls_failed.add(1);
     }
-
-    /// One attempt on an upstream server: its response head's status after
-    /// `took`, or `None` when no response came.
-    #[inline]
-    pub fn upstream(&self, upstream: usize, server: usize, status: Option<u16>, took: Duration) {
-        let p = self.peer(upstream, server);
-        let c = status.map_or(UP_CLASSES.len() - 1, class);
-        self.up_requests[p * UP_CLASSES.len() + c].add(1);
-        if status.is_some() {
-            self.up_durations[p].observe(took);
-        }
-    }
-
-    /// A request went out on a connection opened for it, or on a pooled one.
-    #[inline]
-    pub fn upstream_conn(&self, upstream: usize, server: usize, reused: bool) {
-        let p = self.peer(upstream, server);
-        if reused {
-            self.up_reused[p].add(1);
-        } else {
-            self.up_opened[p].add(1);
-        }
-    }
-
-    /// A request was sent on to another server of `upstream`.
-    pub fn retry(&self, upstream: usize) {
-        self.retries[upstream].add(1);
-    }
 }
 
-/// The worker's tick: copies the state it keeps in `Cell`s into its block.
+/// The worker's tick: copies the state it keeps in `Cell`s into the
+/// series of its newest generation.
 pub fn publish(ctx: &WorkerCtx) {
-    let m = &ctx.metrics;
-    m.open.set(ctx.active.get() as u64);
-    for (u, up) in ctx.upstreams.iter().enumerate() {
-        if let Some(g) = m.pool_idle.get(u) {
-            g.set(up.pool.idle_len() as u64);
-        }
-        for (s, peer) in up.peers.iter().enumerate() {
-            let p = m.peer(u, s);
-            m.in_flight[p].set(u64::from(peer.active()));
-            m.passive_down[p].set(peer.is_down() as u64);
+    ctx.metrics.open.set(ctx.active.get() as u64);
+    let gen = ctx.gen();
+    for up in &gen.upstreams {
+        if let Some(m) = &up.metrics {
+            let peers = up.peers.iter().map(|p| (p.active(), p.is_down()));
+            m.publish(ctx.id, up.pool.idle_len(), peers);
         }
     }
 }
 
-/// The process's metrics: every worker's block, and what is not per worker
-/// (start, config generation, reloads, drain).
+/// The process's metrics: every worker's block, the newest layout, and
+/// what is not per worker (start, config generation, reloads, drain).
 pub struct Registry {
     pub workers: Vec<Arc<WorkerMetrics>>,
-    config: Arc<Config>,
-    listeners: Vec<std::net::SocketAddr>,
-    /// A label per server block: its first name, else its first listen
-    /// address (with `@address` where two blocks would share one).
-    server_labels: Vec<String>,
-    probed: Option<Arc<Probed>>,
+    /// The newest config's series: what a scrape reads. Swapped by a
+    /// reload, cloned by a scrape; never touched on the request path.
+    #[allow(clippy::disallowed_types)]
+    layout: std::sync::Mutex<Arc<Layout>>,
     started: Instant,
     started_unix: f64,
     generation: AtomicU64,
@@ -313,21 +197,13 @@ fn unix_now() -> f64 {
 }
 
 impl Registry {
-    pub fn new(
-        config: Arc<Config>,
-        workers: usize,
-        listeners: Vec<std::net::SocketAddr>,
-        probed: Option<Arc<Probed>>,
-    ) -> Registry {
+    /// `layout`: the series of the config the process starts with.
+    #[allow(clippy::disallowed_types)]
+    pub fn new(workers: usize, layout: Arc<Layout>) -> Registry {
         let now = unix_now();
         Registry {
-            workers: (0..workers)
-                .map(|_| Arc::new(WorkerMetrics::new(&config, listeners.len())))
-                .collect(),
-            server_labels: server_labels(&config),
-            config,
-            listeners,
-            probed,
+            workers: (0..workers).map(|_| Arc::default()).collect(),
+            layout: std::sync::Mutex::new(layout),
             started: Instant::now(),
             started_unix: now,
             generation: AtomicU64::new(1),
@@ -337,6 +213,16 @@ impl Registry {
             draining: AtomicBool::new(false),
             running: AtomicUsize::new(0),
         }
+    }
+
+    /// The newest layout.
+    pub fn layout(&self) -> Arc<Layout> {
+        self.layout.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A reload put a new config in force: scrapes show its series.
+    pub fn set_layout(&self, layout: Arc<Layout>) {
+        *self.layout.lock().unwrap_or_else(|e| e.into_inner()) = layout;
     }
 
     /// Counts a config reload by its result (`ringway_config_reloads_total`);
@@ -349,6 +235,11 @@ impl Registry {
         } else {
             self.reloads_failed.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Reloads that succeeded and that failed since the process started.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (self.reloads_ok.load(Relaxed), self.reloads_failed.load(Relaxed))
     }
 
     pub fn generation(&self) -> u64 {
@@ -383,65 +274,28 @@ impl Registry {
         self.started.elapsed()
     }
 
-    fn probed_down(&self, upstream: usize, server: usize) -> bool {
-        self.probed.as_ref().is_some_and(|p| p.is_down(upstream, server))
-    }
-
-    /// Whether some worker has server `server` of `upstream` out of
-    /// rotation after failed requests (as of its last tick).
-    fn passive_down(&self, upstream: usize, server: usize) -> bool {
-        self.workers
-            .iter()
-            .any(|w| w.passive_down[w.peer(upstream, server)].get() != 0)
-    }
-
-    fn in_flight(&self, upstream: usize, server: usize) -> u64 {
-        self.workers
-            .iter()
-            .map(|w| w.in_flight[w.peer(upstream, server)].get())
-            .sum()
-    }
-
     fn sum(&self, f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
         self.workers.iter().map(|w| f(w)).sum()
     }
-
-    fn sum_histogram(&self, f: impl Fn(&WorkerMetrics) -> &Histogram) -> HistogramSum {
-        let mut s = HistogramSum::default();
-        for w in &self.workers {
-            s.add(f(w));
-        }
-        s
-    }
 }
 
-/// `ringway_*{server="..."}`: the first name of a block, else its first
-/// listen address, made unique with `@address` where needed.
-fn server_labels(config: &Config) -> Vec<String> {
-    let base: Vec<String> = config
-        .servers
-        .iter()
-        .map(|s| match (s.server_names.first(), s.listen.first()) {
-            (Some(n), _) => n.clone(),
-            (None, Some(l)) => l.to_string(),
-            (None, None) => "default".to_string(),
-        })
-        .collect();
-    base.iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let shared = base.iter().filter(|o| *o == b).count() > 1;
-            match config.servers[i].listen.first() {
-                Some(l) if shared && !config.servers[i].server_names.is_empty() => format!("{b}@{l}"),
-                _ => b.clone(),
-            }
-        })
-        .collect()
+/// Sums a value over every worker's block of a series.
+fn sum<B>(blocks: &[B], f: impl Fn(&B) -> u64) -> u64 {
+    blocks.iter().map(f).sum()
+}
+
+fn sum_histogram<B>(blocks: &[B], f: impl Fn(&B) -> &Histogram) -> HistogramSum {
+    let mut s = HistogramSum::default();
+    for b in blocks {
+        s.add(f(b));
+    }
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn registry(workers: usize) -> Registry {
         let text = r#"
@@ -463,24 +317,22 @@ path = "/"
 return = { status = 204 }
 "#;
         let config = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        Registry::new(
-            Arc::new(config),
-            workers,
-            vec!["127.0.0.1:8080".parse().unwrap()],
-            None,
-        )
+        let a = "127.0.0.1:8080".parse().unwrap();
+        let layout = Layout::build(Arc::new(config), workers, &[(a, a)], None, None);
+        Registry::new(workers, Arc::new(layout))
     }
 
     #[test]
     fn workers_are_summed_when_rendered() {
         let r = registry(2);
         let ms = Duration::from_millis(3);
-        r.workers[0].request(0, false, 200, (1, 10), ms);
-        r.workers[1].request(0, false, 204, (2, 20), ms);
-        r.workers[1].request(1, true, 503, (0, 5), Duration::from_secs(100));
-        r.workers[0].upstream(0, 1, Some(200), ms);
-        r.workers[1].upstream(0, 1, None, ms);
-        r.workers[1].retry(0);
+        let l = r.layout();
+        l.request(0, 0, false, 200, (1, 10), ms);
+        l.request(1, 0, false, 204, (2, 20), ms);
+        l.request(1, 1, true, 503, (0, 5), Duration::from_secs(100));
+        l.upstreams[0].attempt(0, 1, Some(200), ms);
+        l.upstreams[0].attempt(1, 1, None, ms);
+        l.upstreams[0].retry(1);
         let t = text::render(&r, text::Format::Prometheus);
         let has = |line: &str| assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
         has(r#"ringway_http_requests_total{server="a.test",protocol="http1",status_class="2xx"} 2"#);
@@ -515,6 +367,53 @@ return = { status = 204 }
     }
 
     #[test]
+    fn series_cross_a_reload_by_name() {
+        let r = registry(1);
+        let old = r.layout();
+        old.upstreams[0].attempt(0, 0, Some(200), Duration::from_millis(1));
+        old.request(0, 0, false, 200, (0, 0), Duration::from_millis(1));
+        // "app" loses a server and moves after a new upstream; the unnamed
+        // block goes.
+        let text = r#"
+[[upstream]]
+name = "new"
+servers = ["127.0.0.1:4000"]
+
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:3000"]
+
+[[server]]
+listen = ["127.0.0.1:8080"]
+server_name = ["a.test"]
+[[server.location]]
+path = "/"
+proxy_pass = "http://app"
+"#;
+        let config = Arc::new(Config::parse(text, std::path::Path::new("t.toml")).unwrap());
+        let a = "127.0.0.1:8080".parse().unwrap();
+        let next = Arc::new(Layout::build(config, 1, &[(a, a)], None, Some(&old)));
+        assert!(Arc::ptr_eq(
+            &next.upstreams[1].peers[0],
+            &old.upstreams[0].peers[0]
+        ));
+        assert!(Arc::ptr_eq(&next.servers[0], &old.servers[0]));
+        r.set_layout(next.clone());
+        next.upstreams[1].attempt(0, 0, Some(204), Duration::from_millis(1));
+        let t = text::render(&r, text::Format::Prometheus);
+        let has = |line: &str| assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
+        has(
+            r#"ringway_upstream_requests_total{upstream="app",server="127.0.0.1:3000",status_class="2xx"} 2"#,
+        );
+        has(
+            r#"ringway_upstream_requests_total{upstream="new",server="127.0.0.1:4000",status_class="2xx"} 0"#,
+        );
+        has(r#"ringway_http_requests_total{server="a.test",protocol="http1",status_class="2xx"} 1"#);
+        assert!(!t.contains("127.0.0.1:3001"), "a removed server is gone:\n{t}");
+        assert!(!t.contains("127.0.0.1:8081"), "a removed block is gone:\n{t}");
+    }
+
+    #[test]
     fn blocks_sharing_a_first_name_get_their_address() {
         let text = r#"
 [[server]]
@@ -533,7 +432,7 @@ return = { status = 204 }
 "#;
         let config = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
         assert_eq!(
-            server_labels(&config),
+            series::server_labels(&config),
             ["a.test@127.0.0.1:8080", "a.test@127.0.0.1:8081"]
         );
     }

@@ -41,18 +41,19 @@ pub fn render(r: &Registry) -> String {
         r.workers.len(),
         r.running(),
     );
+    let l = r.layout();
     o.push_str(",\"listeners\":[");
-    for (i, addr) in r.listeners.iter().enumerate() {
+    for (i, li) in l.listeners.iter().enumerate() {
         if i > 0 {
             o.push(',');
         }
         o.push_str("{\"address\":");
-        string(&mut o, &addr.to_string());
-        let accepted = r.sum(|w| w.accepted[i].get());
+        string(&mut o, &li.addr.to_string());
+        let accepted = super::sum(&li.w, |c| c.get());
         let _ = write!(o, ",\"accepted\":{accepted}}}");
     }
     o.push_str("],\"upstreams\":[");
-    for (u, up) in r.config.upstreams.iter().enumerate() {
+    for (u, up) in l.config.upstreams.iter().enumerate() {
         if u > 0 {
             o.push(',');
         }
@@ -63,12 +64,13 @@ pub fn render(r: &Registry) -> String {
             if s > 0 {
                 o.push(',');
             }
-            let active = match (&up.health_check, r.probed_down(u, s)) {
+            let series = &l.upstreams[u].peers[s];
+            let active = match (&up.health_check, l.probed_down(u, s)) {
                 (None, _) => "off",
                 (Some(_), true) => "down",
                 (Some(_), false) => "up",
             };
-            let passive_down = r.passive_down(u, s);
+            let passive_down = series.w.iter().any(|b| b.passive_down.get() != 0);
             let up_now = active != "down" && !passive_down;
             o.push_str("{\"server\":");
             string(&mut o, &peer.authority);
@@ -79,7 +81,7 @@ pub fn render(r: &Registry) -> String {
                 ",\"health\":\"{}\",\"active_check\":\"{active}\",\"passive_check\":\"{}\",\"in_flight\":{}}}",
                 if up_now { "up" } else { "down" },
                 if passive_down { "down" } else { "up" },
-                r.in_flight(u, s),
+                super::sum(&series.w, |b| b.in_flight.get()),
             );
         }
         o.push_str("]}");

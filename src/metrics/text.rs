@@ -12,7 +12,7 @@
 
 use std::fmt::Write;
 
-use super::{Registry, WorkerMetrics, BOUNDS, CLASSES, PROTOCOLS, TLS_VERSIONS, UP_CLASSES};
+use super::{sum, sum_histogram, Registry, BOUNDS, CLASSES, PROTOCOLS, TLS_VERSIONS, UP_CLASSES};
 
 /// Which exposition a scraper gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,7 @@ pub fn render(r: &Registry, format: Format) -> String {
         format,
         name: "",
     };
-    let cfg = &r.config;
+    let l = r.layout();
 
     o.family(
         "ringway_build_info",
@@ -215,13 +215,13 @@ pub fn render(r: &Registry, format: Format) -> String {
         Kind::Counter,
         "Client requests answered, by server block, protocol and status class.",
     );
-    for (s, label) in r.server_labels.iter().enumerate() {
+    for s in &l.servers {
         for (p, proto) in PROTOCOLS.iter().enumerate() {
             for (c, class) in CLASSES.iter().enumerate() {
-                let i = (s * PROTOCOLS.len() + p) * CLASSES.len() + c;
-                let v = r.sum(|w| w.requests[i].get());
+                let i = p * CLASSES.len() + c;
+                let v = sum(&s.w, |b| b.requests[i].get());
                 o.counter(
-                    &[("server", label), ("protocol", proto), ("status_class", class)],
+                    &[("server", &s.label), ("protocol", proto), ("status_class", class)],
                     v,
                 );
             }
@@ -232,32 +232,32 @@ pub fn render(r: &Registry, format: Format) -> String {
         Kind::Histogram,
         "From a request head read to the end of its response, by server block.",
     );
-    for (s, label) in r.server_labels.iter().enumerate() {
-        o.histogram(&[("server", label)], &r.sum_histogram(|w| &w.durations[s]));
+    for s in &l.servers {
+        o.histogram(&[("server", &s.label)], &sum_histogram(&s.w, |b| &b.duration));
     }
     o.family(
         "ringway_http_request_body_bytes",
         Kind::Counter,
         "Request body bytes read from clients (bodies of a declared length), by server block.",
     );
-    for (s, label) in r.server_labels.iter().enumerate() {
-        o.counter(&[("server", label)], r.sum(|w| w.request_bytes[s].get()));
+    for s in &l.servers {
+        o.counter(&[("server", &s.label)], sum(&s.w, |b| b.request_bytes.get()));
     }
     o.family(
         "ringway_http_response_body_bytes",
         Kind::Counter,
         "Response body bytes sent to clients, by server block.",
     );
-    for (s, label) in r.server_labels.iter().enumerate() {
-        o.counter(&[("server", label)], r.sum(|w| w.response_bytes[s].get()));
+    for s in &l.servers {
+        o.counter(&[("server", &s.label)], sum(&s.w, |b| b.response_bytes.get()));
     }
     o.family(
         "ringway_client_connections_accepted",
         Kind::Counter,
         "Client connections accepted, by listen address.",
     );
-    for (l, addr) in r.listeners.iter().enumerate() {
-        o.counter(&[("listener", &addr.to_string())], r.sum(|w| w.accepted[l].get()));
+    for li in &l.listeners {
+        o.counter(&[("listener", &li.addr.to_string())], sum(&li.w, |c| c.get()));
     }
     o.family(
         "ringway_client_connections_open",
@@ -289,24 +289,27 @@ pub fn render(r: &Registry, format: Format) -> String {
 
     // Upstream side.
     let peers = || {
-        cfg.upstreams.iter().enumerate().flat_map(|(u, up)| {
-            up.servers
+        l.upstreams.iter().enumerate().flat_map(|(u, up)| {
+            up.peers
                 .iter()
                 .enumerate()
-                .map(move |(s, p)| (u, s, up.name.as_str(), p.authority.as_str()))
+                .map(move |(s, p)| (u, s, up.name.as_str(), p.as_ref()))
         })
     };
-    let at = |w: &WorkerMetrics, u: usize, s: usize| w.peer(u, s);
     o.family(
         "ringway_upstream_requests",
         Kind::Counter,
         "Attempts on upstream servers, by response status class (error: no response).",
     );
-    for (u, s, name, server) in peers() {
+    for (_, _, name, p) in peers() {
         for (c, class) in UP_CLASSES.iter().enumerate() {
-            let v = r.sum(|w| w.up_requests[at(w, u, s) * UP_CLASSES.len() + c].get());
+            let v = sum(&p.w, |b| b.requests[c].get());
             o.counter(
-                &[("upstream", name), ("server", server), ("status_class", class)],
+                &[
+                    ("upstream", name),
+                    ("server", &p.authority),
+                    ("status_class", class),
+                ],
                 v,
             );
         }
@@ -316,19 +319,19 @@ pub fn render(r: &Registry, format: Format) -> String {
         Kind::Histogram,
         "From an attempt's start (connect or pooled connection) to the upstream's response head.",
     );
-    for (u, s, name, server) in peers() {
-        let h = r.sum_histogram(|w| &w.up_durations[at(w, u, s)]);
-        o.histogram(&[("upstream", name), ("server", server)], &h);
+    for (_, _, name, p) in peers() {
+        let h = sum_histogram(&p.w, |b| &b.duration);
+        o.histogram(&[("upstream", name), ("server", &p.authority)], &h);
     }
     o.family(
         "ringway_upstream_connections_opened",
         Kind::Counter,
         "Upstream connections opened for a request.",
     );
-    for (u, s, name, server) in peers() {
+    for (_, _, name, p) in peers() {
         o.counter(
-            &[("upstream", name), ("server", server)],
-            r.sum(|w| w.up_opened[at(w, u, s)].get()),
+            &[("upstream", name), ("server", &p.authority)],
+            sum(&p.w, |b| b.opened.get()),
         );
     }
     o.family(
@@ -336,10 +339,10 @@ pub fn render(r: &Registry, format: Format) -> String {
         Kind::Counter,
         "Upstream requests sent on an idle pooled connection.",
     );
-    for (u, s, name, server) in peers() {
+    for (_, _, name, p) in peers() {
         o.counter(
-            &[("upstream", name), ("server", server)],
-            r.sum(|w| w.up_reused[at(w, u, s)].get()),
+            &[("upstream", name), ("server", &p.authority)],
+            sum(&p.w, |b| b.reused.get()),
         );
     }
     o.family(
@@ -347,17 +350,21 @@ pub fn render(r: &Registry, format: Format) -> String {
         Kind::Gauge,
         "Idle keep-alive connections pooled, by upstream.",
     );
-    for (u, up) in cfg.upstreams.iter().enumerate() {
-        o.gauge(&[("upstream", &up.name)], r.sum(|w| w.pool_idle[u].get()));
+    for up in &l.upstreams {
+        o.gauge(
+            &[("upstream", &up.name)],
+            sum(&up.totals.w, |b| b.pool_idle.get()),
+        );
     }
     o.family(
         "ringway_upstream_server_up",
         Kind::Gauge,
         "1 when a server is in rotation by its check: active (probes) or passive (max_fails on any worker).",
     );
-    for (u, s, name, server) in peers() {
-        let active = !r.probed_down(u, s);
-        let passive = !r.passive_down(u, s);
+    for (u, s, name, p) in peers() {
+        let server = p.authority.as_str();
+        let active = !l.probed_down(u, s);
+        let passive = !p.w.iter().any(|b| b.passive_down.get() != 0);
         o.gauge(
             &[("upstream", name), ("server", server), ("check", "active")],
             active as u64,
@@ -372,16 +379,19 @@ pub fn render(r: &Registry, format: Format) -> String {
         Kind::Gauge,
         "Requests on an upstream server now.",
     );
-    for (u, s, name, server) in peers() {
-        o.gauge(&[("upstream", name), ("server", server)], r.in_flight(u, s));
+    for (_, _, name, p) in peers() {
+        o.gauge(
+            &[("upstream", name), ("server", &p.authority)],
+            sum(&p.w, |b| b.in_flight.get()),
+        );
     }
     o.family(
         "ringway_upstream_retries",
         Kind::Counter,
         "Requests sent on to a next server of their upstream.",
     );
-    for (u, up) in cfg.upstreams.iter().enumerate() {
-        o.counter(&[("upstream", &up.name)], r.sum(|w| w.retries[u].get()));
+    for up in &l.upstreams {
+        o.counter(&[("upstream", &up.name)], sum(&up.totals.w, |b| b.retries.get()));
     }
 
     if format == Format::OpenMetrics {

@@ -3,9 +3,10 @@
 //! Bytes already read past a head sit in the source's read buffer and go
 //! first. Content-Length bodies are forwarded as slices of the read buffer
 //! (split off and written, no copy). Chunked and close-delimited bodies are
-//! decoded and framed again for the other side, so chunk extensions, trailers
-//! and odd framing never cross the proxy. Memory per transfer is one read
-//! buffer plus one output buffer.
+//! decoded and framed again for the other side, so chunk extensions and odd
+//! framing never cross the proxy; trailer fields do, checked one by one
+//! (`Trailers`). Memory per transfer is one read buffer plus one output
+//! buffer.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::deadline::Deadlines;
 use crate::http::chunked::{self, ChunkError, Decoder};
+use crate::http::encode;
 use crate::http::BodyKind;
 use crate::io::{self, IoFail};
 
@@ -30,6 +32,45 @@ pub enum BodyError {
     TooLarge,
 }
 
+/// What becomes of trailer fields at the end of a chunked output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trailers {
+    /// The output ends with an empty last chunk.
+    Drop,
+    /// A chunked source's trailer fields go on in the output's last chunk,
+    /// less those a trailer may not carry (`encode::allowed_in_trailers`).
+    Pass,
+    /// The output's last chunk is left to the caller, which has trailers
+    /// of its own to write (an HTTP/2 peer's): see `last_chunk`.
+    Caller,
+}
+
+/// The last chunk of a chunked body, carrying those of `fields` that a
+/// trailer may carry.
+pub fn last_chunk<'f>(fields: impl Iterator<Item = (&'f [u8], &'f [u8])>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in fields {
+        if encode::allowed_in_trailers(name) {
+            encode::header(name, value, out);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The fields of a trailer section as the chunked decoder kept it
+/// (`Name: value` lines); a line that is not a valid field is skipped.
+fn trailer_lines(raw: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    raw.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = &line[..colon];
+        let value = line[colon + 1..].trim_ascii();
+        let token = !name.is_empty() && name.iter().all(|&b| encode::is_token(b));
+        let clean = value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        (token && clean).then_some((name, value))
+    })
+}
+
 pub struct Copy<'a> {
     pub deadlines: &'a Deadlines,
     pub kind: BodyKind,
@@ -39,6 +80,8 @@ pub struct Copy<'a> {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub limit: Option<u64>,
+    /// The trailer fields of a chunked output (ignored otherwise).
+    pub trailers: Trailers,
 }
 
 impl Copy<'_> {
@@ -114,7 +157,7 @@ impl Copy<'_> {
         out: &mut Vec<u8>,
         trailers: Option<&mut Vec<u8>>,
     ) -> Result<u64, BodyError> {
-        let keep = trailers.is_some();
+        let keep = trailers.is_some() || (self.chunked_out && self.trailers == Trailers::Pass);
         let mut decoder = (self.kind == BodyKind::Chunked).then(|| {
             if keep {
                 Decoder::keeping_trailers()
@@ -161,7 +204,11 @@ impl Copy<'_> {
                 return Err(BodyError::TooLarge);
             }
             if finished && self.chunked_out {
-                out.extend_from_slice(chunked::LAST_CHUNK);
+                match (self.trailers, decoder.as_mut()) {
+                    (Trailers::Caller, _) => {}
+                    (Trailers::Pass, Some(d)) => last_chunk(trailer_lines(&d.take_trailers()), out),
+                    _ => out.extend_from_slice(chunked::LAST_CHUNK),
+                }
             }
             if !out.is_empty() {
                 io::flush_vec(dst, out, self.deadlines, self.write_timeout)
@@ -188,5 +235,26 @@ impl Copy<'_> {
         } else {
             out.extend_from_slice(data);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailer_sections_keep_valid_allowed_fields_only() {
+        let raw = b"X-Sum: 1\r\nBad Name: x\r\n: empty\r\nno colon\r\nX-Ctl: a\x01b\r\n\
+Content-Length: 5\r\nHOST: h\r\nX-Tab:\tv w \r\n";
+        let mut out = Vec::new();
+        last_chunk(trailer_lines(raw), &mut out);
+        assert_eq!(out, b"0\r\nX-Sum: 1\r\nX-Tab: v w\r\n\r\n");
+    }
+
+    #[test]
+    fn no_trailers_make_the_plain_last_chunk() {
+        let mut out = Vec::new();
+        last_chunk(trailer_lines(b""), &mut out);
+        assert_eq!(out, chunked::LAST_CHUNK);
     }
 }

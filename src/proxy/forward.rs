@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::body::BodyError;
+use super::locate::VarBase;
 use super::phases::{hsts, must_close, Exchange};
 use super::rewrite::{self, ClientFraming, Redirect, RequestRewrite, ResponseRewrite};
 use super::session::{ClientSession, RequestBody, UpBody, UpSink};
@@ -20,7 +21,7 @@ use crate::http::framing::response_meta;
 use crate::http::parse::{parse_response, Parsed};
 use crate::http::{BodyKind, ResponseHead, ResponseMeta};
 use crate::io::{self, IoFail};
-use crate::route::{self, KeyInput};
+use crate::route;
 use crate::upstream::balance::KeyHasher;
 use crate::upstream::{connect, UpConn, UpstreamState};
 
@@ -38,8 +39,14 @@ pub(super) struct Plan<'a> {
     pub(super) up: &'a UpstreamState,
     pub(super) location: &'a Location,
     pub(super) pass: &'a ProxyPass,
-    /// The path as routed (`$uri`).
+    /// The path as routed (`$uri`) and the query (`$args`), for `hash` keys.
     pub(super) path: &'a [u8],
+    pub(super) args: &'a [u8],
+    pub(super) server: &'a crate::config::Server,
+    /// `request_headers` and `response_headers` fields, expanded for this
+    /// request (whole lines; empty without rules).
+    pub(super) req_lines: &'a [u8],
+    pub(super) resp_lines: &'a [u8],
     pub(super) target: &'a [u8],
     pub(super) host: Option<&'a [u8]>,
     pub(super) public_host: &'a [u8],
@@ -84,16 +91,19 @@ pub(super) struct Select {
 
 impl Select {
     #[inline]
-    pub(super) fn new(plan: &Plan<'_>, ex: &Exchange) -> Select {
+    pub(super) fn new(plan: &Plan<'_>, ex: &Exchange, https: bool, port: u16) -> Select {
         // `hash`: the request's key, hashed where its parts lie in the head.
         let key = plan.up.hash_key().and_then(|k| {
             let mut h = KeyHasher::default();
-            let input = KeyInput {
+            let base = VarBase {
                 head: &ex.head,
-                path: plan.path,
+                host: plan.host,
+                server: plan.server,
+                https,
                 client: ex.client,
+                port,
             };
-            route::feed_key(k, &input, |b| h.write(b)).then(|| h.finish())
+            route::feed_key(k, &base.request(plan.path, plan.args, None), |b| h.write(b)).then(|| h.finish())
         });
         let sticky = plan
             .up
@@ -146,6 +156,12 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .and_then(|t| t.client_subject.as_deref())
             .map(str::as_bytes),
         upgrade,
+        hidden: plan
+            .location
+            .request_headers
+            .as_deref()
+            .map_or(&[][..], |h| &h.hidden),
+        extra: plan.req_lines,
     }
 }
 
@@ -154,7 +170,7 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
 /// next server may be tried.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn failed(
-    metrics: &crate::metrics::WorkerMetrics,
+    worker: usize,
     plan: &Plan<'_>,
     ex: &mut Exchange,
     peer_idx: usize,
@@ -169,7 +185,9 @@ pub(super) fn failed(
     // A pooled connection found closed says nothing about the server.
     let stale = f.reused && kind == ErrorKind::UpstreamClosed;
     if kind.is_server_failure() {
-        metrics.upstream(plan.up.index, peer_idx, None, attempt_start.elapsed());
+        if let Some(m) = &plan.up.metrics {
+            m.attempt(worker, peer_idx, None, attempt_start.elapsed());
+        }
     }
     if kind.is_server_failure() && !stale {
         // A failure is no fast answer: `ewma` counts it as taking at least
@@ -191,7 +209,9 @@ pub(super) fn failed(
         && tried.len() < up_cfg.tries
         && in_time;
     if next {
-        metrics.retry(plan.up.index);
+        if let Some(m) = &plan.up.metrics {
+            m.retry(worker);
+        }
         tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "{}; trying the next server", f.error);
     }
     next
@@ -213,7 +233,7 @@ pub(super) async fn proxy<S: ClientSession>(
         // future, which is copied into place once per request.
         return Box::pin(super::forward_h2::proxy(ctx, ds, ex, plan)).await;
     }
-    let limits = ctx.server(ex.server).limits.clone();
+    let limits = ex.gen.server(ex.server).limits.clone();
     let body = ex.meta.body();
     let client_text = if ex.client == ds.conn().peer.ip().to_canonical() {
         ds.conn().peer_text
@@ -245,7 +265,7 @@ pub(super) async fn proxy<S: ClientSession>(
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error: Option<Error> = None;
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
-    let select = Select::new(plan, ex);
+    let select = Select::new(plan, ex, ds.tls().is_some(), ds.conn().local_port);
     let sticky = select.sticky;
     let pick = |tried: &[usize]| select.pick(plan, tried);
     // Chosen before a response was let go, to be sure there was a next server.
@@ -321,7 +341,9 @@ pub(super) async fn proxy<S: ClientSession>(
                         }
                     },
                 };
-                ctx.metrics.upstream_conn(plan.up.index, peer_idx, conn.reused);
+                if let Some(m) = &plan.up.metrics {
+                    m.conn(ctx.id, peer_idx, conn.reused);
+                }
                 // A request that failed on a reused connection before any response
                 // byte is sent once more on a fresh one, when that cannot repeat a
                 // side effect: an idempotent method, or the write itself failed.
@@ -435,7 +457,9 @@ pub(super) async fn proxy<S: ClientSession>(
                 let took = attempt_start.elapsed();
                 plan.up.observe(peer_idx, took);
                 let status = resp.0.status;
-                ctx.metrics.upstream(plan.up.index, peer_idx, Some(status), took);
+                if let Some(m) = &plan.up.metrics {
+                    m.attempt(ctx.id, peer_idx, Some(status), took);
+                }
                 let next = up_cfg.next_upstream;
                 // Statuses listed in next_upstream: the 5xx ones count
                 // against the server, and each may go on to the next.
@@ -465,7 +489,9 @@ pub(super) async fn proxy<S: ClientSession>(
                     if next_pick.is_some() {
                         tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "status {status}; trying the next server");
                         ex.tries.push((plan.up.index, peer_idx, status));
-                        ctx.metrics.retry(plan.up.index);
+                        if let Some(m) = &plan.up.metrics {
+                            m.retry(ctx.id);
+                        }
                         // The connection closes with the unread answer.
                         continue;
                     }
@@ -478,16 +504,8 @@ pub(super) async fn proxy<S: ClientSession>(
             }
             Err(f) => {
                 drop(active);
-                if !(failed(
-                    &ctx.metrics,
-                    plan,
-                    ex,
-                    peer_idx,
-                    &f,
-                    attempt_start,
-                    &mut tried,
-                    started,
-                ) && request.is_some())
+                if !(failed(ctx.id, plan, ex, peer_idx, &f, attempt_start, &mut tried, started)
+                    && request.is_some())
                 {
                     return Err(f.error);
                 }
@@ -542,7 +560,8 @@ pub(super) async fn proxy<S: ClientSession>(
     // Phase: finish (upstream side). nginx's checklist for keeping the
     // connection: request fully sent, response fully read, no error, the
     // upstream allows keep-alive, not shutting down.
-    let reusable = !early && !meta.close && conn.rbuf.is_empty() && !ctx.shutdown.is_raised();
+    let reusable =
+        !early && !meta.close && conn.rbuf.is_empty() && !ctx.shutdown.is_raised() && !plan.up.retired.get();
     if reusable {
         plan.up.pool.put(conn);
     }
@@ -588,7 +607,8 @@ pub(super) async fn respond<S: ClientSession>(
     mut from: UpBody<'_>,
 ) -> Result<()> {
     let up_cfg = plan.up.config();
-    let limits = &ctx.server(ex.server).limits;
+    let gen = ex.gen.clone();
+    let limits = &gen.server(ex.server).limits;
     // The client connection stays open only if this exchange ends cleanly.
     ex.close = early || must_close(ctx, ds, ex);
     let framing = rewrite::client_framing(meta.body, ex.head.version);
@@ -601,6 +621,10 @@ pub(super) async fn respond<S: ClientSession>(
         _ => plan.up.set_cookie(peer),
     };
 
+    // `response_headers` (nginx's `add_header` rule of which statuses).
+    let rules = plan.location.response_headers.as_deref();
+    let applies = rules.is_some_and(|h| h.applies(head.status));
+
     // Phase: send the response head (the session may send the first body
     // bytes with it).
     let local_port = ds.conn().port_text;
@@ -612,8 +636,15 @@ pub(super) async fn respond<S: ClientSession>(
         close: ex.close,
         client_version: ex.head.version,
         extra: set_cookie.unwrap_or_default(),
+        hidden: rules.map_or(&[][..], |h| &h.removed),
+        replaced: if applies {
+            rules.map_or(&[][..], |h| &h.replaced)
+        } else {
+            &[]
+        },
+        rules: if applies { plan.resp_lines } else { b"" },
         redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
-        hsts: hsts(ctx, ds, ex.server),
+        hsts: hsts(&gen, ds, ex.server),
     };
     let (body_left, first) = ds
         .send_response_head(ctx, &rw, from.head_buf(), limits.send_timeout)

@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue};
 
-use super::body::{BodyError, Copy};
+use super::body::{BodyError, Copy, Trailers};
 use super::forward::{self, idempotent, Failure, Plan, Select};
 use super::h2::H2Fields;
 use super::phases::Exchange;
@@ -77,7 +77,7 @@ pub(super) async fn proxy<S: ClientSession>(
     let call_deadline = grpc_timeout(&ex.head)
         .filter(|d| *d < up_cfg.read_timeout)
         .map(|d| Instant::now() + d);
-    let select = Select::new(plan, ex);
+    let select = Select::new(plan, ex, ds.tls().is_some(), ds.conn().local_port);
     let method_idempotent = idempotent(ex.head.method());
     let started = (!up_cfg.tries_timeout.is_zero()).then(Instant::now);
     let mut tried: Vec<usize> = Vec::new();
@@ -96,8 +96,9 @@ pub(super) async fn proxy<S: ClientSession>(
             Ok(a) => {
                 let took = attempt_start.elapsed();
                 plan.up.observe(peer_idx, took);
-                ctx.metrics
-                    .upstream(plan.up.index, peer_idx, Some(a.head.status), took);
+                if let Some(m) = &plan.up.metrics {
+                    m.attempt(ctx.id, peer_idx, Some(a.head.status), took);
+                }
                 if up_cfg.next_upstream.status_is_failure(a.head.status) {
                     if plan.up.failure(peer_idx) {
                         tracing::warn!(upstream = %up_cfg.name, "server marked down: status {}", a.head.status);
@@ -129,16 +130,7 @@ pub(super) async fn proxy<S: ClientSession>(
                     next_safe: f.next_safe || (replayable && method_idempotent),
                     ..f
                 };
-                if !forward::failed(
-                    &ctx.metrics,
-                    plan,
-                    ex,
-                    peer_idx,
-                    &f,
-                    attempt_start,
-                    &mut tried,
-                    started,
-                ) {
+                if !forward::failed(ctx.id, plan, ex, peer_idx, &f, attempt_start, &mut tried, started) {
                     return Err(f.error);
                 }
                 last_error = Some(f.error);
@@ -229,7 +221,7 @@ async fn attempt<S: ClientSession>(
     let send = Rc::new(RefCell::new(Send::Body(stream)));
 
     // Phase: forward_request_body.
-    let limits = ctx.server(ex.server).limits.clone();
+    let limits = ex.gen.server(ex.server).limits.clone();
     if let Some(bytes) = whole.filter(|_| !no_body) {
         let mut s = send.borrow_mut();
         if let Ok(st) = s.body() {
@@ -386,6 +378,7 @@ async fn pump(
         read_timeout: body_timeout,
         write_timeout: send_timeout,
         limit: max,
+        trailers: Trailers::Drop,
     };
     let mut sink = SendBody {
         send: &send,

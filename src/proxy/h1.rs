@@ -18,7 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
-use super::body::{BodyError, Copy};
+use super::body::{self, BodyError, Copy, Trailers};
 use super::phases::{self, Exchange};
 use super::respond::{self, Canned};
 use super::rewrite::{self, ClientFraming, Redirect, ResponseRewrite};
@@ -27,6 +27,7 @@ use super::tunnel::{self, Moved, Switch};
 use crate::config::ClientLimits;
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result};
+use crate::generation::Generation;
 use crate::http::chunked;
 use crate::http::parse::{parse_request, HeadLimits, Parsed};
 use crate::http::{BodyKind, RequestHead, ResponseHead, Version};
@@ -124,6 +125,9 @@ pub struct Downstream {
     /// The upstream request head (and a small body), kept for a retry.
     pub upbuf: Vec<u8>,
     pub conn: ConnInfo,
+    /// The generation of the connection's latest request (its accept's at
+    /// first): its limits apply while it is idle.
+    pub gen: Rc<Generation>,
     /// Requests served so far on this connection.
     pub served: u64,
 }
@@ -138,9 +142,15 @@ pub enum Next {
 
 /// Serves HTTP/1.1 requests on a connection until it closes. `rbuf` holds
 /// bytes already read (by the HTTP/2 preface check of an h2c listener).
-pub async fn serve(ctx: &Rc<WorkerCtx>, stream: ClientStream, conn: ConnInfo, rbuf: BytesMut) {
-    let limits = &ctx.server(ctx.router.default_server(conn.listener)).limits;
+pub async fn serve(
+    ctx: &Rc<WorkerCtx>,
+    gen: Rc<Generation>,
+    stream: ClientStream,
+    conn: ConnInfo,
+    rbuf: BytesMut,
+) {
     let mut ds = Downstream {
+        gen,
         stream,
         rbuf,
         wbuf: Vec::new(),
@@ -154,6 +164,10 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, stream: ClientStream, conn: ConnInfo, rb
             // Nothing pipelined: the buffers go back to the worker's pool
             // while the client is quiet.
             recycle(ctx, &mut ds);
+            let limits = &ds
+                .gen
+                .server(ds.gen.router.default_server(ds.conn.listener))
+                .limits;
             let wait = if ds.served == 0 {
                 limits.header_timeout
             } else {
@@ -169,7 +183,15 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, stream: ClientStream, conn: ConnInfo, rb
         }
         // The exchange runs as its own allocation, so the task parked above
         // stays small however deep the request path's futures are.
-        match Box::pin(exchange(ctx, &mut ds)).await {
+        let exchange = Box::pin(exchange(ctx, &mut ds));
+        // An alignment above malloc's 16 bytes makes that allocation an
+        // aligned one, several times dearer, once per request: nothing
+        // over-aligned (monoio's timer entries are) may sit in it inline.
+        debug_assert!(
+            std::mem::align_of_val(&*exchange) <= 16,
+            "exchange future over-aligned"
+        );
+        match exchange.await {
             Next::KeepAlive => ds.served += 1,
             Next::Close => break false,
             Next::Linger => break true,
@@ -193,8 +215,14 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, stream: ClientStream, conn: ConnInfo, rb
 
 /// Serves one request on a downstream connection.
 async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
-    let default = ctx.router.default_server(ds.conn.listener);
-    let head = match read_request_head(ctx, ds, &ctx.server(default).limits).await {
+    // A request runs under the newest generation (the connection's own if
+    // a reload removed its listener: then it is the last one here).
+    let at = ctx.gen_for(ds.conn.listen, &ds.gen);
+    ds.gen = at.0.clone();
+    ds.conn.listener = at.1;
+    let gen = at.0.clone();
+    let default = gen.router.default_server(at.1);
+    let head = match read_request_head(ctx, ds, &gen.server(default).limits).await {
         Ok(Some(head)) => head,
         Ok(None) => return Next::Close,
         Err(e) => {
@@ -203,13 +231,13 @@ async fn exchange(ctx: &Rc<WorkerCtx>, ds: &mut Downstream) -> Next {
             if let Some(status) = e.kind.status() {
                 tracing::debug!(peer = %ds.conn.peer, "refused request: {e}");
                 log_refused(ctx, ds, status);
-                let _ = phases::send_error(ctx, ds, status, None, true, false, false).await;
+                let _ = phases::send_error(ctx, ds, status, (&gen, default), true, false, false).await;
                 return Next::Linger;
             }
             return Next::Close;
         }
     };
-    let mut ex = Exchange::new(head, default, ds.conn.peer);
+    let mut ex = Exchange::new(head, at, ds.conn.peer);
     phases::serve(ctx, ds, &mut ex).await;
     if !ex.close {
         Next::KeepAlive
@@ -266,10 +294,16 @@ const HEAD_READ: usize = HEAD_BUF;
 /// Logs a request refused before its head could be parsed, with its first
 /// line as received (nginx logs these too).
 fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
-    let server = ctx.router.default_server(ds.conn.listener);
-    ctx.metrics
-        .refused(server, false, status, respond::error_body(status).len() as u64);
-    if !ctx.logs.enabled(server) {
+    let gen = &ds.gen;
+    let server = gen.router.default_server(ds.conn.listener);
+    gen.metrics.refused(
+        ctx.id,
+        server,
+        false,
+        status,
+        respond::error_body(status).len() as u64,
+    );
+    if !gen.logs.enabled(server) {
         return;
     }
     let start = ds
@@ -282,8 +316,8 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
         .unwrap_or(line.len());
-    let limit = ctx.server(server).limits.max_request_line;
-    ctx.logs.write(
+    let limit = gen.server(server).limits.max_request_line;
+    gen.logs.write(
         server,
         &ctx.dates,
         &Entry {
@@ -424,6 +458,9 @@ impl ClientSession for Downstream {
             read_timeout: limits.body_timeout,
             write_timeout: send_timeout,
             limit: max_body,
+            // Chunked to an HTTP/1.1 upstream: the client's trailer fields
+            // go on in the last chunk.
+            trailers: Trailers::Pass,
         };
         to.copy_from(copy, &mut self.stream, &mut self.rbuf, &mut self.body_out)
             .await
@@ -439,13 +476,17 @@ impl ClientSession for Downstream {
         read_timeout: Duration,
         send_timeout: Duration,
     ) -> std::result::Result<u64, BodyError> {
-        let copy = Copy {
+        let chunked_out = framing == ClientFraming::Chunked;
+        let mut copy = Copy {
             deadlines: &ctx.deadlines,
             kind: body,
-            chunked_out: framing == ClientFraming::Chunked,
+            chunked_out,
             read_timeout,
             write_timeout: send_timeout,
             limit: None,
+            // A chunked upstream body's trailer fields go on in the last
+            // chunk to the client.
+            trailers: Trailers::Pass,
         };
         match from {
             UpBody::H1(conn) => {
@@ -457,13 +498,32 @@ impl ClientSession for Downstream {
                 )
                 .await
             }
-            // An HTTP/2 upstream's trailers have no place in an HTTP/1.1
-            // response here: they are dropped (the body ends with the last
-            // chunk as usual).
+            // An HTTP/2 upstream's trailers end the chunked body to the
+            // client (without chunking there is no place for them).
             UpBody::H2(recv) => {
                 let mut none = BytesMut::new();
-                copy.run(recv, &mut none, &mut self.stream, &mut self.body_out)
-                    .await
+                if chunked_out {
+                    copy.trailers = Trailers::Caller;
+                }
+                let n = copy
+                    .run(&mut *recv, &mut none, &mut self.stream, &mut self.body_out)
+                    .await?;
+                if chunked_out {
+                    let fields = recv
+                        .trailers(&ctx.deadlines, read_timeout)
+                        .await
+                        .map_err(|e| BodyError::Read(Some(IoFail::Io(e))))?
+                        .unwrap_or_default();
+                    self.body_out.clear();
+                    body::last_chunk(
+                        fields.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+                        &mut self.body_out,
+                    );
+                    io::flush_vec(&mut self.stream, &mut self.body_out, &ctx.deadlines, send_timeout)
+                        .await
+                        .map_err(BodyError::Write)?;
+                }
+                Ok(n)
             }
         }
     }
@@ -524,9 +584,10 @@ pub async fn refuse_busy(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr
         head_only: false,
         hsts: None,
         grpc: None,
+        extra: b"",
     }
     .write(&ctx.dates, &mut out);
-    tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.config.global.max_connections);
+    tracing::warn!(peer = %peer, "max_connections ({}) reached: refused", ctx.gen().config.global.max_connections);
     let _ = crate::io::write_all(&mut stream, out, &ctx.deadlines, Duration::from_secs(1)).await;
     // The client's request was not read: linger briefly, so closing does not
     // answer its data with a reset that destroys the 503.

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod forward_h2;
 pub mod h1;
 pub mod h2;
+pub mod locate;
 pub mod phases;
 pub mod respond;
 pub mod rewrite;
@@ -31,20 +32,32 @@ use crate::deadline::Woke;
 pub use h1::{refuse_busy, ClientStream, HEAD_BUF};
 use session::ConnInfo;
 
-pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpStream, peer: SocketAddr) {
+/// Serves a connection accepted on listen address `listen` (as configured).
+/// `last`: the newest generation that listens there, for a connection
+/// accepted as a reload removes the address (served under it, then closed).
+pub async fn serve_connection(
+    ctx: Rc<WorkerCtx>,
+    listen: SocketAddr,
+    last: Rc<crate::generation::Generation>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
     let _guard = ctx.track_connection();
+    // The handshake runs under the newest generation; each request then
+    // takes the newest one when it starts.
+    let (gen, listener, _) = ctx.gen_for(listen, &last);
     // Responses are written whole; Nagle would hold back their last segment.
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let limits = &ctx.server(ctx.router.default_server(listener)).limits;
-    let stream = if ctx.tls.is_tls(listener) {
+    let limits = &gen.server(gen.router.default_server(listener)).limits;
+    let stream = if gen.tls.is_tls(listener) {
         // The handshake runs under the address's client_header_timeout, so
         // a client that connects and never speaks TLS costs one deadline
         // entry until it expires. Boxed, so the idle task stays small.
         let handshake = Box::pin(crate::tls::server::accept(
             stream,
-            &ctx.tls,
-            &ctx.router,
+            &gen.tls,
+            &gen.router,
             listener,
         ));
         match ctx
@@ -70,18 +83,18 @@ pub async fn serve_connection(ctx: Rc<WorkerCtx>, listener: usize, stream: TcpSt
     } else {
         ClientStream::Plain(stream)
     };
-    let conn = ConnInfo::new(peer, local.port(), listener);
+    let conn = ConnInfo::new(peer, local.port(), listener, listen);
     match stream {
-        ClientStream::Tls(t) if t.alpn_h2() => h2::serve(&ctx, h2::Io::tls(*t), conn).await,
-        ClientStream::Plain(mut s) if ctx.server(ctx.router.default_server(listener)).http2.h2c => {
+        ClientStream::Tls(t) if t.alpn_h2() => h2::serve(&ctx, gen.clone(), h2::Io::tls(*t), conn).await,
+        ClientStream::Plain(mut s) if gen.server(gen.router.default_server(listener)).http2.h2c => {
             // h2c with prior knowledge: the connection preface tells HTTP/2
             // from HTTP/1.1 on the same port (RFC 9113 §3.3).
             match h2::sniff_preface(&ctx, &mut s, limits.header_timeout).await {
-                Some((true, seen)) => h2::serve(&ctx, h2::Io::plain(s, seen), conn).await,
-                Some((false, seen)) => h1::serve(&ctx, ClientStream::Plain(s), conn, seen).await,
+                Some((true, seen)) => h2::serve(&ctx, gen.clone(), h2::Io::plain(s, seen), conn).await,
+                Some((false, seen)) => h1::serve(&ctx, gen.clone(), ClientStream::Plain(s), conn, seen).await,
                 None => {}
             }
         }
-        stream => h1::serve(&ctx, stream, conn, bytes::BytesMut::new()).await,
+        stream => h1::serve(&ctx, gen.clone(), stream, conn, bytes::BytesMut::new()).await,
     }
 }

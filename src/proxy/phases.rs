@@ -13,19 +13,30 @@ use super::respond::{self, Canned};
 use super::rewrite;
 use super::session::ClientSession;
 use super::tunnel;
-use crate::config::{Action, Return};
+use std::borrow::Cow;
+
+use super::locate::{self, Routed, VarBase};
+use crate::config::Action;
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::generation::Generation;
 use crate::http::framing::request_meta;
 use crate::http::{BodyKind, RequestHead, RequestMeta, Version};
 use crate::io::IoFail;
 use crate::log::Entry;
 use crate::route::{self, KeyInput};
+use crate::vars::{self, Mode, Template};
 
 /// One request and what has happened to it so far.
 pub struct Exchange {
     pub head: RequestHead,
     pub meta: RequestMeta,
+    /// The config generation the request runs under, start to end.
+    pub gen: Rc<Generation>,
+    /// The listener's index in `gen`.
+    pub listener: usize,
+    /// A reload removed the listener: the connection closes after this.
+    pub retiring: bool,
     pub server: usize,
     pub client: IpAddr,
     /// Status sent to the client (0 until a head is sent).
@@ -38,13 +49,23 @@ pub struct Exchange {
     /// When a request was tried on more than one server: each try's server
     /// (upstream, server index) and status, for the access log.
     pub tries: Vec<(usize, usize, u16)>,
+    /// `response_headers` with `always = true`: the fields for ringway's
+    /// own error answer, should there be one (whole lines).
+    pub always_lines: Vec<u8>,
     /// When the request head had been read (the metrics' duration).
     pub start: Instant,
 }
 
 impl Exchange {
-    pub fn new(head: RequestHead, server: usize, peer: SocketAddr) -> Exchange {
+    /// `at`: the generation, the listener's index in it, and whether the
+    /// newest generation still listens there (`WorkerCtx::gen_for`).
+    pub fn new(head: RequestHead, at: (Rc<Generation>, usize, bool), peer: SocketAddr) -> Exchange {
+        let (gen, listener, current) = at;
+        let server = gen.router.default_server(listener);
         Exchange {
+            gen,
+            listener,
+            retiring: !current,
             meta: RequestMeta::default(),
             server,
             client: peer.ip().to_canonical(),
@@ -53,6 +74,7 @@ impl Exchange {
             req_body_done: false,
             close: true,
             tries: Vec::new(),
+            always_lines: Vec::new(),
             start: Instant::now(),
             head,
         }
@@ -73,8 +95,12 @@ pub async fn serve<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut E
 /// asked for it, its body was not read to the end, the worker is shutting
 /// down, or keep-alive limits are reached. One rule for every response.
 pub(super) fn must_close<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) -> bool {
-    let limits = &ctx.server(ex.server).limits;
-    ex.close || !ex.req_body_done || ctx.shutdown.is_raised() || ds.connection_exhausted(limits)
+    let limits = &ex.gen.server(ex.server).limits;
+    ex.close
+        || ex.retiring
+        || !ex.req_body_done
+        || ctx.shutdown.is_raised()
+        || ds.connection_exhausted(limits)
 }
 
 /// The request target, split for routing and rewriting.
@@ -158,9 +184,10 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     if let Some(h) = host {
         check_host(h)?;
     }
-    ex.server = ctx.router.server_for(ds.conn().listener, host);
-    let server = ctx.server(ex.server);
-    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, &ctx.config.global.trusted_proxies);
+    let gen = ex.gen.clone();
+    ex.server = gen.router.server_for(ex.listener, host);
+    let server = gen.server(ex.server);
+    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, &gen.config.global.trusted_proxies);
     if let (Some(port), None) = (server.redirect_https, ds.tls()) {
         return redirect_to_https(ctx, ds, ex, host, port).await;
     }
@@ -172,21 +199,56 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             .tls
             .as_ref()
             .is_some_and(|t| t.verify_client != crate::config::VerifyClient::Off);
-        if t.server != ex.server && checks {
+        if checks && t.block != gen.tls.keys[ex.server] {
             ex.close = true;
-            let ret = Return {
-                status: 421,
-                body: respond::error_body(421),
-                location: None,
-            };
-            return respond_return(ctx, ds, ex, &ret).await;
+            let body = respond::error_body(421);
+            return respond_return(ctx, ds, ex, 421, body.as_bytes(), None, b"").await;
         }
     }
-    let loc_idx = ctx
-        .router
-        .location_for(ex.server, &target.path)
-        .ok_or(ErrorKind::NotFound)?;
+    // Phases rewrite and route. Variables are read only by what uses them;
+    // a block without rewrite rules is routed by one lookup.
+    let base = VarBase {
+        head: &ex.head,
+        host,
+        server,
+        https: ds.tls().is_some(),
+        client: ex.client,
+        port: ds.conn().local_port,
+    };
+    let mut groups = None;
+    let mut rewritten = None;
+    let mut changed_here = false;
+    let loc_idx = if !gen.router.has_rewrites(ex.server) {
+        gen.router
+            .location_for(ex.server, &target.path, &mut groups)
+            .ok_or(ErrorKind::NotFound)?
+    } else {
+        match locate::route(&gen, ex.server, &target.path, target.query, &base)? {
+            Routed::Location {
+                loc,
+                rewritten: r,
+                changed_here: here,
+                groups: g,
+            } => {
+                (rewritten, changed_here, groups) = (r, here, g);
+                loc
+            }
+            Routed::Redirect { status, location } => {
+                let body = respond::error_body(status);
+                return respond_return(ctx, ds, ex, status, body.as_bytes(), Some(&location), b"").await;
+            }
+        }
+    };
+    // `$uri` and `$args`: the rewritten ones, else the request's.
+    let (cur_path, cur_args): (&[u8], &[u8]) = match &rewritten {
+        Some(u) => (&u.path, &u.args),
+        None => (
+            &target.path,
+            target.query.strip_prefix(b"?").unwrap_or(target.query),
+        ),
+    };
     let location = &server.locations[loc_idx];
+    let location_cfg = location;
     tunnel::check_location(ds, &ex.head, location)?;
     let max_body = location
         .client_max_body_size
@@ -200,29 +262,82 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     ds.check_body_start(ex.meta.body())?;
 
     match &location.action {
-        Action::Return(ret) => respond_return(ctx, ds, ex, ret).await,
+        Action::Return(ret) => {
+            let captures = groups.as_deref().map(|g| (cur_path, g));
+            let vars = base.request(cur_path, cur_args, captures);
+            let body = expanded(&ret.body, &vars, Mode::Raw)?;
+            let location = match &ret.location {
+                Some(l) => Some(expanded(l, &vars, Mode::Uri)?),
+                None => None,
+            };
+            let mut extra = Vec::new();
+            if let Some(h) = location_cfg
+                .response_headers
+                .as_deref()
+                .filter(|h| h.applies(ret.status))
+            {
+                locate::render_fields(&h.fields, &vars, &mut extra)?;
+            }
+            respond_return(ctx, ds, ex, ret.status, &body, location.as_deref(), &extra).await
+        }
         Action::Proxy(pass) => {
             // `split`: this request may go to another upstream than proxy_pass's.
-            let input = KeyInput {
-                head: &ex.head,
-                path: &target.path,
-                client: ex.client,
-            };
-            let up = &ctx.upstreams[ctx.router.upstream_for(ex.server, loc_idx, pass, &input)];
+            let captures = groups.as_deref().map(|g| (cur_path, g));
+            let input: KeyInput = base.request(cur_path, cur_args, captures);
+            let up = &*gen.upstreams[gen.router.upstream_for(ex.server, loc_idx, pass, &input)];
             let public_host = host.unwrap_or_default();
-            let upstream_target = rewrite::upstream_target(
-                ex.head.target.of(&buf),
-                &target.path,
-                target.query,
-                target.normalized,
-                location,
-                pass,
-            );
+            // Header rules, expanded once for every server tried.
+            let mut req_lines = Vec::new();
+            if let Some(h) = location.request_headers.as_deref() {
+                locate::render_fields(&h.set, &input, &mut req_lines)?;
+            }
+            let mut resp_lines = Vec::new();
+            if let Some(h) = location.response_headers.as_deref() {
+                locate::render_fields(&h.fields, &input, &mut resp_lines)?;
+                if h.always {
+                    ex.always_lines.clone_from(&resp_lines);
+                }
+            }
+            let upstream_target = match (&pass.uri, &rewritten) {
+                (Some(uri), _) => Cow::Owned(expanded(uri, &input, Mode::Uri)?.into_owned()),
+                // As nginx: once this location's rules changed the URI
+                // (`break`), it goes as it is; a URI routed here anew has
+                // this location's prefix replaced like a received one.
+                (None, Some(u)) => {
+                    let mut t = Vec::with_capacity(u.path.len() + u.args.len() + 1);
+                    if !changed_here {
+                        if let Some(p) = &pass.path {
+                            t.extend_from_slice(p.as_bytes());
+                            t.extend_from_slice(&u.path[location.path.len().min(u.path.len())..]);
+                        }
+                    }
+                    if t.is_empty() {
+                        t.extend_from_slice(&u.path);
+                    }
+                    if !u.args.is_empty() {
+                        t.push(b'?');
+                        t.extend_from_slice(&u.args);
+                    }
+                    Cow::Owned(t)
+                }
+                (None, None) => rewrite::upstream_target(
+                    ex.head.target.of(&buf),
+                    &target.path,
+                    target.query,
+                    target.normalized,
+                    location,
+                    pass,
+                ),
+            };
             let plan = Plan {
                 up,
                 location,
                 pass,
-                path: &target.path,
+                path: cur_path,
+                args: cur_args,
+                server,
+                req_lines: &req_lines,
+                resp_lines: &resp_lines,
                 target: &upstream_target,
                 host,
                 public_host,
@@ -233,37 +348,54 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     }
 }
 
-/// A `return` location: a fixed response, no upstream.
+/// A template's expansion: borrowed when it has no variables.
+fn expanded<'t>(t: &'t Template, vars: &vars::Request, mode: Mode) -> Result<Cow<'t, [u8]>> {
+    if let Some(lit) = t.as_literal() {
+        return Ok(Cow::Borrowed(lit.as_bytes()));
+    }
+    let mut out = Vec::new();
+    t.expand(vars, mode, &mut out).map_err(|_| {
+        tracing::warn!("expansion of {:?} is over {} bytes", t.text, vars::MAX_EXPANDED);
+        ErrorKind::Internal
+    })?;
+    Ok(Cow::Owned(out))
+}
+
+/// A `return` location (or a rewrite's redirect): a fixed response, no upstream.
 async fn respond_return<S: ClientSession>(
     ctx: &WorkerCtx,
     ds: &mut S,
     ex: &mut Exchange,
-    ret: &Return,
+    status: u16,
+    body: &[u8],
+    location: Option<&[u8]>,
+    extra: &[u8],
 ) -> Result<()> {
     // A body, if any, is not read, so the connection cannot be reused after it.
     ex.close = must_close(ctx, ds, ex);
-    ex.status = ret.status;
-    ex.body_bytes = ret.body.len() as u64;
+    ex.status = status;
+    ex.body_bytes = body.len() as u64;
     let reply = Canned {
-        status: ret.status,
-        body: ret.body.as_bytes(),
-        location: ret.location.as_deref().map(str::as_bytes),
+        status,
+        body,
+        location,
         close: ex.close,
         keep_alive_10: ex.head.version == Version::Http10,
         head_only: ex.head.method() == b"HEAD",
-        hsts: hsts(ctx, ds, ex.server),
+        hsts: hsts(&ex.gen, ds, ex.server),
         grpc: None,
+        extra,
     };
-    let limits = &ctx.server(ex.server).limits;
+    let limits = &ex.gen.server(ex.server).limits;
     ds.send_canned(ctx, &reply, limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))
 }
 
 /// The block's `Strict-Transport-Security` value, for responses over TLS only.
-pub(super) fn hsts<'a, S: ClientSession>(ctx: &'a WorkerCtx, ds: &S, server: usize) -> Option<&'a [u8]> {
+pub(super) fn hsts<'a, S: ClientSession>(gen: &'a Generation, ds: &S, server: usize) -> Option<&'a [u8]> {
     ds.tls()?;
-    ctx.server(server).hsts.as_deref().map(str::as_bytes)
+    gen.server(server).hsts.as_deref().map(str::as_bytes)
 }
 
 /// `redirect_https`: 301 to the same host, path and query over https, as
@@ -277,7 +409,8 @@ async fn redirect_to_https<S: ClientSession>(
     host: Option<&[u8]>,
     port: u16,
 ) -> Result<()> {
-    let server = ctx.server(ex.server);
+    let gen = ex.gen.clone();
+    let server = gen.server(ex.server);
     let host: &[u8] = match host.map(route::host_without_port) {
         Some(h) if !h.is_empty() => h,
         // No Host (HTTP/1.0): the block's first exact name, as nginx's $host.
@@ -310,12 +443,8 @@ async fn redirect_to_https<S: ClientSession>(
         location.extend_from_slice(itoa::Buffer::new().format(port).as_bytes());
     }
     location.extend_from_slice(uri);
-    let ret = Return {
-        status: 301,
-        body: respond::error_body(301),
-        location: Some(String::from_utf8_lossy(&location).into_owned()),
-    };
-    respond_return(ctx, ds, ex, &ret).await
+    let body = respond::error_body(301);
+    respond_return(ctx, ds, ex, 301, body.as_bytes(), Some(&location), b"").await
 }
 
 /// Sends the error's status if no response has started; otherwise the
@@ -362,9 +491,10 @@ async fn answer_error<S: ClientSession>(ctx: &WorkerCtx, ds: &mut S, ex: &mut Ex
         ctx,
         ds,
         status,
-        Some(ex.server),
+        (&ex.gen.clone(), ex.server),
         (ex.close, keep_alive_10, head_only),
         grpc,
+        &ex.always_lines,
     )
     .await
     .is_err()
@@ -378,12 +508,12 @@ pub(super) async fn send_error<S: ClientSession>(
     ctx: &WorkerCtx,
     ds: &mut S,
     status: u16,
-    server: Option<usize>,
+    at: (&Generation, usize),
     close: bool,
     keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
-    send_error_to(ctx, ds, status, server, (close, keep_alive_10, head_only), false).await
+    send_error_to(ctx, ds, status, at, (close, keep_alive_10, head_only), false, b"").await
 }
 
 /// `send_error`, also for gRPC requests (`grpc`: answered with the gRPC
@@ -392,12 +522,12 @@ async fn send_error_to<S: ClientSession>(
     ctx: &WorkerCtx,
     ds: &mut S,
     status: u16,
-    server: Option<usize>,
+    (gen, server): (&Generation, usize),
     (close, keep_alive_10, head_only): (bool, bool, bool),
     grpc: bool,
+    extra: &[u8],
 ) -> std::result::Result<(), IoFail> {
     let body = respond::error_body(status);
-    let server = server.unwrap_or_else(|| ctx.router.default_server(ds.conn().listener));
     let reply = Canned {
         status,
         body: body.as_bytes(),
@@ -405,10 +535,11 @@ async fn send_error_to<S: ClientSession>(
         close,
         keep_alive_10,
         head_only,
-        hsts: hsts(ctx, ds, server),
+        hsts: hsts(gen, ds, server),
         grpc: grpc.then(|| respond::grpc_status(status)),
+        extra,
     };
-    let t = ctx.server(server).limits.send_timeout;
+    let t = gen.server(server).limits.send_timeout;
     ds.send_canned(ctx, &reply, t).await
 }
 
@@ -420,18 +551,20 @@ pub fn is_grpc(head: &RequestHead) -> bool {
 
 /// Phase: logging: the request's counters, and its access log entry.
 fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
+    let gen = &ex.gen;
     let body_in = match ex.meta.body() {
         BodyKind::Length(n) if ex.req_body_done => n,
         _ => 0,
     };
-    ctx.metrics.request(
+    gen.metrics.request(
+        ctx.id,
         ex.server,
         S::HTTP2,
         ex.status,
         (body_in, ex.body_bytes),
         ex.start.elapsed(),
     );
-    if ctx.logs.enabled(ex.server) {
+    if gen.logs.enabled(ex.server) {
         // A request tried on several servers: nginx's $upstream_addr and
         // $upstream_status ("a, b" and "502, 200"). Built only then.
         let tries = (ex.tries.len() > 1).then(|| {
@@ -440,13 +573,13 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
             for (k, &(up, peer, status)) in ex.tries.iter().enumerate() {
                 let sep = if k == 0 { "" } else { ", " };
                 addrs.push_str(sep);
-                addrs.push_str(&ctx.config.upstreams[up].servers[peer].addr_text);
+                addrs.push_str(&gen.config.upstreams[up].servers[peer].addr_text);
                 statuses.push_str(sep);
                 statuses.push_str(&status.to_string());
             }
             (addrs, statuses)
         });
-        ctx.logs.write(
+        gen.logs.write(
             ex.server,
             &ctx.dates,
             &Entry {

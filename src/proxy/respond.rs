@@ -20,6 +20,8 @@ pub struct Canned<'a> {
     /// A gRPC request's error: answered as gRPC clients expect, HTTP 200
     /// with this `grpc-status` and no body ("trailers-only").
     pub grpc: Option<u8>,
+    /// Fields of `response_headers`, whole `Name: value` lines.
+    pub extra: &'a [u8],
 }
 
 impl Canned<'_> {
@@ -44,6 +46,7 @@ impl Canned<'_> {
         if let Some(v) = self.hsts {
             out.field(b"Strict-Transport-Security", v);
         }
+        super::rewrite::lines_into(self.extra, out);
     }
 
     /// The whole response as HTTP/1.1 bytes.
@@ -124,6 +127,7 @@ mod tests {
             keep_alive_10: false,
             head_only: false,
             hsts: None,
+            extra: b"",
             grpc: None,
         }
         .write(&Dates::default(), &mut out);

@@ -144,6 +144,16 @@ pub struct RequestRewrite<'a> {
     /// The `Upgrade` protocols passed on (those the location allows of what
     /// the client offered), sent with `Connection: upgrade`; see tunnel.rs.
     pub upgrade: Option<&'a [u8]>,
+    /// `request_headers`: names not passed on (lower-case), and the fields
+    /// set instead, whole `Name: value` lines.
+    pub hidden: &'a [String],
+    pub extra: &'a [u8],
+}
+
+/// `name` is in `hidden` (lower-case names; `name` in any case).
+#[inline]
+pub fn hidden_by(hidden: &[String], name: &[u8]) -> bool {
+    !hidden.is_empty() && hidden.iter().any(|h| eq_ignore_case(h.as_bytes(), name))
 }
 
 /// Fields the proxy sets itself; whatever the client sent under these names
@@ -202,7 +212,11 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
 
     let mut xff_seen = false;
     for (name, value) in r.head.headers() {
-        if is_hop_by_hop(name) || is_proxy_owned(name) || named_in(name, &r.meta.connection_names, buf) {
+        if is_hop_by_hop(name)
+            || is_proxy_owned(name)
+            || named_in(name, &r.meta.connection_names, buf)
+            || hidden_by(r.hidden, name)
+        {
             continue;
         }
         if eq_ignore_case(name, b"x-forwarded-for") {
@@ -213,26 +227,37 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
         }
         out.field(name, value);
     }
-    out.list(
-        b"X-Forwarded-For",
-        xff_seen.then(|| {
-            r.head
-                .headers()
-                // An empty field adds nothing to the list (RFC 9110 §5.6.1).
-                .filter(|(n, v)| eq_ignore_case(n, b"x-forwarded-for") && !v.trim_ascii().is_empty())
-                .map(|(_, v)| v)
-        }),
-        r.peer.as_bytes(),
-    );
-    out.field(b"X-Real-IP", r.client.as_bytes());
-    out.field(b"X-Forwarded-Proto", if r.https { b"https" } else { b"http" });
+    // ringway's forwarding fields, unless `request_headers` names them.
+    let ours = |name: &[u8]| !hidden_by(r.hidden, name);
+    if ours(b"x-forwarded-for") {
+        out.list(
+            b"X-Forwarded-For",
+            xff_seen.then(|| {
+                r.head
+                    .headers()
+                    // An empty field adds nothing to the list (RFC 9110 §5.6.1).
+                    .filter(|(n, v)| eq_ignore_case(n, b"x-forwarded-for") && !v.trim_ascii().is_empty())
+                    .map(|(_, v)| v)
+            }),
+            r.peer.as_bytes(),
+        );
+    }
+    if ours(b"x-real-ip") {
+        out.field(b"X-Real-IP", r.client.as_bytes());
+    }
+    if ours(b"x-forwarded-proto") {
+        out.field(b"X-Forwarded-Proto", if r.https { b"https" } else { b"http" });
+    }
     if let Some(subject) = r.client_cert_subject {
         out.field(b"X-Client-Cert-Subject", subject);
     }
-    if let Some(h) = r.host {
+    if let Some(h) = r.host.filter(|_| ours(b"x-forwarded-host")) {
         out.field(b"X-Forwarded-Host", h);
     }
-    out.field(b"X-Forwarded-Port", r.local_port.as_bytes());
+    if ours(b"x-forwarded-port") {
+        out.field(b"X-Forwarded-Port", r.local_port.as_bytes());
+    }
+    lines_into(r.extra, out);
 }
 
 /// How the response body is framed toward the client.
@@ -265,6 +290,12 @@ pub struct ResponseRewrite<'a> {
     pub client_version: Version,
     /// Fields ringway adds, each a whole line with its CRLF (`sticky`'s Set-Cookie).
     pub extra: &'a [u8],
+    /// `response_headers`: upstream fields not passed on (lower-case: the
+    /// removed ones, and where the rules apply, the replaced ones), and the
+    /// fields added, whole lines.
+    pub hidden: &'a [String],
+    pub replaced: &'a [String],
+    pub rules: &'a [u8],
     pub redirect: Redirect<'a>,
     /// Our `Strict-Transport-Security` value (TLS, `hsts` set): it replaces
     /// any the upstream sent, so the client sees one policy.
@@ -396,7 +427,11 @@ pub fn response_fields<S: FieldSink>(r: &ResponseRewrite, dates: &Dates, out: &m
     let mut has_date = false;
     for (name, value) in r.head.headers() {
         let keep_length = eq_ignore_case(name, b"content-length") && (r.head_request || r.head.status == 304);
-        if (is_hop_by_hop(name) && !keep_length) || named_in(name, &r.meta.connection_names, buf) {
+        if (is_hop_by_hop(name) && !keep_length)
+            || named_in(name, &r.meta.connection_names, buf)
+            || hidden_by(r.hidden, name)
+            || hidden_by(r.replaced, name)
+        {
             continue;
         }
         if r.hsts.is_some() && eq_ignore_case(name, b"strict-transport-security") {
@@ -416,6 +451,7 @@ pub fn response_fields<S: FieldSink>(r: &ResponseRewrite, dates: &Dates, out: &m
         out.field(b"Date", dates.http_date().as_bytes());
     }
     lines_into(r.extra, out);
+    lines_into(r.rules, out);
 }
 
 pub fn response_head(r: &ResponseRewrite, dates: &Dates, out: &mut Vec<u8>) {

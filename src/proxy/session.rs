@@ -42,16 +42,24 @@ pub struct ConnInfo {
     /// forwarding headers (formatted once per connection).
     pub peer_text: AddrText,
     pub port_text: AddrText,
-    /// Which of the worker's listeners accepted it.
+    /// The port it connected to (`$server_port`).
+    pub local_port: u16,
+    /// Which listener accepted it: its index in the generation of the
+    /// connection's latest request.
     pub listener: usize,
+    /// That listener's address as configured: how a later generation
+    /// finds it (indexes change from one config to the next).
+    pub listen: SocketAddr,
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr, local_port: u16, listener: usize) -> ConnInfo {
+    pub fn new(peer: SocketAddr, local_port: u16, listener: usize, listen: SocketAddr) -> ConnInfo {
         ConnInfo {
+            listen,
             peer,
             peer_text: AddrText::ip(peer.ip()),
             port_text: AddrText::port(local_port),
+            local_port,
             listener,
         }
     }

@@ -193,8 +193,8 @@ pub fn switching_head(head: &ResponseHead, out: &mut Vec<u8>) {
 /// Whether HTTP/2 connections advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL`
 /// (RFC 8441 §3): when some location allows WebSocket. SETTINGS go out
 /// before any request names a host, so this is not per server block.
-pub fn rfc8441(ctx: &WorkerCtx) -> bool {
-    ctx.config.servers.iter().any(|s| {
+pub fn rfc8441(gen: &crate::generation::Generation) -> bool {
+    gen.config.servers.iter().any(|s| {
         s.locations
             .iter()
             .any(|l| matches!(l.action, Action::Proxy(_)) && l.allows_upgrade(b"websocket"))

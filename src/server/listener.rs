@@ -33,7 +33,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Accepts until the worker shuts down; each connection becomes its own task.
+/// How long a removed listener waits for one more queued connection
+/// before it closes: its queue is drained, not reset.
+const DRAIN_ACCEPT: Duration = Duration::from_millis(20);
+
+/// Accepts until the worker shuts down, or until `stop` is raised (a reload
+/// removed the address): then what is already queued on the socket is
+/// accepted and served, and the socket is closed.
 ///
 /// The accept in flight when the shutdown comes is cancelled and then
 /// awaited, never dropped: on io_uring the kernel may already have accepted
@@ -41,48 +47,93 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// leaving that client connected to a descriptor nobody reads or closes.
 /// Awaited, it ends either cancelled or with that connection, which is
 /// served like any other (and drained with them).
-pub async fn accept_loop(ctx: Rc<WorkerCtx>, index: usize, listener: monoio::net::TcpListener) {
+pub async fn accept_loop(
+    ctx: Rc<WorkerCtx>,
+    listen: SocketAddr,
+    listener: monoio::net::TcpListener,
+    stop: Rc<crate::shutdown::Shutdown>,
+) {
     let mut canceller = monoio::io::Canceller::new();
+    // The newest generation that listens on this address.
+    let mut last = ctx.gen();
+    let mut removed = false;
     loop {
         let accept = listener.cancelable_accept(canceller.handle());
         let mut accept = std::pin::pin!(accept);
-        let (accepted, last) = monoio::select! {
+        let (accepted, end) = monoio::select! {
             r = &mut accept => (r, false),
             _ = ctx.shutdown.wait() => {
                 canceller = canceller.cancel();
                 (accept.await, true)
             }
+            _ = stop.wait() => {
+                canceller = canceller.cancel();
+                removed = true;
+                (accept.await, true)
+            }
         };
-        if accepted.is_ok() {
-            ctx.metrics.accepted(index);
+        let g = ctx.gen();
+        if g.listener(listen).is_some() {
+            last = g;
         }
+        let max = last.config.global.max_connections;
         match accepted {
             // The cancelled accept had nothing.
-            Err(_) if last => break,
-            Ok((stream, peer))
-                if ctx.active.get() >= ctx.config.global.max_connections && ctx.tls.is_tls(index) =>
-            {
-                // A 503 would need a handshake first: closing costs less.
-                tracing::warn!(peer = %peer, "max_connections ({}) reached: closed", ctx.config.global.max_connections);
-                drop(stream);
-            }
-            Ok((stream, peer)) if ctx.active.get() >= ctx.config.global.max_connections => {
-                // Full: say so and close, rather than leave the client
-                // waiting in the accept queue with no answer.
-                monoio::spawn(proxy::refuse_busy(ctx.clone(), stream, peer));
-            }
-            Ok((stream, peer)) => {
-                let conn = proxy::serve_connection(ctx.clone(), index, stream, peer);
-                monoio::spawn(Isolated::new(conn, peer));
-            }
+            Err(_) if end => break,
+            Ok((stream, peer)) => admit(&ctx, listen, &last, stream, peer, max),
             Err(e) => {
                 // Out of descriptors or memory: back off briefly rather than spin.
                 tracing::warn!(worker = ctx.id, "accept failed: {e}");
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        if last {
+        if end {
             break;
         }
+    }
+    if removed {
+        // Connections the kernel queued before the address was removed are
+        // served; the socket closes once none is waiting.
+        let mut drained = 0;
+        while let Ok(Ok((stream, peer))) = monoio::time::timeout(DRAIN_ACCEPT, listener.accept()).await {
+            admit(
+                &ctx,
+                listen,
+                &last,
+                stream,
+                peer,
+                last.config.global.max_connections,
+            );
+            drained += 1;
+        }
+        tracing::info!(
+            worker = ctx.id,
+            "stopped listening on {listen} ({drained} queued connections taken)"
+        );
+    }
+}
+
+/// Serves an accepted connection, or refuses it when the worker is full.
+fn admit(
+    ctx: &Rc<WorkerCtx>,
+    listen: SocketAddr,
+    last: &Rc<crate::generation::Generation>,
+    stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+    max: usize,
+) {
+    last.metrics.accepted(ctx.id, listen);
+    let tls = last.listener(listen).is_some_and(|i| last.tls.is_tls(i));
+    if ctx.active.get() >= max && tls {
+        // A 503 would need a handshake first: closing costs less.
+        tracing::warn!(peer = %peer, "max_connections ({max}) reached: closed");
+        drop(stream);
+    } else if ctx.active.get() >= max {
+        // Full: say so and close, rather than leave the client
+        // waiting in the accept queue with no answer.
+        monoio::spawn(proxy::refuse_busy(ctx.clone(), stream, peer));
+    } else {
+        let conn = proxy::serve_connection(ctx.clone(), listen, last.clone(), stream, peer);
+        monoio::spawn(Isolated::new(conn, peer));
     }
 }

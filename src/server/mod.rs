@@ -6,16 +6,22 @@
 //! it is never on the request path.
 
 pub mod listener;
+pub mod reload;
 pub mod ring;
 pub mod worker;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+#[allow(clippy::disallowed_types)] // reloads only, never the request path
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use crate::config::Config;
+use crate::generation::Snapshot;
+use crate::log::LogFiles;
 use crate::route::listen_addrs;
 use crate::upstream::health::Probed;
 use crate::upstream::probe::{ProbeMsg, Prober};
@@ -60,46 +66,81 @@ impl Driver {
 pub enum Control {
     /// Stop accepting, drain, exit.
     Shutdown,
-    /// Certificates read again on SIGHUP, per server block (`None`: keep).
-    ReloadTls(worker::TlsReload),
-    /// A server of an upstream has a new address (`resolve_interval`).
-    Addr(Update),
+    /// A new config: build its generation and make it the newest; accept
+    /// on `added` (this worker's sockets of the addresses it adds), stop
+    /// accepting on `removed`.
+    Reload {
+        snapshot: Arc<Snapshot>,
+        added: Vec<(SocketAddr, std::net::TcpListener)>,
+        removed: Vec<SocketAddr>,
+    },
+    /// Access log files reopened (SIGUSR1), for the newest generation.
+    ReopenLogs(Arc<LogFiles>),
+    /// A server of an upstream has a new address (`resolve_interval`); the
+    /// positions are those of the generation numbered first.
+    Addr(u64, Update),
     /// Panic outside any connection task (`Handle::crash_worker`).
     #[doc(hidden)]
     Crash,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Snapshot({})", self.number)
+    }
+}
+
+impl std::fmt::Debug for LogFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogFiles({})", self.len())
+    }
 }
 
 /// Control messages a worker may have waiting; the resolver thread waits
 /// (bounded) when a worker's queue is full.
 const CONTROL_QUEUE: usize = 64;
 
+/// Binds one SO_REUSEPORT group for `addr`: one socket per worker, created
+/// together. A port 0 is chosen by the kernel for the first and shared.
+fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    let mut real = addr;
+    let mut group = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let l = listener::bind(real)?;
+        if real.port() == 0 {
+            real = l.local_addr()?;
+        }
+        group.push(l);
+    }
+    Ok((real, group))
+}
+
 /// Listening sockets bound for every worker, not yet serving.
 pub struct Server {
     config: Arc<Config>,
     workers: usize,
-    /// `sockets[w][i]`: worker `w`'s socket for listen address `i`.
-    sockets: Vec<Vec<std::net::TcpListener>>,
+    /// Per configured listen address, one socket per worker.
+    sockets: Vec<(SocketAddr, Vec<std::net::TcpListener>)>,
     addrs: Vec<SocketAddr>,
     resolver: Arc<dyn Resolve>,
+    logs: Arc<LogFiles>,
     /// `[admin] listen`, bound once, served by worker 0.
     admin: Option<(std::net::TcpListener, SocketAddr)>,
 }
 
 impl Server {
-    /// Binds every listen address once per worker (SO_REUSEPORT). A port 0
-    /// is chosen by the kernel for the first worker and shared by the rest.
+    /// Binds every listen address once per worker (SO_REUSEPORT), and opens
+    /// the access log files. The sockets belong to the process: kept across
+    /// reloads and worker restarts.
     pub fn bind(config: Arc<Config>, workers: usize) -> io::Result<Server> {
-        let mut addrs = listen_addrs(&config);
-        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
-        for addr in addrs.iter_mut() {
-            for worker_sockets in sockets.iter_mut() {
-                let l = listener::bind(*addr)?;
-                if addr.port() == 0 {
-                    *addr = l.local_addr()?;
-                }
-                worker_sockets.push(l);
-            }
+        let mut addrs = Vec::new();
+        let mut sockets = Vec::new();
+        for addr in listen_addrs(&config) {
+            let (real, group) = bind_group(addr, workers)?;
+            addrs.push(real);
+            sockets.push((addr, group));
         }
+        let logs = Arc::new(LogFiles::open(&config)?);
         // One socket, not a SO_REUSEPORT group: one worker serves it.
         let admin = match &config.admin {
             Some(a) => {
@@ -115,6 +156,7 @@ impl Server {
             sockets,
             addrs,
             resolver: Arc::new(SystemResolver),
+            logs,
             admin,
         })
     }
@@ -143,6 +185,7 @@ impl Server {
     }
 
     /// `start`, calling `on_give_up` if the supervisor stops restarting.
+    #[allow(clippy::disallowed_types)] // the reload state's lock, off the request path
     fn launch(self, on_give_up: Option<Box<dyn FnOnce() + Send>>) -> io::Result<Handle> {
         let driver = Driver::detect();
         let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -152,34 +195,49 @@ impl Server {
         // every worker (see upstream::probe).
         let probed = Arc::new(Probed::new(&self.config));
         let prober = Prober::start(&self.config, probed.clone())?;
-        let metrics = Arc::new(crate::metrics::Registry::new(
-            self.config.clone(),
-            self.workers,
-            self.addrs.clone(),
-            prober.is_some().then(|| probed.clone()),
-        ));
-        let mut admin = self.admin.map(|(l, _)| l);
-        for (id, listeners) in self.sockets.into_iter().enumerate() {
+        for id in 0..self.workers {
             let (tx, rx) = flume::bounded(CONTROL_QUEUE);
             controls.push(tx);
             templates.push(worker::Template {
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
                 control: rx,
-                listeners,
-                admin: admin.take(),
             });
         }
-        let (events_tx, events) = flume::unbounded();
-        let shared = Arc::new(worker::Shared::default());
-        let supervisor = worker::Supervisor {
+        let bound: Vec<(SocketAddr, SocketAddr)> = self
+            .sockets
+            .iter()
+            .map(|(a, _)| *a)
+            .zip(self.addrs.iter().copied())
+            .collect();
+        let layout = Arc::new(crate::metrics::Layout::build(
+            self.config.clone(),
+            self.workers,
+            &bound,
+            prober.is_some().then(|| probed.clone()),
+            None,
+        ));
+        let metrics = Arc::new(crate::metrics::Registry::new(self.workers, layout.clone()));
+        let snapshot = Arc::new(Snapshot {
+            number: 1,
             config: self.config.clone(),
+            probed: prober.is_some().then(|| probed.clone()),
+            logs: self.logs.clone(),
+            metrics: layout,
+        });
+        let shared = Arc::new(worker::Shared::default());
+        *shared.current() = Some(worker::Current {
+            snapshot,
+            listeners: self.sockets,
+            admin: self.admin.map(|(l, _)| l),
+        });
+        let (events_tx, events) = flume::unbounded();
+        let supervisor = worker::Supervisor {
             driver,
             templates,
             shared: shared.clone(),
             events_tx: events_tx.clone(),
             events,
             on_give_up,
-            probed: prober.is_some().then(|| probed.clone()),
             metrics: metrics.clone(),
         };
         let mut threads = Vec::new();
@@ -195,34 +253,53 @@ impl Server {
             "listening on {}",
             self.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
         );
-        let resolver = {
-            let workers = controls.clone();
-            let prober = prober.as_ref().map(Prober::sender);
-            Resolver::start(&self.config, self.resolver, move |u| {
-                publish(&workers, prober.as_ref(), u)
-            })?
-        };
+        let resolver = start_resolver(&self.config, &self.resolver, &controls, prober.as_ref(), 1)?;
         Ok(Handle {
             controls,
             events: events_tx,
             shared,
             supervisor,
-            prober,
-            resolver,
-            probed,
+            workers: self.workers,
             metrics,
+            live: Mutex::new(Live {
+                number: 1,
+                config: self.config,
+                probed,
+                prober,
+                resolver,
+                resolve: self.resolver,
+            }),
         })
     }
+}
+
+fn start_resolver(
+    config: &Config,
+    resolve: &Arc<dyn Resolve>,
+    workers: &[flume::Sender<Control>],
+    prober: Option<&Prober>,
+    number: u64,
+) -> io::Result<Option<Resolver>> {
+    let workers = workers.to_vec();
+    let prober = prober.map(Prober::sender);
+    Resolver::start(config, resolve.clone(), move |u| {
+        publish(&workers, prober.as_ref(), number, u)
+    })
 }
 
 /// Hands a new address to every worker and to the prober; false when one
 /// of them did not take it within a second (its queue full: the resolver
 /// sends it again after the next lookup; or it is gone, shutting down).
-fn publish(workers: &[flume::Sender<Control>], prober: Option<&flume::Sender<ProbeMsg>>, u: Update) -> bool {
+fn publish(
+    workers: &[flume::Sender<Control>],
+    prober: Option<&flume::Sender<ProbeMsg>>,
+    number: u64,
+    u: Update,
+) -> bool {
     let wait = std::time::Duration::from_secs(1);
     let mut all = true;
     for (id, w) in workers.iter().enumerate() {
-        if w.send_timeout(Control::Addr(u), wait).is_err() {
+        if w.send_timeout(Control::Addr(number, u), wait).is_err() {
             tracing::warn!(worker = id, "worker did not take a new upstream address");
             all = false;
         }
@@ -233,16 +310,27 @@ fn publish(workers: &[flume::Sender<Control>], prober: Option<&flume::Sender<Pro
     all
 }
 
+/// What a reload replaces: the config in force and the threads built from it.
+pub(crate) struct Live {
+    pub number: u64,
+    pub config: Arc<Config>,
+    pub probed: Arc<Probed>,
+    pub prober: Option<Prober>,
+    pub resolver: Option<Resolver>,
+    pub resolve: Arc<dyn Resolve>,
+}
+
 /// Running workers.
 pub struct Handle {
     controls: Vec<flume::Sender<Control>>,
     events: flume::Sender<worker::Event>,
     shared: Arc<worker::Shared>,
     supervisor: JoinHandle<Result<(), String>>,
-    prober: Option<Prober>,
-    resolver: Option<Resolver>,
-    probed: Arc<Probed>,
+    workers: usize,
     metrics: Arc<crate::metrics::Registry>,
+    /// Touched by reloads only (one at a time), never by a worker.
+    #[allow(clippy::disallowed_types)]
+    live: Mutex<Live>,
 }
 
 impl Handle {
@@ -253,32 +341,51 @@ impl Handle {
         self.metrics.set_draining();
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.events.send(worker::Event::Stop);
-        if let Some(r) = &self.resolver {
-            r.stop();
-        }
-        if let Some(p) = &self.prober {
-            p.stop();
+        {
+            let live = self.live();
+            if let Some(r) = &live.resolver {
+                r.stop();
+            }
+            if let Some(p) = &live.prober {
+                p.stop();
+            }
         }
         for c in &self.controls {
             let _ = c.send(Control::Shutdown);
         }
     }
 
-    /// Re-reads every TLS certificate and key and hands them to the
-    /// workers. Connections already open keep their sessions; a file that
-    /// fails its checks leaves that block's certificate as it was.
-    pub fn reload_tls(&self, config: &Config) {
-        let fresh = Arc::new(crate::tls::server::reload_material(config));
-        // Kept for a worker that is restarted later: it starts from the
-        // config's files and applies this on top.
-        self.shared.set_tls_reloaded(fresh.clone());
+    #[allow(clippy::disallowed_types)]
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts `config` in force (see `reload`): binds the addresses it adds,
+    /// opens its log files, hands every worker the new snapshot and
+    /// restarts the prober and resolver. Nothing changes when it fails.
+    /// Counted in the metrics (`ringway_config_reloads_total`).
+    pub fn reload(&self, config: Config) -> io::Result<reload::Changes> {
+        let r = reload::apply(self, config);
+        self.metrics
+            .record_reload(r.is_ok(), r.as_ref().map_or(0, |c| c.generation));
+        r
+    }
+
+    /// Reopens every access log file and hands them to the workers.
+    pub fn reopen_logs(&self) -> io::Result<usize> {
+        let config = self.live().config.clone();
+        let files = Arc::new(LogFiles::open(&config)?);
         for c in &self.controls {
-            // A worker that has not taken the previous messages yet gets this
-            // one after them; a full queue means it is stuck or leaving.
-            if c.try_send(Control::ReloadTls(fresh.clone())).is_err() {
-                tracing::warn!("a worker did not take the reloaded certificates");
+            if c.send_timeout(
+                Control::ReopenLogs(files.clone()),
+                std::time::Duration::from_secs(1),
+            )
+            .is_err()
+            {
+                tracing::warn!("a worker did not take the reopened log files");
             }
         }
+        Ok(files.len())
     }
 
     /// Waits for every worker (and the prober) to finish. The resolver
@@ -295,16 +402,17 @@ impl Handle {
             Ok(Err(why)) => Err(io::Error::other(why)),
             Err(_) => Err(io::Error::other("the worker supervisor panicked")),
         };
-        if let Some(p) = self.prober {
+        let prober = self.live.into_inner().unwrap_or_else(|e| e.into_inner()).prober;
+        if let Some(p) = prober {
             p.join();
         }
         workers
     }
 
     /// Whether active health checks have server `server` of upstream
-    /// `upstream` (indexes in config order) out of rotation.
+    /// `upstream` (indexes in the config in force) out of rotation.
     pub fn probed_down(&self, upstream: usize, server: usize) -> bool {
-        self.probed.is_down(upstream, server)
+        self.live().probed.is_down(upstream, server)
     }
 
     /// The process's metrics: where a config reload is counted
@@ -333,26 +441,53 @@ impl Handle {
 }
 
 /// Runs until SIGTERM or SIGINT, then drains and returns; returns an error
-/// when a worker kept dying (see `worker`). SIGHUP reloads TLS certificates.
-pub fn run(config: Arc<Config>, workers: usize) -> io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+/// when a worker kept dying (see `worker`). SIGHUP reloads the config from
+/// `path`, SIGUSR1 reopens the access logs; `reload_watch` reloads when a
+/// config file changes.
+pub fn run(config: Arc<Config>, workers: usize, path: PathBuf) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     // Registered before the workers start, so an early signal is not lost.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    let server = Server::bind(config.clone(), workers)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
+    let pid_file = config.global.pid_file.clone();
+    let server = Server::bind(config, workers)?;
+    if let Some(p) = &pid_file {
+        reload::write_pid_file(p)?;
+    }
     // A worker that keeps dying ends the wait below as a signal would.
     let wake = signals.handle();
-    let handle = server.launch(Some(Box::new(move || wake.close())))?;
+    let handle = Arc::new(server.launch(Some(Box::new(move || wake.close())))?);
+    // Reloads run on a thread of their own: reading files, resolving names
+    // and binding never happen on a worker or hold up a signal.
+    let (tx, rx) = flume::bounded(4);
+    let reloader = {
+        let handle = handle.clone();
+        std::thread::Builder::new()
+            .name("ringway-reload".into())
+            .spawn(move || reload::thread(&handle, &path, rx))?
+    };
     for sig in signals.forever() {
-        if sig == SIGHUP {
-            tracing::info!("signal {sig}: reloading TLS certificates");
-            handle.reload_tls(&config);
-            continue;
+        let job = match sig {
+            SIGHUP => reload::Job::Reload("SIGHUP"),
+            SIGUSR1 => reload::Job::ReopenLogs,
+            _ => {
+                tracing::info!("signal {sig}: draining");
+                break;
+            }
+        };
+        if tx.try_send(job).is_err() {
+            tracing::warn!("signal {sig}: a reload is already queued");
         }
-        tracing::info!("signal {sig}: draining");
-        break;
     }
+    drop(tx);
+    let _ = reloader.join();
     handle.shutdown();
-    handle.wait()?;
+    let handle =
+        Arc::try_unwrap(handle).map_err(|_| io::Error::other("the reload thread still holds the server"))?;
+    let result = handle.wait();
+    if let Some(p) = &pid_file {
+        reload::remove_pid_file(p);
+    }
+    result?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,9 +12,9 @@
 //!
 //! The supervisor, a thread of its own, notices the end, logs the worker id
 //! and the panic message, and starts the worker again on the same core with
-//! a fresh `WorkerCtx` and the same listening sockets: the supervisor owns
-//! every worker's sockets for the life of the process and hands each start
-//! of a worker duplicates of its own (`try_clone`). So a worker's death
+//! a fresh `WorkerCtx` and the same listening sockets: the process owns
+//! every worker's sockets (`Shared::current`, updated by reloads) and hands
+//! each start of a worker duplicates of its own (`try_clone`). So a worker's death
 //! never closes its sockets; connections the kernel queues on them while
 //! it is down wait there and are served by the restarted worker. The dead
 //! worker's open connections are lost; the other workers' are untouched.
@@ -22,8 +22,8 @@
 //! soon as the workers' accept loops end. Restarts back off, and a worker
 //! that dies more than `MAX_RESTARTS` times within `RESTART_WINDOW` makes
 //! the supervisor give up, so a fault that recurs stops the process with
-//! an error instead of looping. A restarted worker gets the config the
-//! server started with, and the certificates last reloaded on SIGHUP.
+//! an error instead of looping. A restarted worker gets the newest config
+//! (the last reload's) and the process's current listening sockets.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -36,10 +36,14 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
 use crate::ctx::WorkerCtx;
+use crate::generation::Snapshot;
 use crate::metrics::Registry;
-use crate::upstream::health::Probed;
+use crate::shutdown::Shutdown;
 
 use super::{listener, Control, Driver};
 
@@ -50,22 +54,18 @@ const POOL_SWEEP_TICKS: u32 = (POOL_SWEEP.as_millis() / crate::deadline::TICK.as
 pub struct WorkerSpec {
     pub id: usize,
     pub core: Option<core_affinity::CoreId>,
-    pub config: Arc<Config>,
-    pub listeners: Vec<TcpListener>,
+    /// The newest config (a restarted worker starts from the last reload's).
+    pub snapshot: Arc<Snapshot>,
+    /// The worker's duplicates of the process's listening sockets, by
+    /// configured address.
+    pub listeners: Vec<(SocketAddr, TcpListener)>,
     pub control: flume::Receiver<Control>,
     pub driver: Driver,
-    /// Active health verdicts, when some upstream is checked.
-    pub probed: Option<Arc<Probed>>,
-    /// Certificates reloaded (SIGHUP) since the server started.
-    pub tls_reloaded: Option<TlsReload>,
     /// Every worker's counters; this worker writes block `id`.
     pub metrics: Arc<Registry>,
     /// The admin listener (worker 0 only, when `[admin]` is configured).
     pub admin: Option<TcpListener>,
 }
-
-/// Certificates read again on SIGHUP, per server block (`None`: keep).
-pub type TlsReload = Arc<Vec<Option<Arc<crate::tls::server::Material>>>>;
 
 /// The body of a worker thread.
 pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
@@ -115,24 +115,15 @@ type Faults = flume::Sender<String>;
 /// Serves until a shutdown; `Some` with the message when one of the worker's
 /// own tasks panicked.
 async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
-    let ctx = WorkerCtx::new(
-        spec.id,
-        spec.config,
-        spec.probed,
-        spec.metrics.workers[spec.id].clone(),
-    )?;
     let registry = spec.metrics;
+    let ctx = WorkerCtx::new(spec.id, &spec.snapshot, registry.workers[spec.id].clone());
     registry.worker_started(ctx.id);
     let _running = Running(&registry, ctx.id);
-
-    // Certificates reloaded since the server started (a restarted worker).
-    if let Some(fresh) = &spec.tls_reloaded {
-        ctx.tls.reload(&ctx.config, fresh);
-    }
     let (faults, fault) = flume::bounded::<String>(1);
     // The admin listener, on worker 0 (see admin.rs), with a stop of its
-    // own: it stays open through the drain of the client listeners.
-    let admin_stop = std::rc::Rc::new(crate::shutdown::Shutdown::default());
+    // own: it stays open through the drain of the client listeners, and
+    // across reloads (its address cannot change by one).
+    let admin_stop = Rc::new(Shutdown::default());
     let admin = match spec.admin {
         Some(l) => Some(spawn_guarded(
             &faults,
@@ -145,14 +136,9 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
         )),
         None => None,
     };
-    let mut accepting = Vec::new();
-    for (i, l) in spec.listeners.into_iter().enumerate() {
-        let l = monoio::net::TcpListener::from_std(l)?;
-        accepting.push(spawn_guarded(
-            &faults,
-            "accept loop",
-            listener::accept_loop(ctx.clone(), i, l),
-        ));
+    let mut accepting = Accepting::default();
+    for (addr, l) in spec.listeners {
+        accepting.add(&ctx, &faults, addr, l)?;
     }
     // The worker's housekeeping tick: idle client deadlines every tick,
     // idle upstream connections every POOL_SWEEP.
@@ -168,7 +154,7 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
             crate::metrics::publish(&ticker);
             n += 1;
             if n.is_multiple_of(POOL_SWEEP_TICKS) {
-                for up in &ticker.upstreams {
+                for up in &ticker.gen().upstreams {
                     up.pool.sweep();
                 }
             }
@@ -183,16 +169,32 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
         monoio::select! {
             m = spec.control.recv_async() => match m {
                 Ok(Control::Shutdown) | Err(_) => break None,
-                Ok(Control::ReloadTls(fresh)) => {
-                    let n = ctx.tls.reload(&ctx.config, &fresh);
-                    tracing::info!(
-                        worker = ctx.id,
-                        "TLS certificates reloaded ({n} server blocks updated)"
-                    );
+                Ok(Control::Reload { snapshot, added, removed }) => {
+                    // A restarted worker may find a reload it started from.
+                    if snapshot.number > ctx.gen().number {
+                        ctx.install(&snapshot);
+                        for addr in removed {
+                            accepting.remove(addr);
+                        }
+                        for (addr, l) in added {
+                            if let Err(e) = accepting.add(&ctx, &faults, addr, l) {
+                                tracing::error!(worker = ctx.id, "cannot accept on {addr}: {e}");
+                            }
+                        }
+                        tracing::info!(worker = ctx.id, "config generation {} installed", snapshot.number);
+                    }
                 }
-                Ok(Control::Addr(u)) => {
-                    if let Some(up) = ctx.upstreams.get(u.upstream) {
-                        up.set_addr(u.server, u.addr);
+                Ok(Control::ReopenLogs(files)) => {
+                    let n = ctx.gen().logs.reopen(&files);
+                    tracing::debug!(worker = ctx.id, "access logs reopened ({n})");
+                }
+                Ok(Control::Addr(number, u)) => {
+                    // Positions are those of generation `number`'s config.
+                    let gen = ctx.gen();
+                    if gen.number == number {
+                        if let Some(up) = gen.upstreams.get(u.upstream) {
+                            up.set_addr(u.server, u.addr);
+                        }
                     }
                 }
                 Ok(Control::Crash) => {
@@ -216,7 +218,7 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
     // sockets close; after a fault it keeps them, and what the kernel queues
     // on them meanwhile waits for the restarted worker.
     let _ = monoio::time::timeout(Duration::from_secs(1), async {
-        for h in accepting {
+        for (_, (_, h)) in accepting.loops.drain() {
             h.await;
         }
     })
@@ -224,7 +226,7 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
     if panicked.is_none() {
         // Drain: stop accepting, close idle connections, let requests in
         // flight finish until drain_timeout.
-        let drain_until = Instant::now() + ctx.config.global.drain_timeout;
+        let drain_until = Instant::now() + ctx.gen().config.global.drain_timeout;
         while ctx.active.get() > 0 && Instant::now() < drain_until {
             monoio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -248,14 +250,15 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    for up in &ctx.upstreams {
+    let gen = ctx.gen();
+    for up in &gen.upstreams {
         up.pool.clear();
     }
-    ctx.logs.flush_all();
+    gen.logs.flush_all();
     if let Some(admin) = admin {
         // `/healthz` answers 503 until the other workers have drained too
         // (each within drain_timeout, and a second to close what is left).
-        let until = Instant::now() + ctx.config.global.drain_timeout + Duration::from_secs(2);
+        let until = Instant::now() + gen.config.global.drain_timeout + Duration::from_secs(2);
         while panicked.is_none() && registry.running() > 1 && Instant::now() < until {
             monoio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -271,6 +274,43 @@ struct Running<'a>(&'a Registry, usize);
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.worker_stopped(self.1);
+    }
+}
+
+/// The worker's accept loops, one per listen address, each with the flag
+/// that stops it when a reload removes the address.
+#[derive(Default)]
+struct Accepting {
+    loops: HashMap<SocketAddr, (Rc<Shutdown>, monoio::task::JoinHandle<()>)>,
+}
+
+impl Accepting {
+    fn add(
+        &mut self,
+        ctx: &Rc<WorkerCtx>,
+        faults: &Faults,
+        addr: SocketAddr,
+        l: TcpListener,
+    ) -> std::io::Result<()> {
+        if self.loops.contains_key(&addr) {
+            return Ok(());
+        }
+        let l = monoio::net::TcpListener::from_std(l)?;
+        let stop = Rc::new(Shutdown::default());
+        let h = spawn_guarded(
+            faults,
+            "accept loop",
+            listener::accept_loop(ctx.clone(), addr, l, stop.clone()),
+        );
+        self.loops.insert(addr, (stop, h));
+        Ok(())
+    }
+
+    /// Stops accepting on `addr`; the loop takes what is queued and ends.
+    fn remove(&mut self, addr: SocketAddr) {
+        if let Some((stop, _)) = self.loops.remove(&addr) {
+            stop.raise();
+        }
     }
 }
 
@@ -353,24 +393,30 @@ pub(super) struct Shared {
     pub stopping: AtomicBool,
     pub restarts: AtomicUsize,
     pub gave_up: AtomicBool,
-    /// The latest certificates reloaded on SIGHUP. Not on the request path:
-    /// written by the main thread on a reload and read by the supervisor
-    /// when it restarts a worker (handed over in `WorkerSpec`); a worker
-    /// serving requests never touches it, so a lock is fine here.
+    /// What a worker (re)started now gets: the newest config and the
+    /// process's listening sockets. Not on the request path: written by
+    /// the reload thread and read by the supervisor when it starts a
+    /// worker, so a lock is fine here.
     #[allow(clippy::disallowed_types)]
-    tls_reloaded: std::sync::Mutex<Option<TlsReload>>,
+    pub current: std::sync::Mutex<Option<Current>>,
+}
+
+/// The newest config and the listening sockets, as a starting worker needs them.
+pub(super) struct Current {
+    pub snapshot: Arc<Snapshot>,
+    /// Per configured address, one socket per worker (the SO_REUSEPORT
+    /// group, bound together by the main thread); kept for the life of the
+    /// process, or until a reload removes the address.
+    pub listeners: Vec<(SocketAddr, Vec<TcpListener>)>,
+    /// The admin listener, served by worker 0: one socket, not a
+    /// SO_REUSEPORT group, kept for the life of the process.
+    pub admin: Option<TcpListener>,
 }
 
 impl Shared {
-    pub fn set_tls_reloaded(&self, fresh: TlsReload) {
-        *self.tls_reloaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-    }
-
-    pub fn tls_reloaded(&self) -> Option<TlsReload> {
-        self.tls_reloaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    #[allow(clippy::disallowed_types)]
+    pub fn current(&self) -> std::sync::MutexGuard<'_, Option<Current>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -378,17 +424,10 @@ impl Shared {
 pub(super) struct Template {
     pub core: Option<core_affinity::CoreId>,
     pub control: flume::Receiver<Control>,
-    /// The worker's listening sockets, one per listen address. Each start
-    /// of the worker gets duplicates; these stay open across its restarts
-    /// and are dropped when the server stops.
-    pub listeners: Vec<TcpListener>,
-    /// The admin listener, held the same way (worker 0's template only).
-    pub admin: Option<TcpListener>,
 }
 
 /// Restarts workers that die; ends once every worker has stopped.
 pub(super) struct Supervisor {
-    pub config: Arc<Config>,
     pub driver: Driver,
     pub templates: Vec<Template>,
     pub shared: Arc<Shared>,
@@ -396,8 +435,6 @@ pub(super) struct Supervisor {
     pub events: flume::Receiver<Event>,
     /// Called once if the supervisor gives up, so the main thread wakes.
     pub on_give_up: Option<Box<dyn FnOnce() + Send>>,
-    /// Active health verdicts, when some upstream is checked.
-    pub probed: Option<Arc<Probed>>,
     pub metrics: Arc<Registry>,
 }
 
@@ -406,21 +443,29 @@ impl Supervisor {
     /// sockets.
     pub fn spawn(&self, id: usize) -> std::io::Result<JoinHandle<()>> {
         let t = &self.templates[id];
-        let listeners = t
-            .listeners
-            .iter()
-            .map(TcpListener::try_clone)
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let admin = t.admin.as_ref().map(TcpListener::try_clone).transpose()?;
+        let (snapshot, listeners, admin) = {
+            let current = self.shared.current();
+            let c = current
+                .as_ref()
+                .ok_or_else(|| std::io::Error::other("the server is stopping"))?;
+            let listeners = c
+                .listeners
+                .iter()
+                .map(|(addr, socks)| Ok((*addr, socks[id].try_clone()?)))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let admin = match (&c.admin, id) {
+                (Some(a), 0) => Some(a.try_clone()?),
+                _ => None,
+            };
+            (c.snapshot.clone(), listeners, admin)
+        };
         let spec = WorkerSpec {
             id,
             core: t.core,
-            config: self.config.clone(),
+            snapshot,
             listeners,
             control: t.control.clone(),
             driver: self.driver,
-            probed: self.probed.clone(),
-            tls_reloaded: self.shared.tls_reloaded(),
             metrics: self.metrics.clone(),
             admin,
         };
@@ -454,11 +499,8 @@ impl Supervisor {
             // Stopping: the workers' duplicates are the last descriptors of
             // the listening sockets, so they close as the accept loops end
             // and new clients are refused rather than queued for no one.
-            for id in 0..n {
-                if self.stopping(id) {
-                    self.templates[id].listeners.clear();
-                    self.templates[id].admin = None;
-                }
+            if (0..n).all(|id| self.stopping(id)) {
+                self.shared.current().take();
             }
             if threads.iter().all(Option::is_none) && due.iter().all(Option::is_none) {
                 break;
@@ -478,11 +520,7 @@ impl Supervisor {
                         let _ = t.join();
                     }
                     let cause = match outcome {
-                        Outcome::Stopped => {
-                            self.templates[id].listeners.clear();
-                            self.templates[id].admin = None;
-                            continue;
-                        }
+                        Outcome::Stopped => continue,
                         Outcome::Failed(e) => format!("failed: {e}"),
                         Outcome::Panicked(m) => format!("panicked: {m}"),
                     };

@@ -111,29 +111,6 @@ pub fn load_material(
     })
 }
 
-/// Reads every TLS block's files again (on SIGHUP, on the main thread). A
-/// block whose files fail any check keeps its current certificate: its entry
-/// is `None`, and the reason is logged.
-pub fn reload_material(cfg: &Config) -> Vec<Option<Arc<Material>>> {
-    cfg.servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let tls = s.tls.as_ref().filter(|t| !t.reject_handshake)?;
-            match load_material(&tls.cert, &tls.key, tls.client_ca.as_deref()) {
-                Ok(m) => {
-                    tracing::info!("server[{i}].tls: reloaded {}", tls.cert.display());
-                    Some(Arc::new(m))
-                }
-                Err((_, e)) => {
-                    tracing::error!("server[{i}].tls: {e}; keeping the certificate in use");
-                    None
-                }
-            }
-        })
-        .collect()
-}
-
 /// The leaf must parse as X.509 and be valid now.
 fn check_leaf(path: &Path, der: &[u8]) -> Result<(), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
@@ -171,11 +148,22 @@ enum Block {
     Reject,
 }
 
-/// Builds one block's rustls config from its options and certificate.
-/// Called on each worker (and once by `--check`, to validate the options).
+/// A server block's identity across reloads: its names and listen
+/// addresses, hashed. Session tickets are bound to it (with the
+/// certificate), so a reload that moves blocks around still resumes the
+/// sessions of a block that stayed, and never those of another.
+pub fn block_key(s: &crate::config::Server) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same in every worker and every reload.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.server_names.hash(&mut h);
+    s.listen.hash(&mut h);
+    h.finish()
+}
+
 /// The rustls config of a block. `h2`: offer HTTP/2 in ALPN, before
 /// HTTP/1.1 (RFC 9113 §3.2).
-pub fn server_config(tls: &Tls, material: &Material, block: usize, h2: bool) -> Result<ServerConfig, String> {
+pub fn server_config(tls: &Tls, material: &Material, block: u64, h2: bool) -> Result<ServerConfig, String> {
     let mut provider = (*super::provider()).clone();
     if let Some(names) = &tls.ciphers {
         provider
@@ -244,6 +232,8 @@ impl ResolvesServerCert for Fixed {
 pub struct WorkerTls {
     listeners: Vec<bool>,
     blocks: RefCell<Vec<Option<Block>>>,
+    /// Each block's `block_key`.
+    pub keys: Vec<u64>,
 }
 
 impl WorkerTls {
@@ -262,12 +252,13 @@ impl WorkerTls {
             .enumerate()
             .map(|(i, s)| {
                 let tls = s.tls.as_ref()?;
-                build_block(tls, tls.material.as_deref(), i, s.http2.tls_alpn)
+                build_block(tls, tls.material.as_deref(), i, block_key(s), s.http2.tls_alpn)
             })
             .collect();
         WorkerTls {
             listeners,
             blocks: RefCell::new(blocks),
+            keys: cfg.servers.iter().map(block_key).collect(),
         }
     }
 
@@ -276,36 +267,16 @@ impl WorkerTls {
         self.listeners.get(listener).copied().unwrap_or(false)
     }
 
-    /// Installs newly loaded certificates; `None` keeps a block's current
-    /// one. Returns how many blocks changed.
-    pub fn reload(&self, cfg: &Config, fresh: &[Option<Arc<Material>>]) -> usize {
-        let mut blocks = self.blocks.borrow_mut();
-        let mut changed = 0;
-        for (i, m) in fresh.iter().enumerate() {
-            let Some(server) = cfg.servers.get(i) else {
-                continue;
-            };
-            let (Some(m), Some(tls)) = (m, server.tls.as_ref()) else {
-                continue;
-            };
-            if let Some(b) = build_block(tls, Some(m), i, server.http2.tls_alpn) {
-                blocks[i] = Some(b);
-                changed += 1;
-            }
-        }
-        changed
-    }
-
     fn block(&self, i: usize) -> Option<Block> {
         self.blocks.borrow().get(i).cloned().flatten()
     }
 }
 
-fn build_block(tls: &Tls, material: Option<&Material>, i: usize, h2: bool) -> Option<Block> {
+fn build_block(tls: &Tls, material: Option<&Material>, i: usize, key: u64, h2: bool) -> Option<Block> {
     if tls.reject_handshake {
         return Some(Block::Reject);
     }
-    match server_config(tls, material?, i, h2) {
+    match server_config(tls, material?, key, h2) {
         Ok(c) => Some(Block::Serve(Arc::new(c))),
         Err(e) => {
             // Checked when the config was loaded; only a reload can get here.
@@ -322,8 +293,11 @@ pub struct TlsInfo {
     pub version: &'static str,
     /// The cipher suite's IANA name as rustls spells it.
     pub cipher: &'static str,
-    /// The server block SNI chose during the handshake.
+    /// The server block SNI chose during the handshake (its index in the
+    /// generation the connection was accepted under).
     pub server: usize,
+    /// That block's `block_key`, which a later generation compares.
+    pub block: u64,
     /// The verified client certificate's subject (RFC 4514 text), if any.
     pub client_subject: Option<String>,
     /// A session was resumed (ticket or session ID) rather than made.
@@ -455,6 +429,7 @@ pub async fn accept(
         version,
         cipher,
         server,
+        block: tls.keys.get(server).copied().unwrap_or(0),
         client_subject,
         resumed,
         h2,

@@ -16,9 +16,9 @@ pub const TICKET_PERIOD_SECS: u64 = 3600;
 
 /// What ticket keys are bound to besides the period: the server block and
 /// its certificate (SHA-256 of both), the same in every worker.
-pub(super) fn ticket_scope(block: usize, key: &CertifiedKey) -> [u8; 32] {
+pub(super) fn ticket_scope(block: u64, key: &CertifiedKey) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&(block as u64).to_be_bytes());
+    ctx.update(&block.to_be_bytes());
     if let Some(leaf) = key.cert.first() {
         ctx.update(leaf);
     }

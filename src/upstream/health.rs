@@ -16,6 +16,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -25,31 +26,69 @@ use crate::config::Config;
 /// thread writes; every worker's `select` reads with a relaxed load, no
 /// lock. Nothing else is published through these flags, so no stronger
 /// ordering is needed: a worker that sees a change a request late does no harm.
+///
+/// Indexed by the upstream's position in one config; each upstream's flags
+/// are an `Arc` of their own, so a reload that keeps an upstream unchanged
+/// keeps its flags (`carry`), whatever its new position.
 pub struct Probed {
-    down: Box<[Box<[AtomicBool]>]>,
+    ups: Box<[Arc<ProbedUpstream>]>,
+}
+
+/// One upstream's active health flags, one per server.
+pub struct ProbedUpstream {
+    down: Box<[AtomicBool]>,
+}
+
+impl ProbedUpstream {
+    fn new(servers: usize) -> Arc<ProbedUpstream> {
+        Arc::new(ProbedUpstream {
+            down: (0..servers).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    pub fn is_down(&self, server: usize) -> bool {
+        self.down.get(server).is_some_and(|d| d.load(Ordering::Relaxed))
+    }
 }
 
 impl Probed {
     /// Every server of every upstream starts up.
     pub fn new(config: &Config) -> Probed {
         Probed {
-            down: config
+            ups: config
                 .upstreams
                 .iter()
-                .map(|u| u.servers.iter().map(|_| AtomicBool::new(false)).collect())
+                .map(|u| ProbedUpstream::new(u.servers.len()))
                 .collect(),
         }
     }
 
+    /// For a reloaded config: an upstream unchanged since `old_config` keeps
+    /// its flags; a new or changed one starts with every server up.
+    pub fn carry(&self, old_config: &Config, config: &Config) -> Probed {
+        Probed {
+            ups: config
+                .upstreams
+                .iter()
+                .map(|u| match old_config.upstreams.iter().position(|o| o.same_as(u)) {
+                    Some(i) => self.ups[i].clone(),
+                    None => ProbedUpstream::new(u.servers.len()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Upstream `upstream`'s flags (by position in the config they were made for).
+    pub fn upstream(&self, upstream: usize) -> Option<Arc<ProbedUpstream>> {
+        self.ups.get(upstream).cloned()
+    }
+
     pub fn is_down(&self, upstream: usize, server: usize) -> bool {
-        self.down
-            .get(upstream)
-            .and_then(|u| u.get(server))
-            .is_some_and(|d| d.load(Ordering::Relaxed))
+        self.ups.get(upstream).is_some_and(|u| u.is_down(server))
     }
 
     pub fn set(&self, upstream: usize, server: usize, down: bool) {
-        if let Some(d) = self.down.get(upstream).and_then(|u| u.get(server)) {
+        if let Some(d) = self.ups.get(upstream).and_then(|u| u.down.get(server)) {
             d.store(down, Ordering::Relaxed);
         }
     }
@@ -68,6 +107,12 @@ pub struct Streak {
 impl Streak {
     pub fn is_down(&self) -> bool {
         self.down
+    }
+
+    /// A count that starts from a known state (a prober restarted by a
+    /// reload goes on from what its predecessor published).
+    pub fn starting(down: bool) -> Streak {
+        Streak { down, run: 0 }
     }
 
     /// Counts one probe; returns the new state (true: down) when it changed.
@@ -169,6 +214,40 @@ mod tests {
     use super::*;
 
     const T: Duration = Duration::from_secs(10);
+
+    fn config(upstreams: &str) -> Config {
+        let text = format!("{upstreams}\n[[server]]\nlisten = [\"127.0.0.1:0\"]\n");
+        Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_reload_carries_the_flags_of_unchanged_upstreams_by_name() {
+        let old = config(
+            "[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n\
+             [[upstream]]\nname = \"b\"\nservers = [\"127.0.0.1:3\"]\n",
+        );
+        let probed = Probed::new(&old);
+        probed.set(0, 1, true);
+        probed.set(1, 0, true);
+        // Reordered: `a` unchanged at position 1, `b` changed (another key), `c` new.
+        let new = config(
+            "[[upstream]]\nname = \"b\"\nservers = [\"127.0.0.1:3\"]\nkeepalive = 4\n\
+             [[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n\
+             [[upstream]]\nname = \"c\"\nservers = [\"127.0.0.1:1\"]\n",
+        );
+        assert!(old.upstreams[0].same_as(&new.upstreams[1]));
+        assert!(!old.upstreams[1].same_as(&new.upstreams[0]));
+        let carried = probed.carry(&old, &new);
+        assert!(
+            carried.is_down(1, 1) && !carried.is_down(1, 0),
+            "a kept its flags"
+        );
+        assert!(!carried.is_down(0, 0), "b changed: fresh flags");
+        assert!(!carried.is_down(2, 0), "c is new");
+        // The same flags, not a copy: the old prober's last verdicts still land.
+        probed.set(0, 0, true);
+        assert!(carried.is_down(1, 0));
+    }
 
     #[test]
     fn max_fails_within_fail_timeout_mark_down_for_fail_timeout() {

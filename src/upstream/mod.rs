@@ -160,7 +160,12 @@ pub struct UpstreamState {
     ewma: Vec<balance::PeakEwma>,
     config: Arc<Config>,
     /// What active checks say, shared by every worker; `None` without them.
-    pub probed: Option<Arc<health::Probed>>,
+    pub probed: Option<Arc<health::ProbedUpstream>>,
+    /// Set when a reload removed or changed this upstream: connections
+    /// that finish their request are closed, not pooled.
+    pub retired: Cell<bool>,
+    /// This upstream's metrics series, set by the generation that made it.
+    pub metrics: Option<Arc<crate::metrics::UpstreamSeries>>,
     /// Each server's address: the one resolved at load until
     /// `resolve_interval` hands this worker another (`set_addr`).
     addrs: Vec<Cell<SocketAddr>>,
@@ -181,7 +186,7 @@ impl UpstreamState {
             index,
             balancer: balance::RoundRobin::new(up.servers.iter().map(|s| s.weight)),
             pool: pool::Pool::new(up.keepalive, up.keepalive_timeout),
-            h2: h2::H2Pool::new(index, up.servers.len()),
+            h2: h2::H2Pool::new(up.servers.len()),
             tls: up.tls.as_ref().map(Connector::new),
             peers: up.servers.iter().map(|_| health::PeerState::default()).collect(),
             weights: up.servers.iter().map(|s| s.weight).collect(),
@@ -212,6 +217,8 @@ impl UpstreamState {
             ewma: up.servers.iter().map(|_| balance::PeakEwma::default()).collect(),
             config: config.clone(),
             probed: None,
+            retired: Cell::new(false),
+            metrics: None,
             addrs: up.servers.iter().map(|s| Cell::new(s.addr)).collect(),
         }
     }
@@ -266,7 +273,16 @@ impl UpstreamState {
 
     /// Taken out of rotation by active checks.
     fn probed_down(&self, i: usize) -> bool {
-        self.probed.as_ref().is_some_and(|p| p.is_down(self.index, i))
+        self.probed.as_ref().is_some_and(|p| p.is_down(i))
+    }
+
+    /// A reload removed or changed this upstream: idle connections close
+    /// now, busy ones when their request is done (`retired` keeps them out
+    /// of the pool); requests still running under the old config go on.
+    pub fn retire(&self) {
+        self.retired.set(true);
+        self.pool.clear();
+        self.h2.retire_all();
     }
 
     pub fn config(&self) -> &Upstream {

@@ -78,7 +78,7 @@ impl Prober {
                     tls: tls.clone(),
                     h2: up.protocol == crate::config::UpstreamProtocol::H2,
                     addr: Cell::new(peer.addr),
-                    streak: Cell::new(Streak::default()),
+                    streak: Cell::new(Streak::starting(probed.is_down(u, s))),
                     busy: Cell::new(false),
                     due: Cell::new(now),
                 });

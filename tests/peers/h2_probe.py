@@ -10,6 +10,7 @@ hang.
 """
 
 import json
+import os
 import socket
 import ssl
 import sys
@@ -219,7 +220,7 @@ def scenario_concurrent(port, tls, n, path):
     return raw_collect(sock, sids)
 
 
-def raw_collect(sock, sids, deadline=WAIT, want_goaway=False):
+def raw_collect(sock, sids, deadline=WAIT, want_goaway=False, dec=None):
     """Reads frames with a bare parser (the `h2` state machine gives up at
     the first GOAWAY, even a graceful one); reports statuses, bodies and
     resets per stream and the last GOAWAY. Ends when every stream in `sids`
@@ -228,8 +229,10 @@ def raw_collect(sock, sids, deadline=WAIT, want_goaway=False):
     from hpack import Decoder
     from hyperframe.frame import Frame
 
-    dec = Decoder()
-    dec.max_header_list_size = 1 << 20
+    if dec is None:
+        # One decoder per connection: pass it again to read on (HPACK state).
+        dec = Decoder()
+        dec.max_header_list_size = 1 << 20
     buf = b""
     streams = {s: {"status": None, "reset": None, "ended": False, "body": ""} for s in sids}
     goaway = None
@@ -585,6 +588,28 @@ def scenario_reset_inflight(port, tls, path):
     return col.result()
 
 
+def scenario_second_after_file(port, tls, flag):
+    """Sends one request and reads its response; then waits (bounded) for
+    the file `flag` to exist, sends a second request on the same connection
+    and reports both responses and the GOAWAY that follows (a reload that
+    removed the listener). Raw frames, as a graceful GOAWAY ends the `h2`
+    state machine."""
+    from hpack import Decoder, Encoder
+
+    sock = raw_start(port, tls)
+    enc, dec = Encoder(), Decoder()
+    dec.max_header_list_size = 1 << 20
+    sock.sendall(HeadersFrame(1, data=enc.encode(request_headers("/first")), flags=["END_HEADERS", "END_STREAM"]).serialize())
+    first = raw_collect(sock, [1], dec=dec)
+    end = time.time() + WAIT
+    while not os.path.exists(flag) and time.time() < end:
+        time.sleep(0.02)
+    sock.sendall(HeadersFrame(3, data=enc.encode(request_headers("/second")), flags=["END_HEADERS", "END_STREAM"]).serialize())
+    second = raw_collect(sock, [3], want_goaway=True, dec=dec)
+    second["streams"].update(first["streams"])
+    return second
+
+
 SCENARIOS = {
     "get": scenario_get,
     "malformed": scenario_malformed,
@@ -598,6 +623,7 @@ SCENARIOS = {
     "goaway_on_idle": scenario_goaway_on_idle,
     "goaway_after": scenario_goaway_after,
     "reset_inflight": scenario_reset_inflight,
+    "second_after_file": scenario_second_after_file,
 }
 
 

@@ -11,14 +11,14 @@ use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringway");
 
-fn ringway(args: &[&str]) -> Command {
+pub(crate) fn ringway(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
     c
 }
 
 /// Runs to completion, killing the process if it outlives `limit`.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+pub(crate) fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -48,12 +48,12 @@ impl Drop for ChildGuard {
     }
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// 1-based (line, column) of the first occurrence of `needle` in `hay`.
-fn position(hay: &str, needle: &str) -> (usize, usize) {
+pub(crate) fn position(hay: &str, needle: &str) -> (usize, usize) {
     let at = hay
         .find(needle)
         .unwrap_or_else(|| panic!("{needle:?} not in config"));

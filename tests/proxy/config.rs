@@ -80,7 +80,7 @@ fn contract_example_parses_as_written() {
         panic!("/ should return")
     };
     assert_eq!(ret.status, 200);
-    assert_eq!(ret.body, "Welcome to ringway\n");
+    assert_eq!(ret.body.as_literal(), Some("Welcome to ringway\n"));
     assert_eq!(ret.location, None);
 }
 

@@ -177,9 +177,15 @@ fn chunked_trailers_from_an_http11_upstream_reach_an_http2_client_as_trailers() 
     // Framing and connection fields never travel as trailers.
     assert!(s["trailers"].get("content-length").is_none(), "{r}");
     assert!(s["trailers"].get("connection").is_none(), "{r}");
-    // An HTTP/1.1 client gets the body, its trailers dropped as before.
+    // An HTTP/1.1 client gets them in the last chunk, with the same fields
+    // left out.
     let h1 = p.get("/t");
     assert_eq!(h1.text(), "hello");
+    assert!(
+        h1.body_raw.ends_with(b"0\r\nX-Checksum: abc123\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&h1.body_raw)
+    );
 }
 
 #[test]
@@ -487,4 +493,45 @@ fn shutdown_ends_with_a_stream_still_stuck_after_drain_timeout() {
     // without a response.
     assert_eq!(r["goaway"]["code"], 0, "{r}");
     assert!(stream(&r, 1)["status"].is_null(), "{r}");
+}
+
+/// A reload that removes the listener of an open HTTP/2 connection: its next
+/// stream is served, then the client is told to go with a graceful GOAWAY.
+#[test]
+fn a_removed_listener_serves_the_next_stream_then_sends_goaway() {
+    let b = backend();
+    let p = h2c_proxy(&b, "");
+    let port = port(&p);
+    let flag = temp_path("h2-reload-flag");
+    let flag_arg = flag.display().to_string();
+    let probe = std::thread::spawn({
+        let port = port.clone();
+        move || py("h2_probe.py", &["second_after_file", &port, &flag_arg])
+    });
+    assert!(wait_for(Duration::from_secs(5), || (!b.seen().is_empty()).then_some(())).is_some());
+    // The same server on another address only.
+    let other = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let toml = proxy_all(b.addr, "h2c = true\n", "").replace("127.0.0.1:0", &other.to_string());
+    let config = ringway::config::Config::parse(&toml, std::path::Path::new("test.toml")).unwrap();
+    p.handle().reload(config).expect("reload");
+    // Installed once the added address answers.
+    wait_for(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(other)
+            .ok()
+            .map(|s| Client::from_stream(s).get("/ready").status)
+    })
+    .expect("the new address answers");
+    std::fs::write(&flag, "go").unwrap();
+    let r = probe.join().unwrap();
+    let _ = std::fs::remove_file(&flag);
+    assert_eq!(stream(&r, 1)["body"], "GET /first 0", "{r}");
+    assert_eq!(stream(&r, 3)["body"], "GET /second 0", "{r}");
+    assert_eq!(r["goaway"]["code"], 0, "{r}");
+    assert!(
+        std::net::TcpStream::connect(p.addr()).is_err(),
+        "the removed address still accepts"
+    );
 }

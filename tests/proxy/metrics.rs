@@ -15,14 +15,14 @@ use crate::support::peers::py;
 use crate::support::*;
 
 /// One scrape as the Python parser read it.
-struct Scrape {
+pub(super) struct Scrape {
     content_type: String,
     families: HashMap<String, String>,
     samples: Vec<(String, HashMap<String, String>, f64)>,
 }
 
 impl Scrape {
-    fn take(admin: SocketAddr, openmetrics: bool) -> Scrape {
+    pub(super) fn take(admin: SocketAddr, openmetrics: bool) -> Scrape {
         let url = format!("http://{admin}/metrics");
         let mut args = vec![url.as_str()];
         if openmetrics {
@@ -57,7 +57,7 @@ impl Scrape {
     }
 
     /// The one sample named `name` whose labels include `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(super) fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let found: Vec<f64> = self
             .samples
             .iter()
@@ -78,7 +78,7 @@ impl Scrape {
     }
 
     /// The sum of every sample named `name` whose labels include `labels`.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(super) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
             .filter(|(n, l, _)| {

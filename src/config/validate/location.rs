@@ -3,6 +3,7 @@
 //! `upgrade`, `split` and `split_by`, and the body size limit.
 
 use super::*;
+use crate::vars::Scope;
 
 pub(super) fn check_location(
     c: &mut Checker,
@@ -12,12 +13,20 @@ pub(super) fn check_location(
     by_name: &mut HashMap<String, usize>,
 ) -> Option<Location> {
     let r = l.get_ref();
-    let path = r.path.get_ref().clone();
+    let (path, kind) = check_kind(c, l, key)?;
     let mut ok = true;
-    if !path.starts_with('/') {
-        c.error(r.path.span(), format!("{key}.path"), "must start with \"/\"");
-        ok = false;
-    }
+    let rewrites = rewrite::check_rewrites(c, r.rewrite.as_ref(), key);
+    ok &= rewrites.is_some();
+    let before = c.errors.len();
+    let (request_headers, response_headers) =
+        headers::check(c, r.request_headers.as_ref(), r.response_headers.as_ref(), key);
+    ok &= c.errors.len() == before;
+    let scope = Scope {
+        regex: match &kind {
+            LocationKind::Regex(re) => Some(re),
+            _ => None,
+        },
+    };
     let client_max_body_size = r
         .client_max_body_size
         .as_ref()
@@ -30,13 +39,30 @@ pub(super) fn check_location(
         }
         (Some(p), None) => {
             let tls_keys = upstream_tls::TlsKeys::location(r);
-            let pass = check_proxy_pass(c, p, &format!("{key}.proxy_pass"), &tls_keys, upstreams, by_name);
+            let pkey = format!("{key}.proxy_pass");
+            let pass = check_proxy_pass(c, p, &pkey, &tls_keys, upstreams, by_name);
             let (split, split_by) = check_split(c, r, key, upstreams, by_name)?;
+            let mut pass = pass?;
+            // A path with variables is the whole URI (nginx's rule); a regex
+            // location has no prefix to replace, so its path must be one.
+            if let Some(path) = pass.path.as_deref().filter(|p| p.contains('$')) {
+                let spanned = Spanned::new(p.span(), path.to_string());
+                pass.uri = Some(rewrite::template(c, &spanned, &pkey, scope)?);
+                pass.path = None;
+            } else if pass.path.is_some() && matches!(kind, LocationKind::Regex(_)) {
+                c.error(
+                    p.span(),
+                    pkey,
+                    "a regex location has no prefix for the path of proxy_pass to replace: \
+                     build the whole URI from variables (\"http://app/v2/$1$is_args$args\") or leave the path out",
+                );
+                return None;
+            }
             Action::Proxy(ProxyPass {
                 preserve_host: r.preserve_host.unwrap_or(true),
                 split,
                 split_by,
-                ..pass?
+                ..pass
             })
         }
         (None, Some(ret)) => {
@@ -84,19 +110,102 @@ pub(super) fn check_location(
                 );
                 ok = false;
             }
+            let body = match &rr.body {
+                Some(b) => rewrite::template(c, b, &format!("{key}.return.body"), scope),
+                None => Some(crate::vars::Template::parse("", scope).unwrap_or_else(|_| unreachable!())),
+            };
+            let location = rr
+                .location
+                .as_ref()
+                .map(|v| rewrite::template(c, v, &format!("{key}.return.location"), scope));
+            let (Some(body), Some(location)) = (body, location.map_or(Some(None), |l| l.map(Some))) else {
+                return None;
+            };
             Action::Return(Return {
                 status: status.clamp(200, 599) as u16,
-                body: rr.body.clone().unwrap_or_default(),
-                location: rr.location.clone(),
+                body,
+                location,
             })
         }
     };
     ok.then_some(Location {
         path,
+        kind,
+        rewrites: rewrites?,
+        request_headers,
+        response_headers,
         action,
         client_max_body_size,
         upgrade: upgrade?,
     })
+}
+
+/// Which one of `path`, `exact`, `regex` and `name` the location has, and
+/// its text; `skip_regex` only with `path`.
+fn check_kind(c: &mut Checker, l: &Spanned<RawLocation>, key: &str) -> Option<(String, LocationKind)> {
+    let r = l.get_ref();
+    let given: Vec<(&str, &Spanned<String>)> = [
+        ("path", &r.path),
+        ("exact", &r.exact),
+        ("regex", &r.regex),
+        ("name", &r.name),
+    ]
+    .into_iter()
+    .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+    .collect();
+    let &[(which, v)] = given.as_slice() else {
+        let span = given.get(1).map_or(l.span(), |(_, v)| v.span());
+        let what = if given.is_empty() {
+            "has none"
+        } else {
+            "has more than one"
+        };
+        c.error(
+            span,
+            key,
+            format!("give exactly one of path, exact, regex or name ({what})"),
+        );
+        return None;
+    };
+    let k = format!("{key}.{which}");
+    let text = v.get_ref().clone();
+    if let Some(s) = &r.skip_regex {
+        if which != "path" {
+            c.error(
+                s.span(),
+                format!("{key}.skip_regex"),
+                "only applies to a prefix location (path = \"...\")",
+            );
+            return None;
+        }
+    }
+    let kind = match which {
+        "path" | "exact" if !text.starts_with('/') => {
+            c.error(v.span(), k, "must start with \"/\"");
+            return None;
+        }
+        "path" => LocationKind::Prefix {
+            skip_regex: r.skip_regex.as_ref().is_some_and(|s| *s.get_ref()),
+        },
+        "exact" => LocationKind::Exact,
+        "regex" => LocationKind::Regex(rewrite::compile_regex(c, v, &k)?),
+        _ => {
+            let ok = !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                c.error(
+                    v.span(),
+                    k,
+                    "a name of letters, digits, `_` and `-` (written without nginx's `@`)",
+                );
+                return None;
+            }
+            LocationKind::Named
+        }
+    };
+    Some((text, kind))
 }
 
 /// `upgrade`: protocol names as `Upgrade` writes them (a token, optionally
@@ -354,6 +463,7 @@ pub(super) fn check_proxy_pass(
             preserve_host: true,
             split: Vec::new(),
             split_by: None,
+            uri: None,
         });
     }
     if https {
@@ -402,5 +512,6 @@ pub(super) fn check_proxy_pass(
         preserve_host: true,
         split: Vec::new(),
         split_by: None,
+        uri: None,
     })
 }

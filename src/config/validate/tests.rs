@@ -1,6 +1,7 @@
 //! Unit tests of the config checks: error texts, positions, defaults.
 
 use super::*;
+use crate::vars::{Part, Var};
 
 #[test]
 fn sizes_follow_nginx_suffixes() {
@@ -95,7 +96,7 @@ fn every_unknown_key_is_reported_with_the_other_errors() {
     assert!(e.0[2].message.contains("did you mean `workers`?"));
     assert!(e.0[3].message.contains("did you mean `body`?"));
     assert!(
-        e.0[4].message.contains("known here: path, proxy_pass"),
+        e.0[4].message.contains("known here: path, exact, regex, name, skip_regex, rewrite, request_headers, response_headers, proxy_pass"),
         "{}",
         e.0[4]
     );
@@ -170,7 +171,7 @@ fn balancing_keys_and_their_errors() {
     let Balance::Hash(k) = &up.balance else {
         panic!("{:?}", up.balance)
     };
-    assert_eq!(k.parts, [KeyPart::RequestUri]);
+    assert_eq!(k.parts, [Part::Var(Var::RequestUri)]);
     let e = h("hash = \"$reqest_uri\"").unwrap_err();
     assert!(
         e.to_string().contains(
@@ -345,7 +346,7 @@ fn split_and_its_errors() {
     );
     assert_eq!(
         pass.split_by.as_ref().unwrap().parts,
-        [KeyPart::Cookie("uid".into())]
+        [Part::Var(Var::Cookie("uid".into()))]
     );
 
     let e = loc(
@@ -415,21 +416,21 @@ fn request_keys_compile_into_parts() {
     assert_eq!(
         k.parts,
         [
-            KeyPart::Header("x-tenant".into()),
-            KeyPart::Literal(":".into()),
-            KeyPart::Cookie("session".into()),
-            KeyPart::Literal("-".into()),
-            KeyPart::RemoteAddr,
-            KeyPart::Uri,
-            KeyPart::Literal("/".into()),
-            KeyPart::RequestUri,
+            Part::Var(Var::Http("x-tenant".into())),
+            Part::Lit(":".into()),
+            Part::Var(Var::Cookie("session".into())),
+            Part::Lit("-".into()),
+            Part::Var(Var::RemoteAddr),
+            Part::Var(Var::Uri),
+            Part::Lit("/".into()),
+            Part::Var(Var::RequestUri),
         ]
     );
     let err = |t: &str| parse_key(t).unwrap_err();
     assert!(err("$htp_x_tenant").ends_with("did you mean `$http_x_tenant`?"));
     assert!(err("$cokie_sid").ends_with("did you mean `$cookie_sid`?"));
     assert!(err("$remote_adr").ends_with("did you mean `$remote_addr`?"));
-    assert!(err("$host").contains("unknown variable `$host` (known: $request_uri, $uri"));
+    assert!(err("$zzz").contains("unknown variable `$zzz` (known: $host, $scheme, $request_uri"));
     assert!(err("$http_").contains("unknown variable `$http_`"));
     assert!(err("a$").contains("starts no variable"));
     assert!(err("${uri").contains("unclosed"));

@@ -156,7 +156,7 @@ pub(super) fn check_tls(c: &mut Checker, t: &Spanned<RawTls>, key: &str, index: 
     };
     match crate::tls::server::load_material(&tls.cert, &tls.key, tls.client_ca.as_deref()) {
         Ok(m) => {
-            if let Err(e) = crate::tls::server::server_config(&tls, &m, index, false) {
+            if let Err(e) = crate::tls::server::server_config(&tls, &m, index as u64, false) {
                 let span = r.ciphers.as_ref().map_or(t.span(), |v| v.span());
                 c.error(span, format!("{key}.ciphers"), e);
                 return None;

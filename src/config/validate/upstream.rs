@@ -412,98 +412,18 @@ pub(super) fn check_sticky(c: &mut Checker, r: &RawSticky, key: &str) -> Option<
     (c.errors.len() == before).then_some(st)
 }
 
-/// Variables a request key may use: (name as written, what it is).
-pub(super) const KEY_VARIABLES: [&str; 5] = [
-    "request_uri",
-    "uri",
-    "remote_addr",
-    "http_<name>",
-    "cookie_<name>",
-];
-
-/// Compiles a request key such as `"$http_x_tenant:$cookie_session"`:
-/// literal text and `$name` or `${name}` variables. An unknown variable is an
-/// error with the nearest known one.
+/// Compiles a request key such as `"$http_x_tenant:$cookie_session"`
+/// (`hash`, `split_by`) with the variable engine; a key without a variable
+/// would send every request to the same place, so it is refused.
 pub(super) fn parse_key(text: &str) -> Result<RequestKey, String> {
-    let mut parts = Vec::new();
-    let mut literal = String::new();
-    let mut rest = text;
-    while let Some(dollar) = rest.find('$') {
-        literal.push_str(&rest[..dollar]);
-        let after = &rest[dollar + 1..];
-        let (name, next) = if let Some(braced) = after.strip_prefix('{') {
-            let end = braced
-                .find('}')
-                .ok_or_else(|| format!("unclosed `${{` in {text:?}"))?;
-            (&braced[..end], &braced[end + 1..])
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], &after[end..])
-        };
-        if name.is_empty() {
-            return Err(format!(
-                "a `$` in {text:?} starts no variable (known: {})",
-                known_variables()
-            ));
-        }
-        if !literal.is_empty() {
-            parts.push(KeyPart::Literal(std::mem::take(&mut literal)));
-        }
-        parts.push(key_variable(name)?);
-        rest = next;
-    }
-    literal.push_str(rest);
-    if !literal.is_empty() {
-        parts.push(KeyPart::Literal(literal));
-    }
-    if !parts.iter().any(|p| !matches!(p, KeyPart::Literal(_))) {
+    let key = crate::vars::Template::parse(text, crate::vars::Scope::default())?;
+    if !key.has_vars() {
         return Err(format!(
             "{text:?} has no variable, so every request would get the same key (known: {})",
-            known_variables()
+            crate::vars::known()
         ));
     }
-    Ok(RequestKey {
-        text: text.to_string(),
-        parts,
-    })
-}
-
-pub(super) fn known_variables() -> String {
-    KEY_VARIABLES.map(|v| format!("${v}")).join(", ")
-}
-
-pub(super) fn key_variable(name: &str) -> Result<KeyPart, String> {
-    let field = |rest: &str| rest.to_ascii_lowercase().replace('_', "-");
-    match name {
-        "request_uri" => return Ok(KeyPart::RequestUri),
-        "uri" => return Ok(KeyPart::Uri),
-        "remote_addr" => return Ok(KeyPart::RemoteAddr),
-        _ => {}
-    }
-    if let Some(h) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
-        return Ok(KeyPart::Header(field(h)));
-    }
-    if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
-        return Ok(KeyPart::Cookie(c.to_string()));
-    }
-    // The nearest known name: a fixed one, or a prefix with the rest kept
-    // (`$htp_host` → `$http_host`).
-    let mut candidates: Vec<String> = ["request_uri", "uri", "remote_addr"].map(String::from).to_vec();
-    if let Some((_, rest)) = name.split_once('_') {
-        candidates.push(format!("http_{rest}"));
-        candidates.push(format!("cookie_{rest}"));
-    }
-    let closest = candidates
-        .iter()
-        .map(|k| (strsim::levenshtein(name, k), k))
-        .filter(|(d, _)| *d <= 2)
-        .min();
-    Err(match closest {
-        Some((_, k)) => format!("unknown variable `${name}`; did you mean `${k}`?"),
-        None => format!("unknown variable `${name}` (known: {})", known_variables()),
-    })
+    Ok(key)
 }
 
 /// `"200-399"`, `"200"`, `"200,204,300-302"`: each code from 100 to 599.

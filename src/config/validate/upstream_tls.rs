@@ -160,6 +160,7 @@ pub(super) fn implicit_https(
         preserve_host: true,
         split: Vec::new(),
         split_by: None,
+        uri: None,
     })
 }
 

@@ -15,7 +15,7 @@
 
 mod stream;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -64,6 +64,8 @@ impl FieldSink for H2Fields {
 /// What a connection's stream tasks share with it.
 pub struct Shared {
     pub conn: ConnInfo,
+    /// The generation of the connection's latest stream (see `h1::Downstream::gen`).
+    pub gen: RefCell<Rc<crate::generation::Generation>>,
     pub tls: Option<TlsInfo>,
     pub meter: Rc<Meter>,
     open: Cell<usize>,
@@ -110,8 +112,8 @@ pub async fn sniff_preface(ctx: &WorkerCtx, s: &mut TcpStream, wait: Duration) -
 }
 
 /// Serves an HTTP/2 connection until it closes.
-pub async fn serve(ctx: &Rc<WorkerCtx>, io: Io, conn: ConnInfo) {
-    let server = ctx.server(ctx.router.default_server(conn.listener));
+pub async fn serve(ctx: &Rc<WorkerCtx>, gen: Rc<crate::generation::Generation>, io: Io, conn: ConnInfo) {
+    let server = gen.server(gen.router.default_server(conn.listener));
     let (cfg, limits) = (&server.http2, &server.limits);
     let peer = conn.peer;
     let mut io = match io.into_poll() {
@@ -123,7 +125,9 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, io: Io, conn: ConnInfo) {
     };
     let meter = Rc::new(Meter::new(cfg.max_concurrent_streams, true));
     io.meter = Some(meter.clone());
+    let listen = conn.listen;
     let shared = Rc::new(Shared {
+        gen: RefCell::new(gen.clone()),
         conn,
         tls: io.info.take(),
         meter: meter.clone(),
@@ -141,7 +145,7 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, io: Io, conn: ConnInfo) {
         .max_send_buffer_size(SEND_BUFFER)
         .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(Some(LOCAL_ERROR_RESETS));
-    if super::tunnel::rfc8441(ctx) {
+    if super::tunnel::rfc8441(&gen) {
         builder.enable_connect_protocol();
     }
     let handshake = builder.handshake::<_, Bytes>(io);
@@ -178,7 +182,10 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, io: Io, conn: ConnInfo) {
         match next {
             Woke::Ready(Some(Ok((req, respond)))) => {
                 served += 1;
-                if served >= limits.keepalive_requests && !draining {
+                // A reload that removed this connection's listener: this
+                // stream is served, and the client is told to go (GOAWAY).
+                let current = ctx.gen_for(listen, &shared.gen.borrow().clone()).2;
+                if (!current || served >= limits.keepalive_requests) && !draining {
                     // keepalive_requests counts streams: the connection is
                     // told to go once this one is under way.
                     h2c.graceful_shutdown();

@@ -36,8 +36,8 @@ use crate::error::{ErrorKind, Result};
 use crate::h2io::body::{RecvBody, Send, SendBody};
 use crate::http::parse::{parse_request, HeadLimits, Parsed};
 use crate::http::{BodyKind, RequestHead, ResponseHead};
-use crate::io::IoFail;
-use crate::proxy::body::{BodyError, Copy};
+use crate::io::{self as rio, IoFail};
+use crate::proxy::body::{self, BodyError, Copy, Trailers};
 use crate::proxy::phases::{self, Exchange};
 use crate::proxy::respond::Canned;
 use crate::proxy::rewrite::{self, ClientFraming, FieldSink, Redirect, ResponseRewrite};
@@ -58,8 +58,13 @@ pub async fn run(
     let (mut parts, body) = req.into_parts();
     // RFC 8441 WebSocket: rebuilt as an HTTP/1.1 upgrade (proxy/tunnel.rs).
     let websocket = crate::proxy::tunnel::extended_connect(&mut parts);
-    let default = ctx.router.default_server(shared.conn.listener);
-    let limits = ctx.server(default).limits.clone();
+    // The stream runs under the newest generation (see WorkerCtx::gen_for).
+    let last = shared.gen.borrow().clone();
+    let at = ctx.gen_for(shared.conn.listen, &last);
+    *shared.gen.borrow_mut() = at.0.clone();
+    let gen = at.0.clone();
+    let default = gen.router.default_server(at.1);
+    let limits = gen.server(default).limits.clone();
     let body_ends = body.is_end_stream();
     let send = Rc::new(RefCell::new(Send::Head(respond)));
     let mut sess = StreamSession {
@@ -82,12 +87,12 @@ pub async fn run(
             } else {
                 crate::proxy::respond::error_body(status).len() as u64
             };
-            ctx.metrics.refused(default, true, status, body);
+            gen.metrics.refused(ctx.id, default, true, status, body);
             let _ = phases::send_error(
                 &ctx,
                 &mut sess,
                 status,
-                None,
+                (&gen, default),
                 false,
                 false,
                 parts.method == http::Method::HEAD,
@@ -96,7 +101,7 @@ pub async fn run(
             return;
         }
     };
-    let mut ex = Exchange::new(head, default, shared.conn.peer);
+    let mut ex = Exchange::new(head, at, shared.conn.peer);
     let reset = poll_fn(|cx| send.borrow_mut().poll_reset(cx));
     let reset = monoio::select! {
         _ = phases::serve(&ctx, &mut sess, &mut ex) => None,
@@ -194,7 +199,7 @@ struct TrailerFields(H2Fields);
 
 impl FieldSink for TrailerFields {
     fn field(&mut self, name: &[u8], value: &[u8]) {
-        if !crate::http::encode::is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"host") {
+        if crate::http::encode::allowed_in_trailers(name) {
             self.0.field(name, value);
         }
     }
@@ -390,13 +395,37 @@ impl ClientSession for StreamSession {
             read_timeout: limits.body_timeout,
             write_timeout: send_timeout,
             limit: max_body,
+            // The stream's trailers end a chunked body to an HTTP/1.1
+            // upstream, written below.
+            trailers: Trailers::Caller,
         };
         let Some(src) = self.recv.as_mut() else {
             return Err(BodyError::Read(None));
         };
-        to.copy_from(copy, src, &mut self.body_buf, &mut self.body_out)
-            .await
-            .map(drop)
+        let UpSink::H1(conn) = to else {
+            return to
+                .copy_from(copy, src, &mut self.body_buf, &mut self.body_out)
+                .await
+                .map(drop);
+        };
+        copy.run(src, &mut self.body_buf, &mut conn.stream, &mut self.body_out)
+            .await?;
+        if copy.chunked_out {
+            let fields = src
+                .trailers(&ctx.deadlines, limits.body_timeout)
+                .await
+                .map_err(|e| BodyError::Read(Some(IoFail::Io(e))))?
+                .unwrap_or_default();
+            self.body_out.clear();
+            body::last_chunk(
+                fields.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+                &mut self.body_out,
+            );
+            rio::flush_vec(&mut conn.stream, &mut self.body_out, &ctx.deadlines, send_timeout)
+                .await
+                .map_err(BodyError::Write)?;
+        }
+        Ok(())
     }
 
     fn detach_body(&mut self) -> Option<(RecvBody, BytesMut)> {
@@ -439,6 +468,7 @@ impl ClientSession for StreamSession {
             read_timeout,
             write_timeout: send_timeout,
             limit: None,
+            trailers: Trailers::Drop,
         };
         let mut sink = SendBody {
             send: &self.send,
