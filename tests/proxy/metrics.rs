@@ -18,7 +18,7 @@ use crate::support::*;
 pub(super) struct Scrape {
     content_type: String,
     families: HashMap<String, String>,
-    samples: Vec<(String, HashMap<String, String>, f64)>,
+    pub(super) samples: Vec<(String, HashMap<String, String>, f64)>,
 }
 
 impl Scrape {
