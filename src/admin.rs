@@ -5,10 +5,11 @@
 //!
 //! **Which thread serves it: worker 0**, as tasks on its runtime beside its
 //! client connections. The socket is bound once by `server::Server::bind`
-//! and kept by the supervisor with worker 0's listeners, so it outlives a
-//! restart of that worker like every other listening socket (connections
-//! queued meanwhile are served by the restarted worker), and no thread or
-//! runtime exists only for it. A scrape reads every worker's counters (see
+//! and kept by the process with the other listening sockets
+//! (`worker::Current`), so it outlives a restart of that worker
+//! (connections queued meanwhile are served by the restarted worker) and
+//! every reload (a reload that would change `[admin]` is refused), and no
+//! thread or runtime exists only for it. A scrape reads every worker's counters (see
 //! `metrics`) and formats them on worker 0 without waiting on anything; it
 //! costs that worker tens of microseconds per scrape, and its reads and
 //! writes are bounded in size and time like a client's. During a drain,

@@ -9,7 +9,11 @@
 //! upstream name, and every worker is handed the new snapshot with its
 //! sockets of the added addresses and the list of removed ones. The prober
 //! and resolver, built from config positions, are restarted. Listening
-//! sockets of kept addresses are never closed.
+//! sockets of kept addresses are never closed. The snapshot carries the
+//! metrics' series of the new config, carried over by name
+//! (`metrics::series`); every reload is counted by its result
+//! (`Registry::record_reload`). The admin listener is the process's for
+//! its life: a config whose `[admin]` differs is refused.
 
 use std::collections::HashSet;
 use std::io;
