@@ -7,6 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::bufpool::BufPool;
 use crate::deadline::Deadlines;
@@ -26,13 +27,16 @@ pub struct WorkerCtx {
     pub active: Cell<usize>,
     /// The balancers' random seed, different per worker and per start.
     pub seed: u64,
+    /// This worker's counters outside any config series, written by it
+    /// alone, read by the admin listener (`metrics`).
+    pub metrics: Arc<crate::metrics::WorkerMetrics>,
     /// The newest config generation; swapped by a reload, never borrowed
     /// across an await (`gen` clones the `Rc`).
     gen: RefCell<Rc<Generation>>,
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, snap: &Snapshot) -> Rc<WorkerCtx> {
+    pub fn new(id: usize, snap: &Snapshot, metrics: Arc<crate::metrics::WorkerMetrics>) -> Rc<WorkerCtx> {
         // random_two's generator: different per worker and per start.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -46,6 +50,7 @@ impl WorkerCtx {
             buffers: BufPool::new(crate::proxy::HEAD_BUF),
             active: Cell::new(0),
             seed,
+            metrics,
             gen: RefCell::new(Rc::new(Generation::build(snap, seed, None))),
         })
     }

@@ -35,6 +35,8 @@ pub struct Snapshot {
     /// Active health flags, per upstream, carried across reloads by name.
     pub probed: Option<Arc<Probed>>,
     pub logs: Arc<LogFiles>,
+    /// The metrics' series of this config (see `metrics::series`).
+    pub metrics: Arc<crate::metrics::Layout>,
 }
 
 pub struct Generation {
@@ -46,6 +48,8 @@ pub struct Generation {
     pub upstreams: Vec<Rc<UpstreamState>>,
     pub logs: AccessLogs,
     pub tls: WorkerTls,
+    /// Where its requests are counted, by its server block positions.
+    pub metrics: Arc<crate::metrics::Layout>,
 }
 
 impl Generation {
@@ -65,6 +69,9 @@ impl Generation {
                 carried.unwrap_or_else(|| {
                     let mut up = UpstreamState::new(&config, i, seed);
                     up.probed = snap.probed.as_ref().and_then(|p| p.upstream(i));
+                    let series = snap.metrics.upstreams.get(i).cloned();
+                    up.h2.metrics.clone_from(&series);
+                    up.metrics = series;
                     Rc::new(up)
                 })
             })
@@ -83,6 +90,7 @@ impl Generation {
             upstreams,
             logs: AccessLogs::new(&config, &snap.logs),
             tls: WorkerTls::new(&config),
+            metrics: snap.metrics.clone(),
             config,
         }
     }

@@ -17,12 +17,15 @@
 //!                      (select again, within `tries`, when a server fails)
 //! upstream::probe ── one `ringway-health` thread: active checks, verdicts read by select
 //! upstream::resolve ── one `ringway-resolve` thread: names looked up again, sent to workers
+//! admin ── `[admin] listen` on worker 0: /metrics, /status, /healthz over every
+//!          worker's `metrics` counters
 //! ```
 //!
 //! Modules depend one way: `server` → `proxy` → {`http`, `route`, `upstream`}
 //! → {`h2io`, `error`, `config`, `io`}. `http` is pure parsing and encoding, `route`
 //! does no I/O, and `upstream` never parses HTTP.
 
+pub mod admin;
 pub mod bufpool;
 pub mod compress;
 pub mod config;
@@ -35,6 +38,7 @@ pub mod http;
 pub mod io;
 pub mod isolate;
 pub mod log;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod server;

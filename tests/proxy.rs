@@ -44,6 +44,10 @@ mod keepalive;
 mod lifecycle;
 #[path = "proxy/locations.rs"]
 mod locations;
+#[path = "proxy/metrics.rs"]
+mod metrics;
+#[path = "proxy/metrics_reload.rs"]
+mod metrics_reload;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/refusals.rs"]

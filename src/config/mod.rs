@@ -28,6 +28,15 @@ pub struct Config {
     /// The files read: the main one first, then each included one
     /// (what `reload_watch` polls).
     pub files: Vec<PathBuf>,
+    /// `[admin]`: `/metrics`, `/status` and `/healthz`. Off when absent.
+    pub admin: Option<Admin>,
+}
+
+/// `[admin]`: the operator's listener, served apart from every `[[server]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// `listen`: the address, such as `"127.0.0.1:9901"`. Required.
+    pub listen: SocketAddr,
 }
 
 /// `[global]`: process-wide settings.

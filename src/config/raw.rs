@@ -21,6 +21,13 @@ pub struct RawConfig {
     pub upstream: Vec<Spanned<RawUpstream>>,
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
+    pub admin: Option<Spanned<RawAdmin>>,
+}
+
+/// `[admin] listen = "127.0.0.1:9901"`: the metrics, status and health listener.
+#[derive(Debug, Deserialize)]
+pub struct RawAdmin {
+    pub listen: Option<Spanned<StrOrInt>>,
 }
 
 /// A value that may be written as a string or as a whole number, such as

@@ -18,6 +18,7 @@ use super::raw::{
 };
 use super::*;
 
+mod admin;
 mod compress;
 mod headers;
 mod http2;
@@ -254,6 +255,7 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["upstream", "sticky"] => fields_of::<RawSticky>(),
         ["upstream", "health_check"] => fields_of::<super::raw::RawHealthCheck>(),
         ["server"] => fields_of::<RawServer>(),
+        ["admin"] => fields_of::<super::raw::RawAdmin>(),
         ["server", "location"] => fields_of::<RawLocation>(),
         ["server", "tls"] => fields_of::<RawTls>(),
         ["server", "hsts"] => fields_of::<RawHsts>(),
@@ -427,12 +429,14 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
     check_name_conflicts(&mut c, &raw, &servers);
     check_tls_addresses(&mut c, &raw, &servers);
     http2::check_addresses(&mut c, &raw, &servers);
+    let admin = admin::check(&mut c, &raw, &servers);
 
     if c.errors.is_empty() {
         Ok(Config {
             global,
             upstreams,
             servers,
+            admin,
             files: sources.files.clone(),
         })
     } else {

@@ -169,7 +169,9 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
 /// A server failed before a response head: counts it against the server's
 /// health (unless it says nothing of the server) and decides whether the
 /// next server may be tried.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn failed(
+    worker: usize,
     plan: &Plan<'_>,
     ex: &mut Exchange,
     peer_idx: usize,
@@ -183,6 +185,11 @@ pub(super) fn failed(
     let kind = f.error.kind;
     // A pooled connection found closed says nothing about the server.
     let stale = f.reused && kind == ErrorKind::UpstreamClosed;
+    if kind.is_server_failure() {
+        if let Some(m) = &plan.up.metrics {
+            m.attempt(worker, peer_idx, None, attempt_start.elapsed());
+        }
+    }
     if kind.is_server_failure() && !stale {
         // A failure is no fast answer: `ewma` counts it as taking at least
         // connect_timeout, so a server that refuses at once does not look
@@ -203,6 +210,9 @@ pub(super) fn failed(
         && tried.len() < up_cfg.tries
         && in_time;
     if next {
+        if let Some(m) = &plan.up.metrics {
+            m.retry(worker);
+        }
         tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "{}; trying the next server", f.error);
     }
     next
@@ -332,6 +342,9 @@ pub(super) async fn proxy<S: ClientSession>(
                         }
                     },
                 };
+                if let Some(m) = &plan.up.metrics {
+                    m.conn(ctx.id, peer_idx, conn.reused);
+                }
                 // A request that failed on a reused connection before any response
                 // byte is sent once more on a fresh one, when that cannot repeat a
                 // side effect: an idempotent method, or the write itself failed.
@@ -442,8 +455,12 @@ pub(super) async fn proxy<S: ClientSession>(
         };
         match outcome {
             Ok((conn, resp, early)) => {
-                plan.up.observe(peer_idx, attempt_start.elapsed());
+                let took = attempt_start.elapsed();
+                plan.up.observe(peer_idx, took);
                 let status = resp.0.status;
+                if let Some(m) = &plan.up.metrics {
+                    m.attempt(ctx.id, peer_idx, Some(status), took);
+                }
                 let next = up_cfg.next_upstream;
                 // Statuses listed in next_upstream: the 5xx ones count
                 // against the server, and each may go on to the next.
@@ -473,6 +490,9 @@ pub(super) async fn proxy<S: ClientSession>(
                     if next_pick.is_some() {
                         tracing::debug!(upstream = %up_cfg.name, server = %peer.authority, "status {status}; trying the next server");
                         ex.tries.push((plan.up.index, peer_idx, status));
+                        if let Some(m) = &plan.up.metrics {
+                            m.retry(ctx.id);
+                        }
                         // The connection closes with the unread answer.
                         continue;
                     }
@@ -485,7 +505,8 @@ pub(super) async fn proxy<S: ClientSession>(
             }
             Err(f) => {
                 drop(active);
-                if !(failed(plan, ex, peer_idx, &f, attempt_start, &mut tried, started) && request.is_some())
+                if !(failed(ctx.id, plan, ex, peer_idx, &f, attempt_start, &mut tried, started)
+                    && request.is_some())
                 {
                     return Err(f.error);
                 }

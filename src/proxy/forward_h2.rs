@@ -94,7 +94,11 @@ pub(super) async fn proxy<S: ClientSession>(
         fresh = false;
         match outcome {
             Ok(a) => {
-                plan.up.observe(peer_idx, attempt_start.elapsed());
+                let took = attempt_start.elapsed();
+                plan.up.observe(peer_idx, took);
+                if let Some(m) = &plan.up.metrics {
+                    m.attempt(ctx.id, peer_idx, Some(a.head.status), took);
+                }
                 if up_cfg.next_upstream.status_is_failure(a.head.status) {
                     if plan.up.failure(peer_idx) {
                         tracing::warn!(upstream = %up_cfg.name, "server marked down: status {}", a.head.status);
@@ -126,7 +130,7 @@ pub(super) async fn proxy<S: ClientSession>(
                     next_safe: f.next_safe || (replayable && method_idempotent),
                     ..f
                 };
-                if !forward::failed(plan, ex, peer_idx, &f, attempt_start, &mut tried, started) {
+                if !forward::failed(ctx.id, plan, ex, peer_idx, &f, attempt_start, &mut tried, started) {
                     return Err(f.error);
                 }
                 last_error = Some(f.error);

@@ -188,7 +188,10 @@ pub async fn serve(
         // An alignment above malloc's 16 bytes makes that allocation an
         // aligned one, several times dearer, once per request: nothing
         // over-aligned (monoio's timer entries are) may sit in it inline.
-        debug_assert!(std::mem::align_of_val(&*exchange) <= 16, "exchange future over-aligned");
+        debug_assert!(
+            std::mem::align_of_val(&*exchange) <= 16,
+            "exchange future over-aligned"
+        );
         match exchange.await {
             Next::KeepAlive => ds.served += 1,
             Next::Close => break false,
@@ -294,6 +297,13 @@ const HEAD_READ: usize = HEAD_BUF;
 fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
     let gen = &ds.gen;
     let server = gen.router.default_server(ds.conn.listener);
+    gen.metrics.refused(
+        ctx.id,
+        server,
+        false,
+        status,
+        respond::error_body(status).len() as u64,
+    );
     if !gen.logs.enabled(server) {
         return;
     }

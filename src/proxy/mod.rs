@@ -65,13 +65,18 @@ pub async fn serve_connection(
             .idle(handshake, Instant::now() + limits.header_timeout)
             .await
         {
-            Woke::Ready(Ok(s)) => ClientStream::Tls(Box::new(s)),
+            Woke::Ready(Ok(s)) => {
+                ctx.metrics.tls_handshake(s.info().version, s.info().resumed);
+                ClientStream::Tls(Box::new(s))
+            }
             Woke::Ready(Err(e)) => {
                 tracing::debug!(peer = %peer, "TLS handshake failed: {e}");
+                ctx.metrics.tls_failed();
                 return;
             }
             Woke::TimedOut | Woke::Closing => {
                 tracing::debug!(peer = %peer, "TLS handshake timed out");
+                ctx.metrics.tls_failed();
                 return;
             }
         }

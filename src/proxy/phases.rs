@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::time::Instant;
 
 use super::forward::{self, Plan};
 use super::respond::{self, Canned};
@@ -51,6 +52,8 @@ pub struct Exchange {
     /// `response_headers` with `always = true`: the fields for ringway's
     /// own error answer, should there be one (whole lines).
     pub always_lines: Vec<u8>,
+    /// When the request head had been read (the metrics' duration).
+    pub start: Instant,
 }
 
 impl Exchange {
@@ -72,6 +75,7 @@ impl Exchange {
             close: true,
             tries: Vec::new(),
             always_lines: Vec::new(),
+            start: Instant::now(),
             head,
         }
     }
@@ -509,16 +513,7 @@ pub(super) async fn send_error<S: ClientSession>(
     keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
-    send_error_to(
-        ctx,
-        ds,
-        status,
-        at,
-        (close, keep_alive_10, head_only),
-        false,
-        b"",
-    )
-    .await
+    send_error_to(ctx, ds, status, at, (close, keep_alive_10, head_only), false, b"").await
 }
 
 /// `send_error`, also for gRPC requests (`grpc`: answered with the gRPC
@@ -554,9 +549,21 @@ pub fn is_grpc(head: &RequestHead) -> bool {
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
 }
 
-/// Phase: logging: the access log entry of a request.
+/// Phase: logging: the request's counters, and its access log entry.
 fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
     let gen = &ex.gen;
+    let body_in = match ex.meta.body() {
+        BodyKind::Length(n) if ex.req_body_done => n,
+        _ => 0,
+    };
+    gen.metrics.request(
+        ctx.id,
+        ex.server,
+        S::HTTP2,
+        ex.status,
+        (body_in, ex.body_bytes),
+        ex.start.elapsed(),
+    );
     if gen.logs.enabled(ex.server) {
         // A request tried on several servers: nginx's $upstream_addr and
         // $upstream_status ("a, b" and "502, 200"). Built only then.

@@ -214,6 +214,9 @@ pub trait ClientSession {
         send_timeout: Duration,
     ) -> std::result::Result<u64, BodyError>;
 
+    /// The session is an HTTP/2 stream (the metrics' `protocol` label).
+    const HTTP2: bool = false;
+
     /// Whether this session carries upgrades as RFC 8441 extended CONNECT
     /// streams (HTTP/2) rather than as a `101` on its connection.
     fn upgrades_by_connect(&self) -> bool {

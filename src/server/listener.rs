@@ -122,6 +122,7 @@ fn admit(
     peer: SocketAddr,
     max: usize,
 ) {
+    last.metrics.accepted(ctx.id, listen);
     let tls = last.listener(listen).is_some_and(|i| last.tls.is_tls(i));
     if ctx.active.get() >= max && tls {
         // A 503 would need a handshake first: closing costs less.

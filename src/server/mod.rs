@@ -125,6 +125,8 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     resolver: Arc<dyn Resolve>,
     logs: Arc<LogFiles>,
+    /// `[admin] listen`, bound once, served by worker 0.
+    admin: Option<(std::net::TcpListener, SocketAddr)>,
 }
 
 impl Server {
@@ -140,6 +142,15 @@ impl Server {
             sockets.push((addr, group));
         }
         let logs = Arc::new(LogFiles::open(&config)?);
+        // One socket, not a SO_REUSEPORT group: one worker serves it.
+        let admin = match &config.admin {
+            Some(a) => {
+                let l = listener::bind(a.listen)?;
+                let addr = l.local_addr()?;
+                Some((l, addr))
+            }
+            None => None,
+        };
         Ok(Server {
             config,
             workers,
@@ -147,6 +158,7 @@ impl Server {
             addrs,
             resolver: Arc::new(SystemResolver),
             logs,
+            admin,
         })
     }
 
@@ -160,6 +172,11 @@ impl Server {
     /// The bound addresses, in config order, with real ports.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The admin listener's address, with its real port.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, a)| *a)
     }
 
     /// Starts the worker threads, and the supervisor that restarts a
@@ -187,16 +204,32 @@ impl Server {
                 control: rx,
             });
         }
+        let bound: Vec<(SocketAddr, SocketAddr)> = self
+            .sockets
+            .iter()
+            .map(|(a, _)| *a)
+            .zip(self.addrs.iter().copied())
+            .collect();
+        let layout = Arc::new(crate::metrics::Layout::build(
+            self.config.clone(),
+            self.workers,
+            &bound,
+            prober.is_some().then(|| probed.clone()),
+            None,
+        ));
+        let metrics = Arc::new(crate::metrics::Registry::new(self.workers, layout.clone()));
         let snapshot = Arc::new(Snapshot {
             number: 1,
             config: self.config.clone(),
             probed: prober.is_some().then(|| probed.clone()),
             logs: self.logs.clone(),
+            metrics: layout,
         });
         let shared = Arc::new(worker::Shared::default());
         *shared.current() = Some(worker::Current {
             snapshot,
             listeners: self.sockets,
+            admin: self.admin.map(|(l, _)| l),
         });
         let (events_tx, events) = flume::unbounded();
         let supervisor = worker::Supervisor {
@@ -206,6 +239,7 @@ impl Server {
             events_tx: events_tx.clone(),
             events,
             on_give_up,
+            metrics: metrics.clone(),
         };
         let mut threads = Vec::new();
         for id in 0..self.workers {
@@ -227,6 +261,7 @@ impl Server {
             shared,
             supervisor,
             workers: self.workers,
+            metrics,
             live: Mutex::new(Live {
                 number: 1,
                 config: self.config,
@@ -293,6 +328,7 @@ pub struct Handle {
     shared: Arc<worker::Shared>,
     supervisor: JoinHandle<Result<(), String>>,
     workers: usize,
+    metrics: Arc<crate::metrics::Registry>,
     /// Touched by reloads only (one at a time), never by a worker.
     #[allow(clippy::disallowed_types)]
     live: Mutex<Live>,
@@ -302,6 +338,8 @@ impl Handle {
     /// Asks every worker to drain and stop (none is restarted after this),
     /// and the prober and resolver threads to end.
     pub fn shutdown(&self) {
+        // First, so `/healthz` says 503 before anything stops accepting.
+        self.metrics.set_draining();
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.events.send(worker::Event::Stop);
         {
@@ -326,8 +364,12 @@ impl Handle {
     /// Puts `config` in force (see `reload`): binds the addresses it adds,
     /// opens its log files, hands every worker the new snapshot and
     /// restarts the prober and resolver. Nothing changes when it fails.
+    /// Counted in the metrics (`ringway_config_reloads_total`).
     pub fn reload(&self, config: Config) -> io::Result<reload::Changes> {
-        reload::apply(self, config)
+        let r = reload::apply(self, config);
+        self.metrics
+            .record_reload(r.is_ok(), r.as_ref().map_or(0, |c| c.generation));
+        r
     }
 
     /// Reopens every access log file and hands them to the workers.
@@ -372,6 +414,12 @@ impl Handle {
     /// `upstream` (indexes in the config in force) out of rotation.
     pub fn probed_down(&self, upstream: usize, server: usize) -> bool {
         self.live().probed.is_down(upstream, server)
+    }
+
+    /// The process's metrics: where a config reload is counted
+    /// (`record_reload`).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Registry> {
+        &self.metrics
     }
 
     /// How many times a worker was restarted after dying.

@@ -9,13 +9,16 @@
 //! upstream name, and every worker is handed the new snapshot with its
 //! sockets of the added addresses and the list of removed ones. The prober
 //! and resolver, built from config positions, are restarted. Listening
-//! sockets of kept addresses are never closed.
+//! sockets of kept addresses are never closed. The snapshot carries the
+//! metrics' series of the new config, carried over by name
+//! (`metrics::series`); every reload is counted by its result
+//! (`Registry::record_reload`). The admin listener is the process's for
+//! its life: a config whose `[admin]` differs is refused.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,23 +28,6 @@ use crate::generation::Snapshot;
 use crate::log::LogFiles;
 use crate::route::listen_addrs;
 use crate::upstream::probe::Prober;
-
-static RELOADS_OK: AtomicU64 = AtomicU64::new(0);
-static RELOADS_FAILED: AtomicU64 = AtomicU64::new(0);
-
-/// Reloads that succeeded and that failed since the process started: the
-/// hook a metrics exporter reads.
-pub fn reload_counts() -> (u64, u64) {
-    (
-        RELOADS_OK.load(Ordering::Relaxed),
-        RELOADS_FAILED.load(Ordering::Relaxed),
-    )
-}
-
-fn count(ok: bool) {
-    let c = if ok { &RELOADS_OK } else { &RELOADS_FAILED };
-    c.fetch_add(1, Ordering::Relaxed);
-}
 
 /// What the reload thread is asked to do.
 pub enum Job {
@@ -91,6 +77,19 @@ pub(super) fn apply(h: &Handle, config: Config) -> io::Result<Changes> {
         tracing::warn!(
             "global.user / global.group changed: they take effect at the next start, not on reload"
         );
+    }
+    // The admin listener is bound once, for the life of the process.
+    if config.admin != old.admin {
+        let show = |c: &Config| {
+            c.admin
+                .as_ref()
+                .map_or("none".to_string(), |a| a.listen.to_string())
+        };
+        return Err(io::Error::other(format!(
+            "[admin] listen cannot change by a reload ({} in force, {} asked): restart to move it",
+            show(&old),
+            show(&config)
+        )));
     }
     let logs = Arc::new(LogFiles::open(&config)?);
     let old_addrs = listen_addrs(&old);
@@ -153,11 +152,40 @@ pub(super) fn apply(h: &Handle, config: Config) -> io::Result<Changes> {
     }
     live.prober = prober;
     let number = live.number + 1;
+    // The metrics' series of the new config, carried over by name; each
+    // listen address with the port it has (bound now or kept).
+    let bound: Vec<(SocketAddr, SocketAddr)> = {
+        let current = h.shared.current();
+        let kept = current.as_ref().map_or(&[][..], |c| &c.listeners[..]);
+        new_addrs
+            .iter()
+            .map(|a| {
+                let real = groups
+                    .iter()
+                    .find(|(g, _)| g == a)
+                    .map(|(_, (real, _))| *real)
+                    .or_else(|| {
+                        let (_, socks) = kept.iter().find(|(k, _)| k == a)?;
+                        socks.first()?.local_addr().ok()
+                    })
+                    .unwrap_or(*a);
+                (*a, real)
+            })
+            .collect()
+    };
+    let layout = Arc::new(crate::metrics::Layout::build(
+        config.clone(),
+        h.workers,
+        &bound,
+        live.prober.is_some().then(|| probed.clone()),
+        Some(&h.metrics.layout()),
+    ));
     let snapshot = Arc::new(Snapshot {
         number,
         config: config.clone(),
         probed: live.prober.is_some().then(|| probed.clone()),
         logs,
+        metrics: layout.clone(),
     });
     // Under the supervisor's lock: a worker restarted from now on starts
     // from this config and these sockets; one restarted before gets the
@@ -198,6 +226,7 @@ pub(super) fn apply(h: &Handle, config: Config) -> io::Result<Changes> {
             tracing::error!("reload: re-resolution cannot start: {e}");
             None
         });
+    h.metrics.set_layout(layout);
     live.number = number;
     live.config = config;
     live.probed = probed;
@@ -220,7 +249,7 @@ pub fn reload_from(h: &Handle, path: &Path, why: &str) -> bool {
                 errors.0.len(),
                 if errors.0.len() == 1 { "" } else { "s" }
             );
-            count(false);
+            h.metrics.record_reload(false, 0);
             return false;
         }
     };
@@ -231,12 +260,12 @@ pub fn reload_from(h: &Handle, path: &Path, why: &str) -> bool {
                 "reload succeeded in {}ms: {changes}",
                 started.elapsed().as_millis()
             );
-            count(true);
+            h.metrics.record_reload(true, changes.generation);
             true
         }
         Err(e) => {
             tracing::error!("reload failed: {e}; the running config stays");
-            count(false);
+            h.metrics.record_reload(false, 0);
             false
         }
     }

@@ -42,6 +42,7 @@ use std::rc::Rc;
 
 use crate::ctx::WorkerCtx;
 use crate::generation::Snapshot;
+use crate::metrics::Registry;
 use crate::shutdown::Shutdown;
 
 use super::{listener, Control, Driver};
@@ -60,6 +61,10 @@ pub struct WorkerSpec {
     pub listeners: Vec<(SocketAddr, TcpListener)>,
     pub control: flume::Receiver<Control>,
     pub driver: Driver,
+    /// Every worker's counters; this worker writes block `id`.
+    pub metrics: Arc<Registry>,
+    /// The admin listener (worker 0 only, when `[admin]` is configured).
+    pub admin: Option<TcpListener>,
 }
 
 /// The body of a worker thread.
@@ -110,8 +115,27 @@ type Faults = flume::Sender<String>;
 /// Serves until a shutdown; `Some` with the message when one of the worker's
 /// own tasks panicked.
 async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
-    let ctx = WorkerCtx::new(spec.id, &spec.snapshot);
+    let registry = spec.metrics;
+    let ctx = WorkerCtx::new(spec.id, &spec.snapshot, registry.workers[spec.id].clone());
+    registry.worker_started(ctx.id);
+    let _running = Running(&registry, ctx.id);
     let (faults, fault) = flume::bounded::<String>(1);
+    // The admin listener, on worker 0 (see admin.rs), with a stop of its
+    // own: it stays open through the drain of the client listeners, and
+    // across reloads (its address cannot change by one).
+    let admin_stop = Rc::new(Shutdown::default());
+    let admin = match spec.admin {
+        Some(l) => Some(spawn_guarded(
+            &faults,
+            "admin accept loop",
+            crate::admin::accept_loop(
+                registry.clone(),
+                monoio::net::TcpListener::from_std(l)?,
+                admin_stop.clone(),
+            ),
+        )),
+        None => None,
+    };
     let mut accepting = Accepting::default();
     for (addr, l) in spec.listeners {
         accepting.add(&ctx, &faults, addr, l)?;
@@ -127,6 +151,7 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
                 _ = ticker.shutdown.wait() => break,
             }
             ticker.deadlines.tick(Instant::now());
+            crate::metrics::publish(&ticker);
             n += 1;
             if n.is_multiple_of(POOL_SWEEP_TICKS) {
                 for up in &ticker.gen().upstreams {
@@ -230,7 +255,26 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
         up.pool.clear();
     }
     gen.logs.flush_all();
+    if let Some(admin) = admin {
+        // `/healthz` answers 503 until the other workers have drained too
+        // (each within drain_timeout, and a second to close what is left).
+        let until = Instant::now() + gen.config.global.drain_timeout + Duration::from_secs(2);
+        while panicked.is_none() && registry.running() > 1 && Instant::now() < until {
+            monoio::time::sleep(Duration::from_millis(20)).await;
+        }
+        admin_stop.raise();
+        let _ = monoio::time::timeout(Duration::from_secs(1), admin).await;
+    }
     Ok(panicked)
+}
+
+/// Marks the worker stopped in the registry however `main` ends.
+struct Running<'a>(&'a Registry, usize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.worker_stopped(self.1);
+    }
 }
 
 /// The worker's accept loops, one per listen address, each with the flag
@@ -364,6 +408,9 @@ pub(super) struct Current {
     /// group, bound together by the main thread); kept for the life of the
     /// process, or until a reload removes the address.
     pub listeners: Vec<(SocketAddr, Vec<TcpListener>)>,
+    /// The admin listener, served by worker 0: one socket, not a
+    /// SO_REUSEPORT group, kept for the life of the process.
+    pub admin: Option<TcpListener>,
 }
 
 impl Shared {
@@ -388,6 +435,7 @@ pub(super) struct Supervisor {
     pub events: flume::Receiver<Event>,
     /// Called once if the supervisor gives up, so the main thread wakes.
     pub on_give_up: Option<Box<dyn FnOnce() + Send>>,
+    pub metrics: Arc<Registry>,
 }
 
 impl Supervisor {
@@ -395,7 +443,7 @@ impl Supervisor {
     /// sockets.
     pub fn spawn(&self, id: usize) -> std::io::Result<JoinHandle<()>> {
         let t = &self.templates[id];
-        let (snapshot, listeners) = {
+        let (snapshot, listeners, admin) = {
             let current = self.shared.current();
             let c = current
                 .as_ref()
@@ -405,7 +453,11 @@ impl Supervisor {
                 .iter()
                 .map(|(addr, socks)| Ok((*addr, socks[id].try_clone()?)))
                 .collect::<std::io::Result<Vec<_>>>()?;
-            (c.snapshot.clone(), listeners)
+            let admin = match (&c.admin, id) {
+                (Some(a), 0) => Some(a.try_clone()?),
+                _ => None,
+            };
+            (c.snapshot.clone(), listeners, admin)
         };
         let spec = WorkerSpec {
             id,
@@ -414,6 +466,8 @@ impl Supervisor {
             listeners,
             control: t.control.clone(),
             driver: self.driver,
+            metrics: self.metrics.clone(),
+            admin,
         };
         let events = self.events_tx.clone();
         std::thread::Builder::new()

@@ -14,6 +14,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -67,12 +68,15 @@ impl Drop for StreamGuard {
 #[derive(Default)]
 pub struct H2Pool {
     servers: RefCell<Vec<Vec<Rc<H2Conn>>>>,
+    /// The upstream's metrics series.
+    pub metrics: Option<Arc<crate::metrics::UpstreamSeries>>,
 }
 
 impl H2Pool {
     pub fn new(servers: usize) -> H2Pool {
         H2Pool {
             servers: RefCell::new(vec![Vec::new(); servers]),
+            metrics: None,
         }
     }
 
@@ -94,6 +98,7 @@ impl H2Pool {
         } else {
             self.least_busy(peer, up.h2_connections)
         };
+        let reused = reuse.is_some();
         let conn = match reuse {
             Some(c) => c,
             None => {
@@ -132,6 +137,9 @@ impl H2Pool {
             Woke::TimedOut | Woke::Closing => return Err(Error::new(ErrorKind::ConnectTimeout)),
         };
         conn.streams.set(conn.streams.get() + 1);
+        if let Some(m) = &self.metrics {
+            m.conn(ctx.id, peer, reused);
+        }
         Ok((send, StreamGuard(conn)))
     }
 

@@ -164,6 +164,8 @@ pub struct UpstreamState {
     /// Set when a reload removed or changed this upstream: connections
     /// that finish their request are closed, not pooled.
     pub retired: Cell<bool>,
+    /// This upstream's metrics series, set by the generation that made it.
+    pub metrics: Option<Arc<crate::metrics::UpstreamSeries>>,
     /// Each server's address: the one resolved at load until
     /// `resolve_interval` hands this worker another (`set_addr`).
     addrs: Vec<Cell<SocketAddr>>,
@@ -216,6 +218,7 @@ impl UpstreamState {
             config: config.clone(),
             probed: None,
             retired: Cell::new(false),
+            metrics: None,
             addrs: up.servers.iter().map(|s| Cell::new(s.addr)).collect(),
         }
     }

@@ -80,6 +80,11 @@ impl Pool {
         self.idle.borrow_mut().retain(|c| c.conn.peer != peer);
     }
 
+    /// Idle connections held now (for the metrics' gauge).
+    pub fn idle_len(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
     }

@@ -15,16 +15,16 @@ use crate::support::{self, Backend, Client, Reply, IO_TIMEOUT};
 const BIN: &str = env!("CARGO_BIN_EXE_ringway");
 
 /// A directory of its own for a test's config files, removed on drop.
-struct Dir(PathBuf);
+pub(super) struct Dir(PathBuf);
 
 impl Dir {
-    fn new(name: &str) -> Dir {
+    pub(super) fn new(name: &str) -> Dir {
         let d = support::temp_path(name);
         std::fs::create_dir_all(&d).unwrap();
         Dir(d)
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(super) fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.0.join(name);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).unwrap();
@@ -44,13 +44,13 @@ impl Drop for Dir {
 }
 
 /// The binary, its stderr lines on a channel; killed on drop.
-struct Running {
+pub(super) struct Running {
     child: std::process::Child,
     lines: Receiver<String>,
 }
 
 impl Running {
-    fn start(config: &Path) -> Running {
+    pub(super) fn start(config: &Path) -> Running {
         let mut child = Command::new(BIN)
             .args(["--config", config.to_str().unwrap(), "--workers", "2"])
             .env("RUST_LOG", "info")
@@ -76,7 +76,7 @@ impl Running {
     }
 
     /// The next stderr line containing `what` (bounded wait).
-    fn wait_line(&mut self, what: &str) -> String {
+    pub(super) fn wait_line(&mut self, what: &str) -> String {
         loop {
             let line = self
                 .lines
@@ -104,13 +104,13 @@ impl Running {
         }
     }
 
-    fn signal(&self, sig: libc::c_int) {
+    pub(super) fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) on the pid of a child we started and have not reaped.
         assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, sig) }, 0);
     }
 
     /// SIGHUP, then waits until both workers run generation `n`.
-    fn reload_to(&mut self, n: u64) {
+    pub(super) fn reload_to(&mut self, n: u64) {
         self.signal(libc::SIGHUP);
         let what = format!("config generation {n} installed");
         self.wait_line(&what);

@@ -29,6 +29,7 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A running proxy; dropping it shuts it down and waits for its workers.
 pub struct Proxy {
     addrs: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
     handle: Option<ringway::server::Handle>,
 }
 
@@ -49,9 +50,11 @@ impl Proxy {
     /// Starts a server bound (and set up) by the test.
     pub fn from_server(server: ringway::server::Server) -> Proxy {
         let addrs = server.local_addrs().to_vec();
+        let admin = server.admin_addr();
         let handle = server.start().expect("start workers");
         Proxy {
             addrs,
+            admin,
             handle: Some(handle),
         }
     }
@@ -63,6 +66,11 @@ impl Proxy {
 
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The `[admin]` listener's address (the config must have one).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.expect("the config has an [admin] listener")
     }
 
     pub fn client(&self) -> Client {

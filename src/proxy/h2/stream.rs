@@ -83,6 +83,12 @@ pub async fn run(
         Err(e) => {
             let status = e.kind.status().unwrap_or(400);
             tracing::debug!(peer = %shared.conn.peer, "refused HTTP/2 request: {e}");
+            let body = if parts.method == http::Method::HEAD {
+                0
+            } else {
+                crate::proxy::respond::error_body(status).len() as u64
+            };
+            gen.metrics.refused(ctx.id, default, true, status, body);
             let _ = phases::send_error(
                 &ctx,
                 &mut sess,
@@ -238,6 +244,8 @@ impl StreamSession {
 }
 
 impl ClientSession for StreamSession {
+    const HTTP2: bool = true;
+
     fn conn(&self) -> &ConnInfo {
         &self.shared.conn
     }
@@ -396,7 +404,10 @@ impl ClientSession for StreamSession {
             return Err(BodyError::Read(None));
         };
         let UpSink::H1(conn) = to else {
-            return to.copy_from(copy, src, &mut self.body_buf, &mut self.body_out).await.map(drop);
+            return to
+                .copy_from(copy, src, &mut self.body_buf, &mut self.body_out)
+                .await
+                .map(drop);
         };
         copy.run(src, &mut self.body_buf, &mut conn.stream, &mut self.body_out)
             .await?;
