@@ -187,7 +187,10 @@ pub async fn serve(
         // An alignment above malloc's 16 bytes makes that allocation an
         // aligned one, several times dearer, once per request: nothing
         // over-aligned (monoio's timer entries are) may sit in it inline.
-        debug_assert!(std::mem::align_of_val(&*exchange) <= 16, "exchange future over-aligned");
+        debug_assert!(
+            std::mem::align_of_val(&*exchange) <= 16,
+            "exchange future over-aligned"
+        );
         match exchange.await {
             Next::KeepAlive => ds.served += 1,
             Next::Close => break false,

@@ -509,16 +509,7 @@ pub(super) async fn send_error<S: ClientSession>(
     keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
-    send_error_to(
-        ctx,
-        ds,
-        status,
-        at,
-        (close, keep_alive_10, head_only),
-        false,
-        b"",
-    )
-    .await
+    send_error_to(ctx, ds, status, at, (close, keep_alive_10, head_only), false, b"").await
 }
 
 /// `send_error`, also for gRPC requests (`grpc`: answered with the gRPC
