@@ -262,24 +262,34 @@ pub fn hand_over(groups: &[(SocketAddr, Vec<TcpListener>)]) -> Result<u32, Strin
     let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
     let pid = child.id();
     tracing::info!("upgrade: started {} as process {pid}", exe.display());
-    match handshake(&ours, groups, &mut child) {
+    match handshake(&ours, groups) {
         Ok(()) => Ok(pid),
-        Err(why) => {
-            // Still running but not ready: it must not serve beside us.
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
+        Err(why) => Err(format!("{why}; the new process {}", reap(&mut child))),
+    }
+}
+
+/// How a new process that failed ended: given a moment to exit on its own
+/// (it hung up: it is on its way out), then stopped, since one that is not
+/// ready must not serve beside us.
+fn reap(child: &mut Child) -> String {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return format!("ended with {status}"),
+            Ok(None) if Instant::now() < until => {
+                #[allow(clippy::disallowed_methods)] // the reload thread, not a worker
+                std::thread::sleep(Duration::from_millis(10));
             }
-            let _ = child.wait();
-            Err(why)
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return "was stopped".into();
+            }
         }
     }
 }
 
-fn handshake(
-    ch: &Channel,
-    groups: &[(SocketAddr, Vec<TcpListener>)],
-    child: &mut Child,
-) -> Result<(), String> {
+fn handshake(ch: &Channel, groups: &[(SocketAddr, Vec<TcpListener>)]) -> Result<(), String> {
     for (addr, socks) in groups {
         for s in socks {
             ch.send(&format!("sock {addr}"), Some(s.as_raw_fd()))
@@ -302,10 +312,7 @@ fn handshake(
         match ch.recv() {
             Ok(Some((msg, _))) if msg.starts_with("ready ") => return Ok(()),
             Ok(Some((msg, _))) => return Err(format!("unexpected message from the new process: {msg:?}")),
-            Ok(None) => {
-                let status = child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
-                return Err(format!("the new process ended before it was ready ({status})"));
-            }
+            Ok(None) => return Err("the new process hung up before it was ready".into()),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
             Err(e) => return Err(format!("reading from the new process: {e}")),
         }
