@@ -241,6 +241,50 @@ impl Channel {
     }
 }
 
+/// The descriptor the new process finds its end of the pair at.
+const CHILD_FD: RawFd = 3;
+
+/// In the forked child: moves the channel to `CHILD_FD` and marks every
+/// other descriptor above stderr close-on-exec. Accepted connections,
+/// upstream connections, rings and log files of the old process may lack
+/// close-on-exec (the accepted connections did, as measured); one inherited by the new process would stay open there after the old one
+/// closed it, so a client told `Connection: close` would never see the end.
+fn only_channel_survives(fd: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 and fcntl on descriptors of this (forked) process; dup2
+    // leaves the copy without close-on-exec.
+    unsafe {
+        if fd == CHILD_FD {
+            libc::fcntl(fd, libc::F_SETFD, 0);
+        } else if libc::dup2(fd, CHILD_FD) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let first = (CHILD_FD + 1) as libc::c_uint;
+        // close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11); else one by one.
+        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+        if libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                lim.rlim_cur.min(1 << 20) as RawFd
+            } else {
+                1 << 16
+            };
+            for d in first as RawFd..max {
+                libc::fcntl(d, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Old process: starts the new binary, hands it `groups` and waits for it
 /// to be ready. Returns the new process's id, or why it is not running.
 pub fn hand_over(groups: &[(SocketAddr, Vec<TcpListener>)]) -> Result<u32, String> {
@@ -248,16 +292,18 @@ pub fn hand_over(groups: &[(SocketAddr, Vec<TcpListener>)]) -> Result<u32, Strin
         .get()
         .ok_or("the executable's path was not recorded at start")?;
     let (ours, theirs) = pair().map_err(|e| format!("socketpair: {e}"))?;
-    // The child's end must survive exec: clear close-on-exec just for the
-    // spawn, and close our copy of it right after. No other thread forks.
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(theirs.0.as_raw_fd(), libc::F_SETFD, 0) };
-    let spawned = Command::new(exe)
-        .args(args)
-        .env(FD_ENV, theirs.0.as_raw_fd().to_string())
+    let their_fd = theirs.0.as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env(FD_ENV, CHILD_FD.to_string())
         // The watchdog is the new main process's to feed once it says so.
-        .env_remove("WATCHDOG_PID")
-        .spawn();
+        .env_remove("WATCHDOG_PID");
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe system calls (dup2, close_range, fcntl).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || only_channel_survives(their_fd));
+    }
+    let spawned = cmd.spawn();
     drop(theirs);
     let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
     let pid = child.id();

@@ -195,6 +195,7 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
         // on one right now. Each is told to close with its next response,
         // and the drain below ends whatever is left.
         ctx.shutdown.raise();
+        tracing::info!(worker = ctx.id, "handed over: stopped accepting, draining");
     } else {
         ctx.begin_shutdown();
     }

@@ -258,6 +258,34 @@ fn an_upgrade_under_load_fails_nothing_and_the_new_process_serves() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_of_the_old_process_is_told_to_close_not_closed() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let b = Backend::serve(|_| Reply::ok("B"));
+    let dir = Dir::new("upgrade-idle");
+    let port = free_port();
+    let path = dir.write("ringway.toml", &conf(port, a.addr, ""));
+    let mut old = Running::start(&path, dir.0.join("ringway.pid"), &[]);
+    let mut kept = Client::connect(addr(port));
+    let r = kept.get("/");
+    assert_eq!(r.text(), "A");
+    assert!(!r.says_close());
+    dir.write("ringway.toml", &conf(port, b.addr, ""));
+    old.signal(libc::SIGUSR2);
+    old.new_pid();
+    // Both workers of the old process have stopped accepting.
+    old.wait_line("handed over: stopped accepting");
+    old.wait_line("handed over: stopped accepting");
+    // The connection was kept open: the old process answers its next
+    // request (its own route) and says to close.
+    let r = kept.get("/");
+    assert_eq!((r.status, r.text()), (200, "A".to_string()));
+    assert!(r.says_close(), "{}", r.head_text());
+    kept.expect_closed();
+    assert_eq!(Client::connect(addr(port)).get("/").text(), "B");
+    assert!(old.exited().success());
+}
+
+#[test]
 fn a_failed_upgrade_leaves_the_old_process_serving_and_says_why() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("upgrade-bad");
@@ -323,6 +351,25 @@ fn upgrade_flag_signals_the_pid_file_process_and_its_refusals() {
     let new_pid = old.new_pid();
     assert!(old.exited().success());
     assert!(alive(new_pid));
+    assert_eq!(Client::connect(addr(port)).get("/").text(), "A");
+    // The process an upgrade started can be upgraded in turn.
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "--upgrade"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let third = wait_for(Duration::from_secs(15), || {
+        let p: u32 = std::fs::read_to_string(dir.0.join("ringway.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        (p != new_pid).then_some(p)
+    })
+    .expect("the second upgrade never wrote the pid file");
+    wait_for(Duration::from_secs(15), || (!alive(new_pid)).then_some(()))
+        .expect("the second process did not exit");
+    assert!(alive(third));
     assert_eq!(Client::connect(addr(port)).get("/").text(), "A");
 }
 
