@@ -185,7 +185,7 @@ fn an_upgrade_under_load_fails_nothing_and_the_new_process_serves() {
     let stop = Arc::new(AtomicBool::new(false));
     let served_b = Arc::new(AtomicUsize::new(0));
     let total = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
+    let clients: Vec<_> = (0..8)
         .map(|k| {
             let (stop, served_b, total) = (stop.clone(), served_b.clone(), total.clone());
             std::thread::spawn(move || {
@@ -231,6 +231,7 @@ fn an_upgrade_under_load_fails_nothing_and_the_new_process_serves() {
     // Only the new process reads this: the old one never reloads here, so
     // a "B" can come from the new process alone.
     dir.write("ringway.toml", &conf(port, b.addr, ""));
+    let before = total.load(Ordering::Relaxed);
     old.signal(libc::SIGUSR2);
     let new_pid = old.new_pid();
     assert_ne!(new_pid, old_pid);
@@ -241,6 +242,7 @@ fn an_upgrade_under_load_fails_nothing_and_the_new_process_serves() {
         (served_b.load(Ordering::Relaxed) > after_exit + 200).then_some(())
     })
     .expect("the new process served too little after the old one exited");
+    std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     let mut seen = HashSet::new();
     for c in clients {
@@ -249,6 +251,11 @@ fn an_upgrade_under_load_fails_nothing_and_the_new_process_serves() {
         seen.extend(s);
     }
     assert_eq!(seen, HashSet::from(["A".to_string(), "B".to_string()]));
+    eprintln!(
+        "upgrade under load: {} requests ({before} before the signal), {} from the new process, none failed",
+        total.load(Ordering::Relaxed),
+        served_b.load(Ordering::Relaxed)
+    );
     // The old process is gone: whatever answers now is the new one.
     assert!(alive(new_pid), "the new process is not running");
     let mut c = Client::connect(addr(port));
@@ -314,6 +321,55 @@ fn a_failed_upgrade_leaves_the_old_process_serving_and_says_why() {
     let pid = std::fs::read_to_string(dir.0.join("ringway.pid")).unwrap();
     assert_eq!(pid.trim(), old.pid().to_string());
     assert!(old.child.try_wait().unwrap().is_none());
+}
+
+/// `conf` on several ports.
+fn conf_ports(ports: &[u16], backend: SocketAddr) -> String {
+    let listen: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    conf(ports[0], backend, "").replace(
+        &format!("listen = [\"127.0.0.1:{}\"]", ports[0]),
+        &format!("listen = [{}]", listen.join(", ")),
+    )
+}
+
+#[test]
+fn a_new_process_that_cannot_bind_an_added_address_leaves_the_old_one_serving() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let dir = Dir::new("upgrade-bind");
+    let port = free_port();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let path = dir.write("ringway.toml", &conf(port, a.addr, ""));
+    let mut old = Running::start(&path, dir.0.join("ringway.pid"), &[]);
+    dir.write("ringway.toml", &conf_ports(&[port, taken_port], a.addr));
+    old.signal(libc::SIGUSR2);
+    let log = old.lines_until("upgrade failed");
+    let all = log.join("\n");
+    assert!(
+        all.contains(&format!("cannot listen on 127.0.0.1:{taken_port}")),
+        "{all}"
+    );
+    assert_eq!(Client::connect(addr(port)).get("/").text(), "A");
+    let pid = std::fs::read_to_string(dir.0.join("ringway.pid")).unwrap();
+    assert_eq!(pid.trim(), old.pid().to_string());
+}
+
+#[test]
+fn addresses_the_new_config_drops_are_closed_and_new_ones_bound() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let dir = Dir::new("upgrade-addrs");
+    let (kept, dropped, added) = (free_port(), free_port(), free_port());
+    let path = dir.write("ringway.toml", &conf_ports(&[kept, dropped], a.addr));
+    let mut old = Running::start(&path, dir.0.join("ringway.pid"), &[]);
+    assert_eq!(Client::connect(addr(dropped)).get("/").text(), "A");
+    dir.write("ringway.toml", &conf_ports(&[kept, added], a.addr));
+    old.signal(libc::SIGUSR2);
+    old.new_pid();
+    assert!(old.exited().success());
+    assert_eq!(Client::connect(addr(kept)).get("/").text(), "A");
+    assert_eq!(Client::connect(addr(added)).get("/").text(), "A");
+    let refused = TcpStream::connect(addr(dropped));
+    assert!(refused.is_err(), "{dropped} still accepts");
 }
 
 #[test]
