@@ -96,6 +96,11 @@ impl Deadlines {
         }
     }
 
+    /// `close_all` was called: idle waits end at once from now on.
+    pub fn closing(&self) -> bool {
+        self.closing.get()
+    }
+
     /// `expire_all` was called: every wait ends at once from now on, so a
     /// loop that waits again must stop instead.
     pub fn all_expired(&self) -> bool {

@@ -21,6 +21,11 @@ struct Args {
     /// its config, as SIGHUP does; the config is checked here first.
     #[arg(short = 's', long)]
     reload: bool,
+    /// Ask the running process (found through `global.pid_file`) to start
+    /// the binary again and hand it its sockets, as SIGUSR2 does; the
+    /// config is checked here first.
+    #[arg(long, conflicts_with = "reload")]
+    upgrade: bool,
     /// Worker threads, overriding `global.workers`.
     #[arg(short, long)]
     workers: Option<usize>,
@@ -45,6 +50,18 @@ fn main() -> ExitCode {
         return match ringway::server::reload::signal_reload(&config) {
             Ok(pid) => {
                 println!("ringway: reload signalled to process {pid}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringway: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.upgrade {
+        return match ringway::server::reload::signal_upgrade(&config) {
+            Ok(pid) => {
+                println!("ringway: upgrade signalled to process {pid}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -66,6 +66,8 @@ mod service;
 mod tls;
 #[path = "proxy/trailers.rs"]
 mod trailers;
+#[path = "proxy/upgrade.rs"]
+mod upgrade;
 #[path = "proxy/upstream_tls.rs"]
 mod upstream_tls;
 #[path = "proxy/websocket.rs"]

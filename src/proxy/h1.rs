@@ -623,9 +623,10 @@ async fn wait_readable(ctx: &WorkerCtx, stream: &mut ClientStream, wait: Duratio
         ClientStream::Tls(t) => {
             // rustls may already hold the next request, decrypted or not:
             // the socket may then never become readable again, so it must
-            // not be waited on.
+            // not be waited on. Only a stop that closes idle connections
+            // drops it; after an upgrade it is served (and told to close).
             if t.has_buffered() {
-                return !ctx.shutdown.is_raised();
+                return !ctx.deadlines.closing();
             }
             t.tcp()
         }

@@ -7,10 +7,13 @@
 
 pub mod listener;
 pub mod privilege;
+pub mod notify;
 pub mod reload;
 pub mod ring;
+pub mod upgrade;
 pub mod worker;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,6 +70,10 @@ impl Driver {
 pub enum Control {
     /// Stop accepting, drain, exit.
     Shutdown,
+    /// Stop accepting (a new process took the sockets over), answer the
+    /// next request of each keep-alive connection with `Connection: close`
+    /// instead of closing it while idle, drain, exit.
+    Retire,
     /// A new config: build its generation and make it the newest; accept
     /// on `added` (this worker's sockets of the addresses it adds), stop
     /// accepting on `removed`.
@@ -134,12 +141,38 @@ impl Server {
     /// the access log files. The sockets belong to the process: kept across
     /// reloads and worker restarts.
     pub fn bind(config: Arc<Config>, workers: usize) -> io::Result<Server> {
+        Server::bind_inherited(config, workers, HashMap::new())
+    }
+
+    /// `bind`, taking the sockets of an address from `inherited` (handed
+    /// over by the process being upgraded) when it is there; the inherited
+    /// sockets of addresses the config does not list are closed.
+    pub fn bind_inherited(
+        config: Arc<Config>,
+        workers: usize,
+        mut inherited: HashMap<SocketAddr, Vec<std::net::TcpListener>>,
+    ) -> io::Result<Server> {
         let mut addrs = Vec::new();
         let mut sockets = Vec::new();
         for addr in listen_addrs(&config) {
-            let (real, group) = bind_group(addr, workers)?;
+            let (real, group) = match inherited.remove(&addr) {
+                Some(group) if group.len() == workers => (group[0].local_addr()?, group),
+                Some(group) => {
+                    return Err(io::Error::other(format!(
+                        "{addr}: {} sockets handed over for {workers} workers",
+                        group.len()
+                    )))
+                }
+                None => bind_group(addr, workers)?,
+            };
             addrs.push(real);
             sockets.push((addr, group));
+        }
+        for (addr, group) in inherited {
+            tracing::info!(
+                "upgrade: {addr} is not in the config: its {} sockets closed",
+                group.len()
+            );
         }
         let logs = Arc::new(LogFiles::open(&config)?);
         // One socket, not a SO_REUSEPORT group: one worker serves it.
@@ -338,6 +371,35 @@ impl Handle {
     /// Asks every worker to drain and stop (none is restarted after this),
     /// and the prober and resolver threads to end.
     pub fn shutdown(&self) {
+        self.stop_with(|| Control::Shutdown);
+    }
+
+    /// `shutdown` after a binary upgrade: the workers stop accepting and
+    /// drain without closing idle keep-alive connections under a client
+    /// (see `Control::Retire`).
+    pub fn retire(&self) {
+        self.stop_with(|| Control::Retire);
+    }
+
+    /// Duplicates of every listening socket, by configured address, in
+    /// worker order: what a binary upgrade hands over.
+    pub fn listening_sockets(&self) -> io::Result<Vec<(SocketAddr, Vec<std::net::TcpListener>)>> {
+        let current = self.shared.current();
+        let cur = current
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the server is stopping"))?;
+        cur.listeners
+            .iter()
+            .map(|(a, g)| {
+                Ok((
+                    *a,
+                    g.iter().map(|s| s.try_clone()).collect::<io::Result<Vec<_>>>()?,
+                ))
+            })
+            .collect()
+    }
+
+    fn stop_with(&self, msg: impl Fn() -> Control) {
         // First, so `/healthz` says 503 before anything stops accepting.
         self.metrics.set_draining();
         self.shared.stopping.store(true, Ordering::SeqCst);
@@ -352,7 +414,7 @@ impl Handle {
             }
         }
         for c in &self.controls {
-            let _ = c.send(Control::Shutdown);
+            let _ = c.send(msg());
         }
     }
 
@@ -443,14 +505,36 @@ impl Handle {
 
 /// Runs until SIGTERM or SIGINT, then drains and returns; returns an error
 /// when a worker kept dying (see `worker`). SIGHUP reloads the config from
-/// `path`, SIGUSR1 reopens the access logs; `reload_watch` reloads when a
-/// config file changes.
+/// `path`, SIGUSR1 reopens the access logs, SIGUSR2 hands the sockets to a
+/// new binary and, once it is ready, drains and returns (see `upgrade`);
+/// `reload_watch` reloads when a config file changes. Started by an upgrade
+/// (`RINGWAY_UPGRADE_FD` set), it takes the old process's sockets first.
 pub fn run(config: Arc<Config>, workers: usize, path: PathBuf) -> io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    upgrade::remember_exe();
     // Registered before the workers start, so an early signal is not lost.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])?;
     let pid_file = config.global.pid_file.clone();
-    let server = Server::bind(config, workers)?;
+    let channel = upgrade::Channel::inherited()?;
+    let server = match &channel {
+        None => Server::bind(config, workers)?,
+        Some(ch) => {
+            let inherited = ch.receive()?;
+            // A group's size is the worker count it was made for: closing
+            // one of its sockets would reset the connections queued on it.
+            let workers = match inherited.values().next() {
+                Some(g) if g.len() != workers => {
+                    tracing::warn!(
+                        "upgrade: keeping {} workers, the size of the socket groups handed over (a restart changes it)",
+                        g.len()
+                    );
+                    g.len()
+                }
+                _ => workers,
+            };
+            Server::bind_inherited(config, workers, inherited)?
+        }
+    };
     if let Some(p) = &pid_file {
         reload::write_pid_file(p)?;
     }
@@ -462,19 +546,36 @@ pub fn run(config: Arc<Config>, workers: usize, path: PathBuf) -> io::Result<()>
     // A worker that keeps dying ends the wait below as a signal would.
     let wake = signals.handle();
     let handle = Arc::new(server.launch(Some(Box::new(move || wake.close())))?);
-    // Reloads run on a thread of their own: reading files, resolving names
-    // and binding never happen on a worker or hold up a signal.
+    match &channel {
+        Some(ch) => {
+            notify::main_pid();
+            if let Err(e) = ch.ready() {
+                tracing::warn!("upgrade: cannot tell the old process that this one is ready: {e}");
+            }
+            tracing::info!("upgrade: serving as process {}", std::process::id());
+        }
+        None => notify::ready(),
+    }
+    drop(channel);
+    notify::start_watchdog()?;
+    // Reloads and upgrades run on a thread of their own: reading files,
+    // resolving names, binding and starting a process never happen on a
+    // worker or hold up a signal.
     let (tx, rx) = flume::bounded(4);
+    let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reloader = {
         let handle = handle.clone();
+        let handed_over = handed_over.clone();
+        let wake = signals.handle();
         std::thread::Builder::new()
             .name("ringway-reload".into())
-            .spawn(move || reload::thread(&handle, &path, rx))?
+            .spawn(move || reload::thread(&handle, &path, rx, &handed_over, &wake))?
     };
     for sig in signals.forever() {
         let job = match sig {
             SIGHUP => reload::Job::Reload("SIGHUP"),
             SIGUSR1 => reload::Job::ReopenLogs,
+            SIGUSR2 => reload::Job::Upgrade,
             _ => {
                 tracing::info!("signal {sig}: draining");
                 break;
@@ -486,7 +587,13 @@ pub fn run(config: Arc<Config>, workers: usize, path: PathBuf) -> io::Result<()>
     }
     drop(tx);
     let _ = reloader.join();
-    handle.shutdown();
+    if handed_over.load(Ordering::SeqCst) {
+        tracing::info!("upgrade: the new process serves; draining");
+        handle.retire();
+    } else {
+        notify::stopping();
+        handle.shutdown();
+    }
     let handle =
         Arc::try_unwrap(handle).map_err(|_| io::Error::other("the reload thread still holds the server"))?;
     let result = handle.wait();

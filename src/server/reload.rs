@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +35,8 @@ pub enum Job {
     /// Reload, saying why (the signal, or the watch).
     Reload(&'static str),
     ReopenLogs,
+    /// SIGUSR2: hand the sockets to a new binary (see `upgrade`).
+    Upgrade,
 }
 
 /// What a reload changed, by name: listen addresses, server blocks (by
@@ -236,6 +239,13 @@ pub(super) fn apply(h: &Handle, config: Config) -> io::Result<Changes> {
 /// Reads, checks and applies the config at `path`, logging each step.
 pub fn reload_from(h: &Handle, path: &Path, why: &str) -> bool {
     let started = Instant::now();
+    super::notify::reloading();
+    let ok = load_and_apply(h, path, why, started);
+    super::notify::ready();
+    ok
+}
+
+fn load_and_apply(h: &Handle, path: &Path, why: &str, started: Instant) -> bool {
     tracing::info!("reload ({why}): reading {}", path.display());
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -286,7 +296,16 @@ fn stamps(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
 /// `reload_watch`, a poll of the config files every second. A change is
 /// acted on once the files have stayed the same for one more poll (the
 /// debounce), so a file written in several steps is read once, whole.
-pub(super) fn thread(h: &Handle, path: &Path, jobs: flume::Receiver<Job>) {
+///
+/// After an upgrade that succeeded, `handed_over` is raised, `wake` ends
+/// the main thread's wait for signals, and the thread returns.
+pub(super) fn thread(
+    h: &Handle,
+    path: &Path,
+    jobs: flume::Receiver<Job>,
+    handed_over: &std::sync::atomic::AtomicBool,
+    wake: &signal_hook::iterator::Handle,
+) {
     let watched = |h: &Handle| {
         let live = h.live();
         live.config.global.reload_watch.then(|| live.config.files.clone())
@@ -303,6 +322,13 @@ pub(super) fn thread(h: &Handle, path: &Path, jobs: flume::Receiver<Job>) {
                 Ok(n) => tracing::info!("SIGUSR1: {n} access log files reopened"),
                 Err(e) => tracing::error!("SIGUSR1: cannot reopen the access logs: {e}"),
             },
+            Ok(Job::Upgrade) => {
+                if upgrade(h) {
+                    handed_over.store(true, Ordering::SeqCst);
+                    wake.close();
+                    return;
+                }
+            }
             Err(flume::RecvTimeoutError::Disconnected) => return,
             Err(flume::RecvTimeoutError::Timeout) => {
                 let Some(f) = &files else { continue };
@@ -328,6 +354,33 @@ pub(super) fn thread(h: &Handle, path: &Path, jobs: flume::Receiver<Job>) {
     }
 }
 
+/// SIGUSR2: starts the new binary on this process's sockets; true once it
+/// is ready. A failure is logged and this process goes on serving.
+fn upgrade(h: &Handle) -> bool {
+    tracing::info!("upgrade (SIGUSR2): starting the new binary");
+    let pid_file = h.live().config.global.pid_file.clone();
+    let result = h
+        .listening_sockets()
+        .map_err(|e| format!("cannot duplicate the listening sockets: {e}"))
+        .and_then(|groups| super::upgrade::hand_over(&groups));
+    match result {
+        Ok(pid) => {
+            tracing::info!("upgrade: process {pid} is ready; this process stops accepting");
+            true
+        }
+        Err(why) => {
+            tracing::error!("upgrade failed: {why}; this process goes on serving");
+            // The new process may have written its id before it failed.
+            if let Some(p) = &pid_file {
+                if let Err(e) = write_pid_file(p) {
+                    tracing::error!("upgrade: {e}");
+                }
+            }
+            false
+        }
+    }
+}
+
 /// Writes this process's id, so `ringway --reload` can find it.
 #[allow(clippy::disallowed_methods)] // the main thread, before serving
 pub fn write_pid_file(path: &Path) -> io::Result<()> {
@@ -344,11 +397,19 @@ pub fn remove_pid_file(path: &Path) {
 
 /// `ringway --reload`: sends SIGHUP to the process named by `pid_file`.
 pub fn signal_reload(config: &Config) -> Result<u32, String> {
-    let path = config
-        .global
-        .pid_file
-        .as_ref()
-        .ok_or("--reload needs global.pid_file in the config, to find the running process")?;
+    signal_running(config, "--reload", libc::SIGHUP)
+}
+
+/// `ringway --upgrade`: sends SIGUSR2 to the process named by `pid_file`.
+pub fn signal_upgrade(config: &Config) -> Result<u32, String> {
+    signal_running(config, "--upgrade", libc::SIGUSR2)
+}
+
+fn signal_running(config: &Config, flag: &str, sig: libc::c_int) -> Result<u32, String> {
+    let path =
+        config.global.pid_file.as_ref().ok_or_else(|| {
+            format!("{flag} needs global.pid_file in the config, to find the running process")
+        })?;
     let text = std::fs::read_to_string(path).map_err(|e| {
         format!(
             "cannot read pid_file {}: {e} (is ringway running?)",
@@ -363,7 +424,7 @@ pub fn signal_reload(config: &Config) -> Result<u32, String> {
         )
     })?;
     // SAFETY: kill(2) with a positive pid and a valid signal number.
-    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+    if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(format!(
             "cannot signal process {pid} (from {}): {}",
             path.display(),

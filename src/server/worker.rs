@@ -165,10 +165,15 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
     // shutdown or a fault. A closed channel means the process is going
     // away: a shutdown too. Each change is applied here, between the polls
     // of request tasks, so no request sees it half way.
+    let mut retiring = false;
     let panicked = loop {
         monoio::select! {
             m = spec.control.recv_async() => match m {
                 Ok(Control::Shutdown) | Err(_) => break None,
+                Ok(Control::Retire) => {
+                    retiring = true;
+                    break None;
+                }
                 Ok(Control::Reload { snapshot, added, removed }) => {
                     // A restarted worker may find a reload it started from.
                     if snapshot.number > ctx.gen().number {
@@ -210,7 +215,15 @@ async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
         }
     };
 
-    ctx.begin_shutdown();
+    if retiring {
+        // Idle keep-alive connections stay open: a client may be sending
+        // on one right now. Each is told to close with its next response,
+        // and the drain below ends whatever is left.
+        ctx.shutdown.raise();
+        tracing::info!(worker = ctx.id, "handed over: stopped accepting, draining");
+    } else {
+        ctx.begin_shutdown();
+    }
     // The accept loops end on the shutdown and close their duplicates of
     // the listening sockets. Wait for that: an accept still in flight in a
     // runtime that is going away could take a connection no one serves. On
