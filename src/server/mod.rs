@@ -152,6 +152,12 @@ impl Server {
         workers: usize,
         mut inherited: HashMap<SocketAddr, Vec<std::net::TcpListener>>,
     ) -> io::Result<Server> {
+        // The admin socket, when the process being upgraded handed one over.
+        let inherited_admin = config
+            .admin
+            .as_ref()
+            .and_then(|a| inherited.remove(&a.listen))
+            .and_then(|mut g| g.pop());
         let mut addrs = Vec::new();
         let mut sockets = Vec::new();
         for addr in listen_addrs(&config) {
@@ -178,7 +184,10 @@ impl Server {
         // One socket, not a SO_REUSEPORT group: one worker serves it.
         let admin = match &config.admin {
             Some(a) => {
-                let l = listener::bind(a.listen)?;
+                let l = match inherited_admin {
+                    Some(l) => l,
+                    None => listener::bind(a.listen)?,
+                };
                 let addr = l.local_addr()?;
                 Some((l, addr))
             }
@@ -388,7 +397,8 @@ impl Handle {
         let cur = current
             .as_ref()
             .ok_or_else(|| io::Error::other("the server is stopping"))?;
-        cur.listeners
+        let mut all = cur
+            .listeners
             .iter()
             .map(|(a, g)| {
                 Ok((
@@ -396,7 +406,13 @@ impl Handle {
                     g.iter().map(|s| s.try_clone()).collect::<io::Result<Vec<_>>>()?,
                 ))
             })
-            .collect()
+            .collect::<io::Result<Vec<_>>>()?;
+        // The admin listener goes with them, a group of one under its
+        // configured address (which no server block may share).
+        if let (Some(l), Some(a)) = (&cur.admin, &cur.snapshot.config.admin) {
+            all.push((a.listen, vec![l.try_clone()?]));
+        }
+        Ok(all)
     }
 
     fn stop_with(&self, msg: impl Fn() -> Control) {

@@ -153,11 +153,7 @@ impl Drop for Dir {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    support::listen_port()
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -567,4 +563,41 @@ fn notifications_reach_an_abstract_socket() {
     old.signal(libc::SIGTERM);
     assert_eq!(next(&sock), "STOPPING=1");
     assert!(old.exited().success());
+}
+
+/// The inodes of the sockets listening on 127.0.0.1:`port`, from the
+/// kernel's table (/proc/net/tcp): the same inode before and after an
+/// upgrade means the same socket, handed over rather than bound anew.
+fn listening_inodes(port: u16) -> HashSet<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A")).then(|| f[9].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_admin_listener_is_handed_over_not_bound_again() {
+    let a = Backend::serve(|_| Reply::ok("A"));
+    let dir = Dir::new("upgrade-admin");
+    let (port, admin) = (free_port(), free_port());
+    let cfg = format!("{}
+[admin]
+listen = \"127.0.0.1:{admin}\"
+", conf(port, a.addr, ""));
+    let path = dir.write("ringway.toml", &cfg);
+    let mut old = Running::start(&path, dir.0.join("ringway.pid"), &[]);
+    let before = listening_inodes(admin);
+    assert_eq!(before.len(), 1, "one admin socket: {before:?}");
+    old.signal(libc::SIGUSR2);
+    old.new_pid();
+    assert!(old.exited().success());
+    assert_eq!(listening_inodes(admin), before, "the admin socket was bound anew");
+    let r = Client::connect(addr(admin)).get("/healthz");
+    assert_eq!(r.status, 200);
 }
