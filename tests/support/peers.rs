@@ -41,6 +41,16 @@ pub fn python() -> PathBuf {
         let _ = std::fs::create_dir_all(root().join("target"));
         let start = Instant::now();
         while std::fs::create_dir(&lock).is_err() {
+            // A lock left by a test process that was killed while making the
+            // virtualenv: its owner is gone, so it is taken over.
+            let owner = std::fs::read_to_string(lock.join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            // SAFETY: signal 0 only checks whether the process exists.
+            if owner.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0) {
+                let _ = std::fs::remove_dir_all(&lock);
+                continue;
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(600),
                 "{} is held",
@@ -51,6 +61,7 @@ pub fn python() -> PathBuf {
                 return py;
             }
         }
+        let _ = std::fs::write(lock.join("pid"), std::process::id().to_string());
         let ok = (|| {
             run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
             run_ok(
@@ -60,7 +71,7 @@ pub fn python() -> PathBuf {
             )?;
             std::fs::write(&stamp, &wanted).map_err(|e| e.to_string())
         })();
-        let _ = std::fs::remove_dir(&lock);
+        let _ = std::fs::remove_dir_all(&lock);
         if let Err(e) = ok {
             panic!("cannot make the test peers' virtualenv (python3 with venv and PyPI access needed): {e}");
         }
