@@ -42,6 +42,8 @@ mod keepalive;
 mod lifecycle;
 #[path = "proxy/locations.rs"]
 mod locations;
+#[path = "proxy/logs.rs"]
+mod logs;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/refusals.rs"]

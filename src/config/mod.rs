@@ -367,11 +367,19 @@ impl Peer {
 }
 
 /// Where a server block writes its access log.
+/// `access_log`: where a server block's access log goes, and its format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLog {
     Off,
-    Stdout,
-    File(PathBuf),
+    Stdout(LogFormat),
+    File(PathBuf, LogFormat),
+}
+
+/// `access_log.format`: `"combined"` (the default) or `"json"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Combined,
+    Json,
 }
 
 /// `[[server]]`: a virtual server, chosen by listen address and Host.

@@ -477,6 +477,7 @@ pub(super) async fn proxy<S: ClientSession>(
                     }
                     tried.pop();
                 }
+                ex.answered = Some((plan.up.index, peer_idx, status));
                 if !ex.tries.is_empty() {
                     ex.tries.push((plan.up.index, peer_idx, status));
                 }

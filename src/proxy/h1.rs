@@ -187,7 +187,10 @@ pub async fn serve(
         // An alignment above malloc's 16 bytes makes that allocation an
         // aligned one, several times dearer, once per request: nothing
         // over-aligned (monoio's timer entries are) may sit in it inline.
-        debug_assert!(std::mem::align_of_val(&*exchange) <= 16, "exchange future over-aligned");
+        debug_assert!(
+            std::mem::align_of_val(&*exchange) <= 16,
+            "exchange future over-aligned"
+        );
         match exchange.await {
             Next::KeepAlive => ds.served += 1,
             Next::Close => break false,
@@ -318,6 +321,7 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
             referer: None,
             user_agent: None,
             tries: None,
+            tried: 0,
             tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
         },
     );

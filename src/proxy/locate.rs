@@ -9,8 +9,8 @@
 //! send the request back to routing, then it ends with a 500 as in nginx.
 
 use crate::config::{Rewrite, RewriteFlag, Server};
-use crate::generation::Generation;
 use crate::error::{ErrorKind, Result};
+use crate::generation::Generation;
 use crate::http::RequestHead;
 use crate::route;
 use crate::vars::{self, Groups, Mode};

@@ -48,6 +48,9 @@ pub struct Exchange {
     /// When a request was tried on more than one server: each try's server
     /// (upstream, server index) and status, for the access log.
     pub tries: Vec<(usize, usize, u16)>,
+    /// The server whose answer went to the client (upstream, server
+    /// index, status): a plain copy, no allocation, for the access log.
+    pub answered: Option<(usize, usize, u16)>,
     /// `response_headers` with `always = true`: the fields for ringway's
     /// own error answer, should there be one (whole lines).
     pub always_lines: Vec<u8>,
@@ -71,6 +74,7 @@ impl Exchange {
             req_body_done: false,
             close: true,
             tries: Vec::new(),
+            answered: None,
             always_lines: Vec::new(),
             head,
         }
@@ -509,16 +513,7 @@ pub(super) async fn send_error<S: ClientSession>(
     keep_alive_10: bool,
     head_only: bool,
 ) -> std::result::Result<(), IoFail> {
-    send_error_to(
-        ctx,
-        ds,
-        status,
-        at,
-        (close, keep_alive_10, head_only),
-        false,
-        b"",
-    )
-    .await
+    send_error_to(ctx, ds, status, at, (close, keep_alive_10, head_only), false, b"").await
 }
 
 /// `send_error`, also for gRPC requests (`grpc`: answered with the gRPC
@@ -558,9 +553,12 @@ pub fn is_grpc(head: &RequestHead) -> bool {
 fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
     let gen = &ex.gen;
     if gen.logs.enabled(ex.server) {
-        // A request tried on several servers: nginx's $upstream_addr and
-        // $upstream_status ("a, b" and "502, 200"). Built only then.
-        let tries = (ex.tries.len() > 1).then(|| {
+        // The servers a request was sent to: nginx's $upstream_addr and
+        // $upstream_status ("a, b" and "502, 200"), built only when the line
+        // has them: in the combined format, only for several.
+        let several = ex.tries.len() > 1;
+        let one = ex.answered.filter(|_| !several && gen.logs.json(ex.server));
+        let tries = if several {
             let mut addrs = String::new();
             let mut statuses = String::new();
             for (k, &(up, peer, status)) in ex.tries.iter().enumerate() {
@@ -570,8 +568,15 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
                 statuses.push_str(sep);
                 statuses.push_str(&status.to_string());
             }
-            (addrs, statuses)
-        });
+            Some((addrs, statuses))
+        } else {
+            one.map(|(up, peer, status)| {
+                (
+                    gen.config.upstreams[up].servers[peer].addr_text.clone(),
+                    status.to_string(),
+                )
+            })
+        };
         gen.logs.write(
             ex.server,
             &ctx.dates,
@@ -583,6 +588,7 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
                 referer: ex.head.header("referer"),
                 user_agent: ex.head.header("user-agent"),
                 tries: tries.as_ref().map(|(a, s)| (a.as_str(), s.as_str())),
+                tried: ex.tries.len().max(usize::from(ex.answered.is_some())),
                 tls: ds.tls().map(|t| (t.version, t.cipher)),
             },
         );

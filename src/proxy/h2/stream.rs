@@ -395,7 +395,10 @@ impl ClientSession for StreamSession {
             return Err(BodyError::Read(None));
         };
         let UpSink::H1(conn) = to else {
-            return to.copy_from(copy, src, &mut self.body_buf, &mut self.body_out).await.map(drop);
+            return to
+                .copy_from(copy, src, &mut self.body_buf, &mut self.body_out)
+                .await
+                .map(drop);
         };
         copy.run(src, &mut self.body_buf, &mut conn.stream, &mut self.body_out)
             .await?;
