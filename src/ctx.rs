@@ -26,6 +26,8 @@ pub struct WorkerCtx {
     pub active: Cell<usize>,
     /// The balancers' random seed, different per worker and per start.
     pub seed: u64,
+    /// This worker's request ids.
+    pub ids: crate::reqid::IdGen,
     /// The newest config generation; swapped by a reload, never borrowed
     /// across an await (`gen` clones the `Rc`).
     gen: RefCell<Rc<Generation>>,
@@ -46,6 +48,7 @@ impl WorkerCtx {
             buffers: BufPool::new(crate::proxy::HEAD_BUF),
             active: Cell::new(0),
             seed,
+            ids: crate::reqid::IdGen::new(crate::reqid::fresh_prefix(), id),
             gen: RefCell::new(Rc::new(Generation::build(snap, seed, None))),
         })
     }

@@ -35,6 +35,7 @@ pub mod io;
 pub mod isolate;
 pub mod log;
 pub mod proxy;
+pub mod reqid;
 pub mod route;
 pub mod server;
 pub mod shutdown;

@@ -557,6 +557,7 @@ mod tests {
             https: false,
             client: client.parse().unwrap(),
             port: 80,
+            request_id: b"",
             captures: None,
         }
     }

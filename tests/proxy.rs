@@ -50,6 +50,8 @@ mod pool;
 mod refusals;
 #[path = "proxy/reload.rs"]
 mod reload;
+#[path = "proxy/request_id.rs"]
+mod request_id;
 #[path = "proxy/rewrites.rs"]
 mod rewrites;
 #[path = "proxy/robust.rs"]

@@ -128,6 +128,8 @@ pub struct Entry<'a> {
     pub tried: usize,
     /// TLS version and cipher suite; `None` for plain HTTP.
     pub tls: Option<(&'a str, &'a str)>,
+    /// `X-Request-ID`; `None` for a request refused before it had one.
+    pub request_id: Option<&'a [u8]>,
 }
 
 pub struct AccessLogs {
@@ -274,6 +276,7 @@ fn json_line(b: &mut Vec<u8>, dates: &Dates, e: &Entry) {
     json::field(b, false, "upstream_status", e.tries.map(|t| t.1.as_bytes()));
     json::field(b, false, "ssl_protocol", e.tls.map(|t| t.0.as_bytes()));
     json::field(b, false, "ssl_cipher", e.tls.map(|t| t.1.as_bytes()));
+    json::field(b, false, "request_id", e.request_id);
     b.extend_from_slice(b"}\n");
 }
 

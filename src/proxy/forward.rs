@@ -102,6 +102,7 @@ impl Select {
                 https,
                 client: ex.client,
                 port,
+                request_id: ex.request_id.as_bytes(),
             };
             route::feed_key(k, &base.request(plan.path, plan.args, None), |b| h.write(b)).then(|| h.finish())
         });
@@ -162,6 +163,7 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .as_deref()
             .map_or(&[][..], |h| &h.hidden),
         extra: plan.req_lines,
+        request_id: ex.request_id.as_bytes(),
     }
 }
 
@@ -625,6 +627,7 @@ pub(super) async fn respond<S: ClientSession>(
         rules: if applies { plan.resp_lines } else { b"" },
         redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
         hsts: hsts(&gen, ds, ex.server),
+        request_id: ex.request_id.as_bytes(),
     };
     let (body_left, first) = ds
         .send_response_head(ctx, &rw, from.head_buf(), limits.send_timeout)

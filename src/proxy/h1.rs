@@ -323,6 +323,7 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
             tries: None,
             tried: 0,
             tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
+            request_id: None,
         },
     );
 }

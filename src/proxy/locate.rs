@@ -50,6 +50,7 @@ pub(super) struct VarBase<'a> {
     pub(super) https: bool,
     pub(super) client: std::net::IpAddr,
     pub(super) port: u16,
+    pub(super) request_id: &'a [u8],
 }
 
 impl<'a> VarBase<'a> {
@@ -67,6 +68,7 @@ impl<'a> VarBase<'a> {
             https: self.https,
             client: self.client,
             port: self.port,
+            request_id: self.request_id,
             captures,
         }
     }

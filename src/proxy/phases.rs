@@ -23,6 +23,7 @@ use crate::http::framing::request_meta;
 use crate::http::{BodyKind, RequestHead, RequestMeta, Version};
 use crate::io::IoFail;
 use crate::log::Entry;
+use crate::reqid::RequestId;
 use crate::route::{self, KeyInput};
 use crate::vars::{self, Mode, Template};
 
@@ -51,6 +52,8 @@ pub struct Exchange {
     /// The server whose answer went to the client (upstream, server
     /// index, status): a plain copy, no allocation, for the access log.
     pub answered: Option<(usize, usize, u16)>,
+    /// `X-Request-ID`: a trusted proxy's, or one made here (see reqid.rs).
+    pub request_id: RequestId,
     /// `response_headers` with `always = true`: the fields for ringway's
     /// own error answer, should there be one (whole lines).
     pub always_lines: Vec<u8>,
@@ -75,6 +78,7 @@ impl Exchange {
             close: true,
             tries: Vec::new(),
             answered: None,
+            request_id: RequestId::default(),
             always_lines: Vec::new(),
             head,
         }
@@ -187,7 +191,9 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     let gen = ex.gen.clone();
     ex.server = gen.router.server_for(ex.listener, host);
     let server = gen.server(ex.server);
-    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, &gen.config.global.trusted_proxies);
+    let trusted = &gen.config.global.trusted_proxies;
+    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, trusted);
+    ex.request_id = request_id(ctx, ds.conn().peer.ip(), &ex.head, trusted);
     if let (Some(port), None) = (server.redirect_https, ds.tls()) {
         return redirect_to_https(ctx, ds, ex, host, port).await;
     }
@@ -214,6 +220,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         https: ds.tls().is_some(),
         client: ex.client,
         port: ds.conn().local_port,
+        request_id: ex.request_id.as_bytes(),
     };
     let mut groups = None;
     let mut rewritten = None;
@@ -549,6 +556,27 @@ pub fn is_grpc(head: &RequestHead) -> bool {
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
 }
 
+/// The request's id: the `X-Request-ID` of a trusted proxy when it is a
+/// valid one, else a new one (a client's own is replaced: it could reuse
+/// another request's id).
+#[inline]
+fn request_id(
+    ctx: &WorkerCtx,
+    peer: std::net::IpAddr,
+    head: &RequestHead,
+    trusted: &[ipnet::IpNet],
+) -> RequestId {
+    if !trusted.is_empty() {
+        let peer = peer.to_canonical();
+        if trusted.iter().any(|n| n.contains(&peer)) {
+            if let Some(id) = head.header("x-request-id").and_then(RequestId::parse) {
+                return id;
+            }
+        }
+    }
+    ctx.ids.next()
+}
+
 /// Phase: logging: the access log entry of a request.
 fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
     let gen = &ex.gen;
@@ -590,6 +618,7 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
                 tries: tries.as_ref().map(|(a, s)| (a.as_str(), s.as_str())),
                 tried: ex.tries.len().max(usize::from(ex.answered.is_some())),
                 tls: ds.tls().map(|t| (t.version, t.cipher)),
+                request_id: Some(ex.request_id.as_bytes()).filter(|i| !i.is_empty()),
             },
         );
     }

@@ -148,6 +148,9 @@ pub struct RequestRewrite<'a> {
     /// set instead, whole `Name: value` lines.
     pub hidden: &'a [String],
     pub extra: &'a [u8],
+    /// Sent as `X-Request-ID` (what the client sent under that name was
+    /// either this or replaced by it).
+    pub request_id: &'a [u8],
 }
 
 /// `name` is in `hidden` (lower-case names; `name` in any case).
@@ -160,7 +163,7 @@ pub fn hidden_by(hidden: &[String], name: &[u8]) -> bool {
 /// is dropped, so the backend cannot be told a false client address.
 #[inline]
 fn is_proxy_owned(name: &[u8]) -> bool {
-    const OWNED: [&[u8]; 7] = [
+    const OWNED: [&[u8]; 8] = [
         b"host",
         b"expect",
         b"x-real-ip",
@@ -168,6 +171,7 @@ fn is_proxy_owned(name: &[u8]) -> bool {
         b"x-forwarded-host",
         b"x-forwarded-port",
         b"x-client-cert-subject",
+        b"x-request-id",
     ];
     OWNED
         .iter()
@@ -257,6 +261,9 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
     if ours(b"x-forwarded-port") {
         out.field(b"X-Forwarded-Port", r.local_port.as_bytes());
     }
+    if ours(b"x-request-id") && !r.request_id.is_empty() {
+        out.field(b"X-Request-ID", r.request_id);
+    }
     lines_into(r.extra, out);
 }
 
@@ -300,6 +307,9 @@ pub struct ResponseRewrite<'a> {
     /// Our `Strict-Transport-Security` value (TLS, `hsts` set): it replaces
     /// any the upstream sent, so the client sees one policy.
     pub hsts: Option<&'a [u8]>,
+    /// The request's id, returned as `X-Request-ID` in place of any the
+    /// upstream sent.
+    pub request_id: &'a [u8],
 }
 
 /// What a backend redirect is mapped from and to.
@@ -437,6 +447,9 @@ pub fn response_fields<S: FieldSink>(r: &ResponseRewrite, dates: &Dates, out: &m
         if r.hsts.is_some() && eq_ignore_case(name, b"strict-transport-security") {
             continue;
         }
+        if !r.request_id.is_empty() && eq_ignore_case(name, b"x-request-id") {
+            continue;
+        }
         if redirect_field(name, value, &r.redirect, out) {
             continue;
         }
@@ -445,6 +458,9 @@ pub fn response_fields<S: FieldSink>(r: &ResponseRewrite, dates: &Dates, out: &m
     }
     if let Some(v) = r.hsts {
         out.field(b"Strict-Transport-Security", v);
+    }
+    if !r.request_id.is_empty() {
+        out.field(b"X-Request-ID", r.request_id);
     }
     // RFC 9110 §6.6.1: a recipient with a clock adds Date if the origin did not.
     if !has_date {

@@ -89,6 +89,9 @@ fn json_lines_survive_hostile_bytes() {
     assert_eq!(ok["upstream_addr"], b.addr.to_string());
     assert_eq!(ok["upstream_status"], "200");
     assert_eq!(ok["ssl_protocol"], Value::Null);
+    let id = ok["request_id"].as_str().expect("an id");
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(bad_id(&got), Value::Null);
     let time = ok["time"].as_str().expect("time is a string");
     assert!(
         time.len() == 25 && time.ends_with("+00:00") && time.as_bytes()[10] == b'T',
@@ -101,7 +104,11 @@ fn json_lines_survive_hostile_bytes() {
     assert_eq!(bad["http_user_agent"], Value::Null);
     assert_eq!(bad["upstream_addr"], Value::Null);
     let fields: Vec<&str> = ok.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    assert_eq!(fields.len(), 11, "{fields:?}");
+    assert_eq!(fields.len(), 12, "{fields:?}");
+}
+
+fn bad_id(got: &[Value]) -> Value {
+    got[1]["request_id"].clone()
 }
 
 #[test]
