@@ -129,6 +129,7 @@ fn rewrite(c: &mut Criterion) {
                         upgrade: None,
                         hidden: &[],
                         extra: b"",
+                        request_id: b"0123456789abcdef0000000000000001",
                     },
                     &mut out,
                 );
