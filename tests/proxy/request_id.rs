@@ -147,3 +147,24 @@ fn over_http2_the_id_is_replaced_and_returned() {
     assert!(is_generated(&id), "{id}");
     assert_eq!(b.only_request().header("x-request-id"), Some(id.as_str()));
 }
+
+#[test]
+fn request_id_in_a_return_and_an_always_rule() {
+    let toml = support::config(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+
+[[server.location]]
+path = "/"
+return = { status = 200, body = "id=$request_id" }
+response_headers = { add = { "X-Id" = "$request_id" }, always = true }
+"#,
+    );
+    let p = Proxy::start(&toml);
+    let r = Client::connect(p.addr()).get("/");
+    let id = r.header("x-id").expect("the rule's field").to_string();
+    assert!(is_generated(&id), "{id}");
+    assert_eq!(r.text(), format!("id={id}"));
+}
