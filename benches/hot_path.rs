@@ -130,6 +130,8 @@ fn rewrite(c: &mut Criterion) {
                         hidden: &[],
                         extra: b"",
                         request_id: b"0123456789abcdef0000000000000001",
+                        traceparent: None,
+                        tracestate: false,
                     },
                     &mut out,
                 );

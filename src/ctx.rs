@@ -28,6 +28,8 @@ pub struct WorkerCtx {
     pub seed: u64,
     /// This worker's request ids.
     pub ids: crate::reqid::IdGen,
+    /// This worker's trace and span ids.
+    pub spans: crate::trace::Spans,
     /// The newest config generation; swapped by a reload, never borrowed
     /// across an await (`gen` clones the `Rc`).
     gen: RefCell<Rc<Generation>>,
@@ -49,6 +51,7 @@ impl WorkerCtx {
             active: Cell::new(0),
             seed,
             ids: crate::reqid::IdGen::new(crate::reqid::fresh_prefix(), id),
+            spans: crate::trace::Spans::new(crate::reqid::fresh_prefix()),
             gen: RefCell::new(Rc::new(Generation::build(snap, seed, None))),
         })
     }

@@ -40,5 +40,6 @@ pub mod route;
 pub mod server;
 pub mod shutdown;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod vars;

@@ -558,6 +558,7 @@ mod tests {
             client: client.parse().unwrap(),
             port: 80,
             request_id: b"",
+            trace_id: b"",
             captures: None,
         }
     }

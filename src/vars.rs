@@ -57,6 +57,8 @@ pub enum Var {
     RequestMethod,
     /// `$request_id`: the request's id (its `X-Request-ID`).
     RequestId,
+    /// `$trace_id`: the W3C trace id sent upstream, or empty.
+    TraceId,
     /// `$1`, or a named group: the capture group of that number.
     Capture(u8),
 }
@@ -76,7 +78,7 @@ pub struct Template {
 }
 
 /// The variables a template may use, for messages.
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "host",
     "scheme",
     "request_uri",
@@ -90,6 +92,7 @@ pub const NAMES: [&str; 15] = [
     "server_port",
     "request_method",
     "request_id",
+    "trace_id",
     "1..$9",
     "<named group>",
 ];
@@ -365,6 +368,7 @@ fn variable(name: &str, scope: Scope) -> Result<Var, String> {
         "server_port" => Var::ServerPort,
         "request_method" => Var::RequestMethod,
         "request_id" => Var::RequestId,
+        "trace_id" => Var::TraceId,
         _ => {
             if let Some(h) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
                 Var::Http(field(h))
@@ -399,6 +403,7 @@ fn unknown(name: &str, scope: Scope) -> String {
         "server_port",
         "request_method",
         "request_id",
+        "trace_id",
     ]
     .map(String::from)
     .to_vec();
@@ -433,6 +438,8 @@ pub struct Request<'a> {
     pub port: u16,
     /// `$request_id`.
     pub request_id: &'a [u8],
+    /// `$trace_id`.
+    pub trace_id: &'a [u8],
     /// The subject a regex matched and its groups' ranges in it.
     pub captures: Option<(&'a [u8], &'a Groups)>,
 }
@@ -504,6 +511,7 @@ fn value(v: &Var, r: &Request, mut f: impl FnMut(&[u8])) {
         Var::ServerPort => f(itoa::Buffer::new().format(r.port).as_bytes()),
         Var::RequestMethod => f(r.head.method()),
         Var::RequestId => f(r.request_id),
+        Var::TraceId => f(r.trace_id),
         Var::Capture(i) => f(r
             .captures
             .and_then(|(s, g)| g.get(usize::from(*i)).map(|range| &s[range]))
@@ -559,6 +567,7 @@ mod tests {
             client: "10.1.2.3".parse().unwrap(),
             port: 8443,
             request_id: b"",
+            trace_id: b"",
             captures: re.as_ref().map(|_| (uri.as_bytes(), &groups)),
         };
         let mut out = b"keep:".to_vec();
@@ -627,6 +636,7 @@ mod tests {
             client: "::1".parse().unwrap(),
             port: 80,
             request_id: b"",
+            trace_id: b"",
             captures: None,
         };
         let mut out = b"x".to_vec();

@@ -60,6 +60,8 @@ mod robust;
 mod routing;
 #[path = "proxy/tls.rs"]
 mod tls;
+#[path = "proxy/trace.rs"]
+mod trace;
 #[path = "proxy/trailers.rs"]
 mod trailers;
 #[path = "proxy/upstream_tls.rs"]

@@ -51,6 +51,8 @@ pub struct Global {
     /// `reload_watch`: reload when the config file or an included file
     /// changes (polled every second, debounced). Default false.
     pub reload_watch: bool,
+    /// `trace`: start a W3C trace context for requests that bring none.
+    pub trace: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -78,6 +78,7 @@ pub struct RawGlobal {
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub pid_file: Option<Spanned<String>>,
     pub reload_watch: Option<bool>,
+    pub trace: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

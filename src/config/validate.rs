@@ -511,6 +511,7 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
         trusted_proxies,
         pid_file,
         reload_watch: g.reload_watch.unwrap_or(false),
+        trace: g.trace.unwrap_or(false),
     }
 }
 

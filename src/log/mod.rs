@@ -130,6 +130,8 @@ pub struct Entry<'a> {
     pub tls: Option<(&'a str, &'a str)>,
     /// `X-Request-ID`; `None` for a request refused before it had one.
     pub request_id: Option<&'a [u8]>,
+    /// The W3C trace id sent upstream, if any.
+    pub trace_id: Option<&'a [u8]>,
 }
 
 pub struct AccessLogs {
@@ -277,6 +279,7 @@ fn json_line(b: &mut Vec<u8>, dates: &Dates, e: &Entry) {
     json::field(b, false, "ssl_protocol", e.tls.map(|t| t.0.as_bytes()));
     json::field(b, false, "ssl_cipher", e.tls.map(|t| t.1.as_bytes()));
     json::field(b, false, "request_id", e.request_id);
+    json::field(b, false, "trace_id", e.trace_id);
     b.extend_from_slice(b"}\n");
 }
 

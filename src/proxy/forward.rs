@@ -103,6 +103,7 @@ impl Select {
                 client: ex.client,
                 port,
                 request_id: ex.request_id.as_bytes(),
+                trace_id: ex.trace.as_ref().map_or(&b""[..], |t| t.trace_id()),
             };
             route::feed_key(k, &base.request(plan.path, plan.args, None), |b| h.write(b)).then(|| h.finish())
         });
@@ -164,6 +165,8 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .map_or(&[][..], |h| &h.hidden),
         extra: plan.req_lines,
         request_id: ex.request_id.as_bytes(),
+        traceparent: ex.trace.as_ref().map(|t| t.header()),
+        tracestate: ex.trace.as_ref().is_some_and(|t| t.continued),
     }
 }
 

@@ -324,6 +324,7 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
             tried: 0,
             tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
             request_id: None,
+            trace_id: None,
         },
     );
 }

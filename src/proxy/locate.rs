@@ -51,6 +51,7 @@ pub(super) struct VarBase<'a> {
     pub(super) client: std::net::IpAddr,
     pub(super) port: u16,
     pub(super) request_id: &'a [u8],
+    pub(super) trace_id: &'a [u8],
 }
 
 impl<'a> VarBase<'a> {
@@ -69,6 +70,7 @@ impl<'a> VarBase<'a> {
             client: self.client,
             port: self.port,
             request_id: self.request_id,
+            trace_id: self.trace_id,
             captures,
         }
     }

@@ -54,6 +54,8 @@ pub struct Exchange {
     pub answered: Option<(usize, usize, u16)>,
     /// `X-Request-ID`: a trusted proxy's, or one made here (see reqid.rs).
     pub request_id: RequestId,
+    /// The trace context sent upstream, if any (see trace.rs).
+    pub trace: Option<crate::trace::Trace>,
     /// `response_headers` with `always = true`: the fields for ringway's
     /// own error answer, should there be one (whole lines).
     pub always_lines: Vec<u8>,
@@ -79,6 +81,7 @@ impl Exchange {
             tries: Vec::new(),
             answered: None,
             request_id: RequestId::default(),
+            trace: None,
             always_lines: Vec::new(),
             head,
         }
@@ -194,6 +197,11 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     let trusted = &gen.config.global.trusted_proxies;
     ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, trusted);
     ex.request_id = request_id(ctx, ds.conn().peer.ip(), &ex.head, trusted);
+    let start = gen.config.global.trace;
+    let received = ex.head.header("traceparent");
+    if received.is_some() || start {
+        ex.trace = ctx.spans.trace(received, start);
+    }
     if let (Some(port), None) = (server.redirect_https, ds.tls()) {
         return redirect_to_https(ctx, ds, ex, host, port).await;
     }
@@ -221,6 +229,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         client: ex.client,
         port: ds.conn().local_port,
         request_id: ex.request_id.as_bytes(),
+        trace_id: ex.trace.as_ref().map_or(&b""[..], |t| t.trace_id()),
     };
     let mut groups = None;
     let mut rewritten = None;
@@ -619,6 +628,7 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
                 tried: ex.tries.len().max(usize::from(ex.answered.is_some())),
                 tls: ds.tls().map(|t| (t.version, t.cipher)),
                 request_id: Some(ex.request_id.as_bytes()).filter(|i| !i.is_empty()),
+                trace_id: ex.trace.as_ref().map(|t| t.trace_id()),
             },
         );
     }

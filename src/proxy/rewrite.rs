@@ -151,6 +151,10 @@ pub struct RequestRewrite<'a> {
     /// Sent as `X-Request-ID` (what the client sent under that name was
     /// either this or replaced by it).
     pub request_id: &'a [u8],
+    /// `traceparent` to send (the client's is never passed on as is).
+    pub traceparent: Option<&'a [u8]>,
+    /// Pass the client's `tracestate` on: its `traceparent` was valid.
+    pub tracestate: bool,
 }
 
 /// `name` is in `hidden` (lower-case names; `name` in any case).
@@ -163,7 +167,7 @@ pub fn hidden_by(hidden: &[String], name: &[u8]) -> bool {
 /// is dropped, so the backend cannot be told a false client address.
 #[inline]
 fn is_proxy_owned(name: &[u8]) -> bool {
-    const OWNED: [&[u8]; 8] = [
+    const OWNED: [&[u8]; 9] = [
         b"host",
         b"expect",
         b"x-real-ip",
@@ -172,6 +176,7 @@ fn is_proxy_owned(name: &[u8]) -> bool {
         b"x-forwarded-port",
         b"x-client-cert-subject",
         b"x-request-id",
+        b"traceparent",
     ];
     OWNED
         .iter()
@@ -220,6 +225,7 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
             || is_proxy_owned(name)
             || named_in(name, &r.meta.connection_names, buf)
             || hidden_by(r.hidden, name)
+            || (!r.tracestate && eq_ignore_case(name, b"tracestate"))
         {
             continue;
         }
@@ -263,6 +269,9 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
     }
     if ours(b"x-request-id") && !r.request_id.is_empty() {
         out.field(b"X-Request-ID", r.request_id);
+    }
+    if let Some(tp) = r.traceparent {
+        out.field(b"traceparent", tp);
     }
     lines_into(r.extra, out);
 }

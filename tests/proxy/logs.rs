@@ -104,7 +104,8 @@ fn json_lines_survive_hostile_bytes() {
     assert_eq!(bad["http_user_agent"], Value::Null);
     assert_eq!(bad["upstream_addr"], Value::Null);
     let fields: Vec<&str> = ok.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    assert_eq!(fields.len(), 12, "{fields:?}");
+    assert_eq!(fields.len(), 13, "{fields:?}");
+    assert_eq!(ok["trace_id"], Value::Null);
 }
 
 fn bad_id(got: &[Value]) -> Value {
