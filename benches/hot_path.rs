@@ -129,6 +129,9 @@ fn rewrite(c: &mut Criterion) {
                         upgrade: None,
                         hidden: &[],
                         extra: b"",
+                        request_id: b"0123456789abcdef0000000000000001",
+                        traceparent: None,
+                        tracestate: false,
                     },
                     &mut out,
                 );

@@ -30,6 +30,10 @@ pub struct WorkerCtx {
     /// This worker's counters outside any config series, written by it
     /// alone, read by the admin listener (`metrics`).
     pub metrics: Arc<crate::metrics::WorkerMetrics>,
+    /// This worker's request ids.
+    pub ids: crate::reqid::IdGen,
+    /// This worker's trace and span ids.
+    pub spans: crate::trace::Spans,
     /// The newest config generation; swapped by a reload, never borrowed
     /// across an await (`gen` clones the `Rc`).
     gen: RefCell<Rc<Generation>>,
@@ -51,6 +55,8 @@ impl WorkerCtx {
             active: Cell::new(0),
             seed,
             metrics,
+            ids: crate::reqid::IdGen::new(crate::reqid::fresh_prefix(), id),
+            spans: crate::trace::Spans::new(crate::reqid::fresh_prefix()),
             gen: RefCell::new(Rc::new(Generation::build(snap, seed, None))),
         })
     }

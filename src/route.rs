@@ -557,6 +557,8 @@ mod tests {
             https: false,
             client: client.parse().unwrap(),
             port: 80,
+            request_id: b"",
+            trace_id: b"",
             captures: None,
         }
     }

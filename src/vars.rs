@@ -55,6 +55,10 @@ pub enum Var {
     ServerPort,
     /// `$request_method`.
     RequestMethod,
+    /// `$request_id`: the request's id (its `X-Request-ID`).
+    RequestId,
+    /// `$trace_id`: the W3C trace id sent upstream, or empty.
+    TraceId,
     /// `$1`, or a named group: the capture group of that number.
     Capture(u8),
 }
@@ -74,7 +78,7 @@ pub struct Template {
 }
 
 /// The variables a template may use, for messages.
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 16] = [
     "host",
     "scheme",
     "request_uri",
@@ -87,6 +91,8 @@ pub const NAMES: [&str; 14] = [
     "remote_addr",
     "server_port",
     "request_method",
+    "request_id",
+    "trace_id",
     "1..$9",
     "<named group>",
 ];
@@ -361,6 +367,8 @@ fn variable(name: &str, scope: Scope) -> Result<Var, String> {
         "remote_addr" => Var::RemoteAddr,
         "server_port" => Var::ServerPort,
         "request_method" => Var::RequestMethod,
+        "request_id" => Var::RequestId,
+        "trace_id" => Var::TraceId,
         _ => {
             if let Some(h) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
                 Var::Http(field(h))
@@ -382,9 +390,6 @@ pub fn known() -> String {
 }
 
 fn unknown(name: &str, scope: Scope) -> String {
-    if name == "request_id" {
-        return "`$request_id`: ringway gives requests no id yet".to_string();
-    }
     // The nearest known name: a fixed one, a capture group's, or a prefix
     // with the rest kept (`$htp_host` → `$http_host`).
     let mut candidates: Vec<String> = [
@@ -397,6 +402,8 @@ fn unknown(name: &str, scope: Scope) -> String {
         "remote_addr",
         "server_port",
         "request_method",
+        "request_id",
+        "trace_id",
     ]
     .map(String::from)
     .to_vec();
@@ -429,6 +436,10 @@ pub struct Request<'a> {
     pub https: bool,
     pub client: IpAddr,
     pub port: u16,
+    /// `$request_id`.
+    pub request_id: &'a [u8],
+    /// `$trace_id`.
+    pub trace_id: &'a [u8],
     /// The subject a regex matched and its groups' ranges in it.
     pub captures: Option<(&'a [u8], &'a Groups)>,
 }
@@ -499,6 +510,8 @@ fn value(v: &Var, r: &Request, mut f: impl FnMut(&[u8])) {
         }
         Var::ServerPort => f(itoa::Buffer::new().format(r.port).as_bytes()),
         Var::RequestMethod => f(r.head.method()),
+        Var::RequestId => f(r.request_id),
+        Var::TraceId => f(r.trace_id),
         Var::Capture(i) => f(r
             .captures
             .and_then(|(s, g)| g.get(usize::from(*i)).map(|range| &s[range]))
@@ -553,6 +566,8 @@ mod tests {
             https: true,
             client: "10.1.2.3".parse().unwrap(),
             port: 8443,
+            request_id: b"",
+            trace_id: b"",
             captures: re.as_ref().map(|_| (uri.as_bytes(), &groups)),
         };
         let mut out = b"keep:".to_vec();
@@ -605,7 +620,7 @@ mod tests {
         assert!(err("$idd", Some("^/(?P<id>x)$")).contains("did you mean `$id`?"));
         assert!(err("${host", None).contains("unclosed"));
         assert!(err("a$", None).contains("starts no variable"));
-        assert!(err("$request_id", None).contains("no id"));
+        assert!(err("$reqest_id", None).contains("did you mean `$request_id`?"));
     }
 
     #[test]
@@ -620,6 +635,8 @@ mod tests {
             https: false,
             client: "::1".parse().unwrap(),
             port: 80,
+            request_id: b"",
+            trace_id: b"",
             captures: None,
         };
         let mut out = b"x".to_vec();

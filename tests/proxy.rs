@@ -48,12 +48,16 @@ mod locations;
 mod metrics;
 #[path = "proxy/metrics_reload.rs"]
 mod metrics_reload;
+#[path = "proxy/logs.rs"]
+mod logs;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/refusals.rs"]
 mod refusals;
 #[path = "proxy/reload.rs"]
 mod reload;
+#[path = "proxy/request_id.rs"]
+mod request_id;
 #[path = "proxy/rewrites.rs"]
 mod rewrites;
 #[path = "proxy/robust.rs"]
@@ -64,6 +68,8 @@ mod routing;
 mod service;
 #[path = "proxy/tls.rs"]
 mod tls;
+#[path = "proxy/trace.rs"]
+mod trace;
 #[path = "proxy/trailers.rs"]
 mod trailers;
 #[path = "proxy/upgrade.rs"]

@@ -65,6 +65,8 @@ pub struct Global {
     /// and group, keeping only `CAP_NET_BIND_SERVICE`. Default: none (the
     /// ids it was started with).
     pub run_as: Option<RunAs>,
+    /// `trace`: start a W3C trace context for requests that bring none.
+    pub trace: bool,
 }
 
 /// The user and group of `global.user` / `global.group`, looked up when the
@@ -392,11 +394,19 @@ impl Peer {
 }
 
 /// Where a server block writes its access log.
+/// `access_log`: where a server block's access log goes, and its format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLog {
     Off,
-    Stdout,
-    File(PathBuf),
+    Stdout(LogFormat),
+    File(PathBuf, LogFormat),
+}
+
+/// `access_log.format`: `"combined"` (the default) or `"json"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Combined,
+    Json,
 }
 
 /// `[[server]]`: a virtual server, chosen by listen address and Host.

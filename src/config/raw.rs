@@ -39,6 +39,43 @@ pub enum StrOrInt {
     Str(String),
 }
 
+/// `access_log = "path"` (or `"stdout"`, `"off"`), or
+/// `access_log = { path = "...", format = "json" }`.
+#[derive(Debug, Clone)]
+pub enum RawAccessLog {
+    Path(String),
+    Table(RawAccessLogTable),
+}
+
+/// By hand rather than `untagged`, so a bad key in the table is named
+/// ("unknown field `fromat`") instead of "did not match any variant".
+impl<'de> Deserialize<'de> for RawAccessLog {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawAccessLog;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path, \"stdout\", \"off\" or { path = \"...\", format = \"...\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAccessLog, E> {
+                Ok(RawAccessLog::Path(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawAccessLog, A::Error> {
+                let t = RawAccessLogTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawAccessLog::Table(t))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLogTable {
+    pub path: String,
+    pub format: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct RawGlobal {
     pub workers: Option<Spanned<StrOrInt>>,
@@ -50,6 +87,7 @@ pub struct RawGlobal {
     pub reload_watch: Option<bool>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
+    pub trace: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,7 +190,7 @@ pub struct RawPeerTable {
 pub struct RawServer {
     pub listen: Spanned<Vec<Spanned<StrOrInt>>>,
     pub server_name: Option<Vec<Spanned<String>>>,
-    pub access_log: Option<Spanned<String>>,
+    pub access_log: Option<Spanned<RawAccessLog>>,
     pub client_max_body_size: Option<Spanned<StrOrInt>>,
     pub client_header_timeout: Option<Spanned<String>>,
     pub client_body_timeout: Option<Spanned<String>>,

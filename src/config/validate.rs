@@ -13,8 +13,8 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::raw::{
-    BoolOrInt, Number, RawConfig, RawHsts, RawLocation, RawPeer, RawServer, RawSplit, RawSticky, RawTls,
-    RawUpstream, RawWhen, StrOrInt,
+    BoolOrInt, Number, RawAccessLog, RawConfig, RawHsts, RawLocation, RawPeer, RawServer, RawSplit,
+    RawSticky, RawTls, RawUpstream, RawWhen, StrOrInt,
 };
 use super::*;
 
@@ -521,6 +521,7 @@ fn check_global(c: &mut Checker, raw: &RawConfig) -> Global {
         pid_file,
         reload_watch: g.reload_watch.unwrap_or(false),
         run_as: user::check(c, g),
+        trace: g.trace.unwrap_or(false),
     }
 }
 
@@ -583,22 +584,7 @@ fn check_server(
         }
     }
 
-    let access_log = match &r.access_log {
-        None => AccessLog::Stdout,
-        Some(v) => match v.get_ref().as_str() {
-            "off" => AccessLog::Off,
-            "stdout" => AccessLog::Stdout,
-            "" => {
-                c.error(
-                    v.span(),
-                    format!("{key}.access_log"),
-                    "a path, \"stdout\" or \"off\"",
-                );
-                AccessLog::Off
-            }
-            p => AccessLog::File(p.into()),
-        },
-    };
+    let access_log = check_access_log(c, r.access_log.as_ref(), &key);
 
     let limits = check_limits(c, r, &key);
     let server_compress = compress::server(c, r, &key);
@@ -785,3 +771,40 @@ fn check_name_conflicts(c: &mut Checker, raw: &RawConfig, servers: &[Server]) {
 
 #[cfg(test)]
 mod tests;
+
+/// `access_log`: a path, `"stdout"` or `"off"`, or a table with `path`
+/// and `format` (`"combined"` or `"json"`).
+fn check_access_log(c: &mut Checker<'_>, v: Option<&Spanned<RawAccessLog>>, key: &str) -> AccessLog {
+    let Some(v) = v else {
+        return AccessLog::Stdout(LogFormat::Combined);
+    };
+    let (path, format) = match v.get_ref() {
+        RawAccessLog::Path(p) => (p.as_str(), None),
+        RawAccessLog::Table(t) => (t.path.as_str(), t.format.as_deref()),
+    };
+    let format = match format {
+        None | Some("combined") => LogFormat::Combined,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            c.error(
+                v.span(),
+                format!("{key}.access_log.format"),
+                format!("unknown format {other:?} (known: \"combined\", \"json\")"),
+            );
+            LogFormat::Combined
+        }
+    };
+    match path {
+        "off" => AccessLog::Off,
+        "stdout" => AccessLog::Stdout(format),
+        "" => {
+            c.error(
+                v.span(),
+                format!("{key}.access_log"),
+                "a path, \"stdout\" or \"off\"",
+            );
+            AccessLog::Off
+        }
+        p => AccessLog::File(p.into(), format),
+    }
+}

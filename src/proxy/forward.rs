@@ -103,6 +103,8 @@ impl Select {
                 https,
                 client: ex.client,
                 port,
+                request_id: ex.request_id.as_bytes(),
+                trace_id: ex.trace.as_ref().map_or(&b""[..], |t| t.trace_id()),
             };
             route::feed_key(k, &base.request(plan.path, plan.args, None), |b| h.write(b)).then(|| h.finish())
         });
@@ -163,6 +165,9 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .as_deref()
             .map_or(&[][..], |h| &h.hidden),
         extra: plan.req_lines,
+        request_id: ex.request_id.as_bytes(),
+        traceparent: ex.trace.as_ref().map(|t| t.header()),
+        tracestate: ex.trace.as_ref().is_some_and(|t| t.continued),
     }
 }
 
@@ -498,6 +503,7 @@ pub(super) async fn proxy<S: ClientSession>(
                     }
                     tried.pop();
                 }
+                ex.answered = Some((plan.up.index, peer_idx, status));
                 if !ex.tries.is_empty() {
                     ex.tries.push((plan.up.index, peer_idx, status));
                 }
@@ -667,6 +673,7 @@ pub(super) async fn respond<S: ClientSession>(
         redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
         hsts: hsts(&gen, ds, ex.server),
         compress: edit.map(|(_, e)| e),
+        request_id: ex.request_id.as_bytes(),
     };
     let (body_left, first) = ds
         .send_response_head(ctx, &rw, from.head_buf(), limits.send_timeout)

@@ -106,6 +106,7 @@ pub(super) async fn proxy<S: ClientSession>(
                 } else {
                     plan.up.peers[peer_idx].success();
                 }
+                ex.answered = Some((plan.up.index, peer_idx, a.head.status));
                 if !ex.tries.is_empty() {
                     ex.tries.push((plan.up.index, peer_idx, a.head.status));
                 }

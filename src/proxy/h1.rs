@@ -329,7 +329,10 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
             referer: None,
             user_agent: None,
             tries: None,
+            tried: 0,
             tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
+            request_id: None,
+            trace_id: None,
         },
     );
 }

@@ -50,6 +50,8 @@ pub(super) struct VarBase<'a> {
     pub(super) https: bool,
     pub(super) client: std::net::IpAddr,
     pub(super) port: u16,
+    pub(super) request_id: &'a [u8],
+    pub(super) trace_id: &'a [u8],
 }
 
 impl<'a> VarBase<'a> {
@@ -67,6 +69,8 @@ impl<'a> VarBase<'a> {
             https: self.https,
             client: self.client,
             port: self.port,
+            request_id: self.request_id,
+            trace_id: self.trace_id,
             captures,
         }
     }

@@ -24,6 +24,7 @@ use crate::http::framing::request_meta;
 use crate::http::{BodyKind, RequestHead, RequestMeta, Version};
 use crate::io::IoFail;
 use crate::log::Entry;
+use crate::reqid::RequestId;
 use crate::route::{self, KeyInput};
 use crate::vars::{self, Mode, Template};
 
@@ -49,6 +50,13 @@ pub struct Exchange {
     /// When a request was tried on more than one server: each try's server
     /// (upstream, server index) and status, for the access log.
     pub tries: Vec<(usize, usize, u16)>,
+    /// The server whose answer went to the client (upstream, server
+    /// index, status): a plain copy, no allocation, for the access log.
+    pub answered: Option<(usize, usize, u16)>,
+    /// `X-Request-ID`: a trusted proxy's, or one made here (see reqid.rs).
+    pub request_id: RequestId,
+    /// The trace context sent upstream, if any (see trace.rs).
+    pub trace: Option<crate::trace::Trace>,
     /// `response_headers` with `always = true`: the fields for ringway's
     /// own error answer, should there be one (whole lines).
     pub always_lines: Vec<u8>,
@@ -74,6 +82,9 @@ impl Exchange {
             req_body_done: false,
             close: true,
             tries: Vec::new(),
+            answered: None,
+            request_id: RequestId::default(),
+            trace: None,
             always_lines: Vec::new(),
             start: Instant::now(),
             head,
@@ -187,7 +198,14 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     let gen = ex.gen.clone();
     ex.server = gen.router.server_for(ex.listener, host);
     let server = gen.server(ex.server);
-    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, &gen.config.global.trusted_proxies);
+    let trusted = &gen.config.global.trusted_proxies;
+    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, trusted);
+    ex.request_id = request_id(ctx, ds.conn().peer.ip(), &ex.head, trusted);
+    let start = gen.config.global.trace;
+    let received = ex.head.header("traceparent");
+    if received.is_some() || start {
+        ex.trace = ctx.spans.trace(received, start);
+    }
     if let (Some(port), None) = (server.redirect_https, ds.tls()) {
         return redirect_to_https(ctx, ds, ex, host, port).await;
     }
@@ -214,6 +232,8 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         https: ds.tls().is_some(),
         client: ex.client,
         port: ds.conn().local_port,
+        request_id: ex.request_id.as_bytes(),
+        trace_id: ex.trace.as_ref().map_or(&b""[..], |t| t.trace_id()),
     };
     let mut groups = None;
     let mut rewritten = None;
@@ -550,6 +570,28 @@ pub fn is_grpc(head: &RequestHead) -> bool {
 }
 
 /// Phase: logging: the request's counters, and its access log entry.
+/// The request's id: the `X-Request-ID` of a trusted proxy when it is a
+/// valid one, else a new one (a client's own is replaced: it could reuse
+/// another request's id).
+#[inline]
+fn request_id(
+    ctx: &WorkerCtx,
+    peer: std::net::IpAddr,
+    head: &RequestHead,
+    trusted: &[ipnet::IpNet],
+) -> RequestId {
+    if !trusted.is_empty() {
+        let peer = peer.to_canonical();
+        if trusted.iter().any(|n| n.contains(&peer)) {
+            if let Some(id) = head.header("x-request-id").and_then(RequestId::parse) {
+                return id;
+            }
+        }
+    }
+    ctx.ids.next()
+}
+
+/// Phase: logging: the access log entry of a request.
 fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
     let gen = &ex.gen;
     let body_in = match ex.meta.body() {
@@ -565,9 +607,12 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
         ex.start.elapsed(),
     );
     if gen.logs.enabled(ex.server) {
-        // A request tried on several servers: nginx's $upstream_addr and
-        // $upstream_status ("a, b" and "502, 200"). Built only then.
-        let tries = (ex.tries.len() > 1).then(|| {
+        // The servers a request was sent to: nginx's $upstream_addr and
+        // $upstream_status ("a, b" and "502, 200"), built only when the line
+        // has them: in the combined format, only for several.
+        let several = ex.tries.len() > 1;
+        let one = ex.answered.filter(|_| !several && gen.logs.json(ex.server));
+        let tries = if several {
             let mut addrs = String::new();
             let mut statuses = String::new();
             for (k, &(up, peer, status)) in ex.tries.iter().enumerate() {
@@ -577,8 +622,15 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
                 statuses.push_str(sep);
                 statuses.push_str(&status.to_string());
             }
-            (addrs, statuses)
-        });
+            Some((addrs, statuses))
+        } else {
+            one.map(|(up, peer, status)| {
+                (
+                    gen.config.upstreams[up].servers[peer].addr_text.clone(),
+                    status.to_string(),
+                )
+            })
+        };
         gen.logs.write(
             ex.server,
             &ctx.dates,
@@ -590,7 +642,10 @@ fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
                 referer: ex.head.header("referer"),
                 user_agent: ex.head.header("user-agent"),
                 tries: tries.as_ref().map(|(a, s)| (a.as_str(), s.as_str())),
+                tried: ex.tries.len().max(usize::from(ex.answered.is_some())),
                 tls: ds.tls().map(|t| (t.version, t.cipher)),
+                request_id: Some(ex.request_id.as_bytes()).filter(|i| !i.is_empty()),
+                trace_id: ex.trace.as_ref().map(|t| t.trace_id()),
             },
         );
     }

@@ -311,6 +311,7 @@ impl Server {
                 prober,
                 resolver,
                 resolve: self.resolver,
+                logs: self.logs,
             }),
         })
     }
@@ -361,6 +362,8 @@ pub(crate) struct Live {
     pub prober: Option<Prober>,
     pub resolver: Option<Resolver>,
     pub resolve: Arc<dyn Resolve>,
+    /// The access log files in use, drained at shutdown.
+    pub logs: Arc<LogFiles>,
 }
 
 /// Running workers.
@@ -464,7 +467,9 @@ impl Handle {
                 tracing::warn!("a worker did not take the reopened log files");
             }
         }
-        Ok(files.len())
+        let n = files.len();
+        self.live().logs = files;
+        Ok(n)
     }
 
     /// Waits for every worker (and the prober) to finish. The resolver
@@ -481,9 +486,19 @@ impl Handle {
             Ok(Err(why)) => Err(io::Error::other(why)),
             Err(_) => Err(io::Error::other("the worker supervisor panicked")),
         };
-        let prober = self.live.into_inner().unwrap_or_else(|e| e.into_inner()).prober;
-        if let Some(p) = prober {
+        let live = self.live.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = live.prober {
             p.join();
+        }
+        // The workers handed over their last lines; give the writers a
+        // moment to write them, not forever (a disk may be stuck).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        if !live.logs.drain(deadline) {
+            tracing::warn!("access log writers still behind at shutdown; their last lines are lost");
+        }
+        let dropped = crate::log::dropped_log_lines();
+        if dropped > 0 {
+            tracing::warn!("access log: {dropped} lines dropped (a writer could not keep up)");
         }
         workers
     }

@@ -187,9 +187,10 @@ pub(super) fn apply(h: &Handle, config: Config) -> io::Result<Changes> {
         number,
         config: config.clone(),
         probed: live.prober.is_some().then(|| probed.clone()),
-        logs,
+        logs: logs.clone(),
         metrics: layout.clone(),
     });
+    live.logs = logs;
     // Under the supervisor's lock: a worker restarted from now on starts
     // from this config and these sockets; one restarted before gets the
     // message below as well, and ignores what it already has.

@@ -62,7 +62,10 @@ fn contract_example_parses_as_written() {
     let s = &c.servers[0];
     assert_eq!(s.listen, ["0.0.0.0:8080".parse().unwrap()]);
     assert_eq!(s.server_names, ["example.com", "*.example.com"]);
-    assert_eq!(s.access_log, AccessLog::Stdout);
+    assert_eq!(
+        s.access_log,
+        AccessLog::Stdout(ringway::config::LogFormat::Combined)
+    );
     assert_eq!(s.locations.len(), 2);
 
     let api = &s.locations[0];

@@ -35,7 +35,10 @@ fn the_proxy_is_transparent_apart_from_documented_rewrites() {
         "x-forwarded-proto",
         "x-forwarded-host",
         "x-forwarded-port",
+        "x-request-id",
     ];
+    // The id ringway gives every request (see request_id.rs).
+    assert_eq!(v.header("x-request-id").map(str::len), Some(32));
     let end_to_end = |s: &Seen| -> Vec<(String, String)> {
         s.head
             .headers

@@ -1,40 +1,43 @@
-//! Access logs (nginx's combined format, then the TLS protocol and cipher:
-//! `$ssl_protocol $ssl_cipher`, `- -` for plain HTTP) and the per-second
-//! date cache.
+//! Access logs: nginx's combined format (then the TLS protocol and cipher:
+//! `$ssl_protocol $ssl_cipher`, `- -` for plain HTTP) or one JSON object a
+//! line ([`json`]), and the per-second date cache.
 //!
 //! Each worker keeps its own buffer per log destination. A line is appended to
-//! the buffer, and a flush runs once the tasks that are ready have had their
-//! turn: under load many lines go out in one write, when idle each line goes
-//! out at once. The write itself is a plain `write(2)` to a file opened in
-//! append mode or to stdout: short, and never waiting on the network.
+//! the buffer, and the buffer is handed to the destination's writer thread
+//! ([`writer`]) once the tasks that are ready have had their turn (or when it
+//! reaches [`FLUSH_AT`]): under load many lines go out in one hand-off, when
+//! idle each line goes out at once. The worker never writes itself; a writer
+//! that is behind makes lines drop (counted), never a request wait.
 //! Files are opened off the workers ([`LogFiles`], at start, on a reload and
 //! on SIGUSR1) and shared by every worker's sinks of one generation.
 
+mod json;
+mod writer;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{AccessLog, Config};
+use crate::config::{AccessLog, Config, LogFormat};
+pub use writer::dropped_log_lines;
+use writer::{Dest, Writer};
 
-/// Flush early when a buffer reaches this size.
+/// Hand a buffer to the writer early when it reaches this size.
 const FLUSH_AT: usize = 32 * 1024;
-
-enum Target {
-    Stdout,
-    File(Arc<File>),
-}
 
 struct Sink {
     /// Replaced when log files are reopened (SIGUSR1).
-    target: RefCell<Target>,
+    target: RefCell<Writer>,
     path: Option<PathBuf>,
+    format: LogFormat,
     buf: RefCell<Vec<u8>>,
+    /// Lines in `buf`, counted when a full writer queue drops them.
+    lines: Cell<u64>,
     flush_pending: Cell<bool>,
 }
 
@@ -44,51 +47,49 @@ impl Sink {
         if buf.is_empty() {
             return;
         }
-        let res = match &*self.target.borrow() {
-            Target::Stdout => std::io::stdout().lock().write_all(&buf),
-            Target::File(f) => (&**f).write_all(&buf),
-        };
-        if let Err(e) = res {
-            tracing::warn!("access log write failed: {e}");
-        }
-        buf.clear();
+        let full = std::mem::replace(&mut *buf, Vec::with_capacity(4096));
+        self.target.borrow().send(full, self.lines.replace(0));
     }
 }
 
 impl Drop for Sink {
-    /// A config generation that goes away writes what it still holds.
+    /// A config generation that goes away hands over what it still holds.
     fn drop(&mut self) {
         self.flush();
     }
 }
 
 /// Every access log file of a config, opened in append mode by the thread
-/// that loads the config (never a worker), shared by every worker: each
-/// line goes out in one `write(2)` on an `O_APPEND` descriptor, so the
-/// workers' lines do not mix.
+/// that loads the config (never a worker), each with its writer thread,
+/// shared by every worker: a writer writes each buffer it is handed in one
+/// `write(2)` on an `O_APPEND` descriptor, so the workers' lines do not mix.
 #[derive(Default)]
 pub struct LogFiles {
-    files: HashMap<PathBuf, Arc<File>>,
+    files: HashMap<PathBuf, Writer>,
 }
 
 impl LogFiles {
-    /// Opens (creating when missing) every file named by an `access_log`.
+    /// Opens (creating when missing) every file named by an `access_log`
+    /// and starts its writer.
     #[allow(clippy::disallowed_methods)] // off the workers: start, reload, SIGUSR1
     pub fn open(cfg: &Config) -> std::io::Result<LogFiles> {
         let mut files = HashMap::new();
         for s in &cfg.servers {
-            let AccessLog::File(p) = &s.access_log else {
+            let AccessLog::File(p, _) = &s.access_log else {
                 continue;
             };
             if files.contains_key(p) {
                 continue;
             }
+            let what =
+                |e: std::io::Error| std::io::Error::new(e.kind(), format!("access log {}: {e}", p.display()));
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(p)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("access log {}: {e}", p.display())))?;
-            files.insert(p.clone(), Arc::new(f));
+                .map_err(what)?;
+            let w = Writer::spawn(Dest::File(f), &p.display().to_string()).map_err(what)?;
+            files.insert(p.clone(), w);
         }
         Ok(LogFiles { files })
     }
@@ -100,6 +101,14 @@ impl LogFiles {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+
+    /// Waits, at most until `deadline`, for the lines handed to these
+    /// files' writers (and stdout's) to be written. At shutdown, after the
+    /// workers flushed; a writer stuck on a slow disk is given up on.
+    pub fn drain(&self, deadline: Instant) -> bool {
+        let files = self.files.values().all(|w| w.drain(deadline));
+        Writer::stdout().drain(deadline) && files
+    }
 }
 
 /// One request's line in the log.
@@ -110,12 +119,19 @@ pub struct Entry<'a> {
     pub body_bytes: u64,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
-    /// A request tried on more than one server: every server's address and
-    /// status, comma-separated in order (nginx's `$upstream_addr` and
-    /// `$upstream_status`), written as two more quoted fields.
+    /// Every server the request was sent to: their addresses and statuses,
+    /// comma-separated in order (nginx's `$upstream_addr` and
+    /// `$upstream_status`). The combined format writes them as two more
+    /// quoted fields when there were several.
     pub tries: Option<(&'a str, &'a str)>,
+    /// How many servers were tried.
+    pub tried: usize,
     /// TLS version and cipher suite; `None` for plain HTTP.
     pub tls: Option<(&'a str, &'a str)>,
+    /// `X-Request-ID`; `None` for a request refused before it had one.
+    pub request_id: Option<&'a [u8]>,
+    /// The W3C trace id sent upstream, if any.
+    pub trace_id: Option<&'a [u8]>,
 }
 
 pub struct AccessLogs {
@@ -125,8 +141,8 @@ pub struct AccessLogs {
 }
 
 impl AccessLogs {
-    /// One sink per destination named in the config, writing to `files`
-    /// (opened off the worker). No file is opened here.
+    /// One sink per destination and format named in the config, writing
+    /// through `files` (opened off the worker). No file is opened here.
     pub fn new(cfg: &Config, files: &LogFiles) -> AccessLogs {
         let mut sinks: Vec<(AccessLog, Rc<Sink>)> = Vec::new();
         let mut by_server = Vec::new();
@@ -139,17 +155,18 @@ impl AccessLogs {
                 by_server.push(Some(i));
                 continue;
             }
-            let (target, path) = match &s.access_log {
-                AccessLog::File(p) => match files.files.get(p) {
-                    Some(f) => (Target::File(f.clone()), Some(p.clone())),
+            let (target, path, format) = match &s.access_log {
+                AccessLog::File(p, format) => match files.files.get(p) {
+                    Some(w) => (w.clone(), Some(p.clone()), *format),
                     None => {
                         // LogFiles::open fails instead; only a mismatch
                         // between the two could get here.
                         tracing::error!("access log {} is not open; writing to stdout", p.display());
-                        (Target::Stdout, None)
+                        (Writer::stdout(), None, *format)
                     }
                 },
-                _ => (Target::Stdout, None),
+                AccessLog::Stdout(format) => (Writer::stdout(), None, *format),
+                AccessLog::Off => unreachable!("skipped above"),
             };
             by_server.push(Some(sinks.len()));
             sinks.push((
@@ -157,7 +174,9 @@ impl AccessLogs {
                 Rc::new(Sink {
                     target: RefCell::new(target),
                     path,
+                    format,
                     buf: RefCell::new(Vec::with_capacity(4096)),
+                    lines: Cell::new(0),
                     flush_pending: Cell::new(false),
                 }),
             ));
@@ -168,16 +187,16 @@ impl AccessLogs {
         }
     }
 
-    /// Writes what is buffered to the old files, then goes on in `files`
-    /// (reopened after a rotation). Returns how many sinks switched.
+    /// Hands what is buffered to the old files' writers, then goes on with
+    /// `files` (reopened after a rotation). Returns how many sinks switched.
     pub fn reopen(&self, files: &LogFiles) -> usize {
         let mut n = 0;
         for s in &self.sinks {
-            let Some(f) = s.path.as_ref().and_then(|p| files.files.get(p)) else {
+            let Some(w) = s.path.as_ref().and_then(|p| files.files.get(p)) else {
                 continue;
             };
             s.flush();
-            *s.target.borrow_mut() = Target::File(f.clone());
+            *s.target.borrow_mut() = w.clone();
             n += 1;
         }
         n
@@ -187,25 +206,21 @@ impl AccessLogs {
         self.by_server[server].is_some()
     }
 
+    /// Whether server block `server` logs in the `json` format.
+    pub fn json(&self, server: usize) -> bool {
+        self.by_server[server].is_some_and(|i| self.sinks[i].format == LogFormat::Json)
+    }
+
     pub fn write(&self, server: usize, dates: &Dates, e: &Entry) {
         let Some(i) = self.by_server[server] else { return };
         let sink = &self.sinks[i];
         {
             let mut b = sink.buf.borrow_mut();
-            let _ = write!(b, "{} - - [{}] \"", e.client, dates.log_time());
-            escape(e.request_line, &mut b);
-            let _ = write!(b, "\" {} {} \"", e.status, e.body_bytes);
-            escape(e.referer.unwrap_or(b"-"), &mut b);
-            b.extend_from_slice(b"\" \"");
-            escape(e.user_agent.unwrap_or(b"-"), &mut b);
-            let (version, cipher) = e.tls.unwrap_or(("-", "-"));
-            let _ = write!(b, "\" {version} {cipher}");
-            // Tried on several servers: nginx's $upstream_addr and
-            // $upstream_status, after the fields every line has.
-            if let Some((addrs, statuses)) = e.tries {
-                let _ = write!(b, " \"{addrs}\" \"{statuses}\"");
+            match sink.format {
+                LogFormat::Combined => combined(&mut b, dates, e),
+                LogFormat::Json => json_line(&mut b, dates, e),
             }
-            b.push(b'\n');
+            sink.lines.set(sink.lines.get() + 1);
             if b.len() < FLUSH_AT && sink.flush_pending.get() {
                 return;
             }
@@ -230,6 +245,44 @@ impl AccessLogs {
     }
 }
 
+/// nginx's combined format, then `$ssl_protocol $ssl_cipher`.
+fn combined(b: &mut Vec<u8>, dates: &Dates, e: &Entry) {
+    let _ = write!(b, "{} - - [{}] \"", e.client, dates.log_time());
+    escape(e.request_line, b);
+    let _ = write!(b, "\" {} {} \"", e.status, e.body_bytes);
+    escape(e.referer.unwrap_or(b"-"), b);
+    b.extend_from_slice(b"\" \"");
+    escape(e.user_agent.unwrap_or(b"-"), b);
+    let (version, cipher) = e.tls.unwrap_or(("-", "-"));
+    let _ = write!(b, "\" {version} {cipher}");
+    // Tried on several servers: nginx's $upstream_addr and
+    // $upstream_status, after the fields every line has.
+    if let (Some((addrs, statuses)), true) = (e.tries, e.tried > 1) {
+        let _ = write!(b, " \"{addrs}\" \"{statuses}\"");
+    }
+    b.push(b'\n');
+}
+
+/// The `json` format: one object a line with a fixed set of fields, in this
+/// order; a field with no value (no referer, plain HTTP, no upstream) is
+/// `null`, numbers are JSON numbers.
+fn json_line(b: &mut Vec<u8>, dates: &Dates, e: &Entry) {
+    b.push(b'{');
+    json::field(b, true, "time", Some(dates.iso_time().as_bytes()));
+    json::field(b, false, "remote_addr", Some(e.client.to_string().as_bytes()));
+    json::field(b, false, "request", Some(e.request_line));
+    let _ = write!(b, ",\"status\":{},\"body_bytes_sent\":{}", e.status, e.body_bytes);
+    json::field(b, false, "http_referer", e.referer);
+    json::field(b, false, "http_user_agent", e.user_agent);
+    json::field(b, false, "upstream_addr", e.tries.map(|t| t.0.as_bytes()));
+    json::field(b, false, "upstream_status", e.tries.map(|t| t.1.as_bytes()));
+    json::field(b, false, "ssl_protocol", e.tls.map(|t| t.0.as_bytes()));
+    json::field(b, false, "ssl_cipher", e.tls.map(|t| t.1.as_bytes()));
+    json::field(b, false, "request_id", e.request_id);
+    json::field(b, false, "trace_id", e.trace_id);
+    b.extend_from_slice(b"}\n");
+}
+
 /// nginx's escaping for log fields: `"`, `\` and non-printable bytes as `\xHH`.
 fn escape(s: &[u8], out: &mut Vec<u8>) {
     for &b in s {
@@ -246,6 +299,7 @@ fn escape(s: &[u8], out: &mut Vec<u8>) {
 pub struct Dates {
     second: Cell<u64>,
     log: RefCell<String>,
+    iso: RefCell<String>,
     http: RefCell<String>,
 }
 
@@ -254,6 +308,7 @@ impl Default for Dates {
         Dates {
             second: Cell::new(u64::MAX),
             log: RefCell::new(String::new()),
+            iso: RefCell::new(String::new()),
             http: RefCell::new(String::new()),
         }
     }
@@ -273,12 +328,20 @@ impl Dates {
             "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
         );
         *self.log.borrow_mut() = t.format(&fmt).unwrap_or_default();
+        let iso = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+00:00");
+        *self.iso.borrow_mut() = t.format(&iso).unwrap_or_default();
     }
 
     /// `10/Oct/2000:13:55:36 +0000`, as in nginx's `$time_local` (in UTC).
     pub fn log_time(&self) -> std::cell::Ref<'_, String> {
         self.refresh();
         self.log.borrow()
+    }
+
+    /// `2000-10-10T13:55:36+00:00`, as in nginx's `$time_iso8601` (in UTC).
+    pub fn iso_time(&self) -> std::cell::Ref<'_, String> {
+        self.refresh();
+        self.iso.borrow()
     }
 
     /// An IMF-fixdate for a `Date` header (RFC 9110 §5.6.7).
