@@ -553,7 +553,13 @@ pub fn run(config: Arc<Config>, workers: usize, path: PathBuf) -> io::Result<()>
             let inherited = ch.receive()?;
             // A group's size is the worker count it was made for: closing
             // one of its sockets would reset the connections queued on it.
-            let workers = match inherited.values().next() {
+            // (The admin socket, a group of one, says nothing of it.)
+            let admin = config.admin.as_ref().map(|a| a.listen);
+            let workers = match inherited
+                .iter()
+                .find(|(a, _)| Some(**a) != admin)
+                .map(|(_, g)| g)
+            {
                 Some(g) if g.len() != workers => {
                     tracing::warn!(
                         "upgrade: keeping {} workers, the size of the socket groups handed over (a restart changes it)",
