@@ -44,12 +44,12 @@ mod keepalive;
 mod lifecycle;
 #[path = "proxy/locations.rs"]
 mod locations;
+#[path = "proxy/logs.rs"]
+mod logs;
 #[path = "proxy/metrics.rs"]
 mod metrics;
 #[path = "proxy/metrics_reload.rs"]
 mod metrics_reload;
-#[path = "proxy/logs.rs"]
-mod logs;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/refusals.rs"]

@@ -6,8 +6,8 @@
 //! it is never on the request path.
 
 pub mod listener;
-pub mod privilege;
 pub mod notify;
+pub mod privilege;
 pub mod reload;
 pub mod ring;
 pub mod upgrade;
@@ -555,11 +555,7 @@ pub fn run(config: Arc<Config>, workers: usize, path: PathBuf) -> io::Result<()>
             // one of its sockets would reset the connections queued on it.
             // (The admin socket, a group of one, says nothing of it.)
             let admin = config.admin.as_ref().map(|a| a.listen);
-            let workers = match inherited
-                .iter()
-                .find(|(a, _)| Some(**a) != admin)
-                .map(|(_, g)| g)
-            {
+            let workers = match inherited.iter().find(|(a, _)| Some(**a) != admin).map(|(_, g)| g) {
                 Some(g) if g.len() != workers => {
                     tracing::warn!(
                         "upgrade: keeping {} workers, the size of the socket groups handed over (a restart changes it)",

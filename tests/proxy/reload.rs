@@ -125,7 +125,6 @@ impl Drop for Running {
     }
 }
 
-
 /// One server on each of `ports`, `/` proxied to `backend`.
 fn conf(ports: &[u16], backend: SocketAddr, extra_global: &str) -> String {
     let listen: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();

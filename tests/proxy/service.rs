@@ -149,7 +149,6 @@ impl Drop for Running {
     }
 }
 
-
 /// A port below 1024 on 127.0.0.1 in `range` free a moment ago (the test
 /// runs as root). Each test has a range of its own, so that two running at
 /// once never pick the same port.
@@ -384,7 +383,10 @@ fn the_units_bounding_set_for_a_root_start_is_enough_to_drop_and_bind_low() {
 }
 
 fn check(dir: &Dir, global: &str) -> String {
-    let path = dir.write("check.toml", &conf(&[support::listen_port()], addr(9), global, "off"));
+    let path = dir.write(
+        "check.toml",
+        &conf(&[support::listen_port()], addr(9), global, "off"),
+    );
     let out = Command::new(BIN)
         .args(["--check", "--config", path.to_str().unwrap()])
         .output()

@@ -586,10 +586,13 @@ fn the_admin_listener_is_handed_over_not_bound_again() {
     let a = Backend::serve(|_| Reply::ok("A"));
     let dir = Dir::new("upgrade-admin");
     let (port, admin) = (free_port(), free_port());
-    let cfg = format!("{}
+    let cfg = format!(
+        "{}
 [admin]
 listen = \"127.0.0.1:{admin}\"
-", conf(port, a.addr, ""));
+",
+        conf(port, a.addr, "")
+    );
     let path = dir.write("ringway.toml", &cfg);
     let mut old = Running::start(&path, dir.0.join("ringway.pid"), &[]);
     let before = listening_inodes(admin);
