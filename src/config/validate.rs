@@ -18,6 +18,7 @@ use super::raw::{
 };
 use super::*;
 
+mod access_log;
 mod admin;
 mod compress;
 mod headers;
@@ -584,7 +585,7 @@ fn check_server(
         }
     }
 
-    let access_log = check_access_log(c, r.access_log.as_ref(), &key);
+    let access_log = access_log::check_access_log(c, r.access_log.as_ref(), &key);
 
     let limits = check_limits(c, r, &key);
     let server_compress = compress::server(c, r, &key);
@@ -771,40 +772,3 @@ fn check_name_conflicts(c: &mut Checker, raw: &RawConfig, servers: &[Server]) {
 
 #[cfg(test)]
 mod tests;
-
-/// `access_log`: a path, `"stdout"` or `"off"`, or a table with `path`
-/// and `format` (`"combined"` or `"json"`).
-fn check_access_log(c: &mut Checker<'_>, v: Option<&Spanned<RawAccessLog>>, key: &str) -> AccessLog {
-    let Some(v) = v else {
-        return AccessLog::Stdout(LogFormat::Combined);
-    };
-    let (path, format) = match v.get_ref() {
-        RawAccessLog::Path(p) => (p.as_str(), None),
-        RawAccessLog::Table(t) => (t.path.as_str(), t.format.as_deref()),
-    };
-    let format = match format {
-        None | Some("combined") => LogFormat::Combined,
-        Some("json") => LogFormat::Json,
-        Some(other) => {
-            c.error(
-                v.span(),
-                format!("{key}.access_log.format"),
-                format!("unknown format {other:?} (known: \"combined\", \"json\")"),
-            );
-            LogFormat::Combined
-        }
-    };
-    match path {
-        "off" => AccessLog::Off,
-        "stdout" => AccessLog::Stdout(format),
-        "" => {
-            c.error(
-                v.span(),
-                format!("{key}.access_log"),
-                "a path, \"stdout\" or \"off\"",
-            );
-            AccessLog::Off
-        }
-        p => AccessLog::File(p.into(), format),
-    }
-}

@@ -205,11 +205,7 @@ impl Copy<'_> {
                 return Err(BodyError::TooLarge);
             }
             if finished && self.chunked_out {
-                match (self.trailers, decoder.as_mut()) {
-                    (Trailers::Caller, _) => {}
-                    (Trailers::Pass, Some(d)) => last_chunk(trailer_lines(&d.take_trailers()), out),
-                    _ => out.extend_from_slice(chunked::LAST_CHUNK),
-                }
+                self.end_chunked(decoder.as_mut(), out);
             }
             if !out.is_empty() {
                 io::flush_vec(dst, out, self.deadlines, self.write_timeout)
@@ -306,11 +302,7 @@ impl Copy<'_> {
                 enc.flush(&mut emit).map_err(codec)?;
             }
             if finished && self.chunked_out {
-                match (self.trailers, decoder.as_mut()) {
-                    (Trailers::Caller, _) => {}
-                    (Trailers::Pass, Some(d)) => last_chunk(trailer_lines(&d.take_trailers()), out),
-                    _ => out.extend_from_slice(chunked::LAST_CHUNK),
-                }
+                self.end_chunked(decoder.as_mut(), out);
             }
             if !out.is_empty() {
                 io::flush_vec(dst, out, self.deadlines, self.write_timeout)
@@ -323,6 +315,15 @@ impl Copy<'_> {
                 }
                 return Ok(sent);
             }
+        }
+    }
+
+    /// The last chunk of a chunked output, as `trailers` says.
+    fn end_chunked(&self, decoder: Option<&mut Decoder>, out: &mut Vec<u8>) {
+        match (self.trailers, decoder) {
+            (Trailers::Caller, _) => {}
+            (Trailers::Pass, Some(d)) => last_chunk(trailer_lines(&d.take_trailers()), out),
+            _ => out.extend_from_slice(chunked::LAST_CHUNK),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod h2;
 pub mod locate;
 pub mod phases;
 pub mod respond;
+mod response_head;
 pub mod rewrite;
 pub mod session;
 pub mod tunnel;
