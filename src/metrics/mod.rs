@@ -203,6 +203,7 @@ impl Registry {
         let now = unix_now();
         Registry {
             workers: (0..workers).map(|_| Arc::default()).collect(),
+            // Reload and scrape only; see the field.
             layout: std::sync::Mutex::new(layout),
             started: Instant::now(),
             started_unix: now,

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 #[allow(clippy::disallowed_types)] // reloads only, never the request path
+// The supervisor's state (`Handle::live`): reloads and upgrades only, never a worker.
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
