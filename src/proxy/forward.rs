@@ -595,8 +595,8 @@ pub(super) struct InterimTo<'s, 'r, S> {
     pub(super) redirect: &'s Redirect<'r>,
 }
 
-/// The response phases, whichever protocol the upstream spoke: the head
-/// the client gets (framing, `sticky`, redirects, HSTS), then the body.
+/// The response phases, whichever protocol the upstream spoke: `sticky`'s
+/// cookie and the mapping of redirects, then `send_response`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn respond<S: ClientSession>(
     ctx: &WorkerCtx,
@@ -608,50 +608,91 @@ pub(super) async fn respond<S: ClientSession>(
     peer: usize,
     early: bool,
     sticky: Option<[u8; 16]>,
-    mut from: UpBody<'_>,
+    from: UpBody<'_>,
 ) -> Result<()> {
-    let up_cfg = plan.up.config();
-    let gen = ex.gen.clone();
-    let limits = &gen.server(ex.server).limits;
-    // The client connection stays open only if this exchange ends cleanly.
-    ex.close = early || must_close(ctx, ds, ex);
-    let head_request = ex.head.method() == b"HEAD";
-    // Stage: compress (response_body_filter), when the location has it and
-    // the response and client allow it.
-    let edit = plan
-        .location
-        .compress
-        .as_deref()
-        .and_then(|c| compress::decide(c, &ex.head, head_request, head, meta.body).map(|e| (c, e)));
-    // Boxed: its state would otherwise be carried in every response's future.
-    let mut encoder = match edit {
-        Some((c, compress::Edit { encoding: Some(alg) })) if meta.body != BodyKind::Empty => Some(Box::new(
-            compress::Encoder::new(alg, &c.levels).map_err(|_| Error::new(ErrorKind::Internal))?,
-        )),
-        _ => None,
-    };
-    // A compressed body's length is not known before it ends.
-    let body_kind = match (&encoder, meta.body) {
-        (Some(_), BodyKind::Length(_)) => BodyKind::Chunked,
-        (_, kind) => kind,
-    };
-    let framing = rewrite::client_framing(body_kind, ex.head.version);
-    ex.close |= framing == ClientFraming::Close;
-
     // `sticky`: a client whose cookie did not name this server (none, a
     // forged one, or one whose server is down) is given one that does.
     let set_cookie = match sticky.and_then(|v| plan.up.sticky_named(&v)) {
         Some(named) if named == peer => None,
         _ => plan.up.set_cookie(peer),
     };
+    let local_port = ds.conn().port_text;
+    let reply = Reply {
+        location: plan.location,
+        resp_lines: plan.resp_lines,
+        extra: set_cookie.unwrap_or_default(),
+        redirect: Some(redirect_for(plan, ds.tls().is_some(), &local_port)),
+        early,
+        read_timeout: plan.up.config().read_timeout,
+    };
+    send_response(ctx, ds, ex, &reply, head, meta, from).await
+}
+
+/// What the response phases need besides the head and the body: the
+/// location's rules, what ringway adds, how redirects are mapped.
+pub(super) struct Reply<'a> {
+    pub(super) location: &'a Location,
+    /// `response_headers` fields, expanded for this request.
+    pub(super) resp_lines: &'a [u8],
+    /// Whole lines ringway adds (`sticky`'s Set-Cookie).
+    pub(super) extra: &'a [u8],
+    /// How an upstream's redirects are mapped (none for a local response).
+    pub(super) redirect: Option<Redirect<'a>>,
+    /// The upstream answered before the request body was sent: the client
+    /// connection cannot carry on.
+    pub(super) early: bool,
+    /// How long one read of the body may take.
+    pub(super) read_timeout: Duration,
+}
+
+/// The response phases for any response, proxied or local: the head the
+/// client gets (framing, header rules, HSTS, compression's edits), then
+/// the body.
+pub(super) async fn send_response<S: ClientSession>(
+    ctx: &WorkerCtx,
+    ds: &mut S,
+    ex: &mut Exchange,
+    reply: &Reply<'_>,
+    head: &ResponseHead,
+    meta: &ResponseMeta,
+    mut from: UpBody<'_>,
+) -> Result<()> {
+    let gen = ex.gen.clone();
+    let limits = &gen.server(ex.server).limits;
+    let location = reply.location;
+    // The client connection stays open only if this exchange ends cleanly.
+    ex.close = reply.early || must_close(ctx, ds, ex);
+    let head_request = ex.head.method() == b"HEAD";
+    // A HEAD gets the head its GET would (a local response's framing is a
+    // GET's), and no body.
+    let body = if head_request { BodyKind::Empty } else { meta.body };
+    // Stage: compress (response_body_filter), when the location has it and
+    // the response and client allow it.
+    let edit = location
+        .compress
+        .as_deref()
+        .and_then(|c| compress::decide(c, &ex.head, head_request, head, body).map(|e| (c, e)));
+    // Boxed: its state would otherwise be carried in every response's future.
+    let mut encoder = match edit {
+        Some((c, compress::Edit { encoding: Some(alg) })) if body != BodyKind::Empty => Some(Box::new(
+            compress::Encoder::new(alg, &c.levels).map_err(|_| Error::new(ErrorKind::Internal))?,
+        )),
+        _ => None,
+    };
+    // A compressed body's length is not known before it ends.
+    let body_kind = match (&encoder, body) {
+        (Some(_), BodyKind::Length(_)) => BodyKind::Chunked,
+        (_, kind) => kind,
+    };
+    let framing = rewrite::client_framing(body_kind, ex.head.version);
+    ex.close |= framing == ClientFraming::Close;
 
     // `response_headers` (nginx's `add_header` rule of which statuses).
-    let rules = plan.location.response_headers.as_deref();
+    let rules = location.response_headers.as_deref();
     let applies = rules.is_some_and(|h| h.applies(head.status));
 
     // Phase: send the response head (the session may send the first body
     // bytes with it).
-    let local_port = ds.conn().port_text;
     let rw = ResponseRewrite {
         head,
         meta,
@@ -659,15 +700,15 @@ pub(super) async fn respond<S: ClientSession>(
         head_request,
         close: ex.close,
         client_version: ex.head.version,
-        extra: set_cookie.unwrap_or_default(),
+        extra: reply.extra,
         hidden: rules.map_or(&[][..], |h| &h.removed),
         replaced: if applies {
             rules.map_or(&[][..], |h| &h.replaced)
         } else {
             &[]
         },
-        rules: if applies { plan.resp_lines } else { b"" },
-        redirect: redirect_for(plan, ds.tls().is_some(), &local_port),
+        rules: if applies { reply.resp_lines } else { b"" },
+        redirect: reply.redirect.as_ref(),
         hsts: hsts(&gen, ds, ex.server),
         compress: edit.map(|(_, e)| e),
         request_id: ex.request_id.as_bytes(),
@@ -687,7 +728,7 @@ pub(super) async fn respond<S: ClientSession>(
             body_left,
             framing,
             encoder.as_deref_mut(),
-            up_cfg.read_timeout,
+            reply.read_timeout,
             limits.send_timeout,
         )
         .await

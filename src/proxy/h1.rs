@@ -548,6 +548,20 @@ impl ClientSession for Downstream {
                 }
                 Ok(n)
             }
+            // A local body: what `early` still holds, then the file.
+            (UpBody::Local(src), enc) => {
+                let mut early = std::mem::take(&mut src.early);
+                match enc {
+                    Some(enc) => {
+                        copy.run_encoded(src, &mut early, &mut self.stream, &mut self.body_out, enc, None)
+                            .await
+                    }
+                    None => {
+                        copy.run(src, &mut early, &mut self.stream, &mut self.body_out)
+                            .await
+                    }
+                }
+            }
         }
     }
 

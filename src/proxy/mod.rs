@@ -14,6 +14,7 @@ pub mod forward;
 pub mod forward_h2;
 pub mod h1;
 pub mod h2;
+pub mod local;
 pub mod locate;
 pub mod phases;
 pub mod respond;

@@ -312,7 +312,8 @@ pub struct ResponseRewrite<'a> {
     pub hidden: &'a [String],
     pub replaced: &'a [String],
     pub rules: &'a [u8],
-    pub redirect: Redirect<'a>,
+    /// How an upstream's redirects are mapped; `None` for a local response.
+    pub redirect: Option<&'a Redirect<'a>>,
     /// Our `Strict-Transport-Security` value (TLS, `hsts` set): it replaces
     /// any the upstream sent, so the client sees one policy.
     pub hsts: Option<&'a [u8]>,
@@ -462,7 +463,7 @@ pub fn response_fields<S: FieldSink>(r: &ResponseRewrite, dates: &Dates, out: &m
         if !r.request_id.is_empty() && eq_ignore_case(name, b"x-request-id") {
             continue;
         }
-        if redirect_field(name, value, &r.redirect, out) {
+        if r.redirect.is_some_and(|rd| redirect_field(name, value, rd, out)) {
             continue;
         }
         if let Some(e) = &r.compress {

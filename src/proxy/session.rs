@@ -78,6 +78,8 @@ pub enum UpSink<'a> {
 pub enum UpBody<'a> {
     H1(&'a mut UpConn),
     H2(&'a mut RecvBody),
+    /// A response made here (`local.rs`).
+    Local(&'a mut super::local::Source),
 }
 
 impl UpSink<'_> {
@@ -107,6 +109,7 @@ impl UpBody<'_> {
         match self {
             UpBody::H1(conn) => &mut conn.rbuf,
             UpBody::H2(recv) => &mut recv.early,
+            UpBody::Local(src) => &mut src.early,
         }
     }
 }

@@ -549,6 +549,16 @@ impl ClientSession for StreamSession {
                 }
                 n
             }
+            UpBody::Local(src) => {
+                let mut early = std::mem::take(&mut src.early);
+                match enc {
+                    Some(enc) => {
+                        copy.run_encoded(src, &mut early, &mut sink, &mut self.body_out, enc, None)
+                            .await?
+                    }
+                    None => copy.run(src, &mut early, &mut sink, &mut self.body_out).await?,
+                }
+            }
         };
         self.end_body().map_err(BodyError::Write)?;
         Ok(n)
