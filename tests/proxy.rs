@@ -44,6 +44,8 @@ mod keepalive;
 mod lifecycle;
 #[path = "proxy/locations.rs"]
 mod locations;
+#[path = "proxy/log_format.rs"]
+mod log_format;
 #[path = "proxy/logs.rs"]
 mod logs;
 #[path = "proxy/metrics.rs"]

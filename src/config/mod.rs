@@ -30,6 +30,8 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     /// `[admin]`: `/metrics`, `/status` and `/healthz`. Off when absent.
     pub admin: Option<Admin>,
+    /// `[log_format.NAME]` templates; `LogFormat::Named` indexes them.
+    pub log_formats: Vec<Arc<crate::log::LogTemplate>>,
 }
 
 /// `[admin]`: the operator's listener, served apart from every `[[server]]`.
@@ -402,11 +404,14 @@ pub enum AccessLog {
     File(PathBuf, LogFormat),
 }
 
-/// `access_log.format`: `"combined"` (the default) or `"json"`.
+/// `access_log.format`: `"combined"` (the default), `"json"`, or the name
+/// of a `[log_format.NAME]` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Combined,
     Json,
+    /// An index into [`Config::log_formats`].
+    Named(usize),
 }
 
 /// `[[server]]`: a virtual server, chosen by listen address and Host.

@@ -22,6 +22,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
     pub admin: Option<Spanned<RawAdmin>>,
+    /// `[log_format.NAME]`: access log templates, named by `access_log.format`.
+    #[serde(default)]
+    pub log_format: std::collections::BTreeMap<String, Spanned<RawLogFormat>>,
+}
+
+/// `[log_format.main] format = "$remote_addr ..."`, `escape = "json"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFormat {
+    pub format: Spanned<String>,
+    pub escape: Option<Spanned<String>>,
 }
 
 /// `[admin] listen = "127.0.0.1:9901"`: the metrics, status and health listener.

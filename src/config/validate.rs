@@ -100,6 +100,8 @@ struct Checker<'a> {
     /// Upstreams that are defined but failed their checks: a location naming
     /// one is not also told the name is unknown (its error is reported once).
     failed_upstreams: std::collections::HashSet<String>,
+    /// The names of the `[log_format.NAME]` tables that parsed, in order.
+    log_formats: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -257,6 +259,7 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["upstream", "health_check"] => fields_of::<super::raw::RawHealthCheck>(),
         ["server"] => fields_of::<RawServer>(),
         ["admin"] => fields_of::<super::raw::RawAdmin>(),
+        ["log_format", _] => fields_of::<super::raw::RawLogFormat>(),
         ["server", "location"] => fields_of::<RawLocation>(),
         ["server", "tls"] => fields_of::<RawTls>(),
         ["server", "hsts"] => fields_of::<RawHsts>(),
@@ -382,6 +385,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         errors: Vec::new(),
         system_roots: None,
         failed_upstreams: Default::default(),
+        log_formats: Vec::new(),
     };
     let mut unknown: Vec<Vec<Seg>> = Vec::new();
     let de = toml::Deserializer::new(text);
@@ -399,6 +403,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
     }
 
     let global = check_global(&mut c, &raw);
+    let log_formats = access_log::check_formats(&mut c, &raw);
     let mut upstreams = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (i, u) in raw.upstream.iter().enumerate() {
@@ -438,6 +443,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
             upstreams,
             servers,
             admin,
+            log_formats,
             files: sources.files.clone(),
         })
     } else {

@@ -12,6 +12,7 @@
 //! on SIGUSR1) and shared by every worker's sinks of one generation.
 
 mod json;
+mod template;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -24,6 +25,7 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{AccessLog, Config, LogFormat};
+pub use template::{basic_user, Escape, Finished, LogTemplate};
 pub use writer::dropped_log_lines;
 use writer::{Dest, Writer};
 
@@ -35,6 +37,8 @@ struct Sink {
     target: RefCell<Writer>,
     path: Option<PathBuf>,
     format: LogFormat,
+    /// The template of a `LogFormat::Named` format.
+    template: Option<std::sync::Arc<LogTemplate>>,
     buf: RefCell<Vec<u8>>,
     /// Lines in `buf`, counted when a full writer queue drops them.
     lines: Cell<u64>,
@@ -132,6 +136,10 @@ pub struct Entry<'a> {
     pub request_id: Option<&'a [u8]>,
     /// The W3C trace id sent upstream, if any.
     pub trace_id: Option<&'a [u8]>,
+    /// For a `[log_format.NAME]` line: the request's variables (none for
+    /// a request refused before its head was read) and what the finished
+    /// request adds, made only for such a line.
+    pub template: Option<(Option<&'a crate::vars::Request<'a>>, &'a Finished<'a>)>,
 }
 
 pub struct AccessLogs {
@@ -174,6 +182,10 @@ impl AccessLogs {
                 Rc::new(Sink {
                     target: RefCell::new(target),
                     path,
+                    template: match format {
+                        LogFormat::Named(i) => cfg.log_formats.get(i).cloned(),
+                        _ => None,
+                    },
                     format,
                     buf: RefCell::new(Vec::with_capacity(4096)),
                     lines: Cell::new(0),
@@ -206,9 +218,16 @@ impl AccessLogs {
         self.by_server[server].is_some()
     }
 
-    /// Whether server block `server` logs in the `json` format.
-    pub fn json(&self, server: usize) -> bool {
-        self.by_server[server].is_some_and(|i| self.sinks[i].format == LogFormat::Json)
+    /// Whether server block `server`'s lines name the server of a request
+    /// sent to one only (the `json` format and templates do; `combined`
+    /// names them only when there were several).
+    pub fn names_upstream(&self, server: usize) -> bool {
+        self.by_server[server].is_some_and(|i| self.sinks[i].format != LogFormat::Combined)
+    }
+
+    /// Whether server block `server` logs with a `[log_format.NAME]` template.
+    pub fn templated(&self, server: usize) -> bool {
+        self.by_server[server].is_some_and(|i| self.sinks[i].template.is_some())
     }
 
     pub fn write(&self, server: usize, dates: &Dates, e: &Entry) {
@@ -216,9 +235,11 @@ impl AccessLogs {
         let sink = &self.sinks[i];
         {
             let mut b = sink.buf.borrow_mut();
-            match sink.format {
-                LogFormat::Combined => combined(&mut b, dates, e),
-                LogFormat::Json => json_line(&mut b, dates, e),
+            match (&sink.template, e.template) {
+                (Some(t), Some((vars, finished))) => t.write(vars, finished, dates, &mut b),
+                (Some(t), None) => t.write(None, &Finished::of(e), dates, &mut b),
+                _ if sink.format == LogFormat::Json => json_line(&mut b, dates, e),
+                _ => combined(&mut b, dates, e),
             }
             sink.lines.set(sink.lines.get() + 1);
             if b.len() < FLUSH_AT && sink.flush_pending.get() {

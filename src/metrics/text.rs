@@ -208,6 +208,12 @@ pub fn render(r: &Registry, format: Format) -> String {
         &[("result", "failure")],
         r.reloads_failed.load(std::sync::atomic::Ordering::Relaxed),
     );
+    o.family(
+        "ringway_access_log_lines_dropped",
+        Kind::Counter,
+        "Access log lines dropped because a log writer could not keep up.",
+    );
+    o.counter(&[], crate::log::dropped_log_lines());
 
     // Client side.
     o.family(

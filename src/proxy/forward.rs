@@ -501,6 +501,7 @@ pub(super) async fn proxy<S: ClientSession>(
                     tried.pop();
                 }
                 ex.answered = Some((plan.up.index, peer_idx, status));
+                ex.upstream_timing = Some((attempt_start, took));
                 if !ex.tries.is_empty() {
                     ex.tries.push((plan.up.index, peer_idx, status));
                 }

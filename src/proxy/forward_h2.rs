@@ -107,6 +107,7 @@ pub(super) async fn proxy<S: ClientSession>(
                     plan.up.peers[peer_idx].success();
                 }
                 ex.answered = Some((plan.up.index, peer_idx, a.head.status));
+                ex.upstream_timing = Some((attempt_start, took));
                 if !ex.tries.is_empty() {
                     ex.tries.push((plan.up.index, peer_idx, a.head.status));
                 }

@@ -333,6 +333,7 @@ fn log_refused(ctx: &WorkerCtx, ds: &Downstream, status: u16) {
             tls: ds.stream.tls().map(|t| (t.version, t.cipher)),
             request_id: None,
             trace_id: None,
+            template: None,
         },
     );
 }

@@ -16,6 +16,7 @@ pub mod h1;
 pub mod h2;
 pub mod local;
 pub mod locate;
+mod logging;
 pub mod phases;
 pub mod respond;
 mod response_head;

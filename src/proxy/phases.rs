@@ -23,7 +23,6 @@ use crate::generation::Generation;
 use crate::http::framing::request_meta;
 use crate::http::{BodyKind, RequestHead, RequestMeta, Version};
 use crate::io::IoFail;
-use crate::log::Entry;
 use crate::reqid::RequestId;
 use crate::route::{self, KeyInput};
 use crate::vars::{self, Mode, Template};
@@ -62,6 +61,9 @@ pub struct Exchange {
     pub always_lines: Vec<u8>,
     /// When the request head had been read (the metrics' duration).
     pub start: Instant,
+    /// When the answering server's try began, and how long its response
+    /// head took (`$upstream_response_time`, `$upstream_header_time`).
+    pub upstream_timing: Option<(Instant, std::time::Duration)>,
 }
 
 impl Exchange {
@@ -87,6 +89,7 @@ impl Exchange {
             trace: None,
             always_lines: Vec::new(),
             start: Instant::now(),
+            upstream_timing: None,
             head,
         }
     }
@@ -99,7 +102,7 @@ pub async fn serve<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut E
     if let Err(e) = handle(ctx, ds, ex).await {
         answer_error(ctx, ds, ex, e).await;
     }
-    log_request(ctx, ds, ex);
+    super::logging::log_request(ctx, ds, ex);
 }
 
 /// Whether the client connection must close after this response: the client
@@ -569,7 +572,6 @@ pub fn is_grpc(head: &RequestHead) -> bool {
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
 }
 
-/// Phase: logging: the request's counters, and its access log entry.
 /// The request's id: the `X-Request-ID` of a trusted proxy when it is a
 /// valid one, else a new one (a client's own is replaced: it could reuse
 /// another request's id).
@@ -589,64 +591,4 @@ fn request_id(
         }
     }
     ctx.ids.next()
-}
-
-/// Phase: logging: the access log entry of a request.
-fn log_request<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchange) {
-    let gen = &ex.gen;
-    let body_in = match ex.meta.body() {
-        BodyKind::Length(n) if ex.req_body_done => n,
-        _ => 0,
-    };
-    gen.metrics.request(
-        ctx.id,
-        ex.server,
-        S::HTTP2,
-        ex.status,
-        (body_in, ex.body_bytes),
-        ex.start.elapsed(),
-    );
-    if gen.logs.enabled(ex.server) {
-        // The servers a request was sent to: nginx's $upstream_addr and
-        // $upstream_status ("a, b" and "502, 200"), built only when the line
-        // has them: in the combined format, only for several.
-        let several = ex.tries.len() > 1;
-        let one = ex.answered.filter(|_| !several && gen.logs.json(ex.server));
-        let tries = if several {
-            let mut addrs = String::new();
-            let mut statuses = String::new();
-            for (k, &(up, peer, status)) in ex.tries.iter().enumerate() {
-                let sep = if k == 0 { "" } else { ", " };
-                addrs.push_str(sep);
-                addrs.push_str(&gen.config.upstreams[up].servers[peer].addr_text);
-                statuses.push_str(sep);
-                statuses.push_str(&status.to_string());
-            }
-            Some((addrs, statuses))
-        } else {
-            one.map(|(up, peer, status)| {
-                (
-                    gen.config.upstreams[up].servers[peer].addr_text.clone(),
-                    status.to_string(),
-                )
-            })
-        };
-        gen.logs.write(
-            ex.server,
-            &ctx.dates,
-            &Entry {
-                client: ex.client,
-                request_line: &ds.log_line(&ex.head),
-                status: ex.status,
-                body_bytes: ex.body_bytes,
-                referer: ex.head.header("referer"),
-                user_agent: ex.head.header("user-agent"),
-                tries: tries.as_ref().map(|(a, s)| (a.as_str(), s.as_str())),
-                tried: ex.tries.len().max(usize::from(ex.answered.is_some())),
-                tls: ds.tls().map(|t| (t.version, t.cipher)),
-                request_id: Some(ex.request_id.as_bytes()).filter(|i| !i.is_empty()),
-                trace_id: ex.trace.as_ref().map(|t| t.trace_id()),
-            },
-        );
-    }
 }

@@ -36,7 +36,7 @@ fn lines(path: &Path, n: usize) -> Vec<Value> {
 
 /// A backend that answers every request head with "hello", whatever bytes
 /// it holds (the kit's backend refuses heads that are not text).
-fn raw_backend() -> Backend {
+pub(super) fn raw_backend() -> Backend {
     Backend::start(|c| {
         let mut buf = Vec::new();
         let mut tmp = [0u8; 16 * 1024];
@@ -173,7 +173,9 @@ fn a_log_nobody_reads_drops_lines_and_counts_them() {
         .open(fifo.path())
         .expect("open the fifo");
     let before = ringway::log::dropped_log_lines();
-    let p = Proxy::start(&json_log(b.addr, fifo.path()));
+    let toml = json_log(b.addr, fifo.path())
+        .replace("[[server]]", "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[server]]");
+    let p = Proxy::start(&toml);
     // Long lines: the pipe (64 KiB) and the writer's queue fill after a
     // few hundred requests.
     let ua = "u".repeat(2000);
@@ -190,6 +192,11 @@ fn a_log_nobody_reads_drops_lines_and_counts_them() {
     })
     .expect("lines dropped");
     assert!(dropped < 600, "{dropped}");
+    // The count is published (process-wide, so other tests' drops may add
+    // to it, never take from it).
+    let s = super::metrics::Scrape::take(p.admin_addr(), false);
+    let published = s.get("ringway_access_log_lines_dropped_total", &[]);
+    assert!(published >= dropped as f64, "{published} < {dropped}");
     // The reader goes away: the writer's next writes fail, and the proxy
     // still stops.
     drop(reader);
