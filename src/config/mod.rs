@@ -30,6 +30,8 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     /// `[admin]`: `/metrics`, `/status` and `/healthz`. Off when absent.
     pub admin: Option<Admin>,
+    /// `[[limit]]`: rate and connection limits, by name.
+    pub limits: Vec<crate::limit::Limit>,
 }
 
 /// `[admin]`: the operator's listener, served apart from every `[[server]]`.
@@ -543,6 +545,8 @@ pub struct Location {
     /// `compress`: the location's own, else its server block's (a
     /// location's replaces the server's, as nginx inherits). None: off.
     pub compress: Option<Arc<crate::compress::Compress>>,
+    /// Limits and access rules run before the content phase.
+    pub access: crate::access::Plan,
 }
 
 impl Location {

@@ -22,6 +22,9 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
     pub admin: Option<Spanned<RawAdmin>>,
+    /// `[[limit]]`: see `crate::limit`.
+    #[serde(default)]
+    pub limit: Vec<Spanned<crate::limit::RawLimit>>,
 }
 
 /// `[admin] listen = "127.0.0.1:9901"`: the metrics, status and health listener.
@@ -210,6 +213,8 @@ pub struct RawServer {
     pub response_headers: Option<Spanned<RawResponseHeaders>>,
     /// `compress`: see `crate::compress`; locations inherit it.
     pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
+    /// `limits = ["per_ip"]`: `[[limit]]` names; locations inherit them.
+    pub limits: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -296,6 +301,8 @@ pub struct RawLocation {
     pub proxy_tls_key: Option<Spanned<String>>,
     /// `compress`: replaces the server block's.
     pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
+    /// `limits`: replaces the server block's.
+    pub limits: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.

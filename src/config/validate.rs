@@ -18,6 +18,7 @@ use super::raw::{
 };
 use super::*;
 
+mod access;
 mod access_log;
 mod admin;
 mod compress;
@@ -100,6 +101,9 @@ struct Checker<'a> {
     /// Upstreams that are defined but failed their checks: a location naming
     /// one is not also told the name is unknown (its error is reported once).
     failed_upstreams: std::collections::HashSet<String>,
+    /// The checked `[[limit]]`s, and the names of all, for `limits` lists.
+    limits: Vec<crate::limit::Limit>,
+    limit_names: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -272,6 +276,7 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
             fields_of::<crate::compress::RawCompress>()
         }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
+        ["limit"] => fields_of::<crate::limit::RawLimit>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }
@@ -382,6 +387,8 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         errors: Vec::new(),
         system_roots: None,
         failed_upstreams: Default::default(),
+        limits: Vec::new(),
+        limit_names: Vec::new(),
     };
     let mut unknown: Vec<Vec<Seg>> = Vec::new();
     let de = toml::Deserializer::new(text);
@@ -399,6 +406,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
     }
 
     let global = check_global(&mut c, &raw);
+    let limits = access::limits(&mut c, &raw);
     let mut upstreams = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (i, u) in raw.upstream.iter().enumerate() {
@@ -438,6 +446,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
             upstreams,
             servers,
             admin,
+            limits,
             files: sources.files.clone(),
         })
     } else {
@@ -589,11 +598,13 @@ fn check_server(
 
     let limits = check_limits(c, r, &key);
     let server_compress = compress::server(c, r, &key);
+    let server_access = access::server(c, r, &key);
     let mut locations: Vec<Location> = Vec::new();
     for (j, l) in r.location.iter().enumerate() {
         let lkey = format!("{key}.location[{j}]");
         if let Some(mut loc) = check_location(c, l, &lkey, upstreams, by_name) {
             loc.compress = compress::location(c, l.get_ref(), &lkey, &server_compress);
+            loc.access = access::location(c, l.get_ref(), &lkey, &server_access);
             let same_kind =
                 |a: &LocationKind, b: &LocationKind| std::mem::discriminant(a) == std::mem::discriminant(b);
             if locations
