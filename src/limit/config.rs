@@ -76,18 +76,21 @@ fn parse_rate(s: &str) -> Option<u64> {
 /// Checks every `[[limit]]`; the ones in error are left out.
 pub fn check<R: Report>(r: &mut R, raw: &[Spanned<RawLimit>]) -> Vec<Limit> {
     let mut out: Vec<Limit> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for (i, l) in raw.iter().enumerate() {
         let key = format!("limit[{i}]");
         let l = l.get_ref();
+        let name = l.name.get_ref().trim();
+        if seen.contains(&name) {
+            r.error(
+                l.name.span(),
+                format!("{key}.name"),
+                format!("limit {name:?} is defined twice"),
+            );
+            continue;
+        }
+        seen.push(name);
         if let Some(plan) = check_one(r, l, &key) {
-            if out.iter().any(|o| o.name == plan.name) {
-                r.error(
-                    l.name.span(),
-                    format!("{key}.name"),
-                    format!("limit {:?} is defined twice", plan.name),
-                );
-                continue;
-            }
             out.push(plan);
         }
     }

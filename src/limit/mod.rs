@@ -187,8 +187,9 @@ pub async fn preaccess(
         }
     }
     if !wait.is_zero() {
-        // Bounded: at most `burst` intervals.
-        monoio::time::sleep(wait).await;
+        // Bounded: at most `burst` intervals. Boxed: monoio's timer entry
+        // is over-aligned, and must not sit inline in the request's future.
+        Box::pin(monoio::time::sleep(wait)).await;
     }
     Ok(holds)
 }

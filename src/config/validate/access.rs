@@ -10,11 +10,13 @@ use crate::limit::config as limit;
 /// Checks every `[[limit]]`, and keeps them (and every name written) for
 /// the lists that name them.
 pub(super) fn limits(c: &mut Checker, raw: &RawConfig) -> Vec<crate::limit::Limit> {
-    c.limit_names = raw
-        .limit
-        .iter()
-        .map(|l| l.get_ref().name.get_ref().trim().to_string())
-        .collect();
+    c.limit_names = Vec::new();
+    for l in &raw.limit {
+        let name = l.get_ref().name.get_ref().trim();
+        if !c.limit_names.iter().any(|n| n == name) {
+            c.limit_names.push(name.to_string());
+        }
+    }
     c.limits = limit::check(c, &raw.limit);
     c.limits.clone()
 }
