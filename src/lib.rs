@@ -25,6 +25,7 @@
 //! → {`h2io`, `error`, `config`, `io`}. `http` is pure parsing and encoding, `route`
 //! does no I/O, and `upstream` never parses HTTP.
 
+pub mod access;
 pub mod admin;
 pub mod bufpool;
 pub mod compress;
@@ -37,6 +38,7 @@ pub mod h2io;
 pub mod http;
 pub mod io;
 pub mod isolate;
+pub mod limit;
 pub mod log;
 pub mod metrics;
 pub mod proxy;

@@ -42,6 +42,8 @@ mod interim;
 mod keepalive;
 #[path = "proxy/lifecycle.rs"]
 mod lifecycle;
+#[path = "proxy/limits.rs"]
+mod limits;
 #[path = "proxy/locations.rs"]
 mod locations;
 #[path = "proxy/log_format.rs"]

@@ -32,6 +32,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// `[log_format.NAME]` templates; `LogFormat::Named` indexes them.
     pub log_formats: Vec<Arc<crate::log::LogTemplate>>,
+    /// `[[limit]]`: rate and connection limits, by name.
+    pub limits: Vec<crate::limit::Limit>,
 }
 
 /// `[admin]`: the operator's listener, served apart from every `[[server]]`.
@@ -548,6 +550,8 @@ pub struct Location {
     /// `compress`: the location's own, else its server block's (a
     /// location's replaces the server's, as nginx inherits). None: off.
     pub compress: Option<Arc<crate::compress::Compress>>,
+    /// Limits and access rules run before the content phase.
+    pub access: crate::access::Plan,
 }
 
 impl Location {

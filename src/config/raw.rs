@@ -25,6 +25,9 @@ pub struct RawConfig {
     /// `[log_format.NAME]`: access log templates, named by `access_log.format`.
     #[serde(default)]
     pub log_format: std::collections::BTreeMap<String, Spanned<RawLogFormat>>,
+    /// `[[limit]]`: see `crate::limit`.
+    #[serde(default)]
+    pub limit: Vec<Spanned<crate::limit::RawLimit>>,
 }
 
 /// `[log_format.main] format = "$remote_addr ..."`, `escape = "json"`.
@@ -221,6 +224,8 @@ pub struct RawServer {
     pub response_headers: Option<Spanned<RawResponseHeaders>>,
     /// `compress`: see `crate::compress`; locations inherit it.
     pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
+    /// `limits = ["per_ip"]`: `[[limit]]` names; locations inherit them.
+    pub limits: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -307,6 +312,8 @@ pub struct RawLocation {
     pub proxy_tls_key: Option<Spanned<String>>,
     /// `compress`: replaces the server block's.
     pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
+    /// `limits`: replaces the server block's.
+    pub limits: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.

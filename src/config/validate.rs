@@ -18,6 +18,7 @@ use super::raw::{
 };
 use super::*;
 
+mod access;
 mod access_log;
 mod admin;
 mod compress;
@@ -102,6 +103,9 @@ struct Checker<'a> {
     failed_upstreams: std::collections::HashSet<String>,
     /// The names of the `[log_format.NAME]` tables that parsed, in order.
     log_formats: Vec<String>,
+    /// The checked `[[limit]]`s, and the names of all, for `limits` lists.
+    limits: Vec<crate::limit::Limit>,
+    limit_names: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -275,6 +279,7 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
             fields_of::<crate::compress::RawCompress>()
         }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
+        ["limit"] => fields_of::<crate::limit::RawLimit>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }
@@ -386,6 +391,8 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         system_roots: None,
         failed_upstreams: Default::default(),
         log_formats: Vec::new(),
+        limits: Vec::new(),
+        limit_names: Vec::new(),
     };
     let mut unknown: Vec<Vec<Seg>> = Vec::new();
     let de = toml::Deserializer::new(text);
@@ -404,6 +411,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
 
     let global = check_global(&mut c, &raw);
     let log_formats = access_log::check_formats(&mut c, &raw);
+    let limits = access::limits(&mut c, &raw);
     let mut upstreams = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (i, u) in raw.upstream.iter().enumerate() {
@@ -444,6 +452,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
             servers,
             admin,
             log_formats,
+            limits,
             files: sources.files.clone(),
         })
     } else {
@@ -595,11 +604,13 @@ fn check_server(
 
     let limits = check_limits(c, r, &key);
     let server_compress = compress::server(c, r, &key);
+    let server_access = access::server(c, r, &key);
     let mut locations: Vec<Location> = Vec::new();
     for (j, l) in r.location.iter().enumerate() {
         let lkey = format!("{key}.location[{j}]");
         if let Some(mut loc) = check_location(c, l, &lkey, upstreams, by_name) {
             loc.compress = compress::location(c, l.get_ref(), &lkey, &server_compress);
+            loc.access = access::location(c, l.get_ref(), &lkey, &server_access);
             let same_kind =
                 |a: &LocationKind, b: &LocationKind| std::mem::discriminant(a) == std::mem::discriminant(b);
             if locations

@@ -132,6 +132,9 @@ pub struct Layout {
     pub listeners: Vec<Arc<ListenerSeries>>,
     /// Active health verdicts in this config's positions, when checked.
     pub probed: Option<Arc<Probed>>,
+    /// `[[limit]]` tables and counters, process-wide, in the config's
+    /// order (see `crate::limit`: carried across reloads by name).
+    pub limits: Vec<Arc<crate::limit::LimitState>>,
 }
 
 fn blocks<T: Default>(n: usize) -> Box<[T]> {
@@ -207,12 +210,18 @@ impl Layout {
                     })
             })
             .collect();
+        let limits = crate::limit::states(
+            &config.limits,
+            workers,
+            previous.map_or(&[][..], |p| &p.limits[..]),
+        );
         Layout {
             config,
             servers,
             upstreams,
             listeners,
             probed,
+            limits,
         }
     }
 

@@ -266,6 +266,26 @@ pub fn render(r: &Registry, format: Format) -> String {
         o.counter(&[("listener", &li.addr.to_string())], sum(&li.w, |c| c.get()));
     }
     o.family(
+        "ringway_limit_requests",
+        Kind::Counter,
+        "Requests checked by a [[limit]], by limit and outcome (passed, delayed, refused; in dry run, what would have been).",
+    );
+    for li in &l.limits {
+        for (outcome, f) in [
+            (
+                "passed",
+                (|b| b.passed.get()) as fn(&crate::limit::LimitBlock) -> u64,
+            ),
+            ("delayed", |b| b.delayed.get()),
+            ("refused", |b| b.refused.get()),
+        ] {
+            o.counter(
+                &[("limit", &li.def.name), ("outcome", outcome)],
+                sum(&li.counters.w, f),
+            );
+        }
+    }
+    o.family(
         "ringway_client_connections_open",
         Kind::Gauge,
         "Client connections open now.",

@@ -282,6 +282,20 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
         }
     }
 
+    // Phases preaccess and access: limits and IP rules (src/access/).
+    let _admitted = if location.access.is_empty() {
+        Default::default()
+    } else {
+        let vars = base.request(cur_path, cur_args, None);
+        match crate::access::check(ctx.id, &location.access, &gen.metrics.limits, &vars).await {
+            Ok(a) => a,
+            Err(r) => {
+                let body = respond::error_body(r.status);
+                return respond_return(ctx, ds, ex, r.status, body.as_bytes(), None, &r.lines).await;
+            }
+        }
+    };
+
     ds.check_body_start(ex.meta.body())?;
 
     match &location.action {

@@ -139,6 +139,7 @@ pub(super) fn check_location(
         upgrade: upgrade?,
         // Set by the server block's check, which knows the inherited one.
         compress: None,
+        access: Default::default(),
     })
 }
 
