@@ -34,13 +34,23 @@ pub struct WorkerCtx {
     pub ids: crate::reqid::IdGen,
     /// This worker's trace and span ids.
     pub spans: crate::trace::Spans,
+    /// Files opened by static locations (nginx's `open_file_cache`).
+    pub files: crate::files::cache::OpenCache,
+    /// The runtime is on io_uring (file reads go through it; on the epoll
+    /// driver they go to the file helper threads).
+    pub uring: bool,
     /// The newest config generation; swapped by a reload, never borrowed
     /// across an await (`gen` clones the `Rc`).
     gen: RefCell<Rc<Generation>>,
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, snap: &Snapshot, metrics: Arc<crate::metrics::WorkerMetrics>) -> Rc<WorkerCtx> {
+    pub fn new(
+        id: usize,
+        snap: &Snapshot,
+        metrics: Arc<crate::metrics::WorkerMetrics>,
+        uring: bool,
+    ) -> Rc<WorkerCtx> {
         // random_two's generator: different per worker and per start.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -57,6 +67,8 @@ impl WorkerCtx {
             metrics,
             ids: crate::reqid::IdGen::new(crate::reqid::fresh_prefix(), id),
             spans: crate::trace::Spans::new(crate::reqid::fresh_prefix()),
+            files: Default::default(),
+            uring,
             gen: RefCell::new(Rc::new(Generation::build(snap, seed, None))),
         })
     }

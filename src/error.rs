@@ -28,6 +28,14 @@ pub enum ErrorKind {
     MethodNotAllowed,
     BodyTooLarge,
     NotFound,
+    /// A static location has no such file (or refuses to say it has one).
+    NoFile,
+    /// A static location refuses the file: permissions, a symlink it does
+    /// not follow, a directory without an index.
+    Forbidden,
+    /// A status the config answers with (`try_files`' `=404`, an upstream
+    /// error status that `intercept_errors` replaces by its page).
+    Answer(u16),
     /// No complete head within `client_header_timeout`.
     HeaderTimeout,
     /// The body stalled past `client_body_timeout`.
@@ -51,6 +59,8 @@ pub enum ErrorKind {
     UpstreamTruncated,
     /// Every server of the upstream is marked down (passive health).
     NoLiveUpstream,
+    /// The file helper threads' queue is full.
+    FilesBusy,
     Internal,
 }
 
@@ -116,12 +126,11 @@ impl ErrorKind {
         use ErrorKind::*;
         match self {
             BadRequest(_) | UriTooLong | HeadersTooLarge | VersionNotSupported | ExpectationFailed
-            | MethodNotAllowed | BodyTooLarge | NotFound | HeaderTimeout | BodyTimeout | ClientGone => {
-                Side::Downstream
-            }
+            | MethodNotAllowed | BodyTooLarge | NotFound | NoFile | Forbidden | Answer(_) | HeaderTimeout
+            | BodyTimeout | ClientGone => Side::Downstream,
             ConnectRefused | ConnectTimeout | UpstreamTls | ReadTimeout | SendTimeout | BadResponse(_)
             | UpstreamClosed | UpstreamTruncated | NoLiveUpstream => Side::Upstream,
-            Internal => Side::Internal,
+            FilesBusy | Internal => Side::Internal,
         }
     }
 
@@ -131,7 +140,9 @@ impl ErrorKind {
         use ErrorKind::*;
         Some(match self {
             BadRequest(_) => 400,
-            NotFound => 404,
+            NotFound | NoFile => 404,
+            Forbidden => 403,
+            Answer(s) => s,
             MethodNotAllowed => 405,
             HeaderTimeout | BodyTimeout => 408,
             BodyTooLarge => 413,
@@ -141,7 +152,7 @@ impl ErrorKind {
             VersionNotSupported => 505,
             ConnectRefused | UpstreamTls | BadResponse(_) | UpstreamClosed => 502,
             ConnectTimeout | ReadTimeout | SendTimeout => 504,
-            NoLiveUpstream => 503,
+            NoLiveUpstream | FilesBusy => 503,
             Internal => 500,
             ClientGone | UpstreamTruncated => return None,
         })
@@ -158,6 +169,10 @@ impl ErrorKind {
             MethodNotAllowed => "method not allowed",
             BodyTooLarge => "request body over client_max_body_size",
             NotFound => "no location matches",
+            NoFile => "no such file",
+            Forbidden => "file access forbidden",
+            Answer(_) => "status answered by the config",
+            FilesBusy => "file helper queue full",
             HeaderTimeout => "client_header_timeout expired",
             BodyTimeout => "client_body_timeout expired",
             ClientGone => "client closed or stalled",

@@ -33,6 +33,7 @@ pub mod config;
 pub mod ctx;
 pub mod deadline;
 pub mod error;
+pub mod files;
 pub mod generation;
 pub mod h2io;
 pub mod http;

@@ -16,7 +16,7 @@
 mod config;
 mod encoder;
 mod headers;
-mod negotiate;
+pub mod negotiate;
 
 pub use config::{check, RawCompress, RawCompressSetting, Report};
 pub use encoder::Encoder;

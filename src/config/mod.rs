@@ -436,6 +436,9 @@ pub struct Server {
     pub redirect_https: Option<u16>,
     /// `rewrite`: rules run on every request before a location is chosen.
     pub rewrites: Vec<Rewrite>,
+    /// `error_pages`: for requests that no location takes (each location
+    /// has the block's unless it has its own).
+    pub error_pages: Option<Arc<crate::files::ErrorPages>>,
     /// `http2` and `h2c`: HTTP/2 from clients and its limits.
     pub http2: Http2,
 }
@@ -552,6 +555,11 @@ pub struct Location {
     pub compress: Option<Arc<crate::compress::Compress>>,
     /// Limits and access rules run before the content phase.
     pub access: crate::access::Plan,
+    /// `error_pages`: the location's, else its server block's.
+    pub error_pages: Option<Arc<crate::files::ErrorPages>>,
+    /// `intercept_errors`: an upstream's response with a status that has an
+    /// error page is replaced by the page (nginx's `proxy_intercept_errors`).
+    pub intercept_errors: bool,
 }
 
 impl Location {
@@ -645,6 +653,8 @@ pub enum RewriteFlag {
 pub enum Action {
     Proxy(ProxyPass),
     Return(Return),
+    /// `root` or `alias`: files from a directory.
+    Static(Arc<crate::files::Static>),
 }
 
 /// `proxy_pass = "http://name/path/"`.

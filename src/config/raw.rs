@@ -226,6 +226,9 @@ pub struct RawServer {
     pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
     /// `limits = ["per_ip"]`: `[[limit]]` names; locations inherit them.
     pub limits: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `error_pages = { "404" = "/404.html" }`: for the block's locations
+    /// without their own, and for requests no location takes.
+    pub error_pages: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -314,6 +317,22 @@ pub struct RawLocation {
     pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
     /// `limits`: replaces the server block's.
     pub limits: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Static files (`crate::files`): `root` or `alias` and their keys.
+    pub root: Option<Spanned<String>>,
+    pub alias: Option<Spanned<String>>,
+    pub index: Option<Spanned<Vec<Spanned<String>>>>,
+    pub try_files: Option<Spanned<Vec<Spanned<String>>>>,
+    pub autoindex: Option<Spanned<bool>>,
+    pub default_type: Option<Spanned<String>>,
+    pub expires: Option<Spanned<String>>,
+    pub cache_control: Option<Spanned<String>>,
+    pub precompressed: Option<Spanned<bool>>,
+    pub follow_symlinks: Option<Spanned<bool>>,
+    pub serve_hidden: Option<Spanned<bool>>,
+    /// `error_pages`: replaces the server block's.
+    pub error_pages: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
+    /// On a proxy location: upstream error responses get `error_pages` too.
+    pub intercept_errors: Option<Spanned<bool>>,
 }
 
 /// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.

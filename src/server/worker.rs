@@ -78,7 +78,7 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
     let result = match spec.driver {
         // The ring's task-work flags are chosen once per process (ring.rs).
         Driver::Uring => match super::ring::runtime(1024) {
-            Ok(mut rt) => rt.block_on(main(spec)),
+            Ok(mut rt) => rt.block_on(main(spec, true)),
             Err(e) => {
                 tracing::warn!(worker = id, "io_uring runtime failed ({e}); using epoll");
                 legacy(spec)
@@ -102,7 +102,7 @@ fn legacy(spec: WorkerSpec) -> std::io::Result<Option<String>> {
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()?;
-    rt.block_on(main(spec))
+    rt.block_on(main(spec, false))
 }
 
 /// The worker's own tasks (accept loops, tick) run guarded: a panic in one
@@ -114,9 +114,9 @@ type Faults = flume::Sender<String>;
 
 /// Serves until a shutdown; `Some` with the message when one of the worker's
 /// own tasks panicked.
-async fn main(spec: WorkerSpec) -> std::io::Result<Option<String>> {
+async fn main(spec: WorkerSpec, uring: bool) -> std::io::Result<Option<String>> {
     let registry = spec.metrics;
-    let ctx = WorkerCtx::new(spec.id, &spec.snapshot, registry.workers[spec.id].clone());
+    let ctx = WorkerCtx::new(spec.id, &spec.snapshot, registry.workers[spec.id].clone(), uring);
     registry.worker_started(ctx.id);
     let _running = Running(&registry, ctx.id);
     let (faults, fault) = flume::bounded::<String>(1);

@@ -32,11 +32,33 @@ pub(super) fn check_location(
         .as_ref()
         .map(|v| c.size(v, &format!("{key}.client_max_body_size")));
     let upgrade = check_upgrade(c, r, key);
+    let statics = r.root.is_some() || r.alias.is_some();
+    let actions = [r.proxy_pass.is_some(), r.return_.is_some(), statics];
+    if actions.iter().filter(|&&a| a).count() != 1 {
+        c.error(
+            l.span(),
+            key,
+            "give exactly one of proxy_pass, return, or root/alias",
+        );
+        return None;
+    }
+    if !statics {
+        ok &= files::refuse_static_keys(c, r, key);
+    }
+    if let (Some(v), None) = (&r.intercept_errors, &r.proxy_pass) {
+        c.error(
+            v.span(),
+            format!("{key}.intercept_errors"),
+            "only applies with proxy_pass",
+        );
+        ok = false;
+    }
     let action = match (&r.proxy_pass, &r.return_) {
-        (Some(_), Some(_)) | (None, None) => {
-            c.error(l.span(), key, "give exactly one of proxy_pass or return");
-            return None;
+        (None, None) => {
+            ok &= refuse_proxy_keys(c, l, key);
+            Action::Static(Arc::new(files::check_static(c, l, key, &kind, scope)?))
         }
+        (Some(_), Some(_)) => unreachable!("refused above"),
         (Some(p), None) => {
             let tls_keys = upstream_tls::TlsKeys::location(r);
             let pkey = format!("{key}.proxy_pass");
@@ -66,32 +88,7 @@ pub(super) fn check_location(
             })
         }
         (None, Some(ret)) => {
-            for (v, name) in [
-                (r.split.as_ref().map(|v| v.span()), "split"),
-                (r.split_by.as_ref().map(|v| v.span()), "split_by"),
-            ] {
-                if let Some(span) = v {
-                    c.error(span, format!("{key}.{name}"), "only applies with proxy_pass");
-                    ok = false;
-                }
-            }
-            ok &= upstream_tls::refuse_unused(
-                c,
-                &upstream_tls::TlsKeys::location(r),
-                key,
-                "proxy_pass = \"https://...\"",
-            );
-            if r.preserve_host.is_some() {
-                c.error(
-                    l.span(),
-                    format!("{key}.preserve_host"),
-                    "only applies with proxy_pass",
-                );
-            }
-            if let Some(u) = &r.upgrade {
-                c.error(u.span(), format!("{key}.upgrade"), "only applies with proxy_pass");
-                ok = false;
-            }
+            ok &= refuse_proxy_keys(c, l, key);
             let rr = ret.get_ref();
             let status = *rr.status.get_ref();
             let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
@@ -140,7 +137,40 @@ pub(super) fn check_location(
         // Set by the server block's check, which knows the inherited one.
         compress: None,
         access: Default::default(),
+        error_pages: files::error_pages(c, r.error_pages.as_ref(), key),
+        intercept_errors: r.intercept_errors.as_ref().is_some_and(|v| *v.get_ref()),
     })
+}
+
+/// Refuses the keys that only a `proxy_pass` location takes.
+fn refuse_proxy_keys(c: &mut Checker, l: &Spanned<RawLocation>, key: &str) -> bool {
+    let r = l.get_ref();
+    let mut ok = true;
+    for (v, name) in [
+        (r.split.as_ref().map(|v| v.span()), "split"),
+        (r.split_by.as_ref().map(|v| v.span()), "split_by"),
+        (r.upgrade.as_ref().map(|v| v.span()), "upgrade"),
+    ] {
+        if let Some(span) = v {
+            c.error(span, format!("{key}.{name}"), "only applies with proxy_pass");
+            ok = false;
+        }
+    }
+    ok &= upstream_tls::refuse_unused(
+        c,
+        &upstream_tls::TlsKeys::location(r),
+        key,
+        "proxy_pass = \"https://...\"",
+    );
+    if r.preserve_host.is_some() {
+        c.error(
+            l.span(),
+            format!("{key}.preserve_host"),
+            "only applies with proxy_pass",
+        );
+        ok = false;
+    }
+    ok
 }
 
 /// Which one of `path`, `exact`, `regex` and `name` the location has, and

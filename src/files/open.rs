@@ -1,0 +1,379 @@
+//! Opening files below a static location's directory, off the workers: a
+//! small pool of helper threads does the `openat2`, `fstat`, directory
+//! reads and (on the epoll driver, whose file reads would block) the reads,
+//! and answers over a channel the worker awaits. The queue is bounded: a
+//! worker that finds it full answers 503 rather than wait.
+//!
+//! `openat2(2)`'s `RESOLVE_BENEATH` makes the kernel refuse any step of a
+//! lookup that leaves the directory (a `..`, an absolute symlink, a
+//! symlink whose target lies outside), so what a request names can never
+//! open a file elsewhere, whatever the path resolution above got wrong.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::Symlinks;
+
+/// Helper threads of the pool.
+const THREADS: usize = 2;
+/// Jobs waiting for a helper, across workers.
+const QUEUE: usize = 4096;
+/// Files up to this size are read whole when opened and served from
+/// memory (the open-file cache keeps the bytes).
+pub const SMALL: u64 = 64 * 1024;
+/// Entries shown by a directory listing at most.
+pub const MAX_LISTED: usize = 10_000;
+
+/// What `fstat` said of an opened file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub dev: u64,
+    pub ino: u64,
+    pub dir: bool,
+}
+
+/// One opened representation of a file: the file itself or a
+/// precompressed sibling.
+#[derive(Debug, Clone)]
+pub struct Rep {
+    pub file: Arc<File>,
+    pub meta: Meta,
+    /// The whole content, for files up to [`SMALL`].
+    pub bytes: Option<Bytes>,
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // moved once, from a helper to a worker
+pub enum Opened {
+    /// A regular file, and its precompressed siblings (zstd, br, gzip, in
+    /// `compress::Algorithm` order) that exist and are not older than it.
+    File(Rep, [Option<Rep>; 3]),
+    Dir(Meta),
+    /// 404: no such file, or not a regular file or directory.
+    Missing,
+    /// 403: permission denied, or a symlink the location does not follow.
+    Forbidden,
+    /// 414: the kernel found the name too long.
+    TooLong,
+}
+
+/// A directory listing's entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: Vec<u8>,
+    pub dir: bool,
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+enum Job {
+    Open {
+        root: Arc<Path>,
+        rel: Vec<u8>,
+        symlinks: Symlinks,
+        siblings: bool,
+        reply: flume::Sender<io::Result<Opened>>,
+    },
+    List {
+        root: Arc<Path>,
+        rel: Vec<u8>,
+        symlinks: Symlinks,
+        reply: flume::Sender<io::Result<(Vec<Entry>, bool)>>,
+    },
+    Read {
+        file: Arc<File>,
+        offset: u64,
+        len: usize,
+        reply: flume::Sender<io::Result<Bytes>>,
+    },
+}
+
+/// The pool is full: answer 503.
+#[derive(Debug)]
+pub struct Busy;
+
+fn pool() -> &'static flume::Sender<Job> {
+    static POOL: OnceLock<flume::Sender<Job>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = flume::bounded::<Job>(QUEUE);
+        for i in 0..THREADS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ringway-files-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        run(job);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a file helper thread: {e}");
+            }
+        }
+        tx
+    })
+}
+
+async fn ask<T>(make: impl FnOnce(flume::Sender<T>) -> Job) -> Result<T, Busy> {
+    let (tx, rx) = flume::bounded(1);
+    pool().try_send(make(tx)).map_err(|_| Busy)?;
+    // A helper always answers; a lost answer (a helper panicked) is a 503.
+    rx.recv_async().await.map_err(|_| Busy)
+}
+
+/// Looks `rel` up below `root`; `siblings`: also the precompressed ones.
+pub async fn open(
+    root: &Arc<Path>,
+    rel: &[u8],
+    symlinks: Symlinks,
+    siblings: bool,
+) -> Result<io::Result<Opened>, Busy> {
+    ask(|reply| Job::Open {
+        root: root.clone(),
+        rel: rel.to_vec(),
+        symlinks,
+        siblings,
+        reply,
+    })
+    .await
+}
+
+/// The entries of directory `rel` below `root`, sorted by name, and
+/// whether there were more than [`MAX_LISTED`].
+pub async fn list(
+    root: &Arc<Path>,
+    rel: &[u8],
+    symlinks: Symlinks,
+) -> Result<io::Result<(Vec<Entry>, bool)>, Busy> {
+    ask(|reply| Job::List {
+        root: root.clone(),
+        rel: rel.to_vec(),
+        symlinks,
+        reply,
+    })
+    .await
+}
+
+/// Up to `len` bytes of `file` from `offset` (the epoll driver's reads).
+pub async fn read(file: &Arc<File>, offset: u64, len: usize) -> Result<io::Result<Bytes>, Busy> {
+    ask(|reply| Job::Read {
+        file: file.clone(),
+        offset,
+        len,
+        reply,
+    })
+    .await
+}
+
+fn run(job: Job) {
+    match job {
+        Job::Open {
+            root,
+            rel,
+            symlinks,
+            siblings,
+            reply,
+        } => {
+            let _ = reply.send(open_now(&root, &rel, symlinks, siblings));
+        }
+        Job::List {
+            root,
+            rel,
+            symlinks,
+            reply,
+        } => {
+            let _ = reply.send(list_now(&root, &rel, symlinks));
+        }
+        Job::Read {
+            file,
+            offset,
+            len,
+            reply,
+        } => {
+            let mut buf = vec![0; len];
+            let r = file.read_at(&mut buf, offset).map(|n| {
+                buf.truncate(n);
+                Bytes::from(buf)
+            });
+            let _ = reply.send(r);
+        }
+    }
+}
+
+fn open_now(root: &Path, rel: &[u8], symlinks: Symlinks, siblings: bool) -> io::Result<Opened> {
+    let file = match beneath(root, rel, symlinks) {
+        Ok(f) => f,
+        Err(e) => return refusal(e),
+    };
+    let meta = meta_of(&file)?;
+    if meta.dir {
+        return Ok(Opened::Dir(meta));
+    }
+    let Some(main) = rep(file, meta)? else {
+        return Ok(Opened::Missing);
+    };
+    let mut reps: [Option<Rep>; 3] = [None, None, None];
+    if siblings && !rel.is_empty() {
+        for (slot, ext) in reps.iter_mut().zip([".zst", ".br", ".gz"]) {
+            let mut name = rel.to_vec();
+            name.extend_from_slice(ext.as_bytes());
+            let Ok(f) = beneath(root, &name, symlinks) else {
+                continue;
+            };
+            let Ok(m) = meta_of(&f) else { continue };
+            // An older sibling was made from an older file: not served.
+            if m.dir || m.mtime < meta.mtime {
+                continue;
+            }
+            *slot = rep(f, m)?;
+        }
+    }
+    Ok(Opened::File(main, reps))
+}
+
+/// A regular file as a [`Rep`] (read whole when small); `None` for a
+/// FIFO, socket or device, which a static location never serves.
+fn rep(file: File, meta: Meta) -> io::Result<Option<Rep>> {
+    if !file.metadata()?.file_type().is_file() {
+        return Ok(None);
+    }
+    let bytes = if meta.size <= SMALL {
+        let mut buf = vec![0; meta.size as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        buf.truncate(got);
+        Some(Bytes::from(buf))
+    } else {
+        None
+    };
+    let meta = Meta {
+        size: bytes.as_ref().map_or(meta.size, |b| b.len() as u64),
+        ..meta
+    };
+    Ok(Some(Rep {
+        file: Arc::new(file),
+        meta,
+        bytes,
+    }))
+}
+
+fn refusal(e: io::Error) -> io::Result<Opened> {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => Ok(Opened::Missing),
+        Some(libc::EACCES | libc::EPERM | libc::ELOOP | libc::EXDEV) => Ok(Opened::Forbidden),
+        Some(libc::ENAMETOOLONG) => Ok(Opened::TooLong),
+        _ => Err(e),
+    }
+}
+
+fn meta_of(f: &File) -> io::Result<Meta> {
+    let m = f.metadata()?;
+    Ok(Meta {
+        size: m.len(),
+        mtime: m.modified()?,
+        dev: m.dev(),
+        ino: m.ino(),
+        dir: m.is_dir(),
+    })
+}
+
+/// Opens `rel` (no `..`, no leading slash) below `root` for reading.
+fn beneath(root: &Path, rel: &[u8], symlinks: Symlinks) -> io::Result<File> {
+    let dir = open_path(
+        libc::AT_FDCWD,
+        root.as_os_str().as_bytes(),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )?;
+    let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let resolve = match symlinks {
+        Symlinks::Beneath => libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+        Symlinks::Never => libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        Symlinks::Any => libc::RESOLVE_NO_MAGICLINKS,
+    };
+    match open_path(dir.as_raw_fd(), rel, flags, resolve) {
+        // An absolute symlink: RESOLVE_BENEATH refuses it even when it
+        // points inside the directory. Follow it, then keep the file only
+        // if where it ended up lies below the directory after all.
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) && symlinks == Symlinks::Beneath => {
+            let fd = open_path(dir.as_raw_fd(), rel, flags, libc::RESOLVE_NO_MAGICLINKS)?;
+            let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+            let top = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+            if real.starts_with(&top) {
+                Ok(File::from(fd))
+            } else {
+                Err(e)
+            }
+        }
+        Err(e) => Err(e),
+        Ok(fd) => Ok(File::from(fd)),
+    }
+}
+
+fn open_path(dir: libc::c_int, path: &[u8], flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
+    // SAFETY: open_how is plain data; every field is set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    loop {
+        // SAFETY: `c` and `how` outlive the call; the size is open_how's.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                c.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a new descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EAGAIN) && e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn list_now(root: &Path, rel: &[u8], symlinks: Symlinks) -> io::Result<(Vec<Entry>, bool)> {
+    let dir = beneath(root, rel, symlinks)?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let mut out = Vec::new();
+    let mut more = false;
+    for e in std::fs::read_dir(path)? {
+        let e = e?;
+        if out.len() == MAX_LISTED {
+            more = true;
+            break;
+        }
+        let Ok(m) = e.metadata() else { continue };
+        out.push(Entry {
+            name: e.file_name().as_bytes().to_vec(),
+            dir: m.is_dir(),
+            size: m.len(),
+            mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((out, more))
+}
