@@ -547,6 +547,11 @@ pub(super) async fn proxy<S: ClientSession>(
         tunnel::check_refusal(ds, &head)?;
     }
 
+    // `intercept_errors`: the page replaces the answer, whose connection
+    // closes unread.
+    if super::files::intercepts(plan.location, head.status) {
+        return Err(ErrorKind::Answer(head.status).into());
+    }
     let peer = conn.peer;
     respond(
         ctx,

@@ -155,6 +155,10 @@ pub(super) async fn proxy<S: ClientSession>(
         // on, as one HEADERS frame to an HTTP/2 client.
         meta.body = BodyKind::Empty;
     }
+    if super::files::intercepts(plan.location, head.status) {
+        // Dropping the answer resets the upstream stream.
+        return Err(ErrorKind::Answer(head.status).into());
+    }
     let mut recv = RecvBody::new(recv);
     let respond = forward::respond(
         ctx,

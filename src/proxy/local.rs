@@ -61,14 +61,28 @@ pub fn parse_head(bytes: Bytes) -> Option<(ResponseHead, ResponseMeta)> {
 pub enum LocalBody {
     Empty,
     Bytes(Bytes),
-    /// `len` bytes of an open file from `offset`, read through the
-    /// runtime's file operations (io_uring; the epoll driver's blocking
-    /// pool), never a blocking read on the worker.
+    /// Pieces sent one after the other (a file range, the parts of a
+    /// `multipart/byteranges` body).
+    Parts(Vec<Part>),
+}
+
+/// A piece of a [`LocalBody`].
+pub enum Part {
+    Bytes(Bytes),
+    /// `len` bytes of an open file from `offset`.
     File {
-        file: Rc<monoio::fs::File>,
+        file: FileRead,
         offset: u64,
         len: u64,
     },
+}
+
+/// How a file is read without blocking the worker: io_uring reads where
+/// the runtime has them; on the epoll driver (whose file reads would run
+/// on the worker) the file helper threads' reads.
+pub enum FileRead {
+    Uring(Rc<monoio::fs::File>),
+    Helper(std::sync::Arc<std::fs::File>),
 }
 
 /// Sends a local response through the response phases (see the module
@@ -100,51 +114,89 @@ pub async fn respond<S: ClientSession>(
     forward::send_response(ctx, ds, ex, &reply, head, meta, UpBody::Local(&mut source)).await
 }
 
-/// A [`LocalBody`] as a byte stream for the body copy. In-memory bytes sit
-/// in `early` from the start, where a session may send the first of them
-/// with the head; a file is read as the copy asks.
+/// A [`LocalBody`] as a byte stream for the body copy. In-memory bytes at
+/// the start sit in `early`, where a session may send the first of them
+/// with the head; the rest is read as the copy asks.
 pub struct Source {
     pub(super) early: BytesMut,
-    file: Option<(Rc<monoio::fs::File>, u64, u64)>,
+    parts: std::collections::VecDeque<Part>,
 }
 
 impl Source {
     fn new(body: LocalBody) -> Source {
-        match body {
-            LocalBody::Empty => Source {
-                early: BytesMut::new(),
-                file: None,
+        let mut parts: std::collections::VecDeque<Part> = match body {
+            LocalBody::Empty => Default::default(),
+            LocalBody::Bytes(b) => [Part::Bytes(b)].into(),
+            LocalBody::Parts(p) => p.into(),
+        };
+        let early = match parts.front() {
+            Some(Part::Bytes(_)) => match parts.pop_front() {
+                Some(Part::Bytes(b)) => BytesMut::from(b),
+                _ => unreachable!(),
             },
-            LocalBody::Bytes(b) => Source {
-                early: BytesMut::from(b),
-                file: None,
-            },
-            LocalBody::File { file, offset, len } => Source {
-                early: BytesMut::new(),
-                file: Some((file, offset, len)),
-            },
-        }
+            _ => BytesMut::new(),
+        };
+        Source { early, parts }
     }
 }
 
 impl AsyncReadRent for Source {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        let Some((file, offset, left)) = &mut self.file else {
-            // In-memory bytes were all in `early`: nothing more comes.
-            return (Ok(0), buf);
-        };
-        if *left == 0 {
-            return (Ok(0), buf);
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        loop {
+            match self.parts.front_mut() {
+                None => return (Ok(0), buf),
+                Some(Part::Bytes(b)) if b.is_empty() => {}
+                Some(Part::Bytes(b)) => {
+                    let n = b.len().min(buf.bytes_total());
+                    // SAFETY: `n` bytes fit in the buffer's capacity, and
+                    // are initialised by the copy before `set_init`.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(b.as_ptr(), buf.write_ptr(), n);
+                        buf.set_init(n);
+                    }
+                    let _ = b.split_to(n);
+                    return (Ok(n), buf);
+                }
+                Some(Part::File { len: 0, .. }) => {}
+                Some(Part::File { file, offset, len }) => {
+                    let want = (*len).min(buf.bytes_total() as u64) as usize;
+                    let n = match file {
+                        FileRead::Uring(f) => {
+                            // SAFETY: 0 is initialised; `want` is within capacity.
+                            let slice = unsafe { monoio::buf::SliceMut::new_unchecked(buf, 0, want) };
+                            let (res, slice) = f.read_at(slice, *offset).await;
+                            buf = slice.into_inner();
+                            match res {
+                                Ok(n) => n,
+                                Err(e) => return (Err(e), buf),
+                            }
+                        }
+                        FileRead::Helper(f) => match crate::files::open::read(f, *offset, want).await {
+                            Ok(Ok(b)) => {
+                                let n = b.len().min(want);
+                                // SAFETY: as above.
+                                unsafe {
+                                    std::ptr::copy_nonoverlapping(b.as_ptr(), buf.write_ptr(), n);
+                                    buf.set_init(n);
+                                }
+                                n
+                            }
+                            Ok(Err(e)) => return (Err(e), buf),
+                            Err(_) => return (Err(std::io::ErrorKind::WouldBlock.into()), buf),
+                        },
+                    };
+                    // A file that shrank meanwhile ends in a short body (an
+                    // error); one that grew gives only what the head announced.
+                    if n == 0 {
+                        return (Err(std::io::ErrorKind::UnexpectedEof.into()), buf);
+                    }
+                    *offset += n as u64;
+                    *len -= n as u64;
+                    return (Ok(n), buf);
+                }
+            }
+            self.parts.pop_front();
         }
-        let (res, buf) = file.read_at(buf, *offset).await;
-        if let Ok(n) = res {
-            // A file that grew meanwhile: the copy takes only what the head
-            // announced; one that shrank ends in a short body (an error).
-            let n = (n as u64).min(*left);
-            *offset += n;
-            *left -= n;
-        }
-        (res, buf)
     }
 
     /// Not used: `Copy` reads into one buffer.

@@ -10,6 +10,8 @@
 //! tunnel) → log.
 
 pub mod body;
+mod content;
+mod files;
 pub mod forward;
 pub mod forward_h2;
 pub mod h1;

@@ -8,23 +8,23 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::forward::{self, Plan};
+use super::content;
+use super::files::Next;
 use super::respond::{self, Canned};
 use super::rewrite;
 use super::session::ClientSession;
-use super::tunnel;
 use std::borrow::Cow;
 
-use super::locate::{self, Routed, VarBase};
-use crate::config::Action;
+use super::locate;
 use crate::ctx::WorkerCtx;
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::files::PageTarget;
 use crate::generation::Generation;
 use crate::http::framing::request_meta;
 use crate::http::{BodyKind, RequestHead, RequestMeta, Version};
 use crate::io::IoFail;
 use crate::reqid::RequestId;
-use crate::route::{self, KeyInput};
+use crate::route;
 use crate::vars::{self, Mode, Template};
 
 /// One request and what has happened to it so far.
@@ -118,14 +118,14 @@ pub(super) fn must_close<S: ClientSession>(ctx: &WorkerCtx, ds: &S, ex: &Exchang
 }
 
 /// The request target, split for routing and rewriting.
-struct Target<'a> {
+pub(super) struct Target<'a> {
     /// Path used for routing (dot segments removed).
-    path: std::borrow::Cow<'a, [u8]>,
-    query: &'a [u8],
-    normalized: bool,
+    pub(super) path: std::borrow::Cow<'a, [u8]>,
+    pub(super) query: &'a [u8],
+    pub(super) normalized: bool,
     /// The authority of an absolute-form target, which overrides Host
     /// (RFC 9112 §3.2.2).
-    authority: Option<&'a [u8]>,
+    pub(super) authority: Option<&'a [u8]>,
 }
 
 fn split_target(target: &[u8]) -> Result<Target<'_>> {
@@ -226,167 +226,65 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
             return respond_return(ctx, ds, ex, 421, body.as_bytes(), None, b"").await;
         }
     }
-    // Phases rewrite and route. Variables are read only by what uses them;
-    // a block without rewrite rules is routed by one lookup.
-    let base = VarBase {
-        head: &ex.head,
+    // Phases route to content, again for each internal redirect
+    // (`try_files`' fallback, a named location, an error page).
+    let req = content::Req {
+        gen: &gen,
+        target: &target,
         host,
-        server,
-        https: ds.tls().is_some(),
-        client: ex.client,
-        port: ds.conn().local_port,
-        request_id: ex.request_id.as_bytes(),
-        trace_id: ex.trace.as_ref().map_or(&b""[..], |t| t.trace_id()),
+        buf: &buf,
     };
-    let mut groups = None;
-    let mut rewritten = None;
-    let mut changed_here = false;
-    let loc_idx = if !gen.router.has_rewrites(ex.server) {
-        gen.router
-            .location_for(ex.server, &target.path, &mut groups)
-            .ok_or(ErrorKind::NotFound)?
-    } else {
-        match locate::route(&gen, ex.server, &target.path, target.query, &base)? {
-            Routed::Location {
-                loc,
-                rewritten: r,
-                changed_here: here,
-                groups: g,
-            } => {
-                (rewritten, changed_here, groups) = (r, here, g);
-                loc
+    let mut hop = content::Hop::First;
+    let mut error_status: Option<u16> = None;
+    let mut body_checked = false;
+    for _ in 0..=locate::MAX_REROUTES {
+        let (at, r) = content::run(ctx, ds, ex, &req, &hop, error_status, &mut body_checked).await;
+        let e = match r {
+            Ok(Next::Done) => return Ok(()),
+            Ok(Next::Uri(u)) => {
+                hop = content::Hop::Uri(u);
+                continue;
             }
-            Routed::Redirect { status, location } => {
-                let body = respond::error_body(status);
-                return respond_return(ctx, ds, ex, status, body.as_bytes(), Some(&location), b"").await;
+            Ok(Next::Named(i)) => {
+                hop = content::Hop::Named(i);
+                continue;
             }
-        }
-    };
-    // `$uri` and `$args`: the rewritten ones, else the request's.
-    let (cur_path, cur_args): (&[u8], &[u8]) = match &rewritten {
-        Some(u) => (&u.path, &u.args),
-        None => (
-            &target.path,
-            target.query.strip_prefix(b"?").unwrap_or(target.query),
-        ),
-    };
-    let location = &server.locations[loc_idx];
-    let location_cfg = location;
-    tunnel::check_location(ds, &ex.head, location)?;
-    let max_body = location
-        .client_max_body_size
-        .unwrap_or(server.limits.client_max_body_size);
-    if let (Some(max), BodyKind::Length(n)) = (max_body, ex.meta.body()) {
-        if n > max {
-            return Err(ErrorKind::BodyTooLarge.into());
+            Err(e) => e,
+        };
+        // `error_pages` of the location that failed (else the block's),
+        // once: an error page that fails itself gets the built-in page.
+        let srv = gen.server(ex.server);
+        let pages = match at {
+            Some(l) => srv.locations[l].error_pages.as_deref(),
+            None => srv.error_pages.as_deref(),
+        };
+        let page = match (error_status, e.kind.status()) {
+            (None, Some(s)) if ex.status == 0 => pages.and_then(|p| p.get(s)).map(|t| (s, t)),
+            _ => None,
+        };
+        match page {
+            Some((s, PageTarget::Uri(u))) => {
+                tracing::debug!("{e}; error page {u}");
+                error_status = Some(s);
+                hop = content::Hop::Uri(locate::Uri {
+                    path: u.as_bytes().to_vec(),
+                    args: Vec::new(),
+                });
+            }
+            Some((s, PageTarget::Named(i))) => {
+                tracing::debug!("{e}; error page in a named location");
+                error_status = Some(s);
+                hop = content::Hop::Named(*i);
+            }
+            _ => return Err(e),
         }
     }
-
-    // Phases preaccess and access: limits and IP rules (src/access/).
-    let _admitted = if location.access.is_empty() {
-        Default::default()
-    } else {
-        let vars = base.request(cur_path, cur_args, None);
-        match crate::access::check(ctx.id, &location.access, &gen.metrics.limits, &vars).await {
-            Ok(a) => a,
-            Err(r) => {
-                let body = respond::error_body(r.status);
-                return respond_return(ctx, ds, ex, r.status, body.as_bytes(), None, &r.lines).await;
-            }
-        }
-    };
-
-    ds.check_body_start(ex.meta.body())?;
-
-    match &location.action {
-        Action::Return(ret) => {
-            let captures = groups.as_deref().map(|g| (cur_path, g));
-            let vars = base.request(cur_path, cur_args, captures);
-            let body = expanded(&ret.body, &vars, Mode::Raw)?;
-            let location = match &ret.location {
-                Some(l) => Some(expanded(l, &vars, Mode::Uri)?),
-                None => None,
-            };
-            let mut extra = Vec::new();
-            if let Some(h) = location_cfg
-                .response_headers
-                .as_deref()
-                .filter(|h| h.applies(ret.status))
-            {
-                locate::render_fields(&h.fields, &vars, &mut extra)?;
-            }
-            respond_return(ctx, ds, ex, ret.status, &body, location.as_deref(), &extra).await
-        }
-        Action::Proxy(pass) => {
-            // `split`: this request may go to another upstream than proxy_pass's.
-            let captures = groups.as_deref().map(|g| (cur_path, g));
-            let input: KeyInput = base.request(cur_path, cur_args, captures);
-            let up = &*gen.upstreams[gen.router.upstream_for(ex.server, loc_idx, pass, &input)];
-            let public_host = host.unwrap_or_default();
-            // Header rules, expanded once for every server tried.
-            let mut req_lines = Vec::new();
-            if let Some(h) = location.request_headers.as_deref() {
-                locate::render_fields(&h.set, &input, &mut req_lines)?;
-            }
-            let mut resp_lines = Vec::new();
-            if let Some(h) = location.response_headers.as_deref() {
-                locate::render_fields(&h.fields, &input, &mut resp_lines)?;
-                if h.always {
-                    ex.always_lines.clone_from(&resp_lines);
-                }
-            }
-            let upstream_target = match (&pass.uri, &rewritten) {
-                (Some(uri), _) => Cow::Owned(expanded(uri, &input, Mode::Uri)?.into_owned()),
-                // As nginx: once this location's rules changed the URI
-                // (`break`), it goes as it is; a URI routed here anew has
-                // this location's prefix replaced like a received one.
-                (None, Some(u)) => {
-                    let mut t = Vec::with_capacity(u.path.len() + u.args.len() + 1);
-                    if !changed_here {
-                        if let Some(p) = &pass.path {
-                            t.extend_from_slice(p.as_bytes());
-                            t.extend_from_slice(&u.path[location.path.len().min(u.path.len())..]);
-                        }
-                    }
-                    if t.is_empty() {
-                        t.extend_from_slice(&u.path);
-                    }
-                    if !u.args.is_empty() {
-                        t.push(b'?');
-                        t.extend_from_slice(&u.args);
-                    }
-                    Cow::Owned(t)
-                }
-                (None, None) => rewrite::upstream_target(
-                    ex.head.target.of(&buf),
-                    &target.path,
-                    target.query,
-                    target.normalized,
-                    location,
-                    pass,
-                ),
-            };
-            let plan = Plan {
-                up,
-                location,
-                pass,
-                path: cur_path,
-                args: cur_args,
-                server,
-                req_lines: &req_lines,
-                resp_lines: &resp_lines,
-                target: &upstream_target,
-                host,
-                public_host,
-                max_body,
-            };
-            forward::proxy(ctx, ds, ex, &plan).await
-        }
-    }
+    // Internal redirects in a loop: nginx's 500 too.
+    Err(ErrorKind::Internal.into())
 }
 
 /// A template's expansion: borrowed when it has no variables.
-fn expanded<'t>(t: &'t Template, vars: &vars::Request, mode: Mode) -> Result<Cow<'t, [u8]>> {
+pub(super) fn expanded<'t>(t: &'t Template, vars: &vars::Request, mode: Mode) -> Result<Cow<'t, [u8]>> {
     if let Some(lit) = t.as_literal() {
         return Ok(Cow::Borrowed(lit.as_bytes()));
     }
@@ -399,7 +297,7 @@ fn expanded<'t>(t: &'t Template, vars: &vars::Request, mode: Mode) -> Result<Cow
 }
 
 /// A `return` location (or a rewrite's redirect): a fixed response, no upstream.
-async fn respond_return<S: ClientSession>(
+pub(super) async fn respond_return<S: ClientSession>(
     ctx: &WorkerCtx,
     ds: &mut S,
     ex: &mut Exchange,
@@ -508,7 +406,15 @@ async fn answer_error<S: ClientSession>(ctx: &WorkerCtx, ds: &mut S, ex: &mut Ex
     };
     // After an upstream failure or a 404 the client's request was complete,
     // so its connection can carry on; after a client error it cannot.
-    let clean = matches!(e.kind.side(), Side::Upstream) || e.kind == ErrorKind::NotFound;
+    let clean = matches!(e.kind.side(), Side::Upstream)
+        || matches!(
+            e.kind,
+            ErrorKind::NotFound
+                | ErrorKind::NoFile
+                | ErrorKind::Forbidden
+                | ErrorKind::Answer(_)
+                | ErrorKind::FilesBusy
+        );
     ex.close = !clean || must_close(ctx, ds, ex);
     ex.status = status;
     let head_only = ex.head.method() == b"HEAD";

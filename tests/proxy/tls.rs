@@ -629,6 +629,9 @@ fn hsts_is_sent_over_tls_on_every_response_and_replaces_the_upstreams() {
     let dir = CertDir::new("hsts");
     let ca = Ca::new("test CA");
     let (c, k, _) = dir.leaf(&ca.issue(&["example.test"]), "ex");
+    // A second address for plain HTTP: blocks on one address all have
+    // tls or none do.
+    let plain = format!("127.0.0.1:{}", support::listen_port());
     let toml = support::config(&format!(
         r#"
 [[server]]
@@ -653,9 +656,6 @@ path = "/"
 return = {{ status = 200, body = "plain" }}
 "#,
         backend.addr,
-        // A second address for plain HTTP: blocks on one address all have
-        // tls or none do.
-        plain = format!("127.0.0.1:{}", support::listen_port()),
     ));
     let proxy = Proxy::start(&toml);
     let want = "max-age=63072000; includeSubDomains";
