@@ -370,13 +370,15 @@ fn upgrade(h: &Handle) -> bool {
             true
         }
         Err(why) => {
-            tracing::error!("upgrade failed: {why}; this process goes on serving");
-            // The new process may have written its id before it failed.
+            // The new process may have written its id before it failed:
+            // this process's id goes back first, so whoever reads the
+            // failure in the log finds the file right.
             if let Some(p) = &pid_file {
                 if let Err(e) = write_pid_file(p) {
                     tracing::error!("upgrade: {e}");
                 }
             }
+            tracing::error!("upgrade failed: {why}; this process goes on serving");
             false
         }
     }
@@ -385,7 +387,13 @@ fn upgrade(h: &Handle) -> bool {
 /// Writes this process's id, so `ringway --reload` can find it.
 #[allow(clippy::disallowed_methods)] // the main thread, before serving
 pub fn write_pid_file(path: &Path) -> io::Result<()> {
-    std::fs::write(path, format!("{}\n", std::process::id()))
+    // Written beside it and renamed over it, so a reader never sees the
+    // file empty or half written.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| io::Error::new(e.kind(), format!("pid_file {}: {e}", path.display())))
 }
 
