@@ -70,6 +70,8 @@ mod robust;
 mod routing;
 #[path = "proxy/service.rs"]
 mod service;
+#[path = "proxy/static_files.rs"]
+mod static_files;
 #[path = "proxy/tls.rs"]
 mod tls;
 #[path = "proxy/trace.rs"]

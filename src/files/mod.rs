@@ -88,8 +88,9 @@ pub enum TryLast {
     Status(u16),
     /// `@name`: the named location, by index in its server block.
     Named(usize),
-    /// A `@name` not yet matched to a location (while checking).
-    Unresolved(String),
+    /// A `@name` not yet matched to a location (while checking), and
+    /// where the config wrote it.
+    Unresolved(String, std::ops::Range<usize>),
 }
 
 /// `error_pages = { "404" = "/errors/404.html", "502 503 504" = "@fallback" }`.
@@ -106,7 +107,8 @@ pub enum PageTarget {
     Uri(String),
     /// A named location, by index in its server block.
     Named(usize),
-    Unresolved(String),
+    /// As [`TryLast::Unresolved`].
+    Unresolved(String, std::ops::Range<usize>),
 }
 
 impl ErrorPages {

@@ -63,7 +63,7 @@ pub(super) fn tries(st: &Static, vars: &vars::Request) -> Result<Option<Tries>> 
         TryLast::Uri(u) => Last::Uri(expand(u)?),
         TryLast::Status(s) => Last::Status(*s),
         TryLast::Named(i) => Last::Named(*i),
-        TryLast::Unresolved(_) => return Err(ErrorKind::Internal.into()),
+        TryLast::Unresolved(..) => return Err(ErrorKind::Internal.into()),
     };
     Ok(Some(Tries { files, last }))
 }

@@ -418,11 +418,16 @@ impl ClientSession for Downstream {
         // The head, with the first body bytes when they fit: one write.
         self.wbuf.clear();
         rewrite::response_head(r, &ctx.dates, &mut self.wbuf);
-        let mut left = r.meta.body;
+        // A HEAD's local response has a GET's framing: no body goes out.
+        let mut left = if r.head_request {
+            BodyKind::Empty
+        } else {
+            r.meta.body
+        };
         let mut sent = 0;
         // A compressed body goes through its encoder, none of it with the head.
         let compressed = r.compress.is_some_and(|e| e.encoding.is_some());
-        if let (BodyKind::Length(n), false) = (r.meta.body, compressed) {
+        if let (BodyKind::Length(n), false) = (left, compressed) {
             let first = (body.len() as u64).min(n) as usize;
             if first <= COALESCE {
                 self.wbuf.extend_from_slice(&body.split_to(first));

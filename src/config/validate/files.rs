@@ -214,7 +214,7 @@ fn check_try_files(
             }
         }
     } else if let Some(name) = s.strip_prefix('@') {
-        TryLast::Unresolved(name.to_string())
+        TryLast::Unresolved(name.to_string(), last.span())
     } else if s.starts_with('/') || s.starts_with('$') {
         TryLast::Uri(rewrite::template(c, last, &lkey, scope)?)
     } else {
@@ -240,7 +240,7 @@ pub(super) fn error_pages(
     for (codes, target) in v.get_ref() {
         let t = target.get_ref().trim();
         let to = if let Some(name) = t.strip_prefix('@') {
-            PageTarget::Unresolved(name.to_string())
+            PageTarget::Unresolved(name.to_string(), target.span())
         } else if t.starts_with('/') && !t.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             PageTarget::Uri(t.to_string())
         } else {
@@ -291,7 +291,6 @@ pub(super) fn resolve_names(
     locations: &mut [Location],
     server_pages: &mut Option<Arc<ErrorPages>>,
     key: &str,
-    span: Range<usize>,
 ) {
     let names: Vec<(String, usize)> = locations
         .iter()
@@ -300,21 +299,21 @@ pub(super) fn resolve_names(
         .map(|(i, l)| (l.path.clone(), i))
         .collect();
     let find = |n: &str| names.iter().find(|(m, _)| m == n).map(|(_, i)| *i);
-    let mut missing = Vec::new();
-    let fix_pages = |pages: &mut Arc<ErrorPages>, missing: &mut Vec<String>| {
+    let mut missing: Vec<(String, Range<usize>)> = Vec::new();
+    let fix_pages = |pages: &mut Arc<ErrorPages>, missing: &mut Vec<(String, Range<usize>)>| {
         if !pages
             .pages
             .iter()
-            .any(|(_, t)| matches!(t, PageTarget::Unresolved(_)))
+            .any(|(_, t)| matches!(t, PageTarget::Unresolved(..)))
         {
             return;
         }
         let p = Arc::make_mut(pages);
         for (_, t) in &mut p.pages {
-            if let PageTarget::Unresolved(n) = t {
+            if let PageTarget::Unresolved(n, at) = t {
                 match find(n) {
                     Some(i) => *t = PageTarget::Named(i),
-                    None => missing.push(n.clone()),
+                    None => missing.push((n.clone(), at.clone())),
                 }
             }
         }
@@ -328,20 +327,18 @@ pub(super) fn resolve_names(
         }
         if let Action::Static(s) = &mut loc.action {
             if let Some(t) = Arc::get_mut(s).and_then(|s| s.try_files.as_mut()) {
-                if let TryLast::Unresolved(n) = &t.last {
+                if let TryLast::Unresolved(n, at) = &t.last {
                     match find(n) {
                         Some(i) => t.last = TryLast::Named(i),
-                        None => missing.push(n.clone()),
+                        None => missing.push((n.clone(), at.clone())),
                     }
                 }
             }
         }
     }
-    missing.sort();
-    missing.dedup();
-    for n in missing {
+    for (n, at) in missing {
         c.error(
-            span.clone(),
+            at,
             key,
             format!("no location has name = {n:?} (try_files and error_pages hand requests to \"@{n}\")"),
         );

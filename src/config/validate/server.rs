@@ -128,7 +128,7 @@ pub(super) fn check_server(
         }
     }
     let mut error_pages = files::error_pages(c, r.error_pages.as_ref(), &key);
-    files::resolve_names(c, &mut locations, &mut error_pages, &key, s.span());
+    files::resolve_names(c, &mut locations, &mut error_pages, &key);
     for loc in &mut locations {
         if loc.error_pages.is_none() {
             loc.error_pages = error_pages.clone();

@@ -364,8 +364,14 @@ impl ClientSession for StreamSession {
                 .0
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
         }
-        self.send_head(response(r.head.status, fields.0), r.meta.body == BodyKind::Empty)?;
-        Ok((r.meta.body, 0))
+        // A HEAD's local response has a GET's framing: no body goes out.
+        let body = if r.head_request {
+            BodyKind::Empty
+        } else {
+            r.meta.body
+        };
+        self.send_head(response(r.head.status, fields.0), body == BodyKind::Empty)?;
+        Ok((body, 0))
     }
 
     async fn forward_request_body(
