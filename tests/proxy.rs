@@ -22,6 +22,8 @@ mod cli;
 mod compress;
 #[path = "proxy/config.rs"]
 mod config;
+#[path = "proxy/error_pages.rs"]
+mod error_pages;
 #[path = "proxy/failures.rs"]
 mod failures;
 #[path = "proxy/grpc.rs"]
