@@ -719,3 +719,36 @@ root = ".."
     let p = Proxy::from_server(ringway::server::Server::bind(std::sync::Arc::new(cfg), 1).expect("binds"));
     assert_eq!(p.get("/style.css").text(), "body { color: red }\n");
 }
+
+/// The shipped example serves what its comments say, from its own files.
+#[test]
+fn the_static_example_serves_as_its_comments_say() {
+    let b = Backend::serve(|seen| Reply::ok(format!("api {}", seen.target())));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/static.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:3000", &b.addr.to_string());
+    let cfg = ringway::config::Config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+    let p = Proxy::from_server(ringway::server::Server::bind(std::sync::Arc::new(cfg), 1).expect("binds"));
+    let index = std::fs::read_to_string(path.with_file_name("site/index.html")).unwrap();
+    let r = p.get("/");
+    assert_eq!(r.text(), index);
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    assert_eq!(p.get("/users/42").text(), index, "a client-side route");
+    let r = p.get("/assets/app.js");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let r = p.get("/assets/missing.js");
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("Nothing here."), "{}", r.text());
+    assert_eq!(p.get("/api/items").text(), "api /api/items");
+    drop(b);
+    // The upstream gone: the maintenance answer.
+    let r = p.get("/api/items");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.text(), "down for maintenance, back soon\n");
+}
