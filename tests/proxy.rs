@@ -72,6 +72,8 @@ mod robust;
 mod routing;
 #[path = "proxy/service.rs"]
 mod service;
+#[path = "proxy/static_confinement.rs"]
+mod static_confinement;
 #[path = "proxy/static_files.rs"]
 mod static_files;
 #[path = "proxy/tls.rs"]
