@@ -18,7 +18,8 @@ ROUNDS="${ROUNDS:-3}"                  # interleaved rounds per scenario
 DURATION="${DURATION:-5s}"             # wrk -d per measured run
 WARMUP="${WARMUP:-1s}"                 # unmeasured wrk run per proxy and scenario ("0" = none)
 SCENARIOS="${SCENARIOS-tiny,16k,1m,close}"    # add up1k,up1m for uploads, tls,tlsnew for HTTPS,
-                                              # h2,h2-16k,h2c,h2c-16k,grpc,ws for HTTP/2, gRPC, WebSocket; "" = none
+                                              # h2,h2-16k,h2c,h2c-16k,grpc,ws for HTTP/2, gRPC, WebSocket,
+                                              # gzip,static1k,static1m,static-gzip for compression and files; "" = none
 CONNS="${CONNS:-10,50,500}"            # client connections; every scenario runs at each (c500: 500 only)
 WORKERS="${WORKERS:-1}"                # worker processes/threads for every proxy
 if [[ "$WORKERS" -le 1 ]]; then _default_proxy_cpus=0; else _default_proxy_cpus="0-$((WORKERS - 1))"; fi
@@ -306,6 +307,17 @@ BACKEND_PID=$!
 PIDS+=("$BACKEND_PID")
 wait_port "$BACKEND_PORT" "$BACKEND_PID" backend || { cat "$WORK/backend.log" >&2; die "backend failed to start"; }
 
+# The static scenarios' files, served from disk by ringway and nginx alike:
+# two sizes of bytes, and the origin's own 16 KiB of JSON (the gzip
+# scenario's body) for compression of a file.
+SITE="$WORK/site"
+mkdir -p "$SITE/static"
+head -c 1024 /dev/urandom >"$SITE/static/1024"
+head -c 1048576 /dev/urandom >"$SITE/static/1048576"
+curl -s --max-time 10 -o "$SITE/static/16384.json" "http://127.0.0.1:$BACKEND_PORT/json/16384" \
+    || die "could not fetch the static scenario's JSON from the origin"
+[[ $(wc -c <"$SITE/static/16384.json") == 16384 ]] || die "the origin's /json/16384 is not 16384 bytes"
+
 # The gRPC origin (grpc) and the WebSocket echo server (ws), only when a
 # scenario needs them; on the backend's CPUs.
 wants_scenario() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
@@ -360,6 +372,12 @@ proxy_pass = "http://backend"
 [[server.location]]
 path = "/json/"
 proxy_pass = "http://backend"
+compress = { algorithms = ["gzip"], types = ["application/json"], min_length = "1k", level = { gzip = 5 } }
+
+# static1k, static1m, static-gzip: files from disk, compressed as /json/ is.
+[[server.location]]
+path = "/static/"
+root = "$SITE"
 compress = { algorithms = ["gzip"], types = ["application/json"], min_length = "1k", level = { gzip = 5 } }
 
 [[server]]
@@ -485,6 +503,23 @@ $NGINX_EXTRA_TEMP
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
             proxy_set_header X-Forwarded-Host \$http_host;
+        }
+
+        # static*: files from disk with sendfile, and an open-file cache
+        # like ringway's (1024 entries, checked every second); gzip as /json/.
+        location /static/ {
+            root $SITE;
+            sendfile on;
+            tcp_nopush on;
+            open_file_cache max=1024 inactive=60s;
+            open_file_cache_valid 1s;
+            types { application/json json; }
+            default_type application/octet-stream;
+            gzip on;
+            gzip_comp_level 5;
+            gzip_types application/json;
+            gzip_min_length 1024;
+            gzip_vary on;
         }
 
         # gzip: ringway's compress settings of its /json/ location.
@@ -758,6 +793,9 @@ declare -A SCEN=(
     [h2c-16k]="/size/16384|*|h2c|0|GET 16 KiB over cleartext HTTP/2 (prior knowledge), h2load -m $H2_STREAMS, HTTP/1.1 upstream"
     [grpc]="/perf.Bench/Unary|*|grpc|0|unary gRPC call ($GRPC_PAYLOAD B messages both ways, grpc-status trailers), h2c in, HTTP/2 to perf-h2backend, h2load -m $H2_STREAMS"
     [gzip]="/json/16384|*|gzip|0|GET 16 KiB of JSON with Accept-Encoding: gzip, compressed at gzip level 5 (nginx: gzip on; gzip_comp_level 5), keep-alive"
+    [static1k]="/static/1024|*|static|0|GET a 1 KiB file from disk (nginx: sendfile on, open_file_cache), keep-alive"
+    [static1m]="/static/1048576|*|static|0|GET a 1 MiB file from disk (nginx: sendfile on, open_file_cache), keep-alive"
+    [static-gzip]="/static/16384.json|*|static-gzip|0|GET a 16 KiB JSON file from disk with Accept-Encoding: gzip, compressed at gzip level 5 (nginx: gzip on; gzip_comp_level 5), keep-alive"
     [ws]="/ws|*|ws|0|WebSocket echo, $WS_SIZE B binary messages, $WS_WINDOW in flight per connection (Python websockets peers); req/s = messages/s"
 )
 # The request (h2load -d) and reply of the grpc scenario: one gRPC message.
@@ -865,6 +903,8 @@ takes_part() {
     # gzip: haproxy's compression has no level to set (and the floor moves
     # bytes only): ringway and nginx alone, at the same level.
     [[ "$kind" == gzip ]] && { [[ "$2" == nginx ]] || is_ringway "$2"; return; }
+    # static*: haproxy serves no files, and the floor forwards only.
+    [[ "$kind" == static* ]] && { [[ "$2" == nginx ]] || is_ringway "$2"; return; }
     is_floor "$2" || return 0
     [[ ( "$kind" == - || "$kind" == close ) && "$(scenario_field "$1" 3)" == 0 ]]
 }
@@ -902,7 +942,7 @@ wrk_cmd() {
     fi
     WRK=(taskset -c "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$conns" -d"$dur" --timeout "$WRK_TIMEOUT" --latency)
     [[ "$kind" == close || "$kind" == tls-close ]] && WRK+=(-H 'Connection: close')
-    [[ "$kind" == gzip ]] && WRK+=(-H 'Accept-Encoding: gzip')
+    [[ "$kind" == gzip || "$kind" == static-gzip ]] && WRK+=(-H 'Accept-Encoding: gzip')
     if [[ "$up" != 0 ]]; then
         local lua="$WORK/upload_$up.lua"
         [[ -f "$lua" ]] || printf 'wrk.method = "POST"\nwrk.body = string.rep("u", %d)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' "$up" >"$lua"
@@ -989,18 +1029,21 @@ verify() {
         fi
         return 0
     fi
-    if [[ "$kind" == gzip ]]; then
+    [[ "$kind" == static ]] && expect=${path#/static/}
+    if [[ "$kind" == gzip || "$kind" == static-gzip ]]; then
         # The body must come gzip'd and decode to the 16 KiB sent; the
         # compressed size (the ratio) is logged for the report.
         local zfile="$WORK/gzip_body.$px" hfile="$WORK/gzip_head.$px" plain
+        local size=${path#/json/}
+        [[ "$kind" == static-gzip ]] && { size=${path#/static/}; size=${size%.json}; }
         curl -s --max-time 10 -H 'Accept-Encoding: gzip' -D "$hfile" -o "$zfile" "$(target_url "$sc" "$px")" 2>/dev/null
         plain=$(gzip -dc <"$zfile" 2>/dev/null | wc -c)
         got="$(tr -d '\r' <"$hfile" | grep -ci '^content-encoding: gzip$') $plain"
-        if [[ "$got" != "1 ${path#/json/}" ]]; then
-            VERIFY_NOTES+="  $sc via $px: expected gzip decoding to ${path#/json/} bytes, got \"$got\""$'\n'
+        if [[ "$got" != "1 $size" ]]; then
+            VERIFY_NOTES+="  $sc via $px: expected gzip decoding to $size bytes, got \"$got\""$'\n'
             is_ringway "$px" && RINGWAY_BAD=1
         fi
-        log "$sc via $px: ${path#/json/} bytes sent as $(wc -c <"$zfile") gzip'd"
+        log "$sc via $px: $size bytes sent as $(wc -c <"$zfile") gzip'd"
         return 0
     fi
     [[ "$kind" == close || "$kind" == tls-close ]] && args+=(-H 'Connection: close')
@@ -1402,9 +1445,27 @@ if M10:
     print("summary: ringway-uring meets %d of %d HTTP/2 targets" % (met, total))
     print()
 
-# The issue-12 targets are about HTTP/1.1: only those scenarios count.
+# Static files (issue 14): ringway's CPU per request against nginx's with
+# sendfile, every static case; the target is 0.7x.
+STATIC_KINDS = ("static", "static-gzip")
+M14 = {u: m for u, m in M.items() if kind_of(u) in STATIC_KINDS and "ringway-uring" in m and "nginx" in m}
+if M14:
+    print("== targets (issue 14): cpu/req <= 0.7x nginx per static-file request, from this run ==")
+    met = total = 0
+    for unit, m in M14.items():
+        for px in [p for p in m if p.startswith("ringway-")]:
+            rc, rr = ratio(m[px]["cpu_us"], m["nginx"]["cpu_us"]), ratio(m[px]["rps"], m["nginx"]["rps"])
+            ok = rc is not None and rc <= 0.7
+            if px == "ringway-uring":
+                met += ok
+                total += 1
+            print("  %-20s %-14s cpu/req x%s  req/s x%s  cpu/req %s" % (unit, px, fmt(rc, ".2f"), fmt(rr, ".2f"), "met" if ok else "NOT met"))
+    print("summary: ringway-uring meets %d of %d static-file targets" % (met, total))
+    print()
+
+# The issue-12 targets are about HTTP/1.1 proxying: only those scenarios count.
 M_ALL = M
-M = {u: m for u, m in M.items() if kind_of(u) not in NEW_KINDS}
+M = {u: m for u, m in M.items() if kind_of(u) not in NEW_KINDS + STATIC_KINDS}
 if any("ringway-uring" in m for m in M.values()):
     # The targets of issue 12, each met or not, from this run's medians.
     print("== targets (issue 12), from this run ==")
