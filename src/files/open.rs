@@ -8,6 +8,10 @@
 //! lookup that leaves the directory (a `..`, an absolute symlink, a
 //! symlink whose target lies outside), so what a request names can never
 //! open a file elsewhere, whatever the path resolution above got wrong.
+//! Where `openat2` is missing (`ENOSYS`: a seccomp filter of an older
+//! container runtime, an emulator), the file is opened with `openat` and
+//! kept only if where it ended up (its `/proc/self/fd` link) is the place
+//! the rules allow; said once in the log.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -16,6 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -303,6 +308,9 @@ fn beneath(root: &Path, rel: &[u8], symlinks: Symlinks) -> io::Result<File> {
     )?;
     let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
     let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return checked_open(&dir, rel, flags, symlinks);
+    }
     let resolve = match symlinks {
         Symlinks::Beneath => libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
         Symlinks::Never => libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
@@ -314,21 +322,64 @@ fn beneath(root: &Path, rel: &[u8], symlinks: Symlinks) -> io::Result<File> {
         // if where it ended up lies below the directory after all.
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) && symlinks == Symlinks::Beneath => {
             let fd = open_path(dir.as_raw_fd(), rel, flags, libc::RESOLVE_NO_MAGICLINKS)?;
-            let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
-            let top = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
-            if real.starts_with(&top) {
+            if below(&dir, &fd, None)? {
                 Ok(File::from(fd))
             } else {
                 Err(e)
             }
         }
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => checked_open(&dir, rel, flags, symlinks),
         Err(e) => Err(e),
         Ok(fd) => Ok(File::from(fd)),
     }
 }
 
+/// Set once `openat2` answered `ENOSYS`.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Without `openat2`: opens `rel` following whatever it meets, then keeps
+/// the file only if its real path is below `dir` (`Beneath`), exactly
+/// `dir`/`rel` (`Never`: any symlink on the way makes them differ), or
+/// anywhere (`Any`). A refusal is the error `openat2` would have given.
+fn checked_open(dir: &OwnedFd, rel: &[u8], flags: libc::c_int, symlinks: Symlinks) -> io::Result<File> {
+    let fd = open_path(dir.as_raw_fd(), rel, flags, 0)?;
+    let ok = match symlinks {
+        Symlinks::Any => true,
+        Symlinks::Beneath => below(dir, &fd, None)?,
+        Symlinks::Never => below(dir, &fd, Some(rel))?,
+    };
+    if ok {
+        Ok(File::from(fd))
+    } else {
+        Err(io::Error::from_raw_os_error(match symlinks {
+            Symlinks::Never => libc::ELOOP,
+            _ => libc::EXDEV,
+        }))
+    }
+}
+
+/// Whether `fd` lies below the directory `dir` (with `exact`: is
+/// `dir`/`exact`), by the links of both in `/proc/self/fd`.
+fn below(dir: &OwnedFd, fd: &OwnedFd, exact: Option<&[u8]>) -> io::Result<bool> {
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    let top = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+    Ok(match exact {
+        None => real.starts_with(&top),
+        Some(rel) => {
+            let mut want = top;
+            for part in rel.split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".") {
+                want.push(std::ffi::OsStr::from_bytes(part));
+            }
+            real == want
+        }
+    })
+}
+
 fn open_path(dir: libc::c_int, path: &[u8], flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
     let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return open_at(dir, &c, flags, resolve);
+    }
     // SAFETY: open_how is plain data; every field is set below.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
@@ -349,7 +400,35 @@ fn open_path(dir: libc::c_int, path: &[u8], flags: libc::c_int, resolve: u64) ->
             return Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
         }
         let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            if !NO_OPENAT2.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "openat2 is not available here (ENOSYS): static files are opened with openat and checked by their real path instead"
+                );
+            }
+            return open_at(dir, &c, flags, resolve);
+        }
         if e.raw_os_error() != Some(libc::EAGAIN) && e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `openat` for a lookup without `resolve` rules; with rules, `ENOSYS`
+/// (the caller checks the result itself, see [`checked_open`]).
+fn open_at(dir: libc::c_int, c: &CString, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
+    if resolve != 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    loop {
+        // SAFETY: `c` outlives the call.
+        let fd = unsafe { libc::openat(dir, c.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: a new descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
     }
@@ -376,4 +455,60 @@ fn list_now(root: &Path, rel: &[u8], symlinks: Symlinks) -> io::Result<(Vec<Entr
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((out, more))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A root with a file, a relative and an absolute symlink to it, and a
+    /// symlink out to a file beside the root.
+    fn tree(name: &str) -> PathBuf {
+        let base = std::env::temp_dir().join(format!("ringway-open-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/file.txt"), "inside").unwrap();
+        std::fs::write(base.join("outside.txt"), "outside").unwrap();
+        symlink("sub/file.txt", root.join("rel-link")).unwrap();
+        symlink(root.join("sub/file.txt"), root.join("abs-link")).unwrap();
+        symlink("../outside.txt", root.join("out-link")).unwrap();
+        symlink("../sub", root.join("sub/up")).unwrap();
+        root
+    }
+
+    fn fallback(root: &Path, rel: &str, symlinks: Symlinks) -> Result<String, i32> {
+        let dir = open_at(
+            libc::AT_FDCWD,
+            &CString::new(root.as_os_str().as_bytes()).unwrap(),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .unwrap();
+        checked_open(&dir, rel.as_bytes(), libc::O_RDONLY, symlinks)
+            .map(|f| std::io::read_to_string(f).unwrap())
+            .map_err(|e| e.raw_os_error().unwrap())
+    }
+
+    #[test]
+    fn without_openat2_the_real_path_decides() {
+        let root = tree("fallback");
+        use Symlinks::*;
+        for s in [Beneath, Never, Any] {
+            assert_eq!(fallback(&root, "sub/file.txt", s).as_deref(), Ok("inside"));
+        }
+        // Symlinks whose target stays below the root: Beneath and Any.
+        for rel in ["rel-link", "abs-link", "sub/up/file.txt"] {
+            assert_eq!(fallback(&root, rel, Beneath).as_deref(), Ok("inside"), "{rel}");
+            assert_eq!(fallback(&root, rel, Any).as_deref(), Ok("inside"), "{rel}");
+            assert_eq!(fallback(&root, rel, Never), Err(libc::ELOOP), "{rel}");
+        }
+        // Out of the root: Any alone.
+        assert_eq!(fallback(&root, "out-link", Beneath), Err(libc::EXDEV));
+        assert_eq!(fallback(&root, "out-link", Never), Err(libc::ELOOP));
+        assert_eq!(fallback(&root, "out-link", Any).as_deref(), Ok("outside"));
+        assert_eq!(fallback(&root, "missing", Beneath), Err(libc::ENOENT));
+        let _ = std::fs::remove_dir_all(root.parent().unwrap());
+    }
 }
