@@ -4,6 +4,7 @@
 #   bash perf/callgrind.sh            # plain HTTP/1.1, the `tiny` request
 #   PROTO=h2c bash perf/callgrind.sh  # HTTP/2 with prior knowledge, one stream at a time
 #   KEEP=dir bash perf/callgrind.sh   # keeps both profiles, for callgrind_annotate
+#   TARGET=static bash perf/callgrind.sh  # a 1 KiB file from a static location instead
 #
 # ringway runs under `valgrind --tool=callgrind` with one worker, twice: once
 # for N1 and once for N2 requests from `h2load -c 1` (one connection, one
@@ -19,6 +20,7 @@ cd "$REPO_ROOT"
 N1="${N1:-2000}"
 N2="${N2:-10000}"
 PROTO="${PROTO:-h1}"          # h1 | h2c
+TARGET="${TARGET:-proxy}"     # proxy (/size/100 from perf-backend) | static (a 1 KiB file)
 DRIVER="${RINGWAY_DRIVER:-}"  # passed through: "" (io_uring) or legacy
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP="${KEEP:-}"              # a directory: the callgrind profiles are kept there
@@ -60,6 +62,14 @@ target/release/examples/perf-backend --listen "127.0.0.1:$BACKEND_PORT" --thread
 PIDS+=($!)
 wait_port "$BACKEND_PORT" "${PIDS[-1]}" || die "perf-backend did not start"
 
+case "$TARGET" in
+    proxy) REQ_PATH=/size/100 ;;
+    static) REQ_PATH=/static/1024 ;;
+    *) die "TARGET must be proxy or static" ;;
+esac
+mkdir -p "$WORK/site/static"
+head -c 1024 /dev/urandom >"$WORK/site/static/1024"
+
 h2c_line=""
 # h2load does not open a new connection after a GOAWAY: keepalive_requests
 # (streams per connection) must not end the run.
@@ -83,6 +93,10 @@ $h2c_line
 [[server.location]]
 path = "/"
 proxy_pass = "http://backend"
+
+[[server.location]]
+path = "/static/"
+root = "$WORK/site"
 EOF
 
 h2load_args=(-c 1 -m 1)
@@ -95,8 +109,8 @@ total() { # N -> total user-space instructions of a run of N requests
     local pid=$!
     wait_port "$PORT" "$pid" || { cat "$WORK/ringway.$n.log" >&2; die "ringway did not start"; }
     # One request first, unmeasured, so lazily built state exists in both runs.
-    h2load "${h2load_args[@]}" -n 1 "http://127.0.0.1:$PORT/size/100" >/dev/null
-    h2load "${h2load_args[@]}" -n "$n" "http://127.0.0.1:$PORT/size/100" >"$WORK/h2load.$n" \
+    h2load "${h2load_args[@]}" -n 1 "http://127.0.0.1:$PORT$REQ_PATH" >/dev/null
+    h2load "${h2load_args[@]}" -n "$n" "http://127.0.0.1:$PORT$REQ_PATH" >"$WORK/h2load.$n" \
         || die "h2load failed: $(cat "$WORK/h2load.$n")"
     grep -q "succeeded, 0 errored" "$WORK/h2load.$n" || log "h2load: $(grep 'requests:' "$WORK/h2load.$n")"
     kill -TERM "$pid"
@@ -108,4 +122,4 @@ total() { # N -> total user-space instructions of a run of N requests
 t1=$(total "$N1")
 t2=$(total "$N2")
 per=$(( (t2 - t1) / (N2 - N1) ))
-echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), ${PROTO}, driver ${DRIVER:-io_uring}: ${t1} instructions for ${N1} requests, ${t2} for ${N2}: ${per} per request"
+echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), ${PROTO} ${REQ_PATH}, driver ${DRIVER:-io_uring}: ${t1} instructions for ${N1} requests, ${t2} for ${N2}: ${per} per request"

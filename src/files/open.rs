@@ -56,6 +56,9 @@ pub struct Rep {
     pub meta: Meta,
     /// The whole content, for files up to [`SMALL`].
     pub bytes: Option<Bytes>,
+    /// Its validators as sent, made once when it is opened.
+    pub etag: Box<str>,
+    pub last_modified: Box<str>,
 }
 
 /// The outcome of a lookup.
@@ -273,6 +276,8 @@ fn rep(file: File, meta: Meta) -> io::Result<Option<Rep>> {
     };
     Ok(Some(Rep {
         file: Arc::new(file),
+        etag: super::http::etag(meta.mtime, meta.size).into(),
+        last_modified: httpdate::fmt_http_date(meta.mtime).into(),
         meta,
         bytes,
     }))

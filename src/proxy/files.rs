@@ -3,6 +3,7 @@
 //! response through the local-response seam (`local.rs`) with the HTTP
 //! rules of `files::http` and the precompressed siblings.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
@@ -260,8 +261,7 @@ async fn send_file<S: ClientSession>(
         None => main,
     };
     let size = rep.meta.size;
-    let etag = http::etag(rep.meta.mtime, size);
-    let last_modified = httpdate::fmt_http_date(rep.meta.mtime);
+    let etag: &str = &rep.etag;
 
     // The status and the byte ranges sent.
     let (status, ranges) = match a.error_status {
@@ -278,12 +278,12 @@ async fn send_file<S: ClientSession>(
                 if_modified_since: h("if-modified-since"),
                 if_unmodified_since: h("if-unmodified-since"),
             };
-            match http::precondition(&conds, &etag, rep.meta.mtime) {
+            match http::precondition(&conds, etag, rep.meta.mtime) {
                 Precondition::Failed => return send_short(ctx, ds, ex, a, 412, &[]).await,
                 Precondition::NotModified => (304, None),
                 Precondition::Proceed => match h("range") {
                     Some(r)
-                        if h("if-range").is_none_or(|v| http::if_range_holds(v, &etag, rep.meta.mtime)) =>
+                        if h("if-range").is_none_or(|v| http::if_range_holds(v, etag, rep.meta.mtime)) =>
                     {
                         match http::ranges(r, size) {
                             Ranges::Whole => (200, None),
@@ -301,38 +301,49 @@ async fn send_file<S: ClientSession>(
         }
     };
 
-    let mut fields: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(10);
-    let boundary = String::from_utf8_lossy(ex.request_id.as_bytes()).into_owned();
+    // Borrowed where the value already exists; the few made here owned.
+    let mut fields: Vec<(&[u8], Cow<[u8]>)> = Vec::with_capacity(10);
+    let multipart = ranges.as_ref().is_some_and(|v| v.len() > 1);
+    let boundary = if multipart {
+        String::from_utf8_lossy(ex.request_id.as_bytes()).into_owned()
+    } else {
+        String::new()
+    };
     match ranges.as_deref() {
         Some([(a0, b0)]) => {
-            fields.push((b"Content-Type", ctype.as_bytes().to_vec()));
-            fields.push((b"Content-Range", http::content_range(*a0, *b0, size).into_bytes()));
+            fields.push((b"Content-Type", Cow::Borrowed(ctype.as_bytes())));
+            fields.push((
+                b"Content-Range",
+                http::content_range(*a0, *b0, size).into_bytes().into(),
+            ));
         }
         Some(_) => fields.push((
             b"Content-Type",
-            format!("multipart/byteranges; boundary={boundary}").into_bytes(),
+            format!("multipart/byteranges; boundary={boundary}")
+                .into_bytes()
+                .into(),
         )),
-        None => fields.push((b"Content-Type", ctype.as_bytes().to_vec())),
+        None => fields.push((b"Content-Type", Cow::Borrowed(ctype.as_bytes()))),
     }
     if let Some(g) = encoding {
-        fields.push((b"Content-Encoding", g.name().as_bytes().to_vec()));
+        fields.push((b"Content-Encoding", Cow::Borrowed(g.name().as_bytes())));
     }
     if !offered.is_empty() {
-        fields.push((b"Vary", b"Accept-Encoding".to_vec()));
+        fields.push((b"Vary", Cow::Borrowed(b"Accept-Encoding")));
     }
     if a.error_status.is_none() {
-        fields.push((b"Last-Modified", last_modified.into_bytes()));
-        fields.push((b"ETag", etag.into_bytes()));
-        fields.push((b"Accept-Ranges", b"bytes".to_vec()));
+        fields.push((b"Last-Modified", Cow::Borrowed(rep.last_modified.as_bytes())));
+        fields.push((b"ETag", Cow::Borrowed(etag.as_bytes())));
+        fields.push((b"Accept-Ranges", Cow::Borrowed(b"bytes")));
         if let Some(e) = a.st.expires {
             let (expires, cc) = http::expiry(SystemTime::now(), e);
-            fields.push((b"Expires", expires.into_bytes()));
+            fields.push((b"Expires", expires.into_bytes().into()));
             if a.st.cache_control.is_none() {
-                fields.push((b"Cache-Control", cc.into_bytes()));
+                fields.push((b"Cache-Control", cc.into_bytes().into()));
             }
         }
         if let Some(cc) = &a.st.cache_control {
-            fields.push((b"Cache-Control", cc.as_bytes().to_vec()));
+            fields.push((b"Cache-Control", Cow::Borrowed(cc.as_bytes())));
         }
     }
     let piece = |offset: u64, len: u64| -> Part {
@@ -365,7 +376,7 @@ async fn send_file<S: ClientSession>(
             (LocalBody::Parts(parts), Some(total))
         }
     };
-    let borrowed: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let borrowed: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_ref())).collect();
     let (head, meta) = local::head(status, &borrowed, length);
     local::respond(ctx, ds, ex, a.location, a.resp_lines, &head, &meta, body).await
 }

@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::http::encode;
 use crate::http::framing::response_meta;
 use crate::http::parse::{parse_response, Parsed};
-use crate::http::{ResponseHead, ResponseMeta};
+use crate::http::{HeaderSpan, ResponseHead, ResponseMeta, Span, Version};
 
 /// The most fields a local head may have (a stored head included).
 const MAX_FIELDS: usize = 200;
@@ -34,14 +34,57 @@ const MAX_FIELDS: usize = 200;
 pub fn head(status: u16, fields: &[(&[u8], &[u8])], length: Option<u64>) -> (ResponseHead, ResponseMeta) {
     let mut out = Vec::with_capacity(64 + fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
     encode::status_line(status, b"", &mut out);
+    // The spans are those of the bytes written: no parse of our own head.
+    let reason = Span {
+        start: 13,
+        end: (out.len() - 2) as u32,
+    };
+    let mut headers = Vec::with_capacity(fields.len() + 1);
+    let mut field = |name: &[u8], value: &[u8], out: &mut Vec<u8>| {
+        debug_assert!(
+            !name.is_empty() && !name.contains(&b':') && !value.iter().any(|&b| b == b'\r' || b == b'\n'),
+            "a malformed local field"
+        );
+        let start = out.len() as u32;
+        encode::header(name, value, out);
+        let name_end = start + name.len() as u32;
+        headers.push(HeaderSpan {
+            name: Span { start, end: name_end },
+            value: Span {
+                start: name_end + 2,
+                end: name_end + 2 + value.len() as u32,
+            },
+        });
+    };
     for (name, value) in fields {
-        encode::header(name, value, &mut out);
+        field(name, value, &mut out);
     }
     if let Some(n) = length {
-        encode::content_length(n, &mut out);
+        field(
+            b"Content-Length",
+            itoa::Buffer::new().format(n).as_bytes(),
+            &mut out,
+        );
     }
     encode::end_head(&mut out);
-    parse_head(Bytes::from(out)).expect("a local response head is well formed")
+    let head = ResponseHead {
+        buf: Bytes::from(out),
+        status,
+        reason,
+        version: Version::Http11,
+        headers,
+    };
+    #[cfg(debug_assertions)]
+    {
+        let (parsed, _) = parse_head(head.buf.clone()).expect("a local response head is well formed");
+        debug_assert_eq!(
+            parsed.headers().collect::<Vec<_>>(),
+            head.headers().collect::<Vec<_>>()
+        );
+        debug_assert_eq!(parsed.reason.of(&parsed.buf), head.reason.of(&head.buf));
+    }
+    let meta = response_meta(&head, false).expect("a local response head is well formed");
+    (head, meta)
 }
 
 /// A local response's head from the whole bytes of an HTTP/1.1 head (a
