@@ -25,6 +25,9 @@ const ZSTD_WINDOW_LOG: u32 = 18;
 const BROTLI_BUF: usize = 4096;
 
 enum Codec {
+    /// Not made yet: the state is made with the first input, so a response
+    /// waiting for its head's write or its upstream holds none.
+    Pending(Algorithm, Levels),
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
@@ -38,25 +41,35 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn new(alg: Algorithm, levels: &Levels) -> std::io::Result<Encoder> {
-        let codec = match alg {
-            Algorithm::Gzip => Codec::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::new(levels.gzip),
-            )),
-            Algorithm::Br => Codec::Br(Box::new(brotli::CompressorWriter::new(
-                Vec::new(),
-                BROTLI_BUF,
-                levels.br,
-                BROTLI_LGWIN,
-            ))),
-            Algorithm::Zstd => {
-                let mut z = zstd::stream::write::Encoder::new(Vec::new(), levels.zstd)?;
-                z.window_log(ZSTD_WINDOW_LOG)?;
-                Codec::Zstd(z)
-            }
-        };
-        Ok(Encoder { codec })
+    /// Allocates nothing yet (see [`Codec::Pending`]); a codec that cannot
+    /// be made fails the first call that needs it.
+    pub fn new(alg: Algorithm, levels: &Levels) -> Encoder {
+        Encoder {
+            codec: Codec::Pending(alg, *levels),
+        }
+    }
+
+    fn made(&mut self) -> std::io::Result<&mut Codec> {
+        if let Codec::Pending(alg, levels) = self.codec {
+            self.codec = match alg {
+                Algorithm::Gzip => Codec::Gzip(flate2::write::GzEncoder::new(
+                    Vec::new(),
+                    flate2::Compression::new(levels.gzip),
+                )),
+                Algorithm::Br => Codec::Br(Box::new(brotli::CompressorWriter::new(
+                    Vec::new(),
+                    BROTLI_BUF,
+                    levels.br,
+                    BROTLI_LGWIN,
+                ))),
+                Algorithm::Zstd => {
+                    let mut z = zstd::stream::write::Encoder::new(Vec::new(), levels.zstd)?;
+                    z.window_log(ZSTD_WINDOW_LOG)?;
+                    Codec::Zstd(z)
+                }
+            };
+        }
+        Ok(&mut self.codec)
     }
 
     fn out(&mut self) -> Option<&mut Vec<u8>> {
@@ -64,18 +77,18 @@ impl Encoder {
             Codec::Gzip(g) => Some(g.get_mut()),
             Codec::Br(b) => Some(b.get_mut()),
             Codec::Zstd(z) => Some(z.get_mut()),
-            Codec::Done => None,
+            Codec::Pending(..) | Codec::Done => None,
         }
     }
 
     /// Compresses `input`: `emit` gets whatever output is ready (often
     /// nothing until a flush).
     pub fn write(&mut self, input: &[u8], emit: impl FnOnce(&[u8])) -> std::io::Result<()> {
-        match &mut self.codec {
+        match self.made()? {
             Codec::Gzip(g) => g.write_all(input)?,
             Codec::Br(b) => b.write_all(input)?,
             Codec::Zstd(z) => z.write_all(input)?,
-            Codec::Done => return Err(std::io::ErrorKind::BrokenPipe.into()),
+            Codec::Pending(..) | Codec::Done => return Err(std::io::ErrorKind::BrokenPipe.into()),
         }
         self.drain(emit);
         Ok(())
@@ -84,11 +97,11 @@ impl Encoder {
     /// Flushes to a point the client can decode up to: `emit` gets the
     /// output of everything written so far.
     pub fn flush(&mut self, emit: impl FnOnce(&[u8])) -> std::io::Result<()> {
-        match &mut self.codec {
+        match self.made()? {
             Codec::Gzip(g) => g.flush()?,
             Codec::Br(b) => b.flush()?,
             Codec::Zstd(z) => z.flush()?,
-            Codec::Done => return Err(std::io::ErrorKind::BrokenPipe.into()),
+            Codec::Pending(..) | Codec::Done => return Err(std::io::ErrorKind::BrokenPipe.into()),
         }
         self.drain(emit);
         Ok(())
@@ -96,11 +109,13 @@ impl Encoder {
 
     /// Ends the compressed stream: `emit` gets its last bytes.
     pub fn finish(&mut self, emit: impl FnOnce(&[u8])) -> std::io::Result<()> {
+        // An empty body still ends in a valid (empty) stream.
+        self.made()?;
         let out = match std::mem::replace(&mut self.codec, Codec::Done) {
             Codec::Gzip(g) => g.finish()?,
             Codec::Br(b) => b.into_inner(),
             Codec::Zstd(z) => z.finish()?,
-            Codec::Done => return Ok(()),
+            Codec::Pending(..) | Codec::Done => return Ok(()),
         };
         emit(&out);
         Ok(())
@@ -138,7 +153,7 @@ mod tests {
             .flat_map(|i| format!("line {i}\n").into_bytes())
             .collect();
         for alg in [Algorithm::Gzip, Algorithm::Br, Algorithm::Zstd] {
-            let mut e = Encoder::new(alg, &levels()).unwrap();
+            let mut e = Encoder::new(alg, &levels());
             let mut out = Vec::new();
             let mut emitted_each = true;
             for piece in text.chunks(7000) {

@@ -678,15 +678,12 @@ pub(super) async fn send_response<S: ClientSession>(
         .compress
         .as_deref()
         .and_then(|c| compress::decide(c, &ex.head, head_request, head, body).map(|e| (c, e)));
-    // Boxed: its state would otherwise be carried in every response's future.
-    let mut encoder = match edit {
-        Some((c, compress::Edit { encoding: Some(alg) })) if body != BodyKind::Empty => Some(Box::new(
-            compress::Encoder::new(alg, &c.levels).map_err(|_| Error::new(ErrorKind::Internal))?,
-        )),
+    let encoding = match edit {
+        Some((c, compress::Edit { encoding: Some(alg) })) if body != BodyKind::Empty => Some((c, alg)),
         _ => None,
     };
     // A compressed body's length is not known before it ends.
-    let body_kind = match (&encoder, body) {
+    let body_kind = match (&encoding, body) {
         (Some(_), BodyKind::Length(_)) => BodyKind::Chunked,
         (_, kind) => kind,
     };
@@ -725,6 +722,11 @@ pub(super) async fn send_response<S: ClientSession>(
         .map_err(|_| Error::new(ErrorKind::ClientGone))?;
     ex.status = head.status;
     ex.body_bytes = first;
+    // The codec's state (a few hundred KiB) is made with the first body
+    // bytes (see `compress::Encoder`): made before the head's write and the
+    // upstream's first read, it would be held through those waits by every
+    // response in flight, which on io_uring is all of them.
+    let mut encoder = encoding.map(|(c, alg)| Box::new(compress::Encoder::new(alg, &c.levels)));
 
     // Phase: forward_response_body.
     match ds
