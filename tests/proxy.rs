@@ -46,6 +46,8 @@ mod keepalive;
 mod lifecycle;
 #[path = "proxy/limits.rs"]
 mod limits;
+#[path = "proxy/limits_conn.rs"]
+mod limits_conn;
 #[path = "proxy/locations.rs"]
 mod locations;
 #[path = "proxy/log_format.rs"]

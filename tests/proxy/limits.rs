@@ -14,7 +14,7 @@ use crate::support::*;
 /// A config with `limits` (TOML of `[[limit]]` tables) and one server on a
 /// port of `listen_port()`, with h2c, whose locations are `locations`, and
 /// an admin listener.
-fn limited(limits: &str, server_extra: &str, locations: &str) -> String {
+pub fn limited(limits: &str, server_extra: &str, locations: &str) -> String {
     config(&format!(
         r#"
 {limits}
@@ -36,7 +36,7 @@ listen = "127.0.0.1:{admin}"
 }
 
 /// The metric of limit `name` for `outcome`, summed over workers.
-fn counted(p: &Proxy, name: &str, outcome: &str) -> u64 {
+pub fn counted(p: &Proxy, name: &str, outcome: &str) -> u64 {
     Scrape::take(p.admin_addr(), false).get(
         "ringway_limit_requests_total",
         &[("limit", name), ("outcome", outcome)],
@@ -44,7 +44,7 @@ fn counted(p: &Proxy, name: &str, outcome: &str) -> u64 {
 }
 
 /// curl over h2c prior knowledge: (status, head and body text).
-fn h2_get(p: &Proxy, path: &str, headers: &[&str]) -> (u16, String) {
+pub fn h2_get(p: &Proxy, path: &str, headers: &[&str]) -> (u16, String) {
     let mut args = vec!["--http2-prior-knowledge", "-i"];
     for h in headers {
         args.extend(["-H", h]);
