@@ -283,6 +283,7 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
         ["limit"] => fields_of::<crate::limit::RawLimit>(),
+        ["server", "access"] | ["server", "location", "access"] => fields_of::<crate::access::RawRule>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }

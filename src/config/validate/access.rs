@@ -1,11 +1,34 @@
-//! `[[limit]]` and the `limits` lists of server blocks and locations: the
-//! checks are the features' (`crate::limit`); here they get the loader's
-//! error list, and a location gets its own list or, without one, its
+//! `[[limit]]`, the `limits` lists and the access keys (IP rules) of
+//! server blocks and locations: the checks are the features'
+//! (`crate::limit`, `crate::access`); here they get the loader's error
+//! list, and a location gets its own setting or, without one, its
 //! server's.
 
+use std::path::{Path, PathBuf};
+
 use super::*;
+use crate::access::config::{self as access, RawIp};
 use crate::access::Plan;
 use crate::limit::config as limit;
+
+impl access::Report for Checker<'_> {
+    fn error_in_file(&mut self, file: &Path, line: usize, key: String, message: String) {
+        self.errors.push(ConfigError {
+            file: file.display().to_string(),
+            line,
+            col: 1,
+            key,
+            message,
+        });
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        Path::new(&self.file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
 
 /// Checks every `[[limit]]`, and keeps them (and every name written) for
 /// the lists that name them.
@@ -23,18 +46,31 @@ pub(super) fn limits(c: &mut Checker, raw: &RawConfig) -> Vec<crate::limit::Limi
 
 /// The server block's plan (what its locations inherit).
 pub(super) fn server(c: &mut Checker, s: &RawServer, key: &str) -> Plan {
+    let raw = RawIp {
+        allow: s.allow.as_ref(),
+        deny: s.deny.as_ref(),
+        access: s.access.as_ref(),
+    };
     Plan {
         limits: s.limits.as_ref().map_or_else(Vec::new, |v| names(c, v, key)),
+        ip: access::ip(c, &raw, key),
     }
 }
 
 /// The plan of a location: its own `limits`, else its server block's.
 pub(super) fn location(c: &mut Checker, l: &RawLocation, lkey: &str, server: &Plan) -> Plan {
+    let raw = RawIp {
+        allow: l.allow.as_ref(),
+        deny: l.deny.as_ref(),
+        access: l.access.as_ref(),
+    };
     Plan {
         limits: match &l.limits {
             Some(v) => names(c, v, lkey),
             None => server.limits.clone(),
         },
+        // As nginx: a location's rules replace its server block's whole.
+        ip: access::ip(c, &raw, lkey).or_else(|| server.ip.clone()),
     }
 }
 

@@ -1,0 +1,91 @@
+//! The access keys of server blocks and locations as written (`allow`,
+//! `deny`, `access`, `auth`), their checks, and the compiled rules. The
+//! config loader hands a [`Report`] in, so these errors carry
+//! file:line:col like every other, and those found in a file the config
+//! names (a users file, a keys file) carry that file's line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::ip::{Net, Rule, Rules};
+
+/// Where the checks' findings go.
+pub trait Report: crate::compress::Report {
+    /// An error in a file the config names, at line `line` (1-based).
+    fn error_in_file(&mut self, file: &Path, line: usize, key: String, message: String);
+    /// The directory relative paths are taken from (the config file's).
+    fn base_dir(&self) -> PathBuf;
+}
+
+/// One entry of the ordered form: `{ allow = "10.0.0.0/8" }` or
+/// `{ deny = "all" }`.
+#[derive(Debug, Deserialize)]
+pub struct RawRule {
+    pub allow: Option<Spanned<String>>,
+    pub deny: Option<Spanned<String>>,
+}
+
+/// A block's IP keys as written.
+pub struct RawIp<'a> {
+    pub allow: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub deny: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub access: Option<&'a Spanned<Vec<Spanned<RawRule>>>>,
+}
+
+/// A block's IP rules: `None` when it writes none (a location then keeps
+/// its server block's), `Some` of the compiled list otherwise (an empty
+/// list, as `allow = []`, allows everyone and still replaces the block's).
+pub fn ip<R: Report>(r: &mut R, raw: &RawIp<'_>, key: &str) -> Option<Rules> {
+    if raw.allow.is_none() && raw.deny.is_none() && raw.access.is_none() {
+        return None;
+    }
+    let mut out = Vec::new();
+    if let Some(access) = raw.access {
+        for (k, span) in [
+            ("allow", raw.allow.map(Spanned::span)),
+            ("deny", raw.deny.map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                r.error(
+                    span,
+                    format!("{key}.{k}"),
+                    "a block has `allow`/`deny` lists or the ordered `access = [...]`, not both: move these into `access`"
+                        .into(),
+                );
+            }
+        }
+        for (i, rule) in access.get_ref().iter().enumerate() {
+            let at = format!("{key}.access[{i}]");
+            let rule_ref = rule.get_ref();
+            let (net, allow) = match (&rule_ref.allow, &rule_ref.deny) {
+                (Some(n), None) => (n, true),
+                (None, Some(n)) => (n, false),
+                _ => {
+                    r.error(
+                        rule.span(),
+                        at,
+                        "each entry is `{ allow = \"...\" }` or `{ deny = \"...\" }`, one key".into(),
+                    );
+                    continue;
+                }
+            };
+            let which = if allow { "allow" } else { "deny" };
+            match Net::parse(net.get_ref()) {
+                Ok(net) => out.push(Rule { net, allow }),
+                Err(e) => r.error(net.span(), format!("{at}.{which}"), e),
+            }
+        }
+    } else {
+        for (list, allow, k) in [(raw.allow, true, "allow"), (raw.deny, false, "deny")] {
+            for (i, n) in list.iter().flat_map(|l| l.get_ref().iter().enumerate()) {
+                match Net::parse(n.get_ref()) {
+                    Ok(net) => out.push(Rule { net, allow }),
+                    Err(e) => r.error(n.span(), format!("{key}.{k}[{i}]"), e),
+                }
+            }
+        }
+    }
+    Some(Rules(out.into_boxed_slice()))
+}
