@@ -10,6 +10,8 @@
 
 mod support;
 
+#[path = "proxy/access_basic.rs"]
+mod access_basic;
 #[path = "proxy/access_ip.rs"]
 mod access_ip;
 #[path = "proxy/balance.rs"]

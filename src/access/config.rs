@@ -89,3 +89,41 @@ pub fn ip<R: Report>(r: &mut R, raw: &RawIp<'_>, key: &str) -> Option<Rules> {
     }
     Some(Rules(out.into_boxed_slice()))
 }
+
+/// `auth = { basic = { ... } }`: one method per block.
+#[derive(Debug, Deserialize)]
+pub struct RawAuth {
+    pub basic: Option<Spanned<super::basic::RawBasic>>,
+}
+
+/// A block's `auth`, checked (`None`: in error, reported).
+pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<super::Auth> {
+    let a = raw.get_ref();
+    let key = format!("{key}.auth");
+    let methods = [("basic", a.basic.as_ref().map(Spanned::span))];
+    let given: Vec<_> = methods.iter().filter(|(_, s)| s.is_some()).collect();
+    match given.as_slice() {
+        [] => {
+            r.error(
+                raw.span(),
+                key,
+                "names no method: write `basic = { realm = \"...\", users_file = \"...\" }`".into(),
+            );
+            return None;
+        }
+        [_] => {}
+        [_, (second, Some(span)), ..] => {
+            r.error(
+                span.clone(),
+                format!("{key}.{second}"),
+                "a block has one authentication method: keep one".into(),
+            );
+            return None;
+        }
+        _ => return None,
+    }
+    if let Some(b) = &a.basic {
+        return super::basic::check(r, b.get_ref(), &format!("{key}.basic")).map(super::Auth::Basic);
+    }
+    None
+}

@@ -231,6 +231,8 @@ pub struct RawServer {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
     pub access: Option<Spanned<Vec<Spanned<crate::access::RawRule>>>>,
+    /// `auth = { basic = ... }`: one method (`crate::access`).
+    pub auth: Option<Spanned<crate::access::RawAuth>>,
     /// `error_pages = { "404" = "/404.html" }`: for the block's locations
     /// without their own, and for requests no location takes.
     pub error_pages: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
@@ -327,6 +329,8 @@ pub struct RawLocation {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
     pub access: Option<Spanned<Vec<Spanned<crate::access::RawRule>>>>,
+    /// `auth = { basic = ... }`: one method (`crate::access`).
+    pub auth: Option<Spanned<crate::access::RawAuth>>,
     /// Static files (`crate::files`): `root` or `alias` and their keys.
     pub root: Option<Spanned<String>>,
     pub alias: Option<Spanned<String>>,

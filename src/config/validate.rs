@@ -284,6 +284,10 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "location", "split"] => fields_of::<RawSplit>(),
         ["limit"] => fields_of::<crate::limit::RawLimit>(),
         ["server", "access"] | ["server", "location", "access"] => fields_of::<crate::access::RawRule>(),
+        ["server", "auth"] | ["server", "location", "auth"] => fields_of::<crate::access::RawAuth>(),
+        ["server", "auth", "basic"] | ["server", "location", "auth", "basic"] => {
+            fields_of::<crate::access::basic::RawBasic>()
+        }
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }

@@ -145,12 +145,21 @@ async fn pass<S: ClientSession>(
         }
     }
 
-    // Phases preaccess and access: limits, IP rules (src/access/).
+    // Phases preaccess and access: limits, IP rules, auth (src/access/).
     let _admitted = if location.access.is_empty() {
         Default::default()
     } else {
         let vars = base.request(cur_path, cur_args, None);
-        match crate::access::check(ctx.id, &location.access, &gen.metrics.limits, &vars, ex.client).await {
+        match crate::access::check(
+            ctx.id,
+            &location.access,
+            &gen.metrics.limits,
+            &vars,
+            ex.client,
+            &ex.head,
+        )
+        .await
+        {
             Ok(a) => a,
             Err(r) => {
                 let body = respond::error_body(r.status);

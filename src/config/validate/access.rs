@@ -54,6 +54,11 @@ pub(super) fn server(c: &mut Checker, s: &RawServer, key: &str) -> Plan {
     Plan {
         limits: s.limits.as_ref().map_or_else(Vec::new, |v| names(c, v, key)),
         ip: access::ip(c, &raw, key),
+        auth: s
+            .auth
+            .as_ref()
+            .and_then(|a| access::auth(c, a, key))
+            .map(Arc::new),
     }
 }
 
@@ -71,6 +76,10 @@ pub(super) fn location(c: &mut Checker, l: &RawLocation, lkey: &str, server: &Pl
         },
         // As nginx: a location's rules replace its server block's whole.
         ip: access::ip(c, &raw, lkey).or_else(|| server.ip.clone()),
+        auth: match &l.auth {
+            Some(a) => access::auth(c, a, lkey).map(Arc::new),
+            None => server.auth.clone(),
+        },
     }
 }
 
