@@ -10,6 +10,8 @@
 
 mod support;
 
+#[path = "proxy/access_apikey.rs"]
+mod access_apikey;
 #[path = "proxy/access_basic.rs"]
 mod access_basic;
 #[path = "proxy/access_ip.rs"]

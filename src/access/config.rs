@@ -90,24 +90,31 @@ pub fn ip<R: Report>(r: &mut R, raw: &RawIp<'_>, key: &str) -> Option<Rules> {
     Some(Rules(out.into_boxed_slice()))
 }
 
-/// `auth = { basic = { ... } }`: one method per block.
+/// `auth = { basic = { ... } }` or `{ api_key = { ... } }`: one method per
+/// block.
 #[derive(Debug, Deserialize)]
 pub struct RawAuth {
     pub basic: Option<Spanned<super::basic::RawBasic>>,
+    pub api_key: Option<Spanned<super::apikey::RawApiKey>>,
 }
 
 /// A block's `auth`, checked (`None`: in error, reported).
 pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<super::Auth> {
     let a = raw.get_ref();
     let key = format!("{key}.auth");
-    let methods = [("basic", a.basic.as_ref().map(Spanned::span))];
-    let given: Vec<_> = methods.iter().filter(|(_, s)| s.is_some()).collect();
+    let methods = [
+        ("basic", a.basic.as_ref().map(Spanned::span)),
+        ("api_key", a.api_key.as_ref().map(Spanned::span)),
+    ];
+    let mut given: Vec<_> = methods.iter().filter(|(_, s)| s.is_some()).collect();
+    // The second one written is the one in error.
+    given.sort_by_key(|(_, s)| s.as_ref().map(|s| s.start));
     match given.as_slice() {
         [] => {
             r.error(
                 raw.span(),
                 key,
-                "names no method: write `basic = { realm = \"...\", users_file = \"...\" }`".into(),
+                "names no method: write `basic = { ... }` or `api_key = { ... }`".into(),
             );
             return None;
         }
@@ -124,6 +131,9 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
     }
     if let Some(b) = &a.basic {
         return super::basic::check(r, b.get_ref(), &format!("{key}.basic")).map(super::Auth::Basic);
+    }
+    if let Some(k) = &a.api_key {
+        return super::apikey::check(r, k.get_ref(), &format!("{key}.api_key")).map(super::Auth::ApiKey);
     }
     None
 }

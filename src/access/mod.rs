@@ -2,11 +2,16 @@
 //! location and the content phase, so they hold for `return` locations as
 //! for proxied ones: `[[limit]]`s (`crate::limit`), then IP rules
 //! (`ip.rs`), then authentication (`auth`, one method per location: Basic
-//! in `basic.rs` over `htpasswd.rs`).
+//! in `basic.rs` over `htpasswd.rs`, API keys in `apikey.rs`).
+//!
+//! What authentication learns goes upstream as fields ringway sets
+//! (`X-Consumer`); those names, and a key's own field, are in the
+//! location's `strip` list, so what a client sent under them never does.
 //!
 //! A location's [`Plan`] is made when the config loads; a location with
 //! nothing in it costs the request one branch.
 
+pub mod apikey;
 pub mod basic;
 pub mod cache;
 pub mod config;
@@ -34,12 +39,44 @@ pub struct Plan {
     pub ip: Option<ip::Rules>,
     /// `auth`: the location's, else its server block's.
     pub auth: Option<Arc<Auth>>,
+    /// Request fields never passed upstream (lower-case): the ones auth
+    /// sets and the one that carries an API key.
+    pub strip: Vec<String>,
 }
 
 /// An authentication method, with what it read at load.
 #[derive(Debug)]
 pub enum Auth {
     Basic(basic::Basic),
+    ApiKey(apikey::ApiKey),
+}
+
+impl Auth {
+    /// The request fields this method sets upstream, and the one that
+    /// carries its credential when that must not go on (lower-case).
+    pub fn fields(&self) -> Vec<String> {
+        match self {
+            Auth::Basic(_) => Vec::new(),
+            Auth::ApiKey(k) => {
+                let mut v = vec![apikey::CONSUMER.to_string()];
+                if let apikey::From::Header(h) = &k.from {
+                    v.push(h.clone());
+                }
+                v
+            }
+        }
+    }
+
+    /// The query parameter to cut from the upstream target, if any.
+    pub fn query_param(&self) -> Option<&str> {
+        match self {
+            Auth::ApiKey(k) => match &k.from {
+                apikey::From::Query(q) => Some(q),
+                apikey::From::Header(_) => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 impl Plan {
@@ -49,8 +86,13 @@ impl Plan {
 }
 
 /// What a request keeps until it ends: the places it holds under
-/// `connections` limits.
-pub type Admitted = Holds;
+/// `connections` limits, and the fields auth sets upstream (whole lines;
+/// empty, and unallocated, without auth).
+#[derive(Default)]
+pub struct Admitted {
+    pub holds: Holds,
+    pub lines: Vec<u8>,
+}
 
 /// Runs `plan` for one request on worker `w` from `client`: limits, then
 /// IP rules (403), then authentication (401).
@@ -72,9 +114,14 @@ pub async fn check(
             });
         }
     }
+    let mut lines = Vec::new();
     match plan.auth.as_deref() {
         None => {}
         Some(Auth::Basic(b)) => b.check(head).await?,
+        Some(Auth::ApiKey(k)) => {
+            let name = k.check(head)?;
+            crate::http::encode::header(b"X-Consumer", name.as_bytes(), &mut lines);
+        }
     }
-    Ok(holds)
+    Ok(Admitted { holds, lines })
 }

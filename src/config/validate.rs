@@ -288,6 +288,9 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "auth", "basic"] | ["server", "location", "auth", "basic"] => {
             fields_of::<crate::access::basic::RawBasic>()
         }
+        ["server", "auth", "api_key"] | ["server", "location", "auth", "api_key"] => {
+            fields_of::<crate::access::apikey::RawApiKey>()
+        }
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }

@@ -146,7 +146,7 @@ async fn pass<S: ClientSession>(
     }
 
     // Phases preaccess and access: limits, IP rules, auth (src/access/).
-    let _admitted = if location.access.is_empty() {
+    let admitted = if location.access.is_empty() {
         Default::default()
     } else {
         let vars = base.request(cur_path, cur_args, None);
@@ -233,6 +233,8 @@ async fn pass<S: ClientSession>(
             if let Some(h) = location.request_headers.as_deref() {
                 locate::render_fields(&h.set, &input, &mut req_lines)?;
             }
+            // What auth learned (`X-Consumer`, ...).
+            req_lines.extend_from_slice(&admitted.lines);
             let mut resp_lines = Vec::new();
             if let Some(h) = location.response_headers.as_deref() {
                 locate::render_fields(&h.fields, &input, &mut resp_lines)?;
@@ -271,6 +273,12 @@ async fn pass<S: ClientSession>(
                     pass,
                 ),
             };
+            // An API key sent as a query parameter does not go upstream.
+            let upstream_target = match location.access.auth.as_deref().and_then(|a| a.query_param()) {
+                Some(q) => crate::access::apikey::strip_query_param(&upstream_target, q.as_bytes())
+                    .map_or(upstream_target, Cow::Owned),
+                None => upstream_target,
+            };
             let plan = Plan {
                 up,
                 location,
@@ -284,6 +292,7 @@ async fn pass<S: ClientSession>(
                 host,
                 public_host,
                 max_body,
+                dropped: &location.access.strip,
             };
             forward::proxy(ctx, ds, ex, &plan).await.map(|()| Next::Done)
         }

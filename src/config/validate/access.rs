@@ -51,14 +51,16 @@ pub(super) fn server(c: &mut Checker, s: &RawServer, key: &str) -> Plan {
         deny: s.deny.as_ref(),
         access: s.access.as_ref(),
     };
+    let auth = s
+        .auth
+        .as_ref()
+        .and_then(|a| access::auth(c, a, key))
+        .map(Arc::new);
     Plan {
         limits: s.limits.as_ref().map_or_else(Vec::new, |v| names(c, v, key)),
         ip: access::ip(c, &raw, key),
-        auth: s
-            .auth
-            .as_ref()
-            .and_then(|a| access::auth(c, a, key))
-            .map(Arc::new),
+        strip: auth.as_ref().map_or_else(Vec::new, |a| a.fields()),
+        auth,
     }
 }
 
@@ -69,6 +71,10 @@ pub(super) fn location(c: &mut Checker, l: &RawLocation, lkey: &str, server: &Pl
         deny: l.deny.as_ref(),
         access: l.access.as_ref(),
     };
+    let auth = match &l.auth {
+        Some(a) => access::auth(c, a, lkey).map(Arc::new),
+        None => server.auth.clone(),
+    };
     Plan {
         limits: match &l.limits {
             Some(v) => names(c, v, lkey),
@@ -76,10 +82,8 @@ pub(super) fn location(c: &mut Checker, l: &RawLocation, lkey: &str, server: &Pl
         },
         // As nginx: a location's rules replace its server block's whole.
         ip: access::ip(c, &raw, lkey).or_else(|| server.ip.clone()),
-        auth: match &l.auth {
-            Some(a) => access::auth(c, a, lkey).map(Arc::new),
-            None => server.auth.clone(),
-        },
+        strip: auth.as_ref().map_or_else(Vec::new, |a| a.fields()),
+        auth,
     }
 }
 
