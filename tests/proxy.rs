@@ -16,6 +16,8 @@ mod access_apikey;
 mod access_basic;
 #[path = "proxy/access_ip.rs"]
 mod access_ip;
+#[path = "proxy/access_jwt.rs"]
+mod access_jwt;
 #[path = "proxy/balance.rs"]
 mod balance;
 #[path = "proxy/balance_more.rs"]

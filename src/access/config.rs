@@ -90,12 +90,13 @@ pub fn ip<R: Report>(r: &mut R, raw: &RawIp<'_>, key: &str) -> Option<Rules> {
     Some(Rules(out.into_boxed_slice()))
 }
 
-/// `auth = { basic = { ... } }` or `{ api_key = { ... } }`: one method per
-/// block.
+/// `auth = { basic = { ... } }`, `{ api_key = { ... } }` or
+/// `{ jwt = { ... } }`: one method per block.
 #[derive(Debug, Deserialize)]
 pub struct RawAuth {
     pub basic: Option<Spanned<super::basic::RawBasic>>,
     pub api_key: Option<Spanned<super::apikey::RawApiKey>>,
+    pub jwt: Option<Spanned<super::jwt::RawJwt>>,
 }
 
 /// A block's `auth`, checked (`None`: in error, reported).
@@ -105,6 +106,7 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
     let methods = [
         ("basic", a.basic.as_ref().map(Spanned::span)),
         ("api_key", a.api_key.as_ref().map(Spanned::span)),
+        ("jwt", a.jwt.as_ref().map(Spanned::span)),
     ];
     let mut given: Vec<_> = methods.iter().filter(|(_, s)| s.is_some()).collect();
     // The second one written is the one in error.
@@ -114,7 +116,7 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
             r.error(
                 raw.span(),
                 key,
-                "names no method: write `basic = { ... }` or `api_key = { ... }`".into(),
+                "names no method: write `basic = { ... }`, `api_key = { ... }` or `jwt = { ... }`".into(),
             );
             return None;
         }
@@ -134,6 +136,9 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
     }
     if let Some(k) = &a.api_key {
         return super::apikey::check(r, k.get_ref(), &format!("{key}.api_key")).map(super::Auth::ApiKey);
+    }
+    if let Some(j) = &a.jwt {
+        return super::jwt::check(r, j.get_ref(), &format!("{key}.jwt")).map(super::Auth::Jwt);
     }
     None
 }

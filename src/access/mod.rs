@@ -2,10 +2,11 @@
 //! location and the content phase, so they hold for `return` locations as
 //! for proxied ones: `[[limit]]`s (`crate::limit`), then IP rules
 //! (`ip.rs`), then authentication (`auth`, one method per location: Basic
-//! in `basic.rs` over `htpasswd.rs`, API keys in `apikey.rs`).
+//! in `basic.rs` over `htpasswd.rs`, API keys in `apikey.rs`, JWTs in
+//! `jwt.rs`).
 //!
 //! What authentication learns goes upstream as fields ringway sets
-//! (`X-Consumer`); those names, and a key's own field, are in the
+//! (`X-Consumer`, a JWT's `claims_to_headers`); those names, and a key's own field, are in the
 //! location's `strip` list, so what a client sent under them never does.
 //!
 //! A location's [`Plan`] is made when the config loads; a location with
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod config;
 pub mod htpasswd;
 pub mod ip;
+pub mod jwt;
 pub mod verify;
 
 use std::net::IpAddr;
@@ -49,6 +51,7 @@ pub struct Plan {
 pub enum Auth {
     Basic(basic::Basic),
     ApiKey(apikey::ApiKey),
+    Jwt(jwt::Jwt),
 }
 
 impl Auth {
@@ -64,6 +67,7 @@ impl Auth {
                 }
                 v
             }
+            Auth::Jwt(j) => jwt::fields(j).collect(),
         }
     }
 
@@ -122,6 +126,7 @@ pub async fn check(
             let name = k.check(head)?;
             crate::http::encode::header(b"X-Consumer", name.as_bytes(), &mut lines);
         }
+        Some(Auth::Jwt(j)) => j.check(head, &mut lines)?,
     }
     Ok(Admitted { holds, lines })
 }

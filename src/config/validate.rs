@@ -291,6 +291,9 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "auth", "api_key"] | ["server", "location", "auth", "api_key"] => {
             fields_of::<crate::access::apikey::RawApiKey>()
         }
+        ["server", "auth", "jwt"] | ["server", "location", "auth", "jwt"] => {
+            fields_of::<crate::access::jwt::RawJwt>()
+        }
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }
