@@ -6,8 +6,9 @@
 //! `jwt.rs`).
 //!
 //! What authentication learns goes upstream as fields ringway sets
-//! (`X-Consumer`, a JWT's `claims_to_headers`); those names, and a key's own field, are in the
-//! location's `strip` list, so what a client sent under them never does.
+//! (`X-Consumer`, a JWT's `claims_to_headers`). Every such name in the
+//! config, and a location's API key field, is in each location's `strip`
+//! list, so what a client sent under them never goes upstream.
 //!
 //! A location's [`Plan`] is made when the config loads; a location with
 //! nothing in it costs the request one branch.
@@ -41,8 +42,10 @@ pub struct Plan {
     pub ip: Option<ip::Rules>,
     /// `auth`: the location's, else its server block's.
     pub auth: Option<Arc<Auth>>,
-    /// Request fields never passed upstream (lower-case): the ones auth
-    /// sets and the one that carries an API key.
+    /// Request fields never passed upstream (lower-case): every one that
+    /// any `auth` of the config sets (so no location passes on a client's
+    /// forged `X-User`, whatever its own auth), and the one that carries
+    /// this location's API key. Filled in once every block is checked.
     pub strip: Vec<String>,
 }
 
@@ -55,19 +58,24 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// The request fields this method sets upstream, and the one that
-    /// carries its credential when that must not go on (lower-case).
-    pub fn fields(&self) -> Vec<String> {
+    /// The request fields this method sets upstream (lower-case).
+    pub fn sets(&self) -> Vec<String> {
         match self {
             Auth::Basic(_) => Vec::new(),
-            Auth::ApiKey(k) => {
-                let mut v = vec![apikey::CONSUMER.to_string()];
-                if let apikey::From::Header(h) = &k.from {
-                    v.push(h.clone());
-                }
-                v
-            }
+            Auth::ApiKey(_) => vec![apikey::CONSUMER.to_string()],
             Auth::Jwt(j) => jwt::fields(j).collect(),
+        }
+    }
+
+    /// The field that carries this method's credential when it must not go
+    /// on upstream (an API key's), lower-case.
+    pub fn carrier(&self) -> Option<&str> {
+        match self {
+            Auth::ApiKey(k) => match &k.from {
+                apikey::From::Header(h) => Some(h),
+                apikey::From::Query(_) => None,
+            },
+            _ => None,
         }
     }
 

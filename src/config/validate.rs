@@ -454,6 +454,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         let server = check_server(&mut c, s, i, &mut upstreams, &mut by_name);
         servers.push(server);
     }
+    access::strip_identity_fields(&mut servers);
     check_name_conflicts(&mut c, &raw, &servers);
     check_tls_addresses(&mut c, &raw, &servers);
     http2::check_addresses(&mut c, &raw, &servers);

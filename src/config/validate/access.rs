@@ -59,7 +59,7 @@ pub(super) fn server(c: &mut Checker, s: &RawServer, key: &str) -> Plan {
     Plan {
         limits: s.limits.as_ref().map_or_else(Vec::new, |v| names(c, v, key)),
         ip: access::ip(c, &raw, key),
-        strip: auth.as_ref().map_or_else(Vec::new, |a| a.fields()),
+        strip: Vec::new(),
         auth,
     }
 }
@@ -82,7 +82,7 @@ pub(super) fn location(c: &mut Checker, l: &RawLocation, lkey: &str, server: &Pl
         },
         // As nginx: a location's rules replace its server block's whole.
         ip: access::ip(c, &raw, lkey).or_else(|| server.ip.clone()),
-        strip: auth.as_ref().map_or_else(Vec::new, |a| a.fields()),
+        strip: Vec::new(),
         auth,
     }
 }
@@ -92,4 +92,28 @@ fn names(c: &mut Checker, v: &Spanned<Vec<Spanned<String>>>, at: &str) -> Vec<us
     let list = limit::names(c, v, &format!("{at}.limits"), &limits, &names);
     (c.limits, c.limit_names) = (limits, names);
     list
+}
+
+/// Fills every location's `strip` list: the fields any `auth` of the
+/// config sets, and the location's own API key field. Config-wide, since
+/// an unauthenticated location may proxy to the same upstream as an
+/// authenticated one, which then cannot tell a forged `X-User` from ours.
+pub(super) fn strip_identity_fields(servers: &mut [Server]) {
+    let mut set: Vec<String> = Vec::new();
+    for loc in servers.iter().flat_map(|s| s.locations.iter()) {
+        for f in loc.access.auth.iter().flat_map(|a| a.sets()) {
+            if !set.contains(&f) {
+                set.push(f);
+            }
+        }
+    }
+    for loc in servers.iter_mut().flat_map(|s| s.locations.iter_mut()) {
+        let mut strip = set.clone();
+        if let Some(c) = loc.access.auth.as_deref().and_then(|a| a.carrier()) {
+            if !strip.iter().any(|s| s == c) {
+                strip.push(c.to_string());
+            }
+        }
+        loc.access.strip = strip;
+    }
 }
