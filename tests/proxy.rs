@@ -18,6 +18,8 @@ mod access_basic;
 mod access_ip;
 #[path = "proxy/access_jwt.rs"]
 mod access_jwt;
+#[path = "proxy/access_request.rs"]
+mod access_request;
 #[path = "proxy/access_spoof.rs"]
 mod access_spoof;
 #[path = "proxy/balance.rs"]

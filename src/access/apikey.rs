@@ -255,6 +255,7 @@ impl ApiKey {
                 Err(Refusal {
                     status: 401,
                     lines: self.challenge.clone(),
+                    body: None,
                 })
             }
         }

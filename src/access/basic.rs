@@ -151,6 +151,7 @@ impl Basic {
         Refusal {
             status: 401,
             lines: self.challenge.clone(),
+            body: None,
         }
     }
 
@@ -182,6 +183,7 @@ impl Basic {
             Err(verify::Busy) => Err(Refusal {
                 status: 503,
                 lines: Vec::new(),
+                body: None,
             }),
         }
     }

@@ -43,6 +43,13 @@ impl std::fmt::Debug for Verified {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tag([u64; 2]);
 
+impl Tag {
+    /// The tag as two words, for a table of one's own.
+    pub fn words(self) -> [u64; 2] {
+        self.0
+    }
+}
+
 impl Verified {
     /// A cache of `slots` entries (rounded up to a power of two).
     pub fn new(slots: usize) -> Verified {

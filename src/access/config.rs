@@ -17,6 +17,8 @@ pub trait Report: crate::compress::Report {
     fn error_in_file(&mut self, file: &Path, line: usize, key: String, message: String);
     /// The directory relative paths are taken from (the config file's).
     fn base_dir(&self) -> PathBuf;
+    /// Resolves `host:port`, as upstream servers are at load.
+    fn resolve(&self, authority: &str) -> Result<std::net::SocketAddr, String>;
 }
 
 /// One entry of the ordered form: `{ allow = "10.0.0.0/8" }` or
@@ -90,13 +92,14 @@ pub fn ip<R: Report>(r: &mut R, raw: &RawIp<'_>, key: &str) -> Option<Rules> {
     Some(Rules(out.into_boxed_slice()))
 }
 
-/// `auth = { basic = { ... } }`, `{ api_key = { ... } }` or
-/// `{ jwt = { ... } }`: one method per block.
+/// `auth = { basic = { ... } }`, `{ api_key = { ... } }`,
+/// `{ jwt = { ... } }` or `{ request = { ... } }`: one method per block.
 #[derive(Debug, Deserialize)]
 pub struct RawAuth {
     pub basic: Option<Spanned<super::basic::RawBasic>>,
     pub api_key: Option<Spanned<super::apikey::RawApiKey>>,
     pub jwt: Option<Spanned<super::jwt::RawJwt>>,
+    pub request: Option<Spanned<super::request::RawRequest>>,
 }
 
 /// A block's `auth`, checked (`None`: in error, reported).
@@ -107,6 +110,7 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
         ("basic", a.basic.as_ref().map(Spanned::span)),
         ("api_key", a.api_key.as_ref().map(Spanned::span)),
         ("jwt", a.jwt.as_ref().map(Spanned::span)),
+        ("request", a.request.as_ref().map(Spanned::span)),
     ];
     let mut given: Vec<_> = methods.iter().filter(|(_, s)| s.is_some()).collect();
     // The second one written is the one in error.
@@ -116,7 +120,7 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
             r.error(
                 raw.span(),
                 key,
-                "names no method: write `basic = { ... }`, `api_key = { ... }` or `jwt = { ... }`".into(),
+                "names no method: write `basic`, `api_key`, `jwt` or `request = { ... }`".into(),
             );
             return None;
         }
@@ -139,6 +143,9 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
     }
     if let Some(j) = &a.jwt {
         return super::jwt::check(r, j.get_ref(), &format!("{key}.jwt")).map(super::Auth::Jwt);
+    }
+    if let Some(q) = &a.request {
+        return super::request::check(r, q.get_ref(), &format!("{key}.request")).map(super::Auth::Request);
     }
     None
 }

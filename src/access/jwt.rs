@@ -379,6 +379,7 @@ impl Jwt {
         Refusal {
             status: 401,
             lines: line.into_bytes(),
+            body: None,
         }
     }
 

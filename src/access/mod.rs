@@ -3,10 +3,11 @@
 //! for proxied ones: `[[limit]]`s (`crate::limit`), then IP rules
 //! (`ip.rs`), then authentication (`auth`, one method per location: Basic
 //! in `basic.rs` over `htpasswd.rs`, API keys in `apikey.rs`, JWTs in
-//! `jwt.rs`).
+//! `jwt.rs`, forward auth in `request.rs`).
 //!
 //! What authentication learns goes upstream as fields ringway sets
-//! (`X-Consumer`, a JWT's `claims_to_headers`). Every such name in the
+//! (`X-Consumer`, a JWT's `claims_to_headers`, forward auth's
+//! `copy_headers`). Every such name in the
 //! config, and a location's API key field, is in each location's `strip`
 //! list, so what a client sent under them never goes upstream.
 //!
@@ -20,6 +21,7 @@ pub mod config;
 pub mod htpasswd;
 pub mod ip;
 pub mod jwt;
+pub mod request;
 pub mod verify;
 
 use std::net::IpAddr;
@@ -55,6 +57,7 @@ pub enum Auth {
     Basic(basic::Basic),
     ApiKey(apikey::ApiKey),
     Jwt(jwt::Jwt),
+    Request(request::Forward),
 }
 
 impl Auth {
@@ -64,6 +67,7 @@ impl Auth {
             Auth::Basic(_) => Vec::new(),
             Auth::ApiKey(_) => vec![apikey::CONSUMER.to_string()],
             Auth::Jwt(j) => jwt::fields(j).collect(),
+            Auth::Request(f) => f.copy.clone(),
         }
     }
 
@@ -106,16 +110,26 @@ pub struct Admitted {
     pub lines: Vec<u8>,
 }
 
-/// Runs `plan` for one request on worker `w` from `client`: limits, then
-/// IP rules (403), then authentication (401).
+/// The request as the access phase sees it.
+pub struct Request<'a> {
+    /// The client's address, after `trusted_proxies`.
+    pub client: IpAddr,
+    pub head: &'a RequestHead,
+    /// The `Host` (or `:authority`), and whether the request came over TLS.
+    pub host: Option<&'a [u8]>,
+    pub https: bool,
+}
+
+/// Runs `plan` for one request on worker `w`: limits, then IP rules (403),
+/// then authentication (401).
 pub async fn check(
     w: usize,
     plan: &Plan,
     limits: &[Arc<LimitState>],
     vars: &vars::Request<'_>,
-    client: IpAddr,
-    head: &RequestHead,
+    req: &Request<'_>,
 ) -> Result<Admitted, Refusal> {
+    let (client, head) = (req.client, req.head);
     let holds = limit::preaccess(w, limits, &plan.limits, vars).await?;
     if let Some(rules) = &plan.ip {
         if !rules.allows(client) {
@@ -123,6 +137,7 @@ pub async fn check(
             return Err(Refusal {
                 status: 403,
                 lines: Vec::new(),
+                body: None,
             });
         }
     }
@@ -135,6 +150,7 @@ pub async fn check(
             crate::http::encode::header(b"X-Consumer", name.as_bytes(), &mut lines);
         }
         Some(Auth::Jwt(j)) => j.check(head, &mut lines)?,
+        Some(Auth::Request(f)) => f.check(head, req.host, req.https, &mut lines).await?,
     }
     Ok(Admitted { holds, lines })
 }

@@ -294,6 +294,9 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "auth", "jwt"] | ["server", "location", "auth", "jwt"] => {
             fields_of::<crate::access::jwt::RawJwt>()
         }
+        ["server", "auth", "request"] | ["server", "location", "auth", "request"] => {
+            fields_of::<crate::access::request::RawRequest>()
+        }
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }

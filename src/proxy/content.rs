@@ -155,15 +155,20 @@ async fn pass<S: ClientSession>(
             &location.access,
             &gen.metrics.limits,
             &vars,
-            ex.client,
-            &ex.head,
+            &crate::access::Request {
+                client: ex.client,
+                head: &ex.head,
+                host,
+                https: ds.tls().is_some(),
+            },
         )
         .await
         {
             Ok(a) => a,
             Err(r) => {
-                let body = respond::error_body(r.status);
-                return respond_return(ctx, ds, ex, r.status, body.as_bytes(), None, &r.lines)
+                let usual = respond::error_body(r.status);
+                let body = r.body.as_deref().unwrap_or(usual.as_bytes());
+                return respond_return(ctx, ds, ex, r.status, body, None, &r.lines)
                     .await
                     .map(|()| Next::Done);
             }

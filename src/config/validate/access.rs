@@ -22,6 +22,10 @@ impl access::Report for Checker<'_> {
         });
     }
 
+    fn resolve(&self, authority: &str) -> Result<std::net::SocketAddr, String> {
+        super::upstream::resolve(authority)
+    }
+
     fn base_dir(&self) -> PathBuf {
         Path::new(&self.file)
             .parent()
