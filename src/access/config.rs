@@ -93,19 +93,43 @@ pub fn ip<R: Report>(r: &mut R, raw: &RawIp<'_>, key: &str) -> Option<Rules> {
 }
 
 /// `auth = { basic = { ... } }`, `{ api_key = { ... } }`,
-/// `{ jwt = { ... } }` or `{ request = { ... } }`: one method per block.
+/// `{ jwt = { ... } }` or `{ request = { ... } }`: one method per block;
+/// or, on a location, `{ off = true }`: none, whatever its block has
+/// (nginx's `auth_basic off`).
 #[derive(Debug, Deserialize)]
 pub struct RawAuth {
+    pub off: Option<Spanned<bool>>,
     pub basic: Option<Spanned<super::basic::RawBasic>>,
     pub api_key: Option<Spanned<super::apikey::RawApiKey>>,
     pub jwt: Option<Spanned<super::jwt::RawJwt>>,
     pub request: Option<Spanned<super::request::RawRequest>>,
 }
 
-/// A block's `auth`, checked (`None`: in error, reported).
-pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<super::Auth> {
+/// A checked `auth`.
+pub enum Setting {
+    /// `off = true`: this location authenticates no one.
+    Off,
+    On(Box<super::Auth>),
+}
+
+/// A block's `auth`, checked (`None`: in error, reported); `location`:
+/// whether it is a location's, which alone may be `off`.
+pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str, location: bool) -> Option<Setting> {
     let a = raw.get_ref();
     let key = format!("{key}.auth");
+    let any = a.basic.is_some() || a.api_key.is_some() || a.jwt.is_some() || a.request.is_some();
+    if let Some(off) = &a.off {
+        let m = match (*off.get_ref(), location, any) {
+            (true, true, false) => return Some(Setting::Off),
+            (false, _, _) => "`off = false` does nothing: leave it out",
+            (true, false, _) => {
+                "only a location turns authentication off (its server block's); here, leave `auth` out"
+            }
+            (true, true, true) => "`off = true` and a method contradict each other: keep one",
+        };
+        r.error(off.span(), format!("{key}.off"), m.into());
+        return None;
+    }
     let methods = [
         ("basic", a.basic.as_ref().map(Spanned::span)),
         ("api_key", a.api_key.as_ref().map(Spanned::span)),
@@ -120,7 +144,7 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
             r.error(
                 raw.span(),
                 key,
-                "names no method: write `basic`, `api_key`, `jwt` or `request = { ... }`".into(),
+                "names no method: write `basic`, `api_key`, `jwt` or `request = { ... }` (or, on a location, `off = true`)".into(),
             );
             return None;
         }
@@ -135,17 +159,16 @@ pub fn auth<R: Report>(r: &mut R, raw: &Spanned<RawAuth>, key: &str) -> Option<s
         }
         _ => return None,
     }
-    if let Some(b) = &a.basic {
-        return super::basic::check(r, b.get_ref(), &format!("{key}.basic")).map(super::Auth::Basic);
-    }
-    if let Some(k) = &a.api_key {
-        return super::apikey::check(r, k.get_ref(), &format!("{key}.api_key")).map(super::Auth::ApiKey);
-    }
-    if let Some(j) = &a.jwt {
-        return super::jwt::check(r, j.get_ref(), &format!("{key}.jwt")).map(super::Auth::Jwt);
-    }
-    if let Some(q) = &a.request {
-        return super::request::check(r, q.get_ref(), &format!("{key}.request")).map(super::Auth::Request);
-    }
-    None
+    let method = if let Some(b) = &a.basic {
+        super::basic::check(r, b.get_ref(), &format!("{key}.basic")).map(super::Auth::Basic)
+    } else if let Some(k) = &a.api_key {
+        super::apikey::check(r, k.get_ref(), &format!("{key}.api_key")).map(super::Auth::ApiKey)
+    } else if let Some(j) = &a.jwt {
+        super::jwt::check(r, j.get_ref(), &format!("{key}.jwt")).map(super::Auth::Jwt)
+    } else if let Some(q) = &a.request {
+        super::request::check(r, q.get_ref(), &format!("{key}.request")).map(super::Auth::Request)
+    } else {
+        None
+    };
+    method.map(|m| Setting::On(Box::new(m)))
 }

@@ -280,3 +280,62 @@ return = { status = 200 }
     }
     assert!(stderr.contains("rehash it with `htpasswd -B`"), "{stderr}");
 }
+
+#[test]
+fn a_location_turns_its_blocks_auth_off() {
+    let file = TempFile::with_text(
+        "htpasswd-off",
+        &format!("ann:{}\n", openssl_passwd(&["-apr1"], "pw")),
+    );
+    let cfg = config(&format!(
+        r#"
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+auth = {{ basic = {{ realm = "staff", users_file = "{f}" }} }}
+
+[[server.location]]
+path = "/"
+return = {{ status = 200, body = "private" }}
+
+[[server.location]]
+path = "/health"
+auth = {{ off = true }}
+return = {{ status = 200, body = "up" }}
+"#,
+        f = file.path().display()
+    ));
+    let p = Proxy::start(&cfg);
+    assert_eq!(p.get("/x").status, 401);
+    assert_eq!(p.get("/health").text(), "up");
+    let a = format!("Basic {}", basic("ann", "pw"));
+    assert_eq!(get_auth(&p, "/x", Some(&a)).text(), "private");
+
+    let bad = format!(
+        r#"[[server]]
+listen = ["127.0.0.1:1"]
+auth = {{ off = true }}
+
+[[server.location]]
+path = "/a/"
+auth = {{ off = false }}
+return = {{ status = 200 }}
+
+[[server.location]]
+path = "/b/"
+auth = {{ off = true, basic = {{ realm = "r", users_file = "{f}" }} }}
+return = {{ status = 200 }}
+"#,
+        f = file.path().display()
+    );
+    let e = ringway::config::Config::parse(&bad, std::path::Path::new("o.toml"))
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "server[0].auth.off: only a location turns authentication off",
+        "server[0].location[0].auth.off: `off = false` does nothing",
+        "server[0].location[1].auth.off: `off = true` and a method contradict each other",
+    ] {
+        assert!(e.lines().any(|l| l.contains(want)), "no line has {want:?}:\n{e}");
+    }
+}

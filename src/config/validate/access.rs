@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::access::config::{self as access, RawIp};
+use crate::access::config::{self as access, RawIp, Setting};
 use crate::access::Plan;
 use crate::limit::config as limit;
 
@@ -55,11 +55,10 @@ pub(super) fn server(c: &mut Checker, s: &RawServer, key: &str) -> Plan {
         deny: s.deny.as_ref(),
         access: s.access.as_ref(),
     };
-    let auth = s
-        .auth
-        .as_ref()
-        .and_then(|a| access::auth(c, a, key))
-        .map(Arc::new);
+    let auth = match s.auth.as_ref().and_then(|a| access::auth(c, a, key, false)) {
+        Some(Setting::On(a)) => Some(Arc::from(a)),
+        Some(Setting::Off) | None => None,
+    };
     Plan {
         limits: s.limits.as_ref().map_or_else(Vec::new, |v| names(c, v, key)),
         ip: access::ip(c, &raw, key),
@@ -76,7 +75,11 @@ pub(super) fn location(c: &mut Checker, l: &RawLocation, lkey: &str, server: &Pl
         access: l.access.as_ref(),
     };
     let auth = match &l.auth {
-        Some(a) => access::auth(c, a, lkey).map(Arc::new),
+        Some(a) => match access::auth(c, a, lkey, true) {
+            Some(Setting::On(a)) => Some(Arc::from(a)),
+            // `off = true`, or in error (reported).
+            Some(Setting::Off) | None => None,
+        },
         None => server.auth.clone(),
     };
     Plan {
