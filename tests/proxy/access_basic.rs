@@ -251,8 +251,18 @@ return = { status = 200 }
 path = "/two/"
 auth = { basic = { realm = "r", users_file = "users", reaml = "x" } }
 return = { status = 200 }
+
+[[server.location]]
+path = "/huge/"
+auth = { basic = { realm = "r", users_file = "huge" } }
+return = { status = 200 }
 "#;
     std::fs::write(dir.join("ringway.toml"), cfg).unwrap();
+    // Sparse: 17 MiB that take no room.
+    std::fs::File::create(dir.join("huge"))
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
     let conf = dir.join("ringway.toml").display().to_string();
     let users = dir.join("users").display().to_string();
     let out = run_bounded(
@@ -265,6 +275,7 @@ return = { status = 200 }
     let (l, c) = super::cli::position(cfg, "reaml");
     let (rl, rc) = super::cli::position(cfg, "\"bad\\\"realm\"");
     let (ml, mc) = super::cli::position(cfg, "\"missing\"");
+    let (hl, hc) = super::cli::position(cfg, "\"huge\"");
     for want in [
         format!("{users}:2:1: server[0].location[0].auth.basic.users_file: user \"plain\": a plaintext or DES-crypt entry"),
         format!("{users}:3:1: server[0].location[0].auth.basic.users_file: user \"des\": a plaintext or DES-crypt entry"),
@@ -272,6 +283,7 @@ return = { status = 200 }
         format!("{conf}:{rl}:{rc}: server[0].location[1].auth.basic.realm: a realm is printable ASCII"),
         format!("{conf}:{ml}:{mc}: server[0].location[1].auth.basic.users_file: cannot read "),
         format!("{conf}:{l}:{c}: server[0].location[2].auth.basic.reaml: unknown key `reaml`; did you mean `realm`?"),
+        format!("{conf}:{hl}:{hc}: server[0].location[3].auth.basic.users_file: {}/huge is 17825792 bytes, over the 16 MiB read at most", dir.display()),
     ] {
         assert!(
             stderr.lines().any(|line| line.starts_with(&want)),
