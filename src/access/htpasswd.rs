@@ -18,6 +18,11 @@ use md5::{Digest, Md5};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
+/// The slowest entries accepted: bcrypt's cost (htpasswd -B goes to 17),
+/// SHA-crypt's rounds (5000 by default).
+const MAX_BCRYPT_COST: u32 = 17;
+const MAX_SHA_ROUNDS: u64 = 1_000_000;
+
 /// One stored hash, parsed at load so a malformed one is found then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hash {
@@ -72,12 +77,29 @@ impl Hash {
         if ["$2y$", "$2b$", "$2a$"].iter().any(|p| s.starts_with(p)) {
             // The crate checks the cost and the lengths; a hash of an
             // empty password is as good a probe as any.
+            // A helper thread is busy for the whole of a verification: a
+            // cost past htpasswd's own maximum would hold it for minutes.
+            let cost: Option<u32> = s.get(4..6).and_then(|c| c.parse().ok());
+            if cost.is_some_and(|c| c > MAX_BCRYPT_COST) {
+                return Err(format!(
+                    "a bcrypt cost above {MAX_BCRYPT_COST} (htpasswd's maximum) would hold a helper thread for minutes: {REHASH}"
+                ));
+            }
             return match bcrypt::verify(b"", s) {
                 Ok(_) => Ok(Hash::Bcrypt(s.to_string())),
                 Err(e) => Err(format!("a malformed bcrypt entry ({e}): {REHASH}")),
             };
         }
         if s.starts_with("$5$") || s.starts_with("$6$") {
+            let rounds: Option<u64> = s[3..]
+                .strip_prefix("rounds=")
+                .and_then(|r| r.split('$').next())
+                .and_then(|r| r.parse().ok());
+            if rounds.is_some_and(|r| r > MAX_SHA_ROUNDS) {
+                return Err(format!(
+                    "more than {MAX_SHA_ROUNDS} SHA-crypt rounds would hold a helper thread for seconds: {REHASH}"
+                ));
+            }
             use sha_crypt::{PasswordHashRef, PasswordVerifier, ShaCrypt};
             let parsed = PasswordHashRef::new(s).map_err(|e| e.to_string()).and_then(|h| {
                 // Any error but a wrong password is a malformed entry.
@@ -302,7 +324,9 @@ mod tests {
             ("$1$abc$def", "not one ringway reads"),
             ("$apr1$abc$short", "malformed $apr1$"),
             ("{SHA}abc", "{SHA} entry"),
-            ("$2y$99$abc", "malformed bcrypt"),
+            ("$2y$99$abc", "a bcrypt cost above 17"),
+            ("$2y$4$abc", "malformed bcrypt"),
+            ("$6$rounds=5000000$salt$abc", "more than 1000000 SHA-crypt rounds"),
             ("$6$x", "malformed SHA-crypt"),
         ] {
             let e = Hash::parse(h).unwrap_err();
