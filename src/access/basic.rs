@@ -9,13 +9,15 @@
 //! to one load of the users file: after a reload, a password changed or
 //! removed in the file is never taken from it.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::cache::{self, Verified};
 use super::config::Report;
-use super::htpasswd::{self, Users};
+use super::htpasswd::{self, Hash, Users};
 use super::verify;
 use crate::http::RequestHead;
 use crate::limit::Refusal;
@@ -32,6 +34,8 @@ const CACHE_SLOTS: usize = 4096;
 
 pub struct Basic {
     users: Users,
+    /// A hash of the slowest format in the file, checked for unknown users.
+    decoy: Option<Arc<Hash>>,
     cache: Verified,
     /// The `WWW-Authenticate` line of a 401, with its CRLF.
     challenge: Vec<u8>,
@@ -111,8 +115,17 @@ pub fn check<R: Report>(r: &mut R, raw: &RawBasic, key: &str) -> Option<Basic> {
     if !realm_ok {
         return None;
     }
+    // bcrypt, then SHA-crypt, then apr1, then the SHA-1 forms.
+    let rank = |h: &Hash| match h {
+        Hash::Bcrypt(_) => 0,
+        Hash::ShaCrypt(_) => 1,
+        Hash::Apr1 { .. } => 2,
+        Hash::Sha1(_) | Hash::Ssha { .. } => 3,
+    };
+    let decoy = users.0.values().min_by_key(|h| rank(h)).cloned();
     Some(Basic {
         users,
+        decoy,
         cache: Verified::new(CACHE_SLOTS),
         challenge: format!(
             "WWW-Authenticate: Basic realm=\"{}\", charset=\"UTF-8\"\r\n",
@@ -146,6 +159,15 @@ fn credentials(head: &RequestHead) -> Option<(Vec<u8>, usize)> {
     Some((decoded, colon))
 }
 
+/// The helpers' queue is full.
+fn busy() -> Refusal {
+    Refusal {
+        status: 503,
+        lines: Vec::new(),
+        body: None,
+    }
+}
+
 impl Basic {
     fn refuse(&self) -> Refusal {
         Refusal {
@@ -164,6 +186,14 @@ impl Basic {
         let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
         let Some(hash) = std::str::from_utf8(user).ok().and_then(|u| self.users.0.get(u)) else {
             tracing::debug!("Basic: unknown user");
+            // As slow as a wrong password, so that the time of the answer
+            // does not tell which users exist: the password is checked
+            // against some user's hash, and refused whatever the result.
+            if let Some(decoy) = &self.decoy {
+                if verify::verify(decoy, password).await.is_err() {
+                    return Err(busy());
+                }
+            }
             return Err(self.refuse());
         };
         let tag = self.cache.tag(&[user, password]);
@@ -180,11 +210,7 @@ impl Basic {
                 tracing::debug!("Basic: wrong password");
                 Err(self.refuse())
             }
-            Err(verify::Busy) => Err(Refusal {
-                status: 503,
-                lines: Vec::new(),
-                body: None,
-            }),
+            Err(verify::Busy) => Err(busy()),
         }
     }
 }
