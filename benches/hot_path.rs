@@ -128,6 +128,7 @@ fn rewrite(c: &mut Criterion) {
                         client_cert_subject: None,
                         upgrade: None,
                         hidden: &[],
+                        dropped: &[],
                         extra: b"",
                         request_id: b"0123456789abcdef0000000000000001",
                         traceparent: None,

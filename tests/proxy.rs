@@ -10,6 +10,18 @@
 
 mod support;
 
+#[path = "proxy/access_apikey.rs"]
+mod access_apikey;
+#[path = "proxy/access_basic.rs"]
+mod access_basic;
+#[path = "proxy/access_ip.rs"]
+mod access_ip;
+#[path = "proxy/access_jwt.rs"]
+mod access_jwt;
+#[path = "proxy/access_request.rs"]
+mod access_request;
+#[path = "proxy/access_spoof.rs"]
+mod access_spoof;
 #[path = "proxy/balance.rs"]
 mod balance;
 #[path = "proxy/balance_more.rs"]

@@ -226,6 +226,13 @@ pub struct RawServer {
     pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
     /// `limits = ["per_ip"]`: `[[limit]]` names; locations inherit them.
     pub limits: Option<Spanned<Vec<Spanned<String>>>>,
+    /// IP rules (`crate::access`); locations inherit them: `allow`/`deny` lists or the ordered
+    /// `access = [{ deny = "..." }, ...]`.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    pub access: Option<Spanned<Vec<Spanned<crate::access::RawRule>>>>,
+    /// `auth = { basic = ... }`: one method (`crate::access`).
+    pub auth: Option<Spanned<crate::access::RawAuth>>,
     /// `error_pages = { "404" = "/404.html" }`: for the block's locations
     /// without their own, and for requests no location takes.
     pub error_pages: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
@@ -317,6 +324,13 @@ pub struct RawLocation {
     pub compress: Option<Spanned<crate::compress::RawCompressSetting>>,
     /// `limits`: replaces the server block's.
     pub limits: Option<Spanned<Vec<Spanned<String>>>>,
+    /// IP rules (`crate::access`), replacing the server block's: `allow`/`deny` lists or the ordered
+    /// `access = [{ deny = "..." }, ...]`.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    pub access: Option<Spanned<Vec<Spanned<crate::access::RawRule>>>>,
+    /// `auth = { basic = ... }`: one method (`crate::access`).
+    pub auth: Option<Spanned<crate::access::RawAuth>>,
     /// Static files (`crate::files`): `root` or `alias` and their keys.
     pub root: Option<Spanned<String>>,
     pub alias: Option<Spanned<String>>,

@@ -283,6 +283,20 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         }
         ["server", "location", "split"] => fields_of::<RawSplit>(),
         ["limit"] => fields_of::<crate::limit::RawLimit>(),
+        ["server", "access"] | ["server", "location", "access"] => fields_of::<crate::access::RawRule>(),
+        ["server", "auth"] | ["server", "location", "auth"] => fields_of::<crate::access::RawAuth>(),
+        ["server", "auth", "basic"] | ["server", "location", "auth", "basic"] => {
+            fields_of::<crate::access::basic::RawBasic>()
+        }
+        ["server", "auth", "api_key"] | ["server", "location", "auth", "api_key"] => {
+            fields_of::<crate::access::apikey::RawApiKey>()
+        }
+        ["server", "auth", "jwt"] | ["server", "location", "auth", "jwt"] => {
+            fields_of::<crate::access::jwt::RawJwt>()
+        }
+        ["server", "auth", "request"] | ["server", "location", "auth", "request"] => {
+            fields_of::<crate::access::request::RawRequest>()
+        }
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }
@@ -443,6 +457,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         let server = check_server(&mut c, s, i, &mut upstreams, &mut by_name);
         servers.push(server);
     }
+    access::strip_identity_fields(&mut servers);
     check_name_conflicts(&mut c, &raw, &servers);
     check_tls_addresses(&mut c, &raw, &servers);
     http2::check_addresses(&mut c, &raw, &servers);

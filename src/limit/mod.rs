@@ -77,10 +77,13 @@ pub fn states(limits: &[Limit], workers: usize, previous: &[Arc<LimitState>]) ->
         .collect()
 }
 
-/// A refused request: its status and the header lines of its answer.
+/// A refused request: its status, the header lines of its answer, and
+/// its body when not the usual one for the status (forward auth passes
+/// the auth service's on).
 pub struct Refusal {
     pub status: u16,
     pub lines: Vec<u8>,
+    pub body: Option<Vec<u8>>,
 }
 
 /// A place taken under a `connections` limit, given back when dropped:
@@ -135,6 +138,7 @@ pub async fn preaccess(
             Refusal {
                 status: def.status,
                 lines,
+                body: None,
             }
         };
         match def.kind {

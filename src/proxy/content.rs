@@ -145,16 +145,30 @@ async fn pass<S: ClientSession>(
         }
     }
 
-    // Phases preaccess and access: limits and IP rules (src/access/).
-    let _admitted = if location.access.is_empty() {
+    // Phases preaccess and access: limits, IP rules, auth (src/access/).
+    let admitted = if location.access.is_empty() {
         Default::default()
     } else {
         let vars = base.request(cur_path, cur_args, None);
-        match crate::access::check(ctx.id, &location.access, &gen.metrics.limits, &vars).await {
+        match crate::access::check(
+            ctx.id,
+            &location.access,
+            &gen.metrics.limits,
+            &vars,
+            &crate::access::Request {
+                client: ex.client,
+                head: &ex.head,
+                host,
+                https: ds.tls().is_some(),
+            },
+        )
+        .await
+        {
             Ok(a) => a,
             Err(r) => {
-                let body = respond::error_body(r.status);
-                return respond_return(ctx, ds, ex, r.status, body.as_bytes(), None, &r.lines)
+                let usual = respond::error_body(r.status);
+                let body = r.body.as_deref().unwrap_or(usual.as_bytes());
+                return respond_return(ctx, ds, ex, r.status, body, None, &r.lines)
                     .await
                     .map(|()| Next::Done);
             }
@@ -224,6 +238,8 @@ async fn pass<S: ClientSession>(
             if let Some(h) = location.request_headers.as_deref() {
                 locate::render_fields(&h.set, &input, &mut req_lines)?;
             }
+            // What auth learned (`X-Consumer`, ...).
+            req_lines.extend_from_slice(&admitted.lines);
             let mut resp_lines = Vec::new();
             if let Some(h) = location.response_headers.as_deref() {
                 locate::render_fields(&h.fields, &input, &mut resp_lines)?;
@@ -262,6 +278,12 @@ async fn pass<S: ClientSession>(
                     pass,
                 ),
             };
+            // An API key sent as a query parameter does not go upstream.
+            let upstream_target = match location.access.auth.as_deref().and_then(|a| a.query_param()) {
+                Some(q) => crate::access::apikey::strip_query_param(&upstream_target, q.as_bytes())
+                    .map_or(upstream_target, Cow::Owned),
+                None => upstream_target,
+            };
             let plan = Plan {
                 up,
                 location,
@@ -275,6 +297,7 @@ async fn pass<S: ClientSession>(
                 host,
                 public_host,
                 max_body,
+                dropped: &location.access.strip,
             };
             forward::proxy(ctx, ds, ex, &plan).await.map(|()| Next::Done)
         }

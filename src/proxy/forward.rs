@@ -49,6 +49,9 @@ pub(super) struct Plan<'a> {
     pub(super) host: Option<&'a [u8]>,
     pub(super) public_host: &'a [u8],
     pub(super) max_body: Option<u64>,
+    /// Request fields that never go upstream: those auth sets, and an API
+    /// key's (lower-case).
+    pub(super) dropped: &'a [String],
 }
 
 /// RFC 9110 §9.2.2.
@@ -161,6 +164,7 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .request_headers
             .as_deref()
             .map_or(&[][..], |h| &h.hidden),
+        dropped: plan.dropped,
         extra: plan.req_lines,
         request_id: ex.request_id.as_bytes(),
         traceparent: ex.trace.as_ref().map(|t| t.header()),

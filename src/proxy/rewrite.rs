@@ -147,6 +147,9 @@ pub struct RequestRewrite<'a> {
     /// `request_headers`: names not passed on (lower-case), and the fields
     /// set instead, whole `Name: value` lines.
     pub hidden: &'a [String],
+    /// Fields auth owns (`crate::access::Plan::strip`), lower-case: the
+    /// client's copies are dropped so they cannot be spoofed.
+    pub dropped: &'a [String],
     pub extra: &'a [u8],
     /// Sent as `X-Request-ID` (what the client sent under that name was
     /// either this or replaced by it).
@@ -225,6 +228,7 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
             || is_proxy_owned(name)
             || named_in(name, &r.meta.connection_names, buf)
             || hidden_by(r.hidden, name)
+            || hidden_by(r.dropped, name)
             || (!r.tracestate && eq_ignore_case(name, b"tracestate"))
         {
             continue;
