@@ -16,6 +16,8 @@ mod balance;
 mod balance_more;
 #[path = "proxy/bodies.rs"]
 mod bodies;
+#[path = "proxy/cache.rs"]
+mod cache;
 #[path = "proxy/cli.rs"]
 mod cli;
 #[path = "proxy/compress.rs"]

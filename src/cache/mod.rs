@@ -1,10 +1,82 @@
-//! The response cache: RFC 9111's rules as pure functions (`policy.rs`),
-//! the memory tier shared by every worker (`store.rs`), and the tee that
-//! copies a miss's body while it is proxied (`tee.rs`).
+//! The response cache (nginx's `proxy_cache`): `[[cache]]` zones, and a
+//! location's `cache = { zone = "...", ... }` plan, run in the content
+//! phase of a `proxy_pass` location after its limits and access rules.
+//!
+//! One store per zone for the whole process (`store.rs`), shared by every
+//! worker: per-worker caches would multiply origin traffic and memory by
+//! the core count. Its entries are immutable and a hit holds a shard's
+//! lock only for one map lookup. The RFC 9111 rules are pure functions in
+//! `policy.rs`; the tee that copies a miss's body while it is proxied is
+//! `tee.rs`; the request-path glue is `proxy/cache.rs`.
+//!
+//! Zones are built off the workers with the metrics' layout of each
+//! config, and a zone whose definition a reload leaves unchanged keeps its
+//! store (entries of a changed zone are dropped with it).
 
+pub mod config;
 pub mod policy;
 pub mod store;
 pub mod tee;
 
+use std::sync::Arc;
+
+pub use config::{Cache, RawCache, RawZone, ZoneDef};
 pub use store::{Entry, Store};
 pub use tee::Tee;
+
+/// One zone of the config in force.
+pub struct Zone {
+    pub def: ZoneDef,
+    pub store: Store,
+}
+
+/// The zones of `defs`, a zone defined as in `previous` carried whole.
+pub fn zones(defs: &[ZoneDef], previous: &[Arc<Zone>]) -> Vec<Arc<Zone>> {
+    defs.iter()
+        .map(|def| {
+            previous
+                .iter()
+                .find(|p| p.def == *def)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Arc::new(Zone {
+                        def: def.clone(),
+                        store: Store::new(def.memory, def.max_object),
+                    })
+                })
+        })
+        .collect()
+}
+
+/// What the cache did for a request: nginx's `$upstream_cache_status`
+/// values, sent in the location's `status_header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Miss,
+    Hit,
+    /// A stored entry was stale (or the request asked for a fresh one)
+    /// and the origin sent a new response.
+    Expired,
+    /// A stale entry served because the origin failed.
+    Stale,
+    /// A stale entry served while another request refreshes it.
+    Updating,
+    /// A stale entry the origin confirmed with 304.
+    Revalidated,
+    /// `bypass` sent the request to the origin.
+    Bypass,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Miss => "MISS",
+            Status::Hit => "HIT",
+            Status::Expired => "EXPIRED",
+            Status::Stale => "STALE",
+            Status::Updating => "UPDATING",
+            Status::Revalidated => "REVALIDATED",
+            Status::Bypass => "BYPASS",
+        }
+    }
+}

@@ -49,6 +49,9 @@ pub(super) struct Plan<'a> {
     pub(super) host: Option<&'a [u8]>,
     pub(super) public_host: &'a [u8],
     pub(super) max_body: Option<u64>,
+    /// The cache's part in a proxied request (`proxy/cache.rs`), if the
+    /// location caches.
+    pub(super) cache: Option<&'a super::cache::Hook>,
 }
 
 /// RFC 9110 §9.2.2.
@@ -156,11 +159,14 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .and_then(|t| t.client_subject.as_deref())
             .map(str::as_bytes),
         upgrade,
-        hidden: plan
-            .location
-            .request_headers
-            .as_deref()
-            .map_or(&[][..], |h| &h.hidden),
+        hidden: match plan.cache {
+            Some(c) => &c.hidden,
+            None => plan
+                .location
+                .request_headers
+                .as_deref()
+                .map_or(&[][..], |h| &h.hidden),
+        },
         extra: plan.req_lines,
         request_id: ex.request_id.as_bytes(),
         traceparent: ex.trace.as_ref().map(|t| t.header()),
@@ -547,6 +553,21 @@ pub(super) async fn proxy<S: ClientSession>(
         tunnel::check_refusal(ds, &head)?;
     }
 
+    // The cache takes some answers itself (a 304 to its revalidation, an
+    // error it has a stale entry for); a body-less one leaves the
+    // connection as good as a forwarded one.
+    if let Some(c) = plan.cache.filter(|c| c.catches(head.status)) {
+        c.catch(&head);
+        if meta.body == BodyKind::Empty
+            && !early
+            && !meta.close
+            && conn.rbuf.is_empty()
+            && !ctx.shutdown.is_raised()
+        {
+            plan.up.pool.put(conn);
+        }
+        return Ok(());
+    }
     // `intercept_errors`: the page replaces the answer, whose connection
     // closes unread.
     if super::files::intercepts(plan.location, head.status) {
@@ -581,7 +602,11 @@ pub(super) async fn proxy<S: ClientSession>(
 /// How a response's `Location` and `Content-Location` are mapped for this
 /// request (`rewrite::rewrite_redirect`): the same for its interim
 /// responses and its final one.
-fn redirect_for<'a>(plan: &Plan<'a>, https: bool, local_port: &'a rewrite::AddrText) -> Redirect<'a> {
+pub(super) fn redirect_for<'a>(
+    plan: &Plan<'a>,
+    https: bool,
+    local_port: &'a rewrite::AddrText,
+) -> Redirect<'a> {
     let up: &'a UpstreamState = plan.up;
     Redirect {
         upstream: up.config(),
@@ -623,13 +648,24 @@ pub(super) async fn respond<S: ClientSession>(
         _ => plan.up.set_cookie(peer),
     };
     let local_port = ds.conn().port_text;
+    // The cache's status field goes beside sticky's cookie.
+    let joined;
+    let extra = match (set_cookie, plan.cache) {
+        (Some(s), Some(c)) if !c.lines.is_empty() => {
+            joined = [s, &c.lines[..]].concat();
+            &joined[..]
+        }
+        (s, Some(c)) if s.is_none() => &c.lines[..],
+        (s, _) => s.unwrap_or_default(),
+    };
     let reply = Reply {
         location: plan.location,
         resp_lines: plan.resp_lines,
-        extra: set_cookie.unwrap_or_default(),
+        extra,
         redirect: Some(redirect_for(plan, ds.tls().is_some(), &local_port)),
         early,
         read_timeout: plan.up.config().read_timeout,
+        tee: plan.cache.and_then(|c| c.tee.as_ref()),
     };
     send_response(ctx, ds, ex, &reply, head, meta, from).await
 }
@@ -649,6 +685,8 @@ pub(super) struct Reply<'a> {
     pub(super) early: bool,
     /// How long one read of the body may take.
     pub(super) read_timeout: Duration,
+    /// Where a miss's head and body are copied for the cache.
+    pub(super) tee: Option<&'a crate::cache::Tee>,
 }
 
 /// The response phases for any response, proxied or local: the head the
@@ -719,10 +757,22 @@ pub(super) async fn send_response<S: ClientSession>(
         compress: edit.map(|(_, e)| e),
         request_id: ex.request_id.as_bytes(),
     };
+    // The cache tee sees the upstream's head, and the body bytes a session
+    // sends with the head as well as the rest.
+    if let Some(t) = reply.tee {
+        t.set_head(head);
+        if let BodyKind::Length(n) = body {
+            let early = from.head_buf();
+            t.pending(&early[..early.len().min(n as usize)]);
+        }
+    }
     let (body_left, first) = ds
         .send_response_head(ctx, &rw, from.head_buf(), limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))?;
+    if let Some(t) = reply.tee {
+        t.commit(first as usize);
+    }
     ex.status = head.status;
     ex.body_bytes = first;
 
@@ -736,6 +786,7 @@ pub(super) async fn send_response<S: ClientSession>(
             encoder.as_deref_mut(),
             reply.read_timeout,
             limits.send_timeout,
+            reply.tee,
         )
         .await
     {

@@ -10,6 +10,7 @@
 //! tunnel) → log.
 
 pub mod body;
+mod cache;
 mod content;
 mod files;
 pub mod forward;

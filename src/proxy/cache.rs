@@ -1,0 +1,384 @@
+//! The cache in the content phase of a `proxy_pass` location with `cache`
+//! (after its limits and access rules): a lookup by the location's key and
+//! the request's Vary values; a fresh hit is answered through the
+//! local-response seam (the response phases of a proxied response, over
+//! HTTP/1.1 and HTTP/2 alike) with `Age` and the status field; anything
+//! else is proxied as usual while the tee copies the body, and is stored
+//! when RFC 9111 (`cache::policy`) allows it and the body ended cleanly.
+//! Unsafe methods invalidate what they name (§4.4).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::forward::{self, Plan, Reply};
+use super::local::{self, LocalBody, Source};
+use super::phases::Exchange;
+use super::session::{ClientSession, UpBody};
+use crate::cache::policy::{self, Rules, Stored, Use};
+use crate::cache::{Cache, Entry, Status, Tee, Zone};
+use crate::ctx::WorkerCtx;
+use crate::error::{ErrorKind, Result};
+use crate::http::{encode, RequestHead, ResponseHead};
+use crate::vars::{self, Mode, Template};
+
+/// The cache's part in one proxied request, read by `forward.rs`.
+pub(super) struct Hook {
+    /// Copies a miss's head and body (`None`: nothing will be stored).
+    pub(super) tee: Option<Tee>,
+    /// Whole lines the client gets with the response (the status field).
+    pub(super) lines: Vec<u8>,
+    /// Request fields not sent upstream: the location's, and the client's
+    /// own conditionals and ranges when the answer is to be stored (it
+    /// must be a whole response, not the client's 304 or 206).
+    pub(super) hidden: Vec<String>,
+    /// Statuses taken here instead of being forwarded.
+    catch: Vec<u16>,
+    caught: RefCell<Option<ResponseHead>>,
+}
+
+impl Hook {
+    pub(super) fn catches(&self, status: u16) -> bool {
+        self.catch.contains(&status)
+    }
+
+    pub(super) fn catch(&self, head: &ResponseHead) {
+        *self.caught.borrow_mut() = Some(head.clone());
+    }
+}
+
+/// Request fields a stored answer must not depend on.
+const CONDITIONALS: [&str; 6] = [
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+];
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn rules(c: &Cache) -> Rules<'_> {
+    Rules {
+        valid: &c.valid,
+        heuristic: c.heuristic,
+        ignore_set_cookie: c.ignore_set_cookie,
+        ignore_cache_control: c.ignore_cache_control,
+        ignore_expires: c.ignore_expires,
+    }
+}
+
+/// `bypass`: any value non-empty and not "0" (nginx's rule).
+fn bypassed(c: &Cache, vars: &vars::Request) -> bool {
+    let mut out = Vec::new();
+    c.bypass.iter().any(|t| {
+        out.clear();
+        t.expand(vars, Mode::Raw, &mut out).is_ok() && !out.is_empty() && out != b"0"
+    })
+}
+
+/// The status field's line, if the location has one.
+fn status_line(c: &Cache, s: Status, out: &mut Vec<u8>) {
+    if let Some(name) = &c.status_header {
+        encode::header(name.as_bytes(), s.as_str().as_bytes(), out);
+    }
+}
+
+/// The stored variant for this request: the key's entries, the one whose
+/// Vary values are the request's.
+fn lookup(zone: &Zone, key: &[u8], head: &RequestHead) -> Option<Arc<Entry>> {
+    let any = zone.store.any(key)?;
+    if any.vary.is_empty() {
+        return Some(any);
+    }
+    let values = policy::vary_values(head, &any.vary_names());
+    zone.store.get(key, |e| e.matches(&values))
+}
+
+/// What the request's variables say to the cache, found before the
+/// exchange goes on (they borrow its head).
+pub(super) struct Ask {
+    key: Vec<u8>,
+    bypass: bool,
+    /// `$scheme$host`, and the scheme's length in it, for §4.4 with the
+    /// default key.
+    origin: Option<(Vec<u8>, usize)>,
+}
+
+impl Ask {
+    pub(super) fn new(cache: &Cache, vars: &vars::Request<'_>) -> Result<Ask> {
+        let mut key = Vec::new();
+        if cache.key.expand(vars, Mode::Raw, &mut key).is_err() {
+            return Err(ErrorKind::Internal.into());
+        }
+        let unsafe_method = !matches!(vars.head.method(), b"GET" | b"HEAD");
+        let origin = (unsafe_method && cache.key_is_default)
+            .then(|| {
+                let t = Template::parse("$scheme$host", Default::default()).ok()?;
+                let mut o = Vec::new();
+                t.expand(vars, Mode::Raw, &mut o).ok()?;
+                Some((o, if vars.https { 5 } else { 4 }))
+            })
+            .flatten();
+        Ok(Ask {
+            key,
+            bypass: bypassed(cache, vars),
+            origin,
+        })
+    }
+}
+
+/// The content phase of a location with `cache`.
+pub(super) async fn serve<S: ClientSession>(
+    ctx: &Rc<WorkerCtx>,
+    ds: &mut S,
+    ex: &mut Exchange,
+    plan: &Plan<'_>,
+    cache: &Cache,
+    ask: Ask,
+) -> Result<()> {
+    let Some(zone) = ex.gen.metrics.caches.get(cache.zone).cloned() else {
+        return forward::proxy(ctx, ds, ex, plan).await;
+    };
+    let key = ask.key;
+    let method = ex.head.method();
+    if method != b"GET" && method != b"HEAD" {
+        return unsafe_method(ctx, ds, ex, plan, &zone, &key, ask.origin).await;
+    }
+    let req_cc = policy::request_directives(&ex.head);
+    let bypass = ask.bypass;
+    let mut status = if bypass { Status::Bypass } else { Status::Miss };
+    if !bypass {
+        if let Some(e) = lookup(&zone, &key, &ex.head) {
+            let st = stored(&e, Instant::now());
+            match policy::usable(&st, &req_cc) {
+                Use::Fresh => return send_entry(ctx, ds, ex, plan, cache, &e, Status::Hit).await,
+                Use::Revalidate => status = Status::Expired,
+            }
+        }
+        // §5.2.1.7: nothing usable is stored, and the client wants nothing else.
+        if req_cc.only_if_cached {
+            return Err(ErrorKind::Answer(504).into());
+        }
+    }
+    let store = method == b"GET" && !req_cc.no_store;
+    let mut hook = Hook {
+        tee: store.then(|| Tee::new(zone.store.max_object())),
+        lines: Vec::new(),
+        hidden: plan
+            .location
+            .request_headers
+            .as_deref()
+            .map_or_else(Vec::new, |h| h.hidden.clone()),
+        catch: Vec::new(),
+        caught: RefCell::new(None),
+    };
+    if store {
+        hook.hidden.extend(CONDITIONALS.iter().map(|s| s.to_string()));
+    }
+    status_line(cache, status, &mut hook.lines);
+    let request_time = unix_now();
+    let p = Plan {
+        cache: Some(&hook),
+        ..*plan
+    };
+    forward::proxy(ctx, ds, ex, &p).await?;
+    if let Some(tee) = &hook.tee {
+        keep(&zone, &key, &ex.head, &req_cc, cache, tee, request_time);
+    }
+    Ok(())
+}
+
+/// The facts of an entry the freshness rules read, now.
+fn stored(e: &Entry, now: Instant) -> Stored {
+    Stored {
+        age: e.age(now),
+        lifetime: e.lifetime,
+        no_cache: e.no_cache,
+        must_revalidate: e.must_revalidate,
+    }
+}
+
+/// Stores what the tee copied, when the response may be stored.
+fn keep(
+    zone: &Zone,
+    key: &[u8],
+    req: &RequestHead,
+    req_cc: &policy::Directives,
+    cache: &Cache,
+    tee: &Tee,
+    request_time: u64,
+) {
+    let Some(head) = tee.head() else { return };
+    let rules = rules(cache);
+    if let Err(why) = policy::storable(req, req_cc, &head, &rules) {
+        tracing::trace!("not stored: {why:?}");
+        return;
+    }
+    // Abandoned past max_object: the client got it whole, the cache nothing.
+    let Some(body) = tee.take_body() else { return };
+    let Some(entry) = entry(req, &head, body, &rules, request_time, unix_now()) else {
+        return;
+    };
+    zone.store.put(key, Arc::new(entry));
+}
+
+/// Fields a stored head never carries: hop-by-hop ones (RFC 9110 §7.6.1),
+/// framing (the stored body has a length), Age (recomputed on every hit)
+/// and Set-Cookie (one client's cookie is no other's).
+fn kept_field(name: &[u8], connection: &[&[u8]]) -> bool {
+    const DROPPED: [&str; 11] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "age",
+        "set-cookie",
+        "proxy-authenticate",
+    ];
+    !DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
+        && !connection.iter().any(|c| name.eq_ignore_ascii_case(c))
+}
+
+/// A stored entry from an upstream head and its whole body.
+fn entry(
+    req: &RequestHead,
+    head: &ResponseHead,
+    body: Bytes,
+    rules: &Rules,
+    request_time: u64,
+    response_time: u64,
+) -> Option<Entry> {
+    let names = policy::vary_names(head)?;
+    let connection: Vec<&[u8]> = policy::named(head.headers(), "connection")
+        .flat_map(policy::split_list)
+        .collect();
+    let mut out = Vec::with_capacity(head.buf.len() + 64);
+    encode::status_line(head.status, head.reason(), &mut out);
+    let mut has_date = false;
+    for (n, v) in head.headers() {
+        if kept_field(n, &connection) {
+            has_date |= n.eq_ignore_ascii_case(b"date");
+            encode::header(n, v, &mut out);
+        }
+    }
+    if !has_date {
+        let date =
+            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(response_time));
+        encode::header(b"Date", date.as_bytes(), &mut out);
+    }
+    encode::content_length(body.len() as u64, &mut out);
+    encode::end_head(&mut out);
+    let cc = if rules.ignore_cache_control {
+        policy::Directives::default()
+    } else {
+        policy::response_directives(head)
+    };
+    let values = policy::vary_values(req, &names);
+    Some(Entry {
+        head: Bytes::from(out),
+        body,
+        status: head.status,
+        stored: Instant::now(),
+        initial_age: policy::initial_age(head, request_time, response_time),
+        lifetime: policy::lifetime(head, response_time, rules),
+        vary: names.into_iter().zip(values).collect(),
+        etag: head.header("etag").map(Bytes::copy_from_slice),
+        last_modified: head.header("last-modified").map(Bytes::copy_from_slice),
+        no_cache: cc.no_cache,
+        // §5.2.2.10: s-maxage implies proxy-revalidate for a shared cache.
+        must_revalidate: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
+        stale_if_error: cc.stale_if_error,
+        stale_while_revalidate: cc.stale_while_revalidate,
+    })
+}
+
+/// Sends a stored entry through the response phases, with its `Age` and
+/// the status field.
+async fn send_entry<S: ClientSession>(
+    ctx: &Rc<WorkerCtx>,
+    ds: &mut S,
+    ex: &mut Exchange,
+    plan: &Plan<'_>,
+    cache: &Cache,
+    e: &Entry,
+    status: Status,
+) -> Result<()> {
+    let (head, meta) = local::parse_head(e.head.clone()).ok_or(ErrorKind::Internal)?;
+    let mut extra = Vec::with_capacity(48);
+    encode::header(
+        b"Age",
+        itoa::Buffer::new().format(e.age(Instant::now())).as_bytes(),
+        &mut extra,
+    );
+    status_line(cache, status, &mut extra);
+    let local_port = ds.conn().port_text;
+    let reply = Reply {
+        location: plan.location,
+        resp_lines: plan.resp_lines,
+        extra: &extra,
+        redirect: Some(forward::redirect_for(plan, ds.tls().is_some(), &local_port)),
+        early: false,
+        read_timeout: ex.gen.server(ex.server).limits.send_timeout,
+        tee: None,
+    };
+    let mut source = Source::new(LocalBody::Bytes(e.body.clone()));
+    forward::send_response(ctx, ds, ex, &reply, &head, &meta, UpBody::Local(&mut source)).await
+}
+
+/// A request with an unsafe method: proxied, then (§4.4) what it names is
+/// invalidated when it succeeded: its own key, and the keys of the
+/// same-host `Location` and `Content-Location` when the key is the
+/// default one (a custom key cannot be rebuilt for another URI).
+async fn unsafe_method<S: ClientSession>(
+    ctx: &Rc<WorkerCtx>,
+    ds: &mut S,
+    ex: &mut Exchange,
+    plan: &Plan<'_>,
+    zone: &Zone,
+    key: &[u8],
+    origin: Option<(Vec<u8>, usize)>,
+) -> Result<()> {
+    // A tee of no room keeps the head only.
+    let hook = Hook {
+        tee: Some(Tee::new(0)),
+        lines: Vec::new(),
+        hidden: plan
+            .location
+            .request_headers
+            .as_deref()
+            .map_or_else(Vec::new, |h| h.hidden.clone()),
+        catch: Vec::new(),
+        caught: RefCell::new(None),
+    };
+    let p = Plan {
+        cache: Some(&hook),
+        ..*plan
+    };
+    let r = forward::proxy(ctx, ds, ex, &p).await;
+    let head = hook.tee.as_ref().and_then(Tee::head);
+    if let Some(head) = head.filter(|h| policy::invalidates(ex.head.method(), h.status)) {
+        zone.store.remove(key);
+        if let Some((origin, scheme_len)) = origin {
+            let (scheme, host) = origin.split_at(scheme_len);
+            for path in policy::invalidated_paths(&head, scheme, host) {
+                let mut k = origin.clone();
+                k.extend_from_slice(&path);
+                zone.store.remove(&k);
+            }
+        }
+    }
+    r
+}
