@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -29,6 +31,8 @@ pub struct RawCache {
     pub status_header: Option<Spanned<String>>,
     pub ignore_headers: Option<Spanned<Vec<Spanned<String>>>>,
     pub heuristic: Option<Spanned<bool>>,
+    pub lock: Option<Spanned<bool>>,
+    pub lock_timeout: Option<Spanned<String>>,
 }
 
 /// One `[[cache]]` zone, checked.
@@ -45,6 +49,7 @@ pub struct ZoneDef {
 
 pub const DEFAULT_MAX_OBJECT: u64 = 8 << 20;
 pub const DEFAULT_KEY: &str = "$scheme$host$request_uri";
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The smallest zone worth having: a few entries.
 const MIN_MEMORY: u64 = 64 * 1024;
 
@@ -74,6 +79,12 @@ pub struct Cache {
     pub ignore_expires: bool,
     /// `heuristic`: RFC 9111 §4.2.2 freshness from Last-Modified.
     pub heuristic: bool,
+    /// `lock`: concurrent misses of a key make one origin request, the
+    /// others wait for it (nginx's proxy_cache_lock).
+    pub lock: bool,
+    /// `lock_timeout`: how long a request waits for another's fetch before
+    /// it goes to the origin itself, without storing (default 5 s).
+    pub lock_timeout: Duration,
 }
 
 /// `"10m"`, `"1h"`, `"30s"`, `"0"`: a duration in whole seconds.
@@ -349,6 +360,34 @@ pub fn check_location<R: Report>(
         }
     }
     let heuristic = c.heuristic.as_ref().is_some_and(|h| *h.get_ref());
+    let lock = c.lock.as_ref().is_some_and(|l| *l.get_ref());
+    let lock_timeout = match &c.lock_timeout {
+        None => DEFAULT_LOCK_TIMEOUT,
+        Some(t) if !lock => {
+            r.error(
+                t.span(),
+                format!("{key}.lock_timeout"),
+                "only applies with `lock = true`".into(),
+            );
+            ok = false;
+            DEFAULT_LOCK_TIMEOUT
+        }
+        Some(t) => match humantime::parse_duration(t.get_ref().trim()) {
+            Ok(d) if !d.is_zero() && d <= Duration::from_secs(600) => d,
+            _ => {
+                r.error(
+                    t.span(),
+                    format!("{key}.lock_timeout"),
+                    format!(
+                        "bad time {:?}: write a duration above 0 and at most 10m, such as \"5s\"",
+                        t.get_ref()
+                    ),
+                );
+                ok = false;
+                DEFAULT_LOCK_TIMEOUT
+            }
+        },
+    };
     let (zone, key) = (zone?, template?);
     ok.then(|| Cache {
         zone,
@@ -362,6 +401,8 @@ pub fn check_location<R: Report>(
         ignore_cache_control,
         ignore_expires,
         heuristic,
+        lock,
+        lock_timeout,
     })
 }
 

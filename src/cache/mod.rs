@@ -14,6 +14,7 @@
 //! store (entries of a changed zone are dropped with it).
 
 pub mod config;
+pub mod lock;
 pub mod policy;
 pub mod store;
 pub mod tee;
@@ -28,6 +29,8 @@ pub use tee::Tee;
 pub struct Zone {
     pub def: ZoneDef,
     pub store: Store,
+    /// `lock = true`'s table of keys being fetched.
+    pub locks: Arc<lock::Locks>,
 }
 
 /// The zones of `defs`, a zone defined as in `previous` carried whole.
@@ -42,6 +45,7 @@ pub fn zones(defs: &[ZoneDef], previous: &[Arc<Zone>]) -> Vec<Arc<Zone>> {
                     Arc::new(Zone {
                         def: def.clone(),
                         store: Store::new(def.memory, def.max_object),
+                        locks: Default::default(),
                     })
                 })
         })

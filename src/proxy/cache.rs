@@ -18,9 +18,11 @@ use super::forward::{self, Plan, Reply};
 use super::local::{self, LocalBody, Source};
 use super::phases::Exchange;
 use super::session::{ClientSession, UpBody};
+use crate::cache::lock::Lock;
 use crate::cache::policy::{self, Rules, Stored, Use};
 use crate::cache::{Cache, Entry, Status, Tee, Zone};
 use crate::ctx::WorkerCtx;
+use crate::deadline::Woke;
 use crate::error::{ErrorKind, Result};
 use crate::http::{encode, RequestHead, ResponseHead};
 use crate::vars::{self, Mode, Template};
@@ -169,7 +171,30 @@ pub(super) async fn serve<S: ClientSession>(
             return Err(ErrorKind::Answer(504).into());
         }
     }
-    let store = method == b"GET" && !req_cc.no_store;
+    let mut store = method == b"GET" && !req_cc.no_store;
+    // `lock`: one fetch per key across every worker; the others wait for
+    // it to be stored (woken, not polling), then read the cache. After
+    // `lock_timeout` a waiter goes to the origin itself and, as in nginx,
+    // does not store what it gets.
+    let mut _leader = None;
+    if cache.lock && store && !bypass {
+        match zone.locks.acquire(&key) {
+            Lock::Leader(g) => _leader = Some(g),
+            Lock::Waiter(rx) => {
+                let deadline = Instant::now() + cache.lock_timeout;
+                match ctx.deadlines.within(rx.recv_async(), deadline).await {
+                    Woke::Ready(_) => {
+                        if let Some(e) = lookup(&zone, &key, &ex.head) {
+                            if policy::usable(&stored(&e, Instant::now()), &req_cc) == Use::Fresh {
+                                return send_entry(ctx, ds, ex, plan, cache, &e, Status::Hit).await;
+                            }
+                        }
+                    }
+                    Woke::TimedOut | Woke::Closing => store = false,
+                }
+            }
+        }
+    }
     let mut hook = Hook {
         tee: store.then(|| Tee::new(zone.store.max_object())),
         lines: Vec::new(),

@@ -273,6 +273,70 @@ fn bypass_goes_to_the_origin_and_stores_the_answer() {
     assert_eq!(hits_on(&b, "/fresh"), 2);
 }
 
+/// Concurrent misses on two workers against a slow origin.
+fn concurrent_misses(cache: &str, clients: usize, delay_ms: u64) -> (Backend, Vec<Response>) {
+    let b = Backend::serve(move |seen| {
+        Reply::ok(format!("slow {}", seen.target()))
+            .header("Cache-Control", "max-age=60")
+            .delay(std::time::Duration::from_millis(delay_ms))
+    });
+    let p = Proxy::with_workers(
+        &config(&format!(
+            r#"
+[[cache]]
+name = "main"
+memory = "4m"
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+
+[[server.location]]
+path = "/"
+proxy_pass = "http://{addr}"
+cache = {{ zone = "main", status_header = "X-Cache-Status"{cache} }}
+"#,
+            addr = b.addr
+        )),
+        2,
+    );
+    let gate = Arc::new(std::sync::Barrier::new(clients));
+    let addr = p.addr();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                gate.wait();
+                c.send(b"GET /slow HTTP/1.1\r\nHost: test.local\r\n\r\n");
+                c.response()
+            })
+        })
+        .collect();
+    let got = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    (b, got)
+}
+
+#[test]
+fn with_lock_concurrent_misses_on_two_workers_make_one_origin_request() {
+    let (b, got) = concurrent_misses(", lock = true", 20, 300);
+    assert!(got.iter().all(|r| r.status == 200 && r.text() == "slow /slow"));
+    assert_eq!(hits_on(&b, "/slow"), 1, "one origin fetch for 20 misses");
+    let misses = got.iter().filter(|r| status(r) == "MISS").count();
+    assert_eq!(misses, 1, "the others were answered from the cache");
+    // Without the lock every miss goes through (the contrast).
+    let (b, got) = concurrent_misses("", 8, 1000);
+    assert!(got.iter().all(|r| r.status == 200));
+    assert!(hits_on(&b, "/slow") > 1);
+}
+
+#[test]
+fn a_lock_timeout_sends_the_waiters_to_the_origin_without_storing() {
+    let (b, got) = concurrent_misses(r#", lock = true, lock_timeout = "100ms""#, 4, 1500);
+    assert!(got.iter().all(|r| r.status == 200 && r.text() == "slow /slow"));
+    assert_eq!(hits_on(&b, "/slow"), 4);
+}
+
 #[test]
 fn cache_config_refusals_have_positions() {
     use ringway::config::Config;
@@ -306,6 +370,16 @@ cache = { zone = "okk", key = "fixed", valid = { "200 abc" = "1m", "404" = "soon
 path = "/b"
 return = { status = 200 }
 cache = { zone = "ok" }
+
+[[server.location]]
+path = "/c"
+proxy_pass = "http://127.0.0.1:2"
+cache = { zone = "ok", lock_timeout = "2s" }
+
+[[server.location]]
+path = "/d"
+proxy_pass = "http://127.0.0.1:2"
+cache = { zone = "ok", lock = true, lock_timeout = "never" }
 "#;
     let e = Config::parse(cfg, std::path::Path::new("c.toml"))
         .unwrap_err()
@@ -354,6 +428,14 @@ cache = { zone = "ok" }
         (
             at("{ zone = \"ok\" }", 0),
             "server[0].location[1].cache: only applies with proxy_pass",
+        ),
+        (
+            at("\"2s\"", 0),
+            "server[0].location[2].cache.lock_timeout: only applies with `lock = true`",
+        ),
+        (
+            at("\"never\"", 0),
+            "server[0].location[3].cache.lock_timeout: bad time \"never\"",
         ),
     ] {
         assert!(
