@@ -33,6 +33,7 @@ pub struct RawCache {
     pub heuristic: Option<Spanned<bool>>,
     pub lock: Option<Spanned<bool>>,
     pub lock_timeout: Option<Spanned<String>>,
+    pub use_stale: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One `[[cache]]` zone, checked.
@@ -85,7 +86,46 @@ pub struct Cache {
     /// `lock_timeout`: how long a request waits for another's fetch before
     /// it goes to the origin itself, without storing (default 5 s).
     pub lock_timeout: Duration,
+    /// `use_stale`: when a stale entry is served because the origin failed
+    /// (nginx's proxy_cache_use_stale; RFC 5861's stale-if-error is read
+    /// from responses as well).
+    pub use_stale: UseStale,
 }
+
+/// The origin failures `use_stale` lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UseStale {
+    /// `error`: no connection, a reset, no live server.
+    pub error: bool,
+    /// `timeout`: connect, send or read timed out.
+    pub timeout: bool,
+    /// `invalid_header`: the origin's answer was not valid HTTP.
+    pub invalid_header: bool,
+    /// `http_500`, `http_502`, `http_503`, `http_504`.
+    pub statuses: [bool; 4],
+}
+
+/// The statuses `use_stale` can name, in `UseStale::statuses` order.
+pub const STALE_STATUSES: [u16; 4] = [500, 502, 503, 504];
+
+impl UseStale {
+    pub fn on_status(&self, status: u16) -> bool {
+        STALE_STATUSES
+            .iter()
+            .zip(self.statuses)
+            .any(|(s, on)| on && *s == status)
+    }
+}
+
+const USE_STALE: [&str; 7] = [
+    "error",
+    "timeout",
+    "invalid_header",
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+];
 
 /// `"10m"`, `"1h"`, `"30s"`, `"0"`: a duration in whole seconds.
 fn seconds(s: &str) -> Option<u64> {
@@ -360,6 +400,33 @@ pub fn check_location<R: Report>(
         }
     }
     let heuristic = c.heuristic.as_ref().is_some_and(|h| *h.get_ref());
+    let mut use_stale = UseStale::default();
+    for (i, u) in c
+        .use_stale
+        .as_ref()
+        .map_or(&[][..], |u| u.get_ref())
+        .iter()
+        .enumerate()
+    {
+        match u.get_ref().as_str() {
+            "error" => use_stale.error = true,
+            "timeout" => use_stale.timeout = true,
+            "invalid_header" => use_stale.invalid_header = true,
+            "http_500" => use_stale.statuses[0] = true,
+            "http_502" => use_stale.statuses[1] = true,
+            "http_503" => use_stale.statuses[2] = true,
+            "http_504" => use_stale.statuses[3] = true,
+            other => {
+                let names = USE_STALE.map(String::from);
+                let msg = match closest(other, &names) {
+                    Some(k) => format!("unknown condition {other:?}; did you mean {k:?}?"),
+                    None => format!("unknown condition {other:?} (known: {})", USE_STALE.join(", ")),
+                };
+                r.error(u.span(), format!("{key}.use_stale[{i}]"), msg);
+                ok = false;
+            }
+        }
+    }
     let lock = c.lock.as_ref().is_some_and(|l| *l.get_ref());
     let lock_timeout = match &c.lock_timeout {
         None => DEFAULT_LOCK_TIMEOUT,
@@ -403,6 +470,7 @@ pub fn check_location<R: Report>(
         heuristic,
         lock,
         lock_timeout,
+        use_stale,
     })
 }
 

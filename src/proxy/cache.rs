@@ -23,7 +23,7 @@ use crate::cache::policy::{self, Rules, Stored, Use};
 use crate::cache::{Cache, Entry, Status, Tee, Zone};
 use crate::ctx::WorkerCtx;
 use crate::deadline::Woke;
-use crate::error::{ErrorKind, Result};
+use crate::error::{ErrorKind, Result, Side};
 use crate::http::{encode, RequestHead, ResponseHead};
 use crate::vars::{self, Mode, Template};
 
@@ -158,12 +158,19 @@ pub(super) async fn serve<S: ClientSession>(
     let req_cc = policy::request_directives(&ex.head);
     let bypass = ask.bypass;
     let mut status = if bypass { Status::Bypass } else { Status::Miss };
+    // The entry that was there but may not be served as it is: revalidated
+    // with its validators, or served when the origin fails and that is
+    // allowed.
+    let mut stale: Option<Arc<Entry>> = None;
     if !bypass {
         if let Some(e) = lookup(&zone, &key, &ex.head) {
             let st = stored(&e, Instant::now());
             match policy::usable(&st, &req_cc) {
                 Use::Fresh => return send_entry(ctx, ds, ex, plan, cache, &e, Status::Hit).await,
-                Use::Revalidate => status = Status::Expired,
+                Use::Revalidate => {
+                    status = Status::Expired;
+                    stale = Some(e);
+                }
             }
         }
         // §5.2.1.7: nothing usable is stored, and the client wants nothing else.
@@ -209,17 +216,134 @@ pub(super) async fn serve<S: ClientSession>(
     if store {
         hook.hidden.extend(CONDITIONALS.iter().map(|s| s.to_string()));
     }
+    // §4.3.1: a stale entry with validators is asked about conditionally;
+    // its 304 comes back here instead of going to the client.
+    let mut req_lines = Vec::new();
+    if let Some(e) = stale.as_ref().filter(|_| store) {
+        if let Some(v) = &e.etag {
+            encode::header(b"If-None-Match", v, &mut req_lines);
+        }
+        if let Some(v) = &e.last_modified {
+            encode::header(b"If-Modified-Since", v, &mut req_lines);
+        }
+        if !req_lines.is_empty() {
+            hook.catch.push(304);
+        }
+    }
+    // An error status the entry may be served stale for is taken here too.
+    let stale_ok = stale.as_ref().is_some_and(|e| {
+        !e.must_revalidate
+            && (cache.use_stale.statuses.iter().any(|s| *s)
+                || e.stale_if_error.is_some()
+                || req_cc.stale_if_error.is_some())
+    });
+    if stale_ok {
+        for s in crate::cache::config::STALE_STATUSES {
+            let e = stale.as_deref();
+            if cache.use_stale.on_status(s) || e.is_some_and(|e| stale_if_error(e, &req_cc)) {
+                hook.catch.push(s);
+            }
+        }
+    }
     status_line(cache, status, &mut hook.lines);
+    let joined;
+    let req_lines = if req_lines.is_empty() {
+        plan.req_lines
+    } else {
+        joined = [plan.req_lines, &req_lines[..]].concat();
+        &joined[..]
+    };
     let request_time = unix_now();
     let p = Plan {
         cache: Some(&hook),
+        req_lines,
         ..*plan
     };
-    forward::proxy(ctx, ds, ex, &p).await?;
-    if let Some(tee) = &hook.tee {
-        keep(&zone, &key, &ex.head, &req_cc, cache, tee, request_time);
+    let result = forward::proxy(ctx, ds, ex, &p).await;
+    let caught = hook.caught.borrow_mut().take();
+    match (result, stale) {
+        (Ok(()), Some(e)) if caught.as_ref().is_some_and(|h| h.status == 304) => {
+            // §4.3.4: the stored response, its fields updated by the 304's.
+            let fresh = caught
+                .as_ref()
+                .and_then(|h| refreshed(&ex.head, &e, h, &rules(cache), request_time))
+                .map(Arc::new);
+            let served = match fresh {
+                Some(f) => {
+                    zone.store.put(&key, f.clone());
+                    f
+                }
+                None => e,
+            };
+            send_entry(ctx, ds, ex, plan, cache, &served, Status::Revalidated).await
+        }
+        (Ok(()), Some(e)) if caught.is_some() => {
+            send_entry(ctx, ds, ex, plan, cache, &e, Status::Stale).await
+        }
+        (Ok(()), _) => {
+            if let Some(tee) = &hook.tee {
+                keep(&zone, &key, &ex.head, &req_cc, cache, tee, request_time);
+            }
+            Ok(())
+        }
+        // The origin failed before any of its answer reached the client.
+        (Err(err), Some(e)) if ex.status == 0 && err.kind.side() == Side::Upstream => {
+            if e.must_revalidate {
+                // §4.2.4: never served stale; "Gateway Timeout" instead.
+                return Err(ErrorKind::Answer(504).into());
+            }
+            let listed = match err.kind {
+                ErrorKind::ConnectTimeout | ErrorKind::ReadTimeout | ErrorKind::SendTimeout => {
+                    cache.use_stale.timeout
+                }
+                ErrorKind::BadResponse(_) => cache.use_stale.invalid_header,
+                _ => cache.use_stale.error,
+            };
+            if listed || stale_if_error(&e, &req_cc) {
+                send_entry(ctx, ds, ex, plan, cache, &e, Status::Stale).await
+            } else {
+                Err(err)
+            }
+        }
+        (Err(err), _) => Err(err),
     }
-    Ok(())
+}
+
+/// RFC 5861 stale-if-error, the response's or the request's, for `e` now.
+fn stale_if_error(e: &Entry, req_cc: &policy::Directives) -> bool {
+    policy::stale_if_error_ok(&stored(e, Instant::now()), e.stale_if_error, req_cc)
+}
+
+/// The entry a 304 refreshes (RFC 9111 §4.3.4): the stored head with each
+/// field the 304 carries replaced by the 304's, the same body, new times.
+fn refreshed(
+    req: &RequestHead,
+    e: &Entry,
+    not_modified: &ResponseHead,
+    rules: &Rules,
+    request_time: u64,
+) -> Option<Entry> {
+    let (old, _) = local::parse_head(e.head.clone())?;
+    let connection: Vec<&[u8]> = policy::named(not_modified.headers(), "connection")
+        .flat_map(policy::split_list)
+        .collect();
+    let new: Vec<(&[u8], &[u8])> = not_modified
+        .headers()
+        .filter(|(n, _)| kept_field(n, &connection))
+        .collect();
+    let mut out = Vec::with_capacity(old.buf.len() + not_modified.buf.len());
+    encode::status_line(old.status, old.reason(), &mut out);
+    for (n, v) in old.headers() {
+        if !new.iter().any(|(m, _)| m.eq_ignore_ascii_case(n)) {
+            encode::header(n, v, &mut out);
+        }
+    }
+    for (n, v) in &new {
+        encode::header(n, v, &mut out);
+    }
+    encode::end_head(&mut out);
+    let (merged, _) = local::parse_head(Bytes::from(out))?;
+    entry(req, &merged, e.body.clone(), rules, request_time, unix_now())
 }
 
 /// The facts of an entry the freshness rules read, now.

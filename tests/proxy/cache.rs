@@ -337,6 +337,141 @@ fn a_lock_timeout_sends_the_waiters_to_the_origin_without_storing() {
     assert_eq!(hits_on(&b, "/slow"), 4);
 }
 
+/// A proxy with a location per `(path, cache keys)` in front of `addr`.
+fn locations(addr: std::net::SocketAddr, locs: &[(&str, &str)]) -> Proxy {
+    let mut toml = String::from(
+        r#"
+[[cache]]
+name = "main"
+memory = "4m"
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+"#,
+    );
+    for (path, keys) in locs {
+        toml.push_str(&format!(
+            r#"
+[[server.location]]
+path = "{path}"
+proxy_pass = "http://{addr}"
+cache = {{ zone = "main", status_header = "X-Cache-Status"{keys} }}
+"#
+        ));
+    }
+    Proxy::start(&config(&toml))
+}
+
+/// Past a max-age=1 entry's freshness (a setup, not a verdict).
+fn wait_past_freshness() {
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+}
+
+#[test]
+fn a_stale_entry_is_revalidated_and_a_304_refreshes_its_fields() {
+    let b = Backend::serve(|seen| match seen.header("if-none-match") {
+        Some("\"v1\"") => Reply::new(304)
+            .header("ETag", "\"v1\"")
+            .header("Cache-Control", "max-age=60")
+            .header("X-Refreshed", "yes"),
+        _ => Reply::ok("v1 body")
+            .header("ETag", "\"v1\"")
+            .header("Cache-Control", "max-age=1")
+            .header("X-Refreshed", "no"),
+    });
+    let p = locations(b.addr, &[("/", "")]);
+    assert_eq!(status(&p.get("/e")), "MISS");
+    wait_past_freshness();
+    let r = p.get("/e");
+    assert_eq!(
+        (r.status, status(&r), r.text().as_str()),
+        (200, "REVALIDATED", "v1 body")
+    );
+    assert_eq!(
+        r.header("x-refreshed"),
+        Some("yes"),
+        "§4.3.4: the 304's fields replace the stored ones"
+    );
+    assert_eq!(r.header("cache-control"), Some("max-age=60"));
+    assert_eq!(r.header("content-length"), Some("7"));
+    let seen = b.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].header("if-none-match"), None);
+    assert_eq!(seen[1].header("if-none-match"), Some("\"v1\""));
+    // Refreshed for 60 s: a hit, with the new fields.
+    let r = p.get("/e");
+    assert_eq!((status(&r), r.header("x-refreshed")), ("HIT", Some("yes")));
+    assert_eq!(b.seen().len(), 2);
+    // A client's own If-None-Match is not what the origin sees for a
+    // stored answer: it gets the whole response.
+    let r = get_with(&p, "/other", "If-None-Match: \"v1\"\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "v1 body"));
+}
+
+#[test]
+fn a_stale_entry_is_served_when_the_origin_is_dead_unless_it_must_revalidate() {
+    let b = Backend::serve(|seen| {
+        let cc = if seen.target().starts_with("/strict/") {
+            "max-age=1, must-revalidate"
+        } else if seen.target().starts_with("/sie/") {
+            "max-age=1, stale-if-error=600"
+        } else {
+            "max-age=1"
+        };
+        Reply::ok(format!("kept {}", seen.target())).header("Cache-Control", cc)
+    });
+    let addr = b.addr;
+    let p = locations(
+        addr,
+        &[
+            ("/stale/", r#", use_stale = ["error", "timeout"]"#),
+            ("/strict/", r#", use_stale = ["error", "timeout"]"#),
+            ("/plain/", ""),
+            ("/sie/", ""),
+        ],
+    );
+    for path in ["/stale/x", "/strict/x", "/plain/x", "/sie/x"] {
+        assert_eq!(status(&p.get(path)), "MISS", "{path}");
+    }
+    drop(b);
+    wait_past_freshness();
+    let r = p.get("/stale/x");
+    assert_eq!(
+        (r.status, status(&r), r.text().as_str()),
+        (200, "STALE", "kept /stale/x")
+    );
+    let r = p.get("/sie/x");
+    assert_eq!(
+        (r.status, status(&r)),
+        (200, "STALE"),
+        "the response's stale-if-error"
+    );
+    let r = p.get("/strict/x");
+    assert_eq!(r.status, 504, "must-revalidate is never served stale");
+    assert!(!r.text().contains("kept"));
+    let r = p.get("/plain/x");
+    assert_eq!(r.status, 502, "no use_stale: the origin's failure");
+}
+
+#[test]
+fn use_stale_http_503_serves_the_entry_for_an_origin_error_status() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let b = Backend::serve(move |_| match n.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::ok("good").header("Cache-Control", "max-age=1"),
+        _ => Reply::new(503).body("down"),
+    });
+    let p = locations(b.addr, &[("/s/", r#", use_stale = ["http_503"]"#), ("/n/", "")]);
+    p.get("/s/x");
+    wait_past_freshness();
+    let r = p.get("/s/x");
+    assert_eq!((r.status, status(&r), r.text().as_str()), (200, "STALE", "good"));
+    // Not listed: the origin's 503 goes to the client.
+    let r = p.get("/n/x");
+    assert_eq!(r.status, 503);
+    assert_eq!(b.seen().len(), 3);
+}
+
 #[test]
 fn cache_config_refusals_have_positions() {
     use ringway::config::Config;
@@ -379,7 +514,7 @@ cache = { zone = "ok", lock_timeout = "2s" }
 [[server.location]]
 path = "/d"
 proxy_pass = "http://127.0.0.1:2"
-cache = { zone = "ok", lock = true, lock_timeout = "never" }
+cache = { zone = "ok", lock = true, lock_timeout = "never", use_stale = ["eror"] }
 "#;
     let e = Config::parse(cfg, std::path::Path::new("c.toml"))
         .unwrap_err()
