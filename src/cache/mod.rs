@@ -21,6 +21,8 @@ pub mod tee;
 
 use std::sync::Arc;
 
+use crate::metrics::Counter;
+
 pub use config::{Cache, RawCache, RawZone, ZoneDef};
 pub use store::{Entry, Store};
 pub use tee::Tee;
@@ -31,23 +33,46 @@ pub struct Zone {
     pub store: Store,
     /// `lock = true`'s table of keys being fetched.
     pub locks: Arc<lock::Locks>,
+    /// Requests by cache status, per worker (written by its worker alone).
+    pub counters: Arc<Counters>,
 }
 
-/// The zones of `defs`, a zone defined as in `previous` carried whole.
-pub fn zones(defs: &[ZoneDef], previous: &[Arc<Zone>]) -> Vec<Arc<Zone>> {
+pub struct Counters {
+    pub w: Box<[[Counter; Status::ALL.len()]]>,
+}
+
+impl Zone {
+    /// One request of worker `w` ended with `s`.
+    pub fn count(&self, w: usize, s: Status) {
+        if let Some(c) = self.counters.w.get(w) {
+            c[s as usize].add(1);
+        }
+    }
+}
+
+/// The zones of `defs` for `workers` workers: a zone defined as in
+/// `previous` is carried whole, a changed one keeps only its counters.
+pub fn zones(defs: &[ZoneDef], workers: usize, previous: &[Arc<Zone>]) -> Vec<Arc<Zone>> {
     defs.iter()
         .map(|def| {
-            previous
-                .iter()
-                .find(|p| p.def == *def)
-                .cloned()
+            let old = previous.iter().find(|p| p.def.name == def.name);
+            if let Some(o) = old.filter(|o| o.def == *def && o.counters.w.len() == workers) {
+                return o.clone();
+            }
+            let counters = old
+                .map(|o| o.counters.clone())
+                .filter(|c| c.w.len() == workers)
                 .unwrap_or_else(|| {
-                    Arc::new(Zone {
-                        def: def.clone(),
-                        store: Store::new(def.memory, def.max_object),
-                        locks: Default::default(),
+                    Arc::new(Counters {
+                        w: (0..workers).map(|_| Default::default()).collect(),
                     })
-                })
+                });
+            Arc::new(Zone {
+                def: def.clone(),
+                store: Store::new(def.memory, def.max_object),
+                locks: Default::default(),
+                counters,
+            })
         })
         .collect()
 }
@@ -55,6 +80,7 @@ pub fn zones(defs: &[ZoneDef], previous: &[Arc<Zone>]) -> Vec<Arc<Zone>> {
 /// What the cache did for a request: nginx's `$upstream_cache_status`
 /// values, sent in the location's `status_header`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum Status {
     Miss,
     Hit,
@@ -72,6 +98,16 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Miss,
+        Status::Hit,
+        Status::Expired,
+        Status::Stale,
+        Status::Updating,
+        Status::Revalidated,
+        Status::Bypass,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Miss => "MISS",

@@ -83,6 +83,15 @@ impl Tee {
         self.state.borrow_mut().body.take().map(Bytes::from)
     }
 
+    /// Stops copying and frees what was copied.
+    pub fn abandon(&self) {
+        self.state.borrow_mut().body = None;
+    }
+
+    pub fn max(&self) -> usize {
+        self.state.borrow().max
+    }
+
     pub fn abandoned(&self) -> bool {
         self.state.borrow().body.is_none()
     }

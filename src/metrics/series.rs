@@ -218,7 +218,11 @@ impl Layout {
             workers,
             previous.map_or(&[][..], |p| &p.limits[..]),
         );
-        let caches = crate::cache::zones(&config.caches, previous.map_or(&[][..], |p| &p.caches[..]));
+        let caches = crate::cache::zones(
+            &config.caches,
+            workers,
+            previous.map_or(&[][..], |p| &p.caches[..]),
+        );
         Layout {
             config,
             servers,

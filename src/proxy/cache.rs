@@ -28,7 +28,9 @@ use crate::http::{encode, RequestHead, ResponseHead};
 use crate::vars::{self, Mode, Template};
 
 /// The cache's part in one proxied request, read by `forward.rs`.
-pub(super) struct Hook {
+pub(super) struct Hook<'c> {
+    cache: &'c Cache,
+    req_cc: policy::Directives,
     /// Copies a miss's head and body (`None`: nothing will be stored).
     pub(super) tee: Option<Tee>,
     /// Whole lines the client gets with the response (the status field).
@@ -42,7 +44,18 @@ pub(super) struct Hook {
     caught: RefCell<Option<ResponseHead>>,
 }
 
-impl Hook {
+impl Hook<'_> {
+    /// The upstream's head, before its body is copied: a response that
+    /// will not be stored (or is announced larger than `max_object`) is
+    /// not copied at all.
+    pub(super) fn observe(&self, req: &RequestHead, head: &ResponseHead, meta: &crate::http::ResponseMeta) {
+        let Some(tee) = &self.tee else { return };
+        let too_large = matches!(meta.body, crate::http::BodyKind::Length(n) if n > tee.max() as u64);
+        if too_large || policy::storable(req, &self.req_cc, head, &rules(self.cache)).is_err() {
+            tee.abandon();
+        }
+    }
+
     pub(super) fn catches(&self, status: u16) -> bool {
         self.catch.contains(&status)
     }
@@ -150,11 +163,11 @@ pub(super) async fn serve<S: ClientSession>(
     let Some(zone) = ex.gen.metrics.caches.get(cache.zone).cloned() else {
         return forward::proxy(ctx, ds, ex, plan).await;
     };
-    let key = ask.key;
     let method = ex.head.method();
     if method != b"GET" && method != b"HEAD" {
-        return unsafe_method(ctx, ds, ex, plan, &zone, &key, ask.origin).await;
+        return unsafe_method(ctx, ds, ex, plan, cache, &zone, ask).await;
     }
+    let key = ask.key;
     let req_cc = policy::request_directives(&ex.head);
     let bypass = ask.bypass;
     let mut status = if bypass { Status::Bypass } else { Status::Miss };
@@ -203,6 +216,8 @@ pub(super) async fn serve<S: ClientSession>(
         }
     }
     let mut hook = Hook {
+        cache,
+        req_cc: req_cc.clone(),
         tee: store.then(|| Tee::new(zone.store.max_object())),
         lines: Vec::new(),
         hidden: plan
@@ -281,6 +296,7 @@ pub(super) async fn serve<S: ClientSession>(
             send_entry(ctx, ds, ex, plan, cache, &e, Status::Stale).await
         }
         (Ok(()), _) => {
+            zone.count(ctx.id, status);
             if let Some(tee) = &hook.tee {
                 keep(&zone, &key, &ex.head, &req_cc, cache, tee, request_time);
             }
@@ -302,10 +318,14 @@ pub(super) async fn serve<S: ClientSession>(
             if listed || stale_if_error(&e, &req_cc) {
                 send_entry(ctx, ds, ex, plan, cache, &e, Status::Stale).await
             } else {
+                zone.count(ctx.id, status);
                 Err(err)
             }
         }
-        (Err(err), _) => Err(err),
+        (Err(err), _) => {
+            zone.count(ctx.id, status);
+            Err(err)
+        }
     }
 }
 
@@ -465,6 +485,9 @@ async fn send_entry<S: ClientSession>(
     e: &Entry,
     status: Status,
 ) -> Result<()> {
+    if let Some(z) = ex.gen.metrics.caches.get(cache.zone) {
+        z.count(ctx.id, status);
+    }
     let (head, meta) = local::parse_head(e.head.clone()).ok_or(ErrorKind::Internal)?;
     let mut extra = Vec::with_capacity(48);
     encode::header(
@@ -496,12 +519,14 @@ async fn unsafe_method<S: ClientSession>(
     ds: &mut S,
     ex: &mut Exchange,
     plan: &Plan<'_>,
+    cache: &Cache,
     zone: &Zone,
-    key: &[u8],
-    origin: Option<(Vec<u8>, usize)>,
+    ask: Ask,
 ) -> Result<()> {
     // A tee of no room keeps the head only.
     let hook = Hook {
+        cache,
+        req_cc: Default::default(),
         tee: Some(Tee::new(0)),
         lines: Vec::new(),
         hidden: plan
@@ -519,8 +544,8 @@ async fn unsafe_method<S: ClientSession>(
     let r = forward::proxy(ctx, ds, ex, &p).await;
     let head = hook.tee.as_ref().and_then(Tee::head);
     if let Some(head) = head.filter(|h| policy::invalidates(ex.head.method(), h.status)) {
-        zone.store.remove(key);
-        if let Some((origin, scheme_len)) = origin {
+        zone.store.remove(&ask.key);
+        if let Some((origin, scheme_len)) = ask.origin {
             let (scheme, host) = origin.split_at(scheme_len);
             for path in policy::invalidated_paths(&head, scheme, host) {
                 let mut k = origin.clone();

@@ -51,7 +51,7 @@ pub(super) struct Plan<'a> {
     pub(super) max_body: Option<u64>,
     /// The cache's part in a proxied request (`proxy/cache.rs`), if the
     /// location caches.
-    pub(super) cache: Option<&'a super::cache::Hook>,
+    pub(super) cache: Option<&'a super::cache::Hook<'a>>,
 }
 
 /// RFC 9110 §9.2.2.
@@ -641,6 +641,9 @@ pub(super) async fn respond<S: ClientSession>(
     sticky: Option<[u8; 16]>,
     from: UpBody<'_>,
 ) -> Result<()> {
+    if let Some(c) = plan.cache {
+        c.observe(&ex.head, head, meta);
+    }
     // `sticky`: a client whose cookie did not name this server (none, a
     // forged one, or one whose server is down) is given one that does.
     let set_cookie = match sticky.and_then(|v| plan.up.sticky_named(&v)) {

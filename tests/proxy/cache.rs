@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::metrics::Scrape;
 use crate::support::peers::curl;
 use crate::support::*;
 
@@ -274,7 +275,7 @@ fn bypass_goes_to_the_origin_and_stores_the_answer() {
 }
 
 /// Concurrent misses on two workers against a slow origin.
-fn concurrent_misses(cache: &str, clients: usize, delay_ms: u64) -> (Backend, Vec<Response>) {
+fn concurrent_misses(cache: &str, clients: usize, delay_ms: u64) -> (Backend, Vec<Response>, Proxy) {
     let b = Backend::serve(move |seen| {
         Reply::ok(format!("slow {}", seen.target()))
             .header("Cache-Control", "max-age=60")
@@ -295,8 +296,12 @@ access_log = "off"
 path = "/"
 proxy_pass = "http://{addr}"
 cache = {{ zone = "main", status_header = "X-Cache-Status"{cache} }}
+
+[admin]
+listen = "127.0.0.1:{admin}"
 "#,
-            addr = b.addr
+            addr = b.addr,
+            admin = listen_port(),
         )),
         2,
     );
@@ -314,25 +319,30 @@ cache = {{ zone = "main", status_header = "X-Cache-Status"{cache} }}
         })
         .collect();
     let got = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    (b, got)
+    (b, got, p)
 }
 
 #[test]
 fn with_lock_concurrent_misses_on_two_workers_make_one_origin_request() {
-    let (b, got) = concurrent_misses(", lock = true", 20, 300);
+    let (b, got, p) = concurrent_misses(", lock = true", 20, 300);
     assert!(got.iter().all(|r| r.status == 200 && r.text() == "slow /slow"));
     assert_eq!(hits_on(&b, "/slow"), 1, "one origin fetch for 20 misses");
     let misses = got.iter().filter(|r| status(r) == "MISS").count();
     assert_eq!(misses, 1, "the others were answered from the cache");
+    // Counted by zone and status, summed over both workers.
+    let m = Scrape::take(p.admin_addr(), false);
+    let n = |s: &str| m.get("ringway_cache_requests_total", &[("zone", "main"), ("status", s)]);
+    assert_eq!((n("MISS"), n("HIT"), n("STALE")), (1.0, 19.0, 0.0));
+    assert!(m.get("ringway_cache_bytes", &[("zone", "main")]) > 0.0);
     // Without the lock every miss goes through (the contrast).
-    let (b, got) = concurrent_misses("", 8, 1000);
+    let (b, got, _p) = concurrent_misses("", 8, 1000);
     assert!(got.iter().all(|r| r.status == 200));
     assert!(hits_on(&b, "/slow") > 1);
 }
 
 #[test]
 fn a_lock_timeout_sends_the_waiters_to_the_origin_without_storing() {
-    let (b, got) = concurrent_misses(r#", lock = true, lock_timeout = "100ms""#, 4, 1500);
+    let (b, got, _p) = concurrent_misses(r#", lock = true, lock_timeout = "100ms""#, 4, 1500);
     assert!(got.iter().all(|r| r.status == 200 && r.text() == "slow /slow"));
     assert_eq!(hits_on(&b, "/slow"), 4);
 }
