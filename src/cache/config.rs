@@ -34,6 +34,7 @@ pub struct RawCache {
     pub lock: Option<Spanned<bool>>,
     pub lock_timeout: Option<Spanned<String>>,
     pub use_stale: Option<Spanned<Vec<Spanned<String>>>>,
+    pub purge_allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One `[[cache]]` zone, checked.
@@ -90,6 +91,10 @@ pub struct Cache {
     /// (nginx's proxy_cache_use_stale; RFC 5861's stale-if-error is read
     /// from responses as well).
     pub use_stale: UseStale,
+    /// `purge_allow`: clients (CIDRs or addresses) whose `PURGE` removes
+    /// the request's entry; a `PURGE` from anyone else gets 403, and none
+    /// goes to the origin (nginx's proxy_cache_purge, a commercial one).
+    pub purge_allow: Vec<ipnet::IpNet>,
 }
 
 /// The origin failures `use_stale` lists.
@@ -427,6 +432,31 @@ pub fn check_location<R: Report>(
             }
         }
     }
+    let mut purge_allow = Vec::new();
+    for (i, a) in c
+        .purge_allow
+        .as_ref()
+        .map_or(&[][..], |a| a.get_ref())
+        .iter()
+        .enumerate()
+    {
+        let s = a.get_ref().trim();
+        match s
+            .parse::<ipnet::IpNet>()
+            .ok()
+            .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        {
+            Some(net) => purge_allow.push(net.trunc()),
+            None => {
+                r.error(
+                    a.span(),
+                    format!("{key}.purge_allow[{i}]"),
+                    format!("{s:?} is not an address or a CIDR such as \"10.0.0.0/8\""),
+                );
+                ok = false;
+            }
+        }
+    }
     let lock = c.lock.as_ref().is_some_and(|l| *l.get_ref());
     let lock_timeout = match &c.lock_timeout {
         None => DEFAULT_LOCK_TIMEOUT,
@@ -471,6 +501,7 @@ pub fn check_location<R: Report>(
         lock,
         lock_timeout,
         use_stale,
+        purge_allow,
     })
 }
 

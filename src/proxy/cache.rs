@@ -164,6 +164,9 @@ pub(super) async fn serve<S: ClientSession>(
         return forward::proxy(ctx, ds, ex, plan).await;
     };
     let method = ex.head.method();
+    if method == b"PURGE" {
+        return purge(ctx, ds, ex, cache, &zone, &ask.key).await;
+    }
     if method != b"GET" && method != b"HEAD" {
         return unsafe_method(ctx, ds, ex, plan, cache, &zone, ask).await;
     }
@@ -508,6 +511,32 @@ async fn send_entry<S: ClientSession>(
     };
     let mut source = Source::new(LocalBody::Bytes(e.body.clone()));
     forward::send_response(ctx, ds, ex, &reply, &head, &meta, UpBody::Local(&mut source)).await
+}
+
+/// `PURGE`: from a `purge_allow` client, removes every variant of the
+/// request's key (200, or 404 when nothing was stored); from anyone else,
+/// 403. Never sent to the origin.
+async fn purge<S: ClientSession>(
+    ctx: &Rc<WorkerCtx>,
+    ds: &mut S,
+    ex: &mut Exchange,
+    cache: &Cache,
+    zone: &Zone,
+    key: &[u8],
+) -> Result<()> {
+    let client = ex.client;
+    let status = if !cache.purge_allow.iter().any(|n| n.contains(&client)) {
+        403
+    } else if zone.store.remove(key) {
+        200
+    } else {
+        404
+    };
+    let body = match status {
+        200 => "purged\n".to_string(),
+        _ => super::respond::error_body(status),
+    };
+    super::phases::respond_return(ctx, ds, ex, status, body.as_bytes(), None, b"").await
 }
 
 /// A request with an unsafe method: proxied, then (§4.4) what it names is

@@ -483,6 +483,32 @@ fn use_stale_http_503_serves_the_entry_for_an_origin_error_status() {
 }
 
 #[test]
+fn purge_from_an_allowed_address_removes_the_entry_and_others_get_403() {
+    let b = origin();
+    let p = locations(
+        b.addr,
+        &[
+            ("/fresh", r#", purge_allow = ["127.0.0.0/8"]"#),
+            ("/old", r#", purge_allow = ["10.0.0.0/8", "::1"]"#),
+        ],
+    );
+    let purge = |path: &str| p.send(format!("PURGE {path} HTTP/1.1\r\nHost: test.local\r\n\r\n"));
+    p.get("/fresh");
+    assert_eq!(status(&p.get("/fresh")), "HIT");
+    assert_eq!(purge("/fresh").status, 200);
+    assert_eq!(purge("/fresh").status, 404, "nothing left to purge");
+    assert_eq!(status(&p.get("/fresh")), "MISS");
+    // 127.0.0.1 is not in this location's list.
+    p.get("/old");
+    assert_eq!(purge("/old").status, 403);
+    assert_eq!(status(&p.get("/old")), "HIT");
+    assert!(
+        b.seen().iter().all(|s| s.method() == "GET"),
+        "no PURGE reaches the origin"
+    );
+}
+
+#[test]
 fn cache_config_refusals_have_positions() {
     use ringway::config::Config;
     let cfg = r#"[[cache]]
@@ -519,7 +545,7 @@ cache = { zone = "ok" }
 [[server.location]]
 path = "/c"
 proxy_pass = "http://127.0.0.1:2"
-cache = { zone = "ok", lock_timeout = "2s" }
+cache = { zone = "ok", lock_timeout = "2s", purge_allow = ["10.0.0.0/33"] }
 
 [[server.location]]
 path = "/d"
