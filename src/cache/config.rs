@@ -106,6 +106,9 @@ pub struct UseStale {
     pub timeout: bool,
     /// `invalid_header`: the origin's answer was not valid HTTP.
     pub invalid_header: bool,
+    /// `updating`: while one request refreshes a stale entry, the others
+    /// get the stale entry at once.
+    pub updating: bool,
     /// `http_500`, `http_502`, `http_503`, `http_504`.
     pub statuses: [bool; 4],
 }
@@ -122,10 +125,11 @@ impl UseStale {
     }
 }
 
-const USE_STALE: [&str; 7] = [
+const USE_STALE: [&str; 8] = [
     "error",
     "timeout",
     "invalid_header",
+    "updating",
     "http_500",
     "http_502",
     "http_503",
@@ -417,6 +421,7 @@ pub fn check_location<R: Report>(
             "error" => use_stale.error = true,
             "timeout" => use_stale.timeout = true,
             "invalid_header" => use_stale.invalid_header = true,
+            "updating" => use_stale.updating = true,
             "http_500" => use_stale.statuses[0] = true,
             "http_502" => use_stale.statuses[1] = true,
             "http_503" => use_stale.statuses[2] = true,

@@ -389,6 +389,12 @@ pub fn stale_if_error_ok(e: &Stored, resp_stale_if_error: Option<u64>, req: &Dir
     allowed.is_some_and(|a| over <= a)
 }
 
+/// RFC 5861 stale-while-revalidate: whether a stale entry is within the
+/// window its response gave for serving it while it is refreshed.
+pub fn stale_while_revalidate_ok(e: &Stored, swr: Option<u64>) -> bool {
+    !e.must_revalidate && swr.is_some_and(|w| e.age.saturating_sub(e.lifetime) <= w)
+}
+
 /// The names of the request fields a response varies on, lower-cased
 /// (RFC 9111 §4.1); `None` for `Vary: *`.
 pub fn vary_names(resp: &ResponseHead) -> Option<Vec<Box<str>>> {

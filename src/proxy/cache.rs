@@ -199,10 +199,29 @@ pub(super) async fn serve<S: ClientSession>(
     // it to be stored (woken, not polling), then read the cache. After
     // `lock_timeout` a waiter goes to the origin itself and, as in nginx,
     // does not store what it gets.
+    //
+    // A stale entry that may be served while it is refreshed (`use_stale`
+    // with `updating`, or its stale-while-revalidate window) goes to the
+    // requests that find a refresh already under way (UPDATING); the
+    // first one refreshes it in the foreground.
+    let while_updating = stale.as_ref().is_some_and(|e| {
+        let st = stored(e, Instant::now());
+        !e.must_revalidate
+            && !req_cc.no_cache
+            && (cache.use_stale.updating || policy::stale_while_revalidate_ok(&st, e.stale_while_revalidate))
+    });
     let mut _leader = None;
-    if cache.lock && store && !bypass {
+    if (cache.lock || while_updating) && store && !bypass {
         match zone.locks.acquire(&key) {
             Lock::Leader(g) => _leader = Some(g),
+            Lock::Waiter(_) if while_updating => {
+                if let Some(e) = &stale {
+                    return send_entry(ctx, ds, ex, plan, cache, e, Status::Updating).await;
+                }
+            }
+            // Without `lock`, a request that cannot have the stale entry
+            // goes to the origin beside the one refreshing it.
+            Lock::Waiter(_) if !cache.lock => {}
             Lock::Waiter(rx) => {
                 let deadline = Instant::now() + cache.lock_timeout;
                 match ctx.deadlines.within(rx.recv_async(), deadline).await {

@@ -509,6 +509,49 @@ fn purge_from_an_allowed_address_removes_the_entry_and_others_get_403() {
 }
 
 #[test]
+fn while_one_request_refreshes_a_stale_entry_the_others_get_it_updating() {
+    for (cc, keys) in [
+        ("max-age=1, stale-while-revalidate=600", ""),
+        ("max-age=1", r#", use_stale = ["updating"]"#),
+    ] {
+        let n = Arc::new(AtomicUsize::new(0));
+        // The refresh is held at the origin until the test has seen the
+        // other request answered.
+        let gate = Gate::new();
+        let held = gate.clone();
+        let b = Backend::serve(move |_| match n.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::ok("v1").header("Cache-Control", cc),
+            _ => {
+                held.wait();
+                Reply::ok("v2").header("Cache-Control", "max-age=60")
+            }
+        });
+        let p = locations(b.addr, &[("/", keys)]);
+        assert_eq!(p.get("/u").text(), "v1");
+        wait_past_freshness();
+        let addr = p.addr();
+        let refresh = std::thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            c.get("/u")
+        });
+        // The refresh has reached the origin (a setup step): now another
+        // request finds it under way.
+        wait_for(std::time::Duration::from_secs(5), || {
+            (b.seen().len() == 2).then_some(())
+        })
+        .expect("the refresh reached the origin");
+        let r = p.get("/u");
+        assert_eq!((status(&r), r.text().as_str()), ("UPDATING", "v1"), "{cc}");
+        gate.open();
+        let r = refresh.join().unwrap();
+        assert_eq!((status(&r), r.text().as_str()), ("EXPIRED", "v2"));
+        let r = p.get("/u");
+        assert_eq!((status(&r), r.text().as_str()), ("HIT", "v2"));
+        assert_eq!(b.seen().len(), 2);
+    }
+}
+
+#[test]
 fn cache_config_refusals_have_positions() {
     use ringway::config::Config;
     let cfg = r#"[[cache]]
