@@ -395,6 +395,63 @@ pub fn stale_while_revalidate_ok(e: &Stored, swr: Option<u64>) -> bool {
     !e.must_revalidate && swr.is_some_and(|w| e.age.saturating_sub(e.lifetime) <= w)
 }
 
+/// Whether `*` or a tag of a comma-separated list matches `ours`: by weak
+/// comparison (`W/` set aside), or by strong (neither weak).
+fn tag_matches(list: &[u8], ours: &[u8], strong: bool) -> bool {
+    let list = list.trim_ascii();
+    if list == b"*" {
+        return true;
+    }
+    let (our_weak, ours) = match ours.strip_prefix(b"W/") {
+        Some(o) => (true, o),
+        None => (false, ours),
+    };
+    split_list(list).any(|t| {
+        let (weak, opaque) = match t.strip_prefix(b"W/") {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        !(strong && (weak || our_weak)) && opaque == ours
+    })
+}
+
+/// What a request's preconditions make of a stored response with these
+/// validators (RFC 9110 §13.2.2, for GET and HEAD): `Some(304)` when the
+/// client's copy is current, `Some(412)` when If-Match or
+/// If-Unmodified-Since fails, `None` to send the response.
+pub fn precondition(req: &RequestHead, etag: Option<&[u8]>, last_modified: Option<&[u8]>) -> Option<u16> {
+    let modified = last_modified.and_then(http_date);
+    if let Some(v) = req.header("if-match") {
+        if !etag.is_some_and(|e| tag_matches(v, e, true)) {
+            return Some(412);
+        }
+    } else if let (Some(d), Some(m)) = (req.header("if-unmodified-since").and_then(http_date), modified) {
+        if m > d {
+            return Some(412);
+        }
+    }
+    if let Some(v) = req.header("if-none-match") {
+        if etag.is_some_and(|e| tag_matches(v, e, false)) || v.trim_ascii() == b"*" {
+            return Some(304);
+        }
+    } else if let (Some(d), Some(m)) = (req.header("if-modified-since").and_then(http_date), modified) {
+        if m <= d {
+            return Some(304);
+        }
+    }
+    None
+}
+
+/// Whether an `If-Range` lets a range through (RFC 9110 §13.1.5): a strong
+/// tag equal to the stored one, or a date equal to its Last-Modified.
+pub fn if_range_holds(v: &[u8], etag: Option<&[u8]>, last_modified: Option<&[u8]>) -> bool {
+    let v = v.trim_ascii();
+    if v.starts_with(b"\"") || v.starts_with(b"W/") {
+        return !v.starts_with(b"W/") && etag == Some(v);
+    }
+    http_date(v).is_some() && http_date(v) == last_modified.and_then(http_date)
+}
+
 /// The names of the request fields a response varies on, lower-cased
 /// (RFC 9111 §4.1); `None` for `Vary: *`.
 pub fn vary_names(resp: &ResponseHead) -> Option<Vec<Box<str>>> {

@@ -292,3 +292,26 @@ fn lists_split_outside_quotes_only() {
     let v: Vec<&[u8]> = split_list(b" a, \"b,c\" ,,d=\"x\\\",y\"").collect();
     assert_eq!(v, vec![&b"a"[..], b"\"b,c\"", b"d=\"x\\\",y\""]);
 }
+
+#[test]
+fn preconditions_on_a_stored_response() {
+    let lm = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    let tag = Some(&b"\"a\""[..]);
+    let p = |h: &str| precondition(&req(&format!("GET / HTTP/1.1\nHost: h\n{h}\n")), tag, Some(lm));
+    assert_eq!(p("If-None-Match: \"b\", W/\"a\""), Some(304), "weak comparison");
+    assert_eq!(p("If-None-Match: \"b\""), None);
+    assert_eq!(p("If-None-Match: *"), Some(304));
+    assert_eq!(p("If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT"), Some(304));
+    assert_eq!(p("If-Modified-Since: Sat, 05 Nov 1994 08:49:37 GMT"), None);
+    assert_eq!(
+        p("If-None-Match: \"b\"\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT"),
+        None,
+        "If-None-Match wins"
+    );
+    assert_eq!(p("If-Match: \"b\""), Some(412));
+    assert_eq!(p("If-Match: \"a\""), None);
+    assert!(if_range_holds(b"\"a\"", tag, Some(lm)));
+    assert!(!if_range_holds(b"W/\"a\"", tag, Some(lm)));
+    assert!(if_range_holds(lm, tag, Some(lm)));
+    assert!(!if_range_holds(b"Sat, 05 Nov 1994 08:49:37 GMT", tag, Some(lm)));
+}

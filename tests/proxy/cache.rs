@@ -63,6 +63,11 @@ fn origin() -> Backend {
             "/chunked" => Reply::ok(payload(40 * 1024, 3))
                 .header("Cache-Control", "max-age=60")
                 .chunked(1000),
+            "/tagged" => Reply::ok("0123456789")
+                .header("Cache-Control", "max-age=60")
+                .header("Content-Type", "text/plain")
+                .header("ETag", "\"t1\"")
+                .header("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
             "/post" => Reply::new(201).header("Location", "/new").body("made"),
             "/old" => Reply::ok(format!("old {i}")).header("Cache-Control", "max-age=60"),
             "/auth" => Reply::ok(format!("auth {i}")).header("Cache-Control", "max-age=60"),
@@ -549,6 +554,62 @@ fn while_one_request_refreshes_a_stale_entry_the_others_get_it_updating() {
         assert_eq!((status(&r), r.text().as_str()), ("HIT", "v2"));
         assert_eq!(b.seen().len(), 2);
     }
+}
+
+#[test]
+fn a_hit_answers_the_clients_conditionals_and_ranges_itself() {
+    let b = origin();
+    let p = cached(&b, "", "");
+    // The miss goes whole, whatever the client asked.
+    let r = get_with(&p, "/tagged", "If-None-Match: \"t1\"\r\nRange: bytes=0-1\r\n");
+    assert_eq!(
+        (r.status, status(&r), r.text().as_str()),
+        (200, "MISS", "0123456789")
+    );
+    assert!(b.seen()[0].header("if-none-match").is_none() && b.seen()[0].header("range").is_none());
+    let r = get_with(&p, "/tagged", "If-None-Match: W/\"t1\"\r\n");
+    assert_eq!((r.status, status(&r)), (304, "HIT"));
+    assert_eq!(r.header("etag"), Some("\"t1\""));
+    assert!(r.body.is_empty());
+    let r = get_with(
+        &p,
+        "/tagged",
+        "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+    );
+    assert_eq!(r.status, 304);
+    let r = get_with(&p, "/tagged", "If-None-Match: \"other\"\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+    let r = get_with(&p, "/tagged", "If-Match: \"other\"\r\n");
+    assert_eq!(r.status, 412);
+    let r = get_with(&p, "/tagged", "Range: bytes=2-4\r\n");
+    assert_eq!((r.status, r.text().as_str()), (206, "234"));
+    assert_eq!(r.header("content-range"), Some("bytes 2-4/10"));
+    let r = get_with(&p, "/tagged", "Range: bytes=0-0,-2\r\n");
+    assert_eq!(r.status, 206);
+    let ct = r.header("content-type").unwrap().to_string();
+    assert!(ct.starts_with("multipart/byteranges; boundary="), "{ct}");
+    let text = r.text();
+    assert!(
+        text.contains("Content-Range: bytes 0-0/10\r\n\r\n0\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Content-Range: bytes 8-9/10\r\n\r\n89\r\n"),
+        "{text}"
+    );
+    let r = get_with(&p, "/tagged", "Range: bytes=50-\r\n");
+    assert_eq!((r.status, r.header("content-range")), (416, Some("bytes */10")));
+    // An If-Range that no longer holds gets the whole response.
+    let r = get_with(&p, "/tagged", "Range: bytes=2-4\r\nIf-Range: \"old\"\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+    // Over HTTP/2 too.
+    let url = format!("http://{}/tagged", p.addr());
+    let c = curl(
+        &["--http2-prior-knowledge", "-H", "Host: test.local", "-r", "1-2"],
+        &url,
+    );
+    assert_eq!(c.stdout, "12", "{}", c.stderr);
+    assert_eq!(hits_on(&b, "/tagged"), 1);
 }
 
 #[test]
