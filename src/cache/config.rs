@@ -35,6 +35,7 @@ pub struct RawCache {
     pub lock_timeout: Option<Spanned<String>>,
     pub use_stale: Option<Spanned<Vec<Spanned<String>>>>,
     pub purge_allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub min_uses: Option<Spanned<i64>>,
 }
 
 /// One `[[cache]]` zone, checked.
@@ -95,6 +96,9 @@ pub struct Cache {
     /// the request's entry; a `PURGE` from anyone else gets 403, and none
     /// goes to the origin (nginx's proxy_cache_purge, a commercial one).
     pub purge_allow: Vec<ipnet::IpNet>,
+    /// `min_uses`: a response is stored from the Nth miss of its key on
+    /// (nginx's proxy_cache_min_uses; default 1).
+    pub min_uses: u32,
 }
 
 /// The origin failures `use_stale` lists.
@@ -462,6 +466,19 @@ pub fn check_location<R: Report>(
             }
         }
     }
+    let min_uses = match &c.min_uses {
+        None => 1,
+        Some(m) if (1..=1_000_000).contains(m.get_ref()) => *m.get_ref() as u32,
+        Some(m) => {
+            r.error(
+                m.span(),
+                format!("{key}.min_uses"),
+                "must be a whole number from 1 to 1000000".into(),
+            );
+            ok = false;
+            1
+        }
+    };
     let lock = c.lock.as_ref().is_some_and(|l| *l.get_ref());
     let lock_timeout = match &c.lock_timeout {
         None => DEFAULT_LOCK_TIMEOUT,
@@ -507,6 +524,7 @@ pub fn check_location<R: Report>(
         lock_timeout,
         use_stale,
         purge_allow,
+        min_uses,
     })
 }
 

@@ -35,6 +35,37 @@ pub struct Zone {
     pub locks: Arc<lock::Locks>,
     /// Requests by cache status, per worker (written by its worker alone).
     pub counters: Arc<Counters>,
+    /// `min_uses`: misses counted per key.
+    pub uses: Uses,
+}
+
+/// Misses per key, for `min_uses`, by a keyed 64-bit hash of the key.
+/// Bounded: past [`MAX_COUNTED`] keys the counts start again from zero
+/// (a key then needs `min_uses` more misses, never fewer).
+#[derive(Default)]
+pub struct Uses {
+    // A std Mutex held for one map update, never across an await: the
+    // count must be one for every worker, like the store.
+    #[allow(clippy::disallowed_types)]
+    map: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+const MAX_COUNTED: usize = 100_000;
+
+impl Uses {
+    /// Counts one more miss of `key`; the misses counted so far.
+    pub fn count(&self, key: &[u8]) -> u32 {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(key);
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_COUNTED && !m.contains_key(&h) {
+            m.clear();
+        }
+        let n = m.entry(h).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
 }
 
 pub struct Counters {
@@ -72,6 +103,7 @@ pub fn zones(defs: &[ZoneDef], workers: usize, previous: &[Arc<Zone>]) -> Vec<Ar
                 store: Store::new(def.memory, def.max_object),
                 locks: Default::default(),
                 counters,
+                uses: Default::default(),
             })
         })
         .collect()

@@ -195,6 +195,11 @@ pub(super) async fn serve<S: ClientSession>(
         }
     }
     let mut store = method == b"GET" && !req_cc.no_store;
+    // `min_uses`: only a key asked for often enough is stored (an entry
+    // being refreshed or bypassed is stored whatever the count).
+    if store && cache.min_uses > 1 && stale.is_none() && !bypass && zone.uses.count(&key) < cache.min_uses {
+        store = false;
+    }
     // `lock`: one fetch per key across every worker; the others wait for
     // it to be stored (woken, not polling), then read the cache. After
     // `lock_timeout` a waiter goes to the origin itself and, as in nginx,

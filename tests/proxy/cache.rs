@@ -613,6 +613,15 @@ fn a_hit_answers_the_clients_conditionals_and_ranges_itself() {
 }
 
 #[test]
+fn min_uses_stores_from_the_nth_miss_on() {
+    let b = origin();
+    let p = cached(&b, "", ", min_uses = 3");
+    let got: Vec<String> = (0..5).map(|_| status(&p.get("/fresh")).to_string()).collect();
+    assert_eq!(got, ["MISS", "MISS", "MISS", "HIT", "HIT"]);
+    assert_eq!(hits_on(&b, "/fresh"), 3);
+}
+
+#[test]
 fn cache_config_refusals_have_positions() {
     use ringway::config::Config;
     let cfg = r#"[[cache]]
@@ -654,7 +663,7 @@ cache = { zone = "ok", lock_timeout = "2s", purge_allow = ["10.0.0.0/33"] }
 [[server.location]]
 path = "/d"
 proxy_pass = "http://127.0.0.1:2"
-cache = { zone = "ok", lock = true, lock_timeout = "never", use_stale = ["eror"] }
+cache = { zone = "ok", lock = true, lock_timeout = "never", use_stale = ["eror"], min_uses = -7 }
 "#;
     let e = Config::parse(cfg, std::path::Path::new("c.toml"))
         .unwrap_err()
@@ -711,6 +720,18 @@ cache = { zone = "ok", lock = true, lock_timeout = "never", use_stale = ["eror"]
         (
             at("\"never\"", 0),
             "server[0].location[3].cache.lock_timeout: bad time \"never\"",
+        ),
+        (
+            at("\"eror\"", 0),
+            "server[0].location[3].cache.use_stale[0]: unknown condition \"eror\"; did you mean \"error\"?",
+        ),
+        (
+            at("\"10.0.0.0/33\"", 0),
+            "server[0].location[2].cache.purge_allow[0]: \"10.0.0.0/33\" is not an address or a CIDR",
+        ),
+        (
+            at("-7 }", 0),
+            "server[0].location[3].cache.min_uses: must be a whole number",
         ),
     ] {
         assert!(
