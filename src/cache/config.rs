@@ -36,6 +36,7 @@ pub struct RawCache {
     pub use_stale: Option<Spanned<Vec<Spanned<String>>>>,
     pub purge_allow: Option<Spanned<Vec<Spanned<String>>>>,
     pub min_uses: Option<Spanned<i64>>,
+    pub background_update: Option<Spanned<bool>>,
 }
 
 /// One `[[cache]]` zone, checked.
@@ -99,6 +100,10 @@ pub struct Cache {
     /// `min_uses`: a response is stored from the Nth miss of its key on
     /// (nginx's proxy_cache_min_uses; default 1).
     pub min_uses: u32,
+    /// `background_update` (with `updating` in `use_stale`): the request
+    /// that finds an entry stale is answered from it too, and the refresh
+    /// runs in the background (nginx's proxy_cache_background_update).
+    pub background_update: bool,
 }
 
 /// The origin failures `use_stale` lists.
@@ -479,6 +484,18 @@ pub fn check_location<R: Report>(
             1
         }
     };
+    let background_update = match &c.background_update {
+        Some(b) if *b.get_ref() && !use_stale.updating => {
+            r.error(
+                b.span(),
+                format!("{key}.background_update"),
+                "needs \"updating\" in `use_stale`: the stale entry is what the client gets meanwhile".into(),
+            );
+            ok = false;
+            false
+        }
+        b => b.as_ref().is_some_and(|b| *b.get_ref()),
+    };
     let lock = c.lock.as_ref().is_some_and(|l| *l.get_ref());
     let lock_timeout = match &c.lock_timeout {
         None => DEFAULT_LOCK_TIMEOUT,
@@ -525,6 +542,7 @@ pub fn check_location<R: Report>(
         use_stale,
         purge_allow,
         min_uses,
+        background_update,
     })
 }
 

@@ -44,7 +44,48 @@ pub(super) struct Hook<'c> {
     caught: RefCell<Option<ResponseHead>>,
 }
 
-impl Hook<'_> {
+impl<'c> Hook<'c> {
+    pub(super) fn new(
+        cache: &'c Cache,
+        req_cc: policy::Directives,
+        tee: Option<Tee>,
+        location: &crate::config::Location,
+    ) -> Hook<'c> {
+        Hook {
+            cache,
+            req_cc,
+            tee,
+            lines: Vec::new(),
+            hidden: location
+                .request_headers
+                .as_deref()
+                .map_or_else(Vec::new, |h| h.hidden.clone()),
+            catch: Vec::new(),
+            caught: RefCell::new(None),
+        }
+    }
+
+    /// The client's conditionals and ranges are not sent upstream.
+    pub(super) fn hide_conditionals(&mut self) {
+        self.hidden.extend(CONDITIONALS.iter().map(|s| s.to_string()));
+    }
+
+    /// §4.3.1: the validators of `e` as request lines; whether it had any.
+    pub(super) fn ask_conditionally(&self, e: &Entry, lines: &mut Vec<u8>) -> bool {
+        let before = lines.len();
+        if let Some(v) = &e.etag {
+            encode::header(b"If-None-Match", v, lines);
+        }
+        if let Some(v) = &e.last_modified {
+            encode::header(b"If-Modified-Since", v, lines);
+        }
+        lines.len() > before
+    }
+
+    pub(super) fn catch_status(&mut self, status: u16) {
+        self.catch.push(status);
+    }
+
     /// The upstream's head, before its body is copied: a response that
     /// will not be stored (or is announced larger than `max_object`) is
     /// not copied at all.
@@ -75,7 +116,7 @@ const CONDITIONALS: [&str; 6] = [
     "range",
 ];
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -209,12 +250,35 @@ pub(super) async fn serve<S: ClientSession>(
     // with `updating`, or its stale-while-revalidate window) goes to the
     // requests that find a refresh already under way (UPDATING); the
     // first one refreshes it in the foreground.
-    let while_updating = stale.as_ref().is_some_and(|e| {
-        let st = stored(e, Instant::now());
-        !e.must_revalidate
-            && !req_cc.no_cache
-            && (cache.use_stale.updating || policy::stale_while_revalidate_ok(&st, e.stale_while_revalidate))
+    let swr = stale.as_ref().is_some_and(|e| {
+        policy::stale_while_revalidate_ok(&stored(e, Instant::now()), e.stale_while_revalidate)
     });
+    let while_updating = stale
+        .as_ref()
+        .is_some_and(|e| !e.must_revalidate && !req_cc.no_cache)
+        && (cache.use_stale.updating || swr);
+    // In the background (`background_update`, or the response's
+    // stale-while-revalidate): this request too is answered from the
+    // stale entry, and a task on this worker refreshes it.
+    if while_updating && store && !bypass && (swr || cache.background_update) {
+        if let Some(e) = &stale {
+            if let Lock::Leader(g) = zone.locks.acquire(&key) {
+                match super::cache_refresh::Refresh::new(
+                    ds,
+                    ex,
+                    plan,
+                    zone.clone(),
+                    key.clone(),
+                    e.clone(),
+                    g,
+                ) {
+                    Some(r) => super::cache_refresh::spawn(ctx, ex, r),
+                    None => tracing::debug!("no background refresh: the location was not found"),
+                }
+            }
+            return send_entry(ctx, ds, ex, plan, cache, e, Status::Updating).await;
+        }
+    }
     let mut _leader = None;
     if (cache.lock || while_updating) && store && !bypass {
         match zone.locks.acquire(&key) {
@@ -242,34 +306,17 @@ pub(super) async fn serve<S: ClientSession>(
             }
         }
     }
-    let mut hook = Hook {
-        cache,
-        req_cc: req_cc.clone(),
-        tee: store.then(|| Tee::new(zone.store.max_object())),
-        lines: Vec::new(),
-        hidden: plan
-            .location
-            .request_headers
-            .as_deref()
-            .map_or_else(Vec::new, |h| h.hidden.clone()),
-        catch: Vec::new(),
-        caught: RefCell::new(None),
-    };
+    let tee = store.then(|| Tee::new(zone.store.max_object()));
+    let mut hook = Hook::new(cache, req_cc.clone(), tee, plan.location);
     if store {
-        hook.hidden.extend(CONDITIONALS.iter().map(|s| s.to_string()));
+        hook.hide_conditionals();
     }
     // §4.3.1: a stale entry with validators is asked about conditionally;
     // its 304 comes back here instead of going to the client.
     let mut req_lines = Vec::new();
     if let Some(e) = stale.as_ref().filter(|_| store) {
-        if let Some(v) = &e.etag {
-            encode::header(b"If-None-Match", v, &mut req_lines);
-        }
-        if let Some(v) = &e.last_modified {
-            encode::header(b"If-Modified-Since", v, &mut req_lines);
-        }
-        if !req_lines.is_empty() {
-            hook.catch.push(304);
+        if hook.ask_conditionally(e, &mut req_lines) {
+            hook.catch_status(304);
         }
     }
     // An error status the entry may be served stale for is taken here too.
@@ -352,6 +399,33 @@ pub(super) async fn serve<S: ClientSession>(
         (Err(err), _) => {
             zone.count(ctx.id, status);
             Err(err)
+        }
+    }
+}
+
+/// What a background refresh got: a 304 refreshes the stale entry, a
+/// storable answer replaces it.
+pub(super) fn settle(
+    hook: &Hook,
+    req: &RequestHead,
+    zone: &Zone,
+    key: &[u8],
+    stale: &Entry,
+    request_time: u64,
+) {
+    let caught = hook.caught.borrow_mut().take();
+    let rules = rules(hook.cache);
+    match caught {
+        Some(h) if h.status == 304 => {
+            if let Some(f) = refreshed(req, stale, &h, &rules, request_time) {
+                zone.store.put(key, Arc::new(f));
+            }
+        }
+        Some(_) => {}
+        None => {
+            if let Some(tee) = &hook.tee {
+                keep(zone, key, req, &hook.req_cc, hook.cache, tee, request_time);
+            }
         }
     }
 }
@@ -676,19 +750,7 @@ async fn unsafe_method<S: ClientSession>(
     ask: Ask,
 ) -> Result<()> {
     // A tee of no room keeps the head only.
-    let hook = Hook {
-        cache,
-        req_cc: Default::default(),
-        tee: Some(Tee::new(0)),
-        lines: Vec::new(),
-        hidden: plan
-            .location
-            .request_headers
-            .as_deref()
-            .map_or_else(Vec::new, |h| h.hidden.clone()),
-        catch: Vec::new(),
-        caught: RefCell::new(None),
-    };
+    let hook = Hook::new(cache, Default::default(), Some(Tee::new(0)), plan.location);
     let p = Plan {
         cache: Some(&hook),
         ..*plan

@@ -11,6 +11,7 @@
 
 pub mod body;
 mod cache;
+mod cache_refresh;
 mod content;
 mod files;
 pub mod forward;

@@ -515,44 +515,95 @@ fn purge_from_an_allowed_address_removes_the_entry_and_others_get_403() {
 
 #[test]
 fn while_one_request_refreshes_a_stale_entry_the_others_get_it_updating() {
-    for (cc, keys) in [
-        ("max-age=1, stale-while-revalidate=600", ""),
-        ("max-age=1", r#", use_stale = ["updating"]"#),
+    let n = Arc::new(AtomicUsize::new(0));
+    // The refresh is held at the origin until the test has seen the other
+    // request answered.
+    let gate = Gate::new();
+    let held = gate.clone();
+    let b = Backend::serve(move |_| match n.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::ok("v1").header("Cache-Control", "max-age=1"),
+        _ => {
+            held.wait();
+            Reply::ok("v2").header("Cache-Control", "max-age=60")
+        }
+    });
+    let p = locations(b.addr, &[("/", r#", use_stale = ["updating"]"#)]);
+    assert_eq!(p.get("/u").text(), "v1");
+    wait_past_freshness();
+    let addr = p.addr();
+    let refresh = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        c.get("/u")
+    });
+    // The refresh has reached the origin (a setup step): now another
+    // request finds it under way.
+    wait_for(std::time::Duration::from_secs(5), || {
+        (b.seen().len() == 2).then_some(())
+    })
+    .expect("the refresh reached the origin");
+    let r = p.get("/u");
+    assert_eq!((status(&r), r.text().as_str()), ("UPDATING", "v1"));
+    gate.open();
+    let r = refresh.join().unwrap();
+    assert_eq!((status(&r), r.text().as_str()), ("EXPIRED", "v2"));
+    let r = p.get("/u");
+    assert_eq!((status(&r), r.text().as_str()), ("HIT", "v2"));
+    assert_eq!(b.seen().len(), 2);
+}
+
+#[test]
+fn stale_while_revalidate_and_background_update_answer_at_once_and_refresh_behind() {
+    for (cc, keys, validators) in [
+        ("max-age=1, stale-while-revalidate=600", "", false),
+        (
+            "max-age=1",
+            r#", use_stale = ["updating"], background_update = true"#,
+            false,
+        ),
+        ("max-age=1, stale-while-revalidate=600", "", true),
     ] {
         let n = Arc::new(AtomicUsize::new(0));
-        // The refresh is held at the origin until the test has seen the
-        // other request answered.
         let gate = Gate::new();
         let held = gate.clone();
-        let b = Backend::serve(move |_| match n.fetch_add(1, Ordering::SeqCst) {
-            0 => Reply::ok("v1").header("Cache-Control", cc),
-            _ => {
-                held.wait();
-                Reply::ok("v2").header("Cache-Control", "max-age=60")
+        let b = Backend::serve(move |seen| {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            if i == 0 {
+                let r = Reply::ok("v1").header("Cache-Control", cc);
+                return if validators { r.header("ETag", "\"e1\"") } else { r };
+            }
+            held.wait();
+            match seen.header("if-none-match") {
+                Some("\"e1\"") => Reply::new(304)
+                    .header("ETag", "\"e1\"")
+                    .header("Cache-Control", "max-age=60"),
+                _ => Reply::ok("v2").header("Cache-Control", "max-age=60"),
             }
         });
         let p = locations(b.addr, &[("/", keys)]);
         assert_eq!(p.get("/u").text(), "v1");
         wait_past_freshness();
-        let addr = p.addr();
-        let refresh = std::thread::spawn(move || {
-            let mut c = Client::connect(addr);
-            c.get("/u")
-        });
-        // The refresh has reached the origin (a setup step): now another
-        // request finds it under way.
+        // Answered stale at once, while the origin holds the refresh.
+        for _ in 0..3 {
+            let r = p.get("/u");
+            assert_eq!((status(&r), r.text().as_str()), ("UPDATING", "v1"), "{cc} {keys}");
+        }
         wait_for(std::time::Duration::from_secs(5), || {
             (b.seen().len() == 2).then_some(())
         })
-        .expect("the refresh reached the origin");
-        let r = p.get("/u");
-        assert_eq!((status(&r), r.text().as_str()), ("UPDATING", "v1"), "{cc}");
+        .expect("one background refresh reached the origin");
         gate.open();
-        let r = refresh.join().unwrap();
-        assert_eq!((status(&r), r.text().as_str()), ("EXPIRED", "v2"));
-        let r = p.get("/u");
-        assert_eq!((status(&r), r.text().as_str()), ("HIT", "v2"));
-        assert_eq!(b.seen().len(), 2);
+        // Stored once the refresh is done (waited for, not timed).
+        let want = if validators { "v1" } else { "v2" };
+        let r = wait_for(std::time::Duration::from_secs(5), || {
+            let r = p.get("/u");
+            (status(&r) == "HIT").then_some(r)
+        })
+        .expect("the refreshed entry");
+        assert_eq!(r.text(), want);
+        assert_eq!(b.seen().len(), 2, "one refresh for all");
+        if validators {
+            assert_eq!(b.seen()[1].header("if-none-match"), Some("\"e1\""));
+        }
     }
 }
 
@@ -658,7 +709,7 @@ cache = { zone = "ok" }
 [[server.location]]
 path = "/c"
 proxy_pass = "http://127.0.0.1:2"
-cache = { zone = "ok", lock_timeout = "2s", purge_allow = ["10.0.0.0/33"] }
+cache = { zone = "ok", lock_timeout = "2s", purge_allow = ["10.0.0.0/33"], background_update = true }
 
 [[server.location]]
 path = "/d"
@@ -720,6 +771,10 @@ cache = { zone = "ok", lock = true, lock_timeout = "never", use_stale = ["eror"]
         (
             at("\"never\"", 0),
             "server[0].location[3].cache.lock_timeout: bad time \"never\"",
+        ),
+        (
+            at("true }", 1),
+            "server[0].location[2].cache.background_update: needs \"updating\" in `use_stale`",
         ),
         (
             at("\"eror\"", 0),
