@@ -18,6 +18,8 @@ mod balance_more;
 mod bodies;
 #[path = "proxy/cache.rs"]
 mod cache;
+#[path = "proxy/cache_stale.rs"]
+mod cache_stale;
 #[path = "proxy/cli.rs"]
 mod cli;
 #[path = "proxy/compress.rs"]

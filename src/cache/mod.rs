@@ -14,6 +14,7 @@
 //! store (entries of a changed zone are dropped with it).
 
 pub mod config;
+pub mod entry;
 pub mod lock;
 pub mod policy;
 pub mod store;

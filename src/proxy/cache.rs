@@ -12,12 +12,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
-
-use super::forward::{self, Plan, Reply};
-use super::local::{self, LocalBody, Part, Source};
+use super::forward::{self, Plan};
 use super::phases::Exchange;
-use super::session::{ClientSession, UpBody};
+use super::session::ClientSession;
 use crate::cache::lock::Lock;
 use crate::cache::policy::{self, Rules, Stored, Use};
 use crate::cache::{Cache, Entry, Status, Tee, Zone};
@@ -142,7 +139,7 @@ fn bypassed(c: &Cache, vars: &vars::Request) -> bool {
 }
 
 /// The status field's line, if the location has one.
-fn status_line(c: &Cache, s: Status, out: &mut Vec<u8>) {
+pub(super) fn status_line(c: &Cache, s: Status, out: &mut Vec<u8>) {
     if let Some(name) = &c.status_header {
         encode::header(name.as_bytes(), s.as_str().as_bytes(), out);
     }
@@ -223,7 +220,9 @@ pub(super) async fn serve<S: ClientSession>(
         if let Some(e) = lookup(&zone, &key, &ex.head) {
             let st = stored(&e, Instant::now());
             match policy::usable(&st, &req_cc) {
-                Use::Fresh => return send_entry(ctx, ds, ex, plan, cache, &e, Status::Hit).await,
+                Use::Fresh => {
+                    return super::cache_reply::send_entry(ctx, ds, ex, plan, cache, &e, Status::Hit).await
+                }
                 Use::Revalidate => {
                     status = Status::Expired;
                     stale = Some(e);
@@ -276,7 +275,7 @@ pub(super) async fn serve<S: ClientSession>(
                     None => tracing::debug!("no background refresh: the location was not found"),
                 }
             }
-            return send_entry(ctx, ds, ex, plan, cache, e, Status::Updating).await;
+            return super::cache_reply::send_entry(ctx, ds, ex, plan, cache, e, Status::Updating).await;
         }
     }
     let mut _leader = None;
@@ -285,7 +284,8 @@ pub(super) async fn serve<S: ClientSession>(
             Lock::Leader(g) => _leader = Some(g),
             Lock::Waiter(_) if while_updating => {
                 if let Some(e) = &stale {
-                    return send_entry(ctx, ds, ex, plan, cache, e, Status::Updating).await;
+                    return super::cache_reply::send_entry(ctx, ds, ex, plan, cache, e, Status::Updating)
+                        .await;
                 }
             }
             // Without `lock`, a request that cannot have the stale entry
@@ -297,7 +297,16 @@ pub(super) async fn serve<S: ClientSession>(
                     Woke::Ready(_) => {
                         if let Some(e) = lookup(&zone, &key, &ex.head) {
                             if policy::usable(&stored(&e, Instant::now()), &req_cc) == Use::Fresh {
-                                return send_entry(ctx, ds, ex, plan, cache, &e, Status::Hit).await;
+                                return super::cache_reply::send_entry(
+                                    ctx,
+                                    ds,
+                                    ex,
+                                    plan,
+                                    cache,
+                                    &e,
+                                    Status::Hit,
+                                )
+                                .await;
                             }
                         }
                     }
@@ -355,7 +364,9 @@ pub(super) async fn serve<S: ClientSession>(
             // §4.3.4: the stored response, its fields updated by the 304's.
             let fresh = caught
                 .as_ref()
-                .and_then(|h| refreshed(&ex.head, &e, h, &rules(cache), request_time))
+                .and_then(|h| {
+                    crate::cache::entry::refreshed(&ex.head, &e, h, &rules(cache), request_time, unix_now())
+                })
                 .map(Arc::new);
             let served = match fresh {
                 Some(f) => {
@@ -364,10 +375,10 @@ pub(super) async fn serve<S: ClientSession>(
                 }
                 None => e,
             };
-            send_entry(ctx, ds, ex, plan, cache, &served, Status::Revalidated).await
+            super::cache_reply::send_entry(ctx, ds, ex, plan, cache, &served, Status::Revalidated).await
         }
         (Ok(()), Some(e)) if caught.is_some() => {
-            send_entry(ctx, ds, ex, plan, cache, &e, Status::Stale).await
+            super::cache_reply::send_entry(ctx, ds, ex, plan, cache, &e, Status::Stale).await
         }
         (Ok(()), _) => {
             zone.count(ctx.id, status);
@@ -390,7 +401,7 @@ pub(super) async fn serve<S: ClientSession>(
                 _ => cache.use_stale.error,
             };
             if listed || stale_if_error(&e, &req_cc) {
-                send_entry(ctx, ds, ex, plan, cache, &e, Status::Stale).await
+                super::cache_reply::send_entry(ctx, ds, ex, plan, cache, &e, Status::Stale).await
             } else {
                 zone.count(ctx.id, status);
                 Err(err)
@@ -417,7 +428,8 @@ pub(super) fn settle(
     let rules = rules(hook.cache);
     match caught {
         Some(h) if h.status == 304 => {
-            if let Some(f) = refreshed(req, stale, &h, &rules, request_time) {
+            if let Some(f) = crate::cache::entry::refreshed(req, stale, &h, &rules, request_time, unix_now())
+            {
                 zone.store.put(key, Arc::new(f));
             }
         }
@@ -433,38 +445,6 @@ pub(super) fn settle(
 /// RFC 5861 stale-if-error, the response's or the request's, for `e` now.
 fn stale_if_error(e: &Entry, req_cc: &policy::Directives) -> bool {
     policy::stale_if_error_ok(&stored(e, Instant::now()), e.stale_if_error, req_cc)
-}
-
-/// The entry a 304 refreshes (RFC 9111 §4.3.4): the stored head with each
-/// field the 304 carries replaced by the 304's, the same body, new times.
-fn refreshed(
-    req: &RequestHead,
-    e: &Entry,
-    not_modified: &ResponseHead,
-    rules: &Rules,
-    request_time: u64,
-) -> Option<Entry> {
-    let (old, _) = local::parse_head(e.head.clone())?;
-    let connection: Vec<&[u8]> = policy::named(not_modified.headers(), "connection")
-        .flat_map(policy::split_list)
-        .collect();
-    let new: Vec<(&[u8], &[u8])> = not_modified
-        .headers()
-        .filter(|(n, _)| kept_field(n, &connection))
-        .collect();
-    let mut out = Vec::with_capacity(old.buf.len() + not_modified.buf.len());
-    encode::status_line(old.status, old.reason(), &mut out);
-    for (n, v) in old.headers() {
-        if !new.iter().any(|(m, _)| m.eq_ignore_ascii_case(n)) {
-            encode::header(n, v, &mut out);
-        }
-    }
-    for (n, v) in &new {
-        encode::header(n, v, &mut out);
-    }
-    encode::end_head(&mut out);
-    let (merged, _) = local::parse_head(Bytes::from(out))?;
-    entry(req, &merged, e.body.clone(), rules, request_time, unix_now())
 }
 
 /// The facts of an entry the freshness rules read, now.
@@ -495,219 +475,10 @@ fn keep(
     }
     // Abandoned past max_object: the client got it whole, the cache nothing.
     let Some(body) = tee.take_body() else { return };
-    let Some(entry) = entry(req, &head, body, &rules, request_time, unix_now()) else {
+    let Some(entry) = crate::cache::entry::build(req, &head, body, &rules, request_time, unix_now()) else {
         return;
     };
     zone.store.put(key, Arc::new(entry));
-}
-
-/// Fields a stored head never carries: hop-by-hop ones (RFC 9110 §7.6.1),
-/// framing (the stored body has a length), Age (recomputed on every hit)
-/// and Set-Cookie (one client's cookie is no other's).
-fn kept_field(name: &[u8], connection: &[&[u8]]) -> bool {
-    const DROPPED: [&str; 11] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "age",
-        "set-cookie",
-        "proxy-authenticate",
-    ];
-    !DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
-        && !connection.iter().any(|c| name.eq_ignore_ascii_case(c))
-}
-
-/// A stored entry from an upstream head and its whole body.
-fn entry(
-    req: &RequestHead,
-    head: &ResponseHead,
-    body: Bytes,
-    rules: &Rules,
-    request_time: u64,
-    response_time: u64,
-) -> Option<Entry> {
-    let names = policy::vary_names(head)?;
-    let connection: Vec<&[u8]> = policy::named(head.headers(), "connection")
-        .flat_map(policy::split_list)
-        .collect();
-    let mut out = Vec::with_capacity(head.buf.len() + 64);
-    encode::status_line(head.status, head.reason(), &mut out);
-    let mut has_date = false;
-    for (n, v) in head.headers() {
-        if kept_field(n, &connection) {
-            has_date |= n.eq_ignore_ascii_case(b"date");
-            encode::header(n, v, &mut out);
-        }
-    }
-    if !has_date {
-        let date =
-            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(response_time));
-        encode::header(b"Date", date.as_bytes(), &mut out);
-    }
-    encode::content_length(body.len() as u64, &mut out);
-    encode::end_head(&mut out);
-    let cc = if rules.ignore_cache_control {
-        policy::Directives::default()
-    } else {
-        policy::response_directives(head)
-    };
-    let values = policy::vary_values(req, &names);
-    Some(Entry {
-        head: Bytes::from(out),
-        body,
-        status: head.status,
-        stored: Instant::now(),
-        initial_age: policy::initial_age(head, request_time, response_time),
-        lifetime: policy::lifetime(head, response_time, rules),
-        vary: names.into_iter().zip(values).collect(),
-        etag: head.header("etag").map(Bytes::copy_from_slice),
-        last_modified: head.header("last-modified").map(Bytes::copy_from_slice),
-        no_cache: cc.no_cache,
-        // §5.2.2.10: s-maxage implies proxy-revalidate for a shared cache.
-        must_revalidate: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
-        stale_if_error: cc.stale_if_error,
-        stale_while_revalidate: cc.stale_while_revalidate,
-    })
-}
-
-/// Sends a stored entry through the response phases, with its `Age` and
-/// the status field.
-async fn send_entry<S: ClientSession>(
-    ctx: &Rc<WorkerCtx>,
-    ds: &mut S,
-    ex: &mut Exchange,
-    plan: &Plan<'_>,
-    cache: &Cache,
-    e: &Entry,
-    status: Status,
-) -> Result<()> {
-    if let Some(z) = ex.gen.metrics.caches.get(cache.zone) {
-        z.count(ctx.id, status);
-    }
-    let (etag, lm) = (e.etag.as_deref(), e.last_modified.as_deref());
-    // The client's own conditionals and ranges, against the stored
-    // response (RFC 9110 §13.2.2, §14): a 304 or 412, a 206 of its bytes.
-    let (head, meta, body) = match policy::precondition(&ex.head, etag, lm) {
-        Some(412) => return Err(ErrorKind::Answer(412).into()),
-        Some(s) => {
-            let (h, m) = reshaped(e, s, &[], None).ok_or(ErrorKind::Internal)?;
-            (h, m, LocalBody::Empty)
-        }
-        None => match ex.head.header("range").filter(|_| e.status == 200) {
-            Some(r)
-                if ex
-                    .head
-                    .header("if-range")
-                    .is_none_or(|v| policy::if_range_holds(v, etag, lm)) =>
-            {
-                ranged(e, r, ex.request_id.as_bytes()).ok_or(ErrorKind::Internal)?
-            }
-            _ => {
-                let (h, m) = local::parse_head(e.head.clone()).ok_or(ErrorKind::Internal)?;
-                (h, m, LocalBody::Bytes(e.body.clone()))
-            }
-        },
-    };
-    let mut extra = Vec::with_capacity(48);
-    encode::header(
-        b"Age",
-        itoa::Buffer::new().format(e.age(Instant::now())).as_bytes(),
-        &mut extra,
-    );
-    status_line(cache, status, &mut extra);
-    let local_port = ds.conn().port_text;
-    let reply = Reply {
-        location: plan.location,
-        resp_lines: plan.resp_lines,
-        extra: &extra,
-        redirect: Some(forward::redirect_for(plan, ds.tls().is_some(), &local_port)),
-        early: false,
-        read_timeout: ex.gen.server(ex.server).limits.send_timeout,
-        tee: None,
-    };
-    let mut source = Source::new(body);
-    forward::send_response(ctx, ds, ex, &reply, &head, &meta, UpBody::Local(&mut source)).await
-}
-
-/// The stored head with another status, without the fields in `drop`
-/// (and its Content-Length), with `add`, and with `length` if given.
-fn reshaped(
-    e: &Entry,
-    status: u16,
-    add: &[(&[u8], &[u8])],
-    length: Option<u64>,
-) -> Option<(ResponseHead, crate::http::ResponseMeta)> {
-    let (old, _) = local::parse_head(e.head.clone())?;
-    let mut out = Vec::with_capacity(old.buf.len() + 64);
-    encode::status_line(status, b"", &mut out);
-    for (n, v) in old.headers() {
-        let replaced = add.iter().any(|(a, _)| a.eq_ignore_ascii_case(n));
-        if !replaced && !n.eq_ignore_ascii_case(b"content-length") {
-            encode::header(n, v, &mut out);
-        }
-    }
-    for (n, v) in add {
-        encode::header(n, v, &mut out);
-    }
-    if let Some(n) = length {
-        encode::content_length(n, &mut out);
-    }
-    encode::end_head(&mut out);
-    local::parse_head(Bytes::from(out))
-}
-
-/// A `Range` request answered from a stored 200: one range as a 206 with
-/// Content-Range, several as `multipart/byteranges`, none that overlaps
-/// as 416; a field that is no valid range set gets the whole response.
-fn ranged(
-    e: &Entry,
-    field: &[u8],
-    boundary: &[u8],
-) -> Option<(ResponseHead, crate::http::ResponseMeta, LocalBody)> {
-    use crate::files::http::{content_range, multipart, ranges, Ranges};
-    let size = e.body.len() as u64;
-    let slice = |a: u64, b: u64| e.body.slice(a as usize..b as usize);
-    match ranges(field, size) {
-        Ranges::Whole => {
-            let (h, m) = local::parse_head(e.head.clone())?;
-            Some((h, m, LocalBody::Bytes(e.body.clone())))
-        }
-        Ranges::Unsatisfiable => {
-            let cr = format!("bytes */{size}");
-            let (h, m) = reshaped(e, 416, &[(b"Content-Range", cr.as_bytes())], Some(0))?;
-            Some((h, m, LocalBody::Empty))
-        }
-        Ranges::Some(v) if v.len() == 1 => {
-            let (a, b) = v[0];
-            let cr = content_range(a, b, size);
-            let (h, m) = reshaped(e, 206, &[(b"Content-Range", cr.as_bytes())], Some(b - a))?;
-            Some((h, m, LocalBody::Bytes(slice(a, b))))
-        }
-        Ranges::Some(v) => {
-            let (stored, _) = local::parse_head(e.head.clone())?;
-            let ctype = stored
-                .header("content-type")
-                .unwrap_or(b"application/octet-stream");
-            let boundary = String::from_utf8_lossy(boundary).into_owned();
-            let (heads, tail) = multipart(&boundary, ctype, &v, size);
-            let mut parts = Vec::with_capacity(v.len() * 2 + 1);
-            let mut total = tail.len() as u64;
-            for (h, (a, b)) in heads.into_iter().zip(v) {
-                total += h.len() as u64 + (b - a);
-                parts.push(Part::Bytes(Bytes::from(h)));
-                parts.push(Part::Bytes(slice(a, b)));
-            }
-            parts.push(Part::Bytes(Bytes::from(tail)));
-            let ct = format!("multipart/byteranges; boundary={boundary}");
-            let (h, m) = reshaped(e, 206, &[(b"Content-Type", ct.as_bytes())], Some(total))?;
-            Some((h, m, LocalBody::Parts(parts)))
-        }
-    }
 }
 
 /// `PURGE`: from a `purge_allow` client, removes every variant of the

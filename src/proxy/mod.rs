@@ -12,6 +12,7 @@
 pub mod body;
 mod cache;
 mod cache_refresh;
+mod cache_reply;
 mod content;
 mod files;
 pub mod forward;
