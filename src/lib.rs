@@ -28,6 +28,7 @@
 pub mod access;
 pub mod admin;
 pub mod bufpool;
+pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod ctx;

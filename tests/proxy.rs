@@ -28,6 +28,10 @@ mod balance;
 mod balance_more;
 #[path = "proxy/bodies.rs"]
 mod bodies;
+#[path = "proxy/cache.rs"]
+mod cache;
+#[path = "proxy/cache_stale.rs"]
+mod cache_stale;
 #[path = "proxy/cli.rs"]
 mod cli;
 #[path = "proxy/compress.rs"]

@@ -18,7 +18,7 @@ mod encoder;
 mod headers;
 pub mod negotiate;
 
-pub use config::{check, RawCompress, RawCompressSetting, Report};
+pub use config::{check, RawCompress, RawCompressSetting, RawSize, Report};
 pub use encoder::Encoder;
 pub use headers::Edit;
 pub use negotiate::choose;

@@ -34,6 +34,8 @@ pub struct Config {
     pub log_formats: Vec<Arc<crate::log::LogTemplate>>,
     /// `[[limit]]`: rate and connection limits, by name.
     pub limits: Vec<crate::limit::Limit>,
+    /// `[[cache]]` zones, in the order written.
+    pub caches: Vec<crate::cache::ZoneDef>,
 }
 
 /// `[admin]`: the operator's listener, served apart from every `[[server]]`.
@@ -560,6 +562,8 @@ pub struct Location {
     /// `intercept_errors`: an upstream's response with a status that has an
     /// error page is replaced by the page (nginx's `proxy_intercept_errors`).
     pub intercept_errors: bool,
+    /// `cache`: the response cache of a proxy location (`crate::cache`).
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl Location {

@@ -28,6 +28,9 @@ pub struct RawConfig {
     /// `[[limit]]`: see `crate::limit`.
     #[serde(default)]
     pub limit: Vec<Spanned<crate::limit::RawLimit>>,
+    /// `[[cache]]`: response cache zones, see `crate::cache`.
+    #[serde(default)]
+    pub cache: Vec<Spanned<crate::cache::RawZone>>,
 }
 
 /// `[log_format.main] format = "$remote_addr ..."`, `escape = "json"`.
@@ -347,6 +350,8 @@ pub struct RawLocation {
     pub error_pages: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
     /// On a proxy location: upstream error responses get `error_pages` too.
     pub intercept_errors: Option<Spanned<bool>>,
+    /// On a proxy location: `cache = { zone = "main", ... }` (`crate::cache`).
+    pub cache: Option<Spanned<crate::cache::RawCache>>,
 }
 
 /// `{ upstream = "app-canary", weight = 5, when = { header = "X-Canary", value = "1" } }`.

@@ -21,6 +21,7 @@ use super::*;
 mod access;
 mod access_log;
 mod admin;
+mod cache;
 mod compress;
 mod files;
 mod headers;
@@ -109,6 +110,9 @@ struct Checker<'a> {
     /// The checked `[[limit]]`s, and the names of all, for `limits` lists.
     limits: Vec<crate::limit::Limit>,
     limit_names: Vec<String>,
+    /// The checked `[[cache]]` zones, and the names of all.
+    caches: Vec<crate::cache::ZoneDef>,
+    cache_names: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -297,6 +301,8 @@ fn known_keys(parents: &[Seg]) -> &'static [&'static str] {
         ["server", "auth", "request"] | ["server", "location", "auth", "request"] => {
             fields_of::<crate::access::request::RawRequest>()
         }
+        ["cache"] => fields_of::<crate::cache::RawZone>(),
+        ["server", "location", "cache"] => fields_of::<crate::cache::RawCache>(),
         ["server", "location", "split", "when"] => fields_of::<RawWhen>(),
         _ => &[],
     }
@@ -410,6 +416,8 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
         log_formats: Vec::new(),
         limits: Vec::new(),
         limit_names: Vec::new(),
+        caches: Vec::new(),
+        cache_names: Vec::new(),
     };
     let mut unknown: Vec<Vec<Seg>> = Vec::new();
     let de = toml::Deserializer::new(text);
@@ -429,6 +437,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
     let global = check_global(&mut c, &raw);
     let log_formats = access_log::check_formats(&mut c, &raw);
     let limits = access::limits(&mut c, &raw);
+    let caches = cache::zones(&mut c, &raw);
     let mut upstreams = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (i, u) in raw.upstream.iter().enumerate() {
@@ -471,6 +480,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, ConfigErrors
             admin,
             log_formats,
             limits,
+            caches,
             files: sources.files.clone(),
         })
     } else {

@@ -135,6 +135,9 @@ pub struct Layout {
     /// `[[limit]]` tables and counters, process-wide, in the config's
     /// order (see `crate::limit`: carried across reloads by name).
     pub limits: Vec<Arc<crate::limit::LimitState>>,
+    /// `[[cache]]` zones, process-wide, in the config's order (carried
+    /// across reloads when unchanged, see `crate::cache::zones`).
+    pub caches: Vec<Arc<crate::cache::Zone>>,
 }
 
 fn blocks<T: Default>(n: usize) -> Box<[T]> {
@@ -215,6 +218,11 @@ impl Layout {
             workers,
             previous.map_or(&[][..], |p| &p.limits[..]),
         );
+        let caches = crate::cache::zones(
+            &config.caches,
+            workers,
+            previous.map_or(&[][..], |p| &p.caches[..]),
+        );
         Layout {
             config,
             servers,
@@ -222,6 +230,7 @@ impl Layout {
             listeners,
             probed,
             limits,
+            caches,
         }
     }
 

@@ -286,6 +286,27 @@ pub fn render(r: &Registry, format: Format) -> String {
         }
     }
     o.family(
+        "ringway_cache_requests",
+        Kind::Counter,
+        "Requests to a location with a cache, by zone and cache status (nginx's $upstream_cache_status).",
+    );
+    for z in &l.caches {
+        for s in crate::cache::Status::ALL {
+            o.counter(
+                &[("zone", &z.def.name), ("status", s.as_str())],
+                sum(&z.counters.w, |b| b[s as usize].get()),
+            );
+        }
+    }
+    o.family(
+        "ringway_cache_bytes",
+        Kind::Gauge,
+        "Bytes held by a cache zone's memory tier, entries and index.",
+    );
+    for z in &l.caches {
+        o.gauge(&[("zone", &z.def.name)], z.store.bytes() as u64);
+    }
+    o.family(
         "ringway_client_connections_open",
         Kind::Gauge,
         "Client connections open now.",

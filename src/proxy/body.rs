@@ -83,6 +83,9 @@ pub struct Copy<'a> {
     pub limit: Option<u64>,
     /// The trailer fields of a chunked output (ignored otherwise).
     pub trailers: Trailers,
+    /// The cache tee: the decoded payload is copied into it as it goes
+    /// (before any compression), see `crate::cache::tee`.
+    pub tee: Option<&'a crate::cache::Tee>,
 }
 
 impl Copy<'_> {
@@ -142,6 +145,9 @@ impl Copy<'_> {
             // The slice shares the read buffer's memory; once written and
             // dropped, the next read reuses the same allocation.
             let piece = buf.split_to(take);
+            if let Some(t) = self.tee {
+                t.push(&piece);
+            }
             io::write_all(dst, piece, self.deadlines, self.write_timeout)
                 .await
                 .map_err(BodyError::Write)?;
@@ -187,6 +193,9 @@ impl Copy<'_> {
                     while off < buf.len() && !d.is_done() {
                         let p = d.decode(&buf[off..]).map_err(BodyError::Framing)?;
                         if let Some(r) = p.data {
+                            if let Some(t) = self.tee {
+                                t.push(&buf[off + r.start..off + r.end]);
+                            }
                             self.emit(&buf[off + r.start..off + r.end], out);
                             moved += r.len() as u64;
                         }
@@ -197,6 +206,9 @@ impl Copy<'_> {
                 }
                 None => {
                     moved += buf.len() as u64;
+                    if let Some(t) = self.tee {
+                        t.push(buf);
+                    }
                     self.emit(buf, out);
                     buf.clear();
                 }
@@ -276,6 +288,9 @@ impl Copy<'_> {
                     while off < buf.len() && !d.is_done() {
                         let p = d.decode(&buf[off..]).map_err(BodyError::Framing)?;
                         if let Some(r) = p.data {
+                            if let Some(t) = self.tee {
+                                t.push(&buf[off + r.start..off + r.end]);
+                            }
                             enc.write(&buf[off + r.start..off + r.end], &mut emit)
                                 .map_err(codec)?;
                         }
@@ -286,12 +301,18 @@ impl Copy<'_> {
                 }
                 (None, Some(left)) => {
                     let take = (buf.len() as u64).min(*left) as usize;
+                    if let Some(t) = self.tee {
+                        t.push(&buf[..take]);
+                    }
                     enc.write(&buf[..take], &mut emit).map_err(codec)?;
                     buf.advance(take);
                     *left -= take as u64;
                     finished = *left == 0;
                 }
                 (None, None) => {
+                    if let Some(t) = self.tee {
+                        t.push(buf);
+                    }
                     enc.write(buf, &mut emit).map_err(codec)?;
                     buf.clear();
                 }

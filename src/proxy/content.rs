@@ -298,8 +298,17 @@ async fn pass<S: ClientSession>(
                 public_host,
                 max_body,
                 dropped: &location.access.strip,
+                cache: None,
             };
-            forward::proxy(ctx, ds, ex, &plan).await.map(|()| Next::Done)
+            match location.cache.as_deref() {
+                // The cache phase runs here: after limits and access rules.
+                Some(c) => {
+                    let ask = super::cache::Ask::new(c, &input)?;
+                    super::cache::serve(ctx, ds, ex, &plan, c, ask).await
+                }
+                None => forward::proxy(ctx, ds, ex, &plan).await,
+            }
+            .map(|()| Next::Done)
         }
     }
 }

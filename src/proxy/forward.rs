@@ -52,6 +52,9 @@ pub(super) struct Plan<'a> {
     /// Request fields that never go upstream: those auth sets, and an API
     /// key's (lower-case).
     pub(super) dropped: &'a [String],
+    /// The cache's part in a proxied request (`proxy/cache.rs`), if the
+    /// location caches.
+    pub(super) cache: Option<&'a super::cache::Hook<'a>>,
 }
 
 /// RFC 9110 §9.2.2.
@@ -159,11 +162,14 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
             .and_then(|t| t.client_subject.as_deref())
             .map(str::as_bytes),
         upgrade,
-        hidden: plan
-            .location
-            .request_headers
-            .as_deref()
-            .map_or(&[][..], |h| &h.hidden),
+        hidden: match plan.cache {
+            Some(c) => &c.hidden,
+            None => plan
+                .location
+                .request_headers
+                .as_deref()
+                .map_or(&[][..], |h| &h.hidden),
+        },
         dropped: plan.dropped,
         extra: plan.req_lines,
         request_id: ex.request_id.as_bytes(),
@@ -551,6 +557,21 @@ pub(super) async fn proxy<S: ClientSession>(
         tunnel::check_refusal(ds, &head)?;
     }
 
+    // The cache takes some answers itself (a 304 to its revalidation, an
+    // error it has a stale entry for); a body-less one leaves the
+    // connection as good as a forwarded one.
+    if let Some(c) = plan.cache.filter(|c| c.catches(head.status)) {
+        c.catch(&head);
+        if meta.body == BodyKind::Empty
+            && !early
+            && !meta.close
+            && conn.rbuf.is_empty()
+            && !ctx.shutdown.is_raised()
+        {
+            plan.up.pool.put(conn);
+        }
+        return Ok(());
+    }
     // `intercept_errors`: the page replaces the answer, whose connection
     // closes unread.
     if super::files::intercepts(plan.location, head.status) {
@@ -585,7 +606,11 @@ pub(super) async fn proxy<S: ClientSession>(
 /// How a response's `Location` and `Content-Location` are mapped for this
 /// request (`rewrite::rewrite_redirect`): the same for its interim
 /// responses and its final one.
-fn redirect_for<'a>(plan: &Plan<'a>, https: bool, local_port: &'a rewrite::AddrText) -> Redirect<'a> {
+pub(super) fn redirect_for<'a>(
+    plan: &Plan<'a>,
+    https: bool,
+    local_port: &'a rewrite::AddrText,
+) -> Redirect<'a> {
     let up: &'a UpstreamState = plan.up;
     Redirect {
         upstream: up.config(),
@@ -620,6 +645,9 @@ pub(super) async fn respond<S: ClientSession>(
     sticky: Option<[u8; 16]>,
     from: UpBody<'_>,
 ) -> Result<()> {
+    if let Some(c) = plan.cache {
+        c.observe(&ex.head, head, meta);
+    }
     // `sticky`: a client whose cookie did not name this server (none, a
     // forged one, or one whose server is down) is given one that does.
     let set_cookie = match sticky.and_then(|v| plan.up.sticky_named(&v)) {
@@ -627,13 +655,24 @@ pub(super) async fn respond<S: ClientSession>(
         _ => plan.up.set_cookie(peer),
     };
     let local_port = ds.conn().port_text;
+    // The cache's status field goes beside sticky's cookie.
+    let joined;
+    let extra = match (set_cookie, plan.cache) {
+        (Some(s), Some(c)) if !c.lines.is_empty() => {
+            joined = [s, &c.lines[..]].concat();
+            &joined[..]
+        }
+        (s, Some(c)) if s.is_none() => &c.lines[..],
+        (s, _) => s.unwrap_or_default(),
+    };
     let reply = Reply {
         location: plan.location,
         resp_lines: plan.resp_lines,
-        extra: set_cookie.unwrap_or_default(),
+        extra,
         redirect: Some(redirect_for(plan, ds.tls().is_some(), &local_port)),
         early,
         read_timeout: plan.up.config().read_timeout,
+        tee: plan.cache.and_then(|c| c.tee.as_ref()),
     };
     send_response(ctx, ds, ex, &reply, head, meta, from).await
 }
@@ -653,6 +692,8 @@ pub(super) struct Reply<'a> {
     pub(super) early: bool,
     /// How long one read of the body may take.
     pub(super) read_timeout: Duration,
+    /// Where a miss's head and body are copied for the cache.
+    pub(super) tee: Option<&'a crate::cache::Tee>,
 }
 
 /// The response phases for any response, proxied or local: the head the
@@ -720,10 +761,22 @@ pub(super) async fn send_response<S: ClientSession>(
         compress: edit.map(|(_, e)| e),
         request_id: ex.request_id.as_bytes(),
     };
+    // The cache tee sees the upstream's head, and the body bytes a session
+    // sends with the head as well as the rest.
+    if let Some(t) = reply.tee {
+        t.set_head(head);
+        if let BodyKind::Length(n) = body {
+            let early = from.head_buf();
+            t.pending(&early[..early.len().min(n as usize)]);
+        }
+    }
     let (body_left, first) = ds
         .send_response_head(ctx, &rw, from.head_buf(), limits.send_timeout)
         .await
         .map_err(|_| Error::new(ErrorKind::ClientGone))?;
+    if let Some(t) = reply.tee {
+        t.commit(first as usize);
+    }
     ex.status = head.status;
     ex.body_bytes = first;
     // The codec's state (a few hundred KiB) is made with the first body
@@ -742,6 +795,7 @@ pub(super) async fn send_response<S: ClientSession>(
             encoder.as_deref_mut(),
             reply.read_timeout,
             limits.send_timeout,
+            reply.tee,
         )
         .await
     {

@@ -155,6 +155,12 @@ pub(super) async fn proxy<S: ClientSession>(
         // on, as one HEADERS frame to an HTTP/2 client.
         meta.body = BodyKind::Empty;
     }
+    // The cache's own answers (see forward.rs); dropping the rest of
+    // the answer resets the upstream stream.
+    if let Some(c) = plan.cache.filter(|c| c.catches(head.status)) {
+        c.catch(&head);
+        return Ok(());
+    }
     if super::files::intercepts(plan.location, head.status) {
         // Dropping the answer resets the upstream stream.
         return Err(ErrorKind::Answer(head.status).into());
@@ -385,6 +391,7 @@ async fn pump(
         write_timeout: send_timeout,
         limit: max,
         trailers: Trailers::Drop,
+        tee: None,
     };
     let mut sink = SendBody {
         send: &send,

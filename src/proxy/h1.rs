@@ -473,6 +473,7 @@ impl ClientSession for Downstream {
             // Chunked to an HTTP/1.1 upstream: the client's trailer fields
             // go on in the last chunk.
             trailers: Trailers::Pass,
+            tee: None,
         };
         to.copy_from(copy, &mut self.stream, &mut self.rbuf, &mut self.body_out)
             .await
@@ -488,6 +489,7 @@ impl ClientSession for Downstream {
         enc: Option<&mut Encoder>,
         read_timeout: Duration,
         send_timeout: Duration,
+        tee: Option<&crate::cache::Tee>,
     ) -> std::result::Result<u64, BodyError> {
         let chunked_out = framing == ClientFraming::Chunked;
         let mut copy = Copy {
@@ -500,6 +502,7 @@ impl ClientSession for Downstream {
             // A chunked upstream body's trailer fields go on in the last
             // chunk to the client.
             trailers: Trailers::Pass,
+            tee,
         };
         match (from, enc) {
             (UpBody::H1(conn), Some(enc)) => {

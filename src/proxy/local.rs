@@ -153,6 +153,7 @@ pub async fn respond<S: ClientSession>(
         early: false,
         // A file read that stalls this long is as good as failed.
         read_timeout: send_timeout,
+        tee: None,
     };
     forward::send_response(ctx, ds, ex, &reply, head, meta, UpBody::Local(&mut source)).await
 }
@@ -166,7 +167,7 @@ pub struct Source {
 }
 
 impl Source {
-    fn new(body: LocalBody) -> Source {
+    pub(super) fn new(body: LocalBody) -> Source {
         let mut parts: std::collections::VecDeque<Part> = match body {
             LocalBody::Empty => Default::default(),
             LocalBody::Bytes(b) => [Part::Bytes(b)].into(),

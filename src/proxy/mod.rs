@@ -10,6 +10,9 @@
 //! tunnel) → log.
 
 pub mod body;
+mod cache;
+mod cache_refresh;
+mod cache_reply;
 mod content;
 mod files;
 pub mod forward;

@@ -215,6 +215,7 @@ pub trait ClientSession {
         enc: Option<&mut Encoder>,
         read_timeout: Duration,
         send_timeout: Duration,
+        tee: Option<&crate::cache::Tee>,
     ) -> std::result::Result<u64, BodyError>;
 
     /// The session is an HTTP/2 stream (the metrics' `protocol` label).

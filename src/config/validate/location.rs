@@ -53,6 +53,19 @@ pub(super) fn check_location(
         );
         ok = false;
     }
+    let cache = match (&r.cache, &r.proxy_pass) {
+        (None, _) => None,
+        (Some(v), None) => {
+            c.error(v.span(), format!("{key}.cache"), "only applies with proxy_pass");
+            ok = false;
+            None
+        }
+        (Some(v), Some(_)) => {
+            let plan = cache::location(c, v, key, scope);
+            ok &= plan.is_some();
+            plan
+        }
+    };
     let action = match (&r.proxy_pass, &r.return_) {
         (None, None) => {
             ok &= refuse_proxy_keys(c, l, key);
@@ -139,6 +152,7 @@ pub(super) fn check_location(
         access: Default::default(),
         error_pages: files::error_pages(c, r.error_pages.as_ref(), key),
         intercept_errors: r.intercept_errors.as_ref().is_some_and(|v| *v.get_ref()),
+        cache,
     })
 }
 

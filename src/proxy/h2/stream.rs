@@ -405,6 +405,7 @@ impl ClientSession for StreamSession {
             // The stream's trailers end a chunked body to an HTTP/1.1
             // upstream, written below.
             trailers: Trailers::Caller,
+            tee: None,
         };
         let Some(src) = self.recv.as_mut() else {
             return Err(BodyError::Read(None));
@@ -465,6 +466,7 @@ impl ClientSession for StreamSession {
         enc: Option<&mut Encoder>,
         read_timeout: Duration,
         send_timeout: Duration,
+        tee: Option<&crate::cache::Tee>,
     ) -> std::result::Result<u64, BodyError> {
         if body == BodyKind::Empty {
             return Ok(0);
@@ -477,6 +479,7 @@ impl ClientSession for StreamSession {
             write_timeout: send_timeout,
             limit: None,
             trailers: Trailers::Drop,
+            tee,
         };
         let mut sink = SendBody {
             send: &self.send,
