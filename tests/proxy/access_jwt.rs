@@ -158,8 +158,9 @@ fn jwt_good_tokens_pass_with_their_claims_upstream() {
         // Expired 5 s ago, within the 30 s leeway.
         ("within_leeway", "alice"),
     ] {
-        for round in 0..2 {
-            // The second round comes from the verified-token cache.
+        for round in 0..3 {
+            // The second round comes from the verified-token cache, the
+            // third with the fields this worker kept for it.
             let r = s.get(
                 &format!("/api/{name}"),
                 &format!(
