@@ -518,3 +518,46 @@ cache = { zone = "ok", lock = true, lock_timeout = "never", use_stale = ["eror"]
         );
     }
 }
+
+#[test]
+fn the_readmes_cache_example_parses_to_what_it_says() {
+    use ringway::config::Config;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme.find("### Response cache").expect("the section");
+    let start = readme[at..].find("```toml").unwrap() + at + 7;
+    let end = readme[start..].find("```").unwrap() + start;
+    let text = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:3000\"]\n{}",
+        readme[start..end].replacen(
+            "[[server.location]]",
+            "[[server]]\nlisten = [\"127.0.0.1:1\"]\n\n[[server.location]]",
+            1
+        )
+    );
+    let c = Config::parse(&text, std::path::Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (
+            c.caches[0].name.as_str(),
+            c.caches[0].memory,
+            c.caches[0].max_object
+        ),
+        ("main", 512 << 20, 8 << 20)
+    );
+    let cache = c.servers[0].locations[0].cache.as_deref().expect("a cache plan");
+    assert_eq!(cache.zone_name, "main");
+    assert!(cache.key_is_default && cache.lock && cache.background_update && !cache.heuristic);
+    assert_eq!(cache.lock_timeout, std::time::Duration::from_secs(5));
+    let mut valid = cache.valid.clone();
+    valid.sort();
+    assert_eq!(
+        valid,
+        vec![(0, 30), (200, 600), (301, 600), (302, 600), (404, 60)]
+    );
+    assert_eq!(cache.bypass.len(), 2);
+    assert_eq!(cache.status_header.as_deref(), Some("X-Cache-Status"));
+    let s = cache.use_stale;
+    assert!(s.error && s.timeout && s.updating && s.statuses.iter().all(|&x| x) && !s.invalid_header);
+    assert_eq!(cache.purge_allow.len(), 2);
+    assert_eq!(cache.min_uses, 1);
+    assert!(cache.ignore_set_cookie && !cache.ignore_cache_control);
+}
