@@ -6,8 +6,11 @@
 //! worker: per-worker caches would multiply origin traffic and memory by
 //! the core count. Its entries are immutable and a hit holds a shard's
 //! lock only for one map lookup. The RFC 9111 rules are pure functions in
-//! `policy.rs`; the tee that copies a miss's body while it is proxied is
-//! `tee.rs`; the request-path glue is `proxy/cache.rs`.
+//! `policy.rs`, and `entry.rs` makes stored entries with them; `lock.rs`
+//! coalesces concurrent misses of a key across workers; the tee that
+//! copies a miss's body while it is proxied is `tee.rs`; the request-path
+//! glue is `proxy/cache.rs` (with `cache_reply.rs`, the hit, and
+//! `cache_refresh.rs`, the background refresh).
 //!
 //! Zones are built off the workers with the metrics' layout of each
 //! config, and a zone whose definition a reload leaves unchanged keeps its
