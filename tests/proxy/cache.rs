@@ -266,6 +266,18 @@ fn a_successful_post_invalidates_its_uri_and_its_location() {
 }
 
 #[test]
+fn an_upgrade_request_is_passed_through_and_its_answer_not_stored() {
+    let b = origin();
+    let p = cached(&b, "", "");
+    for _ in 0..2 {
+        let r = get_with(&p, "/fresh", "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+        assert_eq!((r.status, status(&r)), (200, ""));
+    }
+    assert_eq!(status(&p.get("/fresh")), "MISS");
+    assert_eq!(hits_on(&b, "/fresh"), 3);
+}
+
+#[test]
 fn bypass_goes_to_the_origin_and_stores_the_answer() {
     let b = origin();
     let p = cached(&b, "", r#", bypass = ["$http_x_no_cache"]"#);
