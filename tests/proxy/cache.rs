@@ -408,6 +408,45 @@ fn min_uses_stores_from_the_nth_miss_on() {
 }
 
 #[test]
+fn the_admin_listener_purges_a_key() {
+    let b = origin();
+    let p = Proxy::start(&config(&format!(
+        r#"
+[[cache]]
+name = "main"
+memory = "4m"
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+
+[[server.location]]
+path = "/"
+proxy_pass = "http://{addr}"
+cache = {{ zone = "main", status_header = "X-Cache-Status" }}
+
+[admin]
+listen = "127.0.0.1:{admin}"
+"#,
+        addr = b.addr,
+        admin = listen_port(),
+    )));
+    p.get("/fresh");
+    assert_eq!(status(&p.get("/fresh")), "HIT");
+    let delete = |q: &str| {
+        let mut c = Client::connect(p.admin_addr());
+        c.request(format!("DELETE /cache/{q} HTTP/1.1\r\nHost: admin\r\n\r\n"))
+            .status
+    };
+    // The default key, $scheme$host$request_uri, percent-encoded.
+    assert_eq!(delete("main?key=httptest.local%2Ffresh"), 200);
+    assert_eq!(delete("main?key=httptest.local%2Ffresh"), 404);
+    assert_eq!(delete("nope?key=x"), 404);
+    assert_eq!(delete("main"), 400);
+    assert_eq!(status(&p.get("/fresh")), "MISS");
+}
+
+#[test]
 fn cache_config_refusals_have_positions() {
     use ringway::config::Config;
     let cfg = r#"[[cache]]
