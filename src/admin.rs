@@ -212,6 +212,9 @@ fn answer(registry: &Registry, head: &crate::http::RequestHead) -> Reply {
         let mut r = Reply::new(400, PLAIN, "admin requests have no body\n");
         r.close = true;
         r
+    } else if method == b"DELETE" && head.target().starts_with(b"/cache/") {
+        let (status, body) = crate::cache::admin_purge(&registry.layout().caches, head.target());
+        Reply::new(status, PLAIN, body)
     } else if method != b"GET" && method != b"HEAD" {
         let mut r = Reply::new(405, PLAIN, "405: GET or HEAD\n");
         r.allow = true;

@@ -9,7 +9,8 @@
 //!     server::listener::accept_loop ─▶ proxy::serve_connection (on a TLS address,
 //!                                        tls::server::accept first; then by protocol)
 //!       proxy::h1 (keep-alive loop) | proxy::h2 (one task per stream) ── a ClientSession each
-//!       proxy::phases: read_request_head → route (location, split) → content: return | proxy
+//!       proxy::phases: read_request_head → route (location, split) → content: return | static
+//!                      | cache (proxy::cache: a hit, or a miss proxied through the tee) | proxy
 //!       proxy::forward: select (sticky, balance, health) → connect_upstream (an HTTP/1.1
 //!                      pooled connection, or a stream on the worker's HTTP/2 connection)
 //!                      → send_request → forward_request_body → read_response_head

@@ -6,8 +6,11 @@
 //! worker: per-worker caches would multiply origin traffic and memory by
 //! the core count. Its entries are immutable and a hit holds a shard's
 //! lock only for one map lookup. The RFC 9111 rules are pure functions in
-//! `policy.rs`; the tee that copies a miss's body while it is proxied is
-//! `tee.rs`; the request-path glue is `proxy/cache.rs`.
+//! `policy.rs`, and `entry.rs` makes stored entries with them; `lock.rs`
+//! coalesces concurrent misses of a key across workers; the tee that
+//! copies a miss's body while it is proxied is `tee.rs`; the request-path
+//! glue is `proxy/cache.rs` (with `cache_reply.rs`, the hit, and
+//! `cache_refresh.rs`, the background refresh).
 //!
 //! Zones are built off the workers with the metrics' layout of each
 //! config, and a zone whose definition a reload leaves unchanged keeps its
@@ -151,5 +154,92 @@ impl Status {
             Status::Revalidated => "REVALIDATED",
             Status::Bypass => "BYPASS",
         }
+    }
+}
+
+/// `DELETE /cache/<zone>?key=<key>` on the admin listener: removes every
+/// variant of the key (as expanded by the location's `key`, percent-encoded
+/// in the query). 200 when something was removed, 404 when not (or no such
+/// zone), 400 without a key.
+pub fn admin_purge(zones: &[Arc<Zone>], target: &[u8]) -> (u16, String) {
+    let rest = target.strip_prefix(b"/cache/").unwrap_or_default();
+    let (name, query) = match rest.iter().position(|&b| b == b'?') {
+        Some(q) => (&rest[..q], &rest[q + 1..]),
+        None => (rest, &b""[..]),
+    };
+    let Some(zone) = zones.iter().find(|z| z.def.name.as_bytes() == name) else {
+        return (404, "no such cache zone\n".into());
+    };
+    let key = query
+        .split(|&b| b == b'&')
+        .find_map(|p| p.strip_prefix(b"key="))
+        .and_then(percent_decoded);
+    match key {
+        None => (400, "give ?key=... (the expanded key, percent-encoded)\n".into()),
+        Some(k) if zone.store.remove(&k) => (200, "purged\n".into()),
+        Some(_) => (404, "not in the cache\n".into()),
+    }
+}
+
+/// `%XX` decoded, `+` kept as it is; `None` for a broken escape.
+fn percent_decoded(v: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%' {
+            let hex = v.get(i + 1..i + 3)?;
+            let s = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(s, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(v[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_purge_finds_the_zone_and_the_decoded_key() {
+        let zones = zones(
+            &[ZoneDef {
+                name: "main".into(),
+                memory: 1 << 20,
+                max_object: 1 << 16,
+            }],
+            1,
+            &[],
+        );
+        let e = Arc::new(Entry {
+            head: bytes::Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"),
+            body: bytes::Bytes::new(),
+            status: 200,
+            stored: std::time::Instant::now(),
+            initial_age: 0,
+            lifetime: 60,
+            vary: Vec::new(),
+            etag: None,
+            last_modified: None,
+            no_cache: false,
+            must_revalidate: false,
+            stale_if_error: None,
+            stale_while_revalidate: None,
+        });
+        zones[0].store.put(b"httph/a b?x=1", e);
+        assert_eq!(admin_purge(&zones, b"/cache/other?key=x").0, 404);
+        assert_eq!(admin_purge(&zones, b"/cache/main").0, 400);
+        assert_eq!(admin_purge(&zones, b"/cache/main?key=%zz").0, 400);
+        assert_eq!(
+            admin_purge(&zones, b"/cache/main?key=httph%2Fa%20b%3Fx%3D1").0,
+            200
+        );
+        assert_eq!(
+            admin_purge(&zones, b"/cache/main?key=httph%2Fa%20b%3Fx%3D1").0,
+            404
+        );
     }
 }

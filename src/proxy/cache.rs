@@ -202,6 +202,11 @@ pub(super) async fn serve<S: ClientSession>(
         return forward::proxy(ctx, ds, ex, plan).await;
     };
     let method = ex.head.method();
+    // An upgrade (a WebSocket, HTTP/2's extended CONNECT) is a tunnel, not
+    // a response to keep: what refuses it must not answer a plain GET.
+    if method == b"CONNECT" || super::tunnel::offer(&ex.head, &ex.meta, plan.location).is_some() {
+        return forward::proxy(ctx, ds, ex, plan).await;
+    }
     if method == b"PURGE" {
         return purge(ctx, ds, ex, cache, &zone, &ask.key).await;
     }

@@ -565,6 +565,44 @@ impl ClientSession for Downstream {
                         copy.run_encoded(src, &mut early, &mut self.stream, &mut self.body_out, enc, None)
                             .await
                     }
+                    // Bytes held in memory (a cache hit, a small file) go
+                    // out as they are, without a copy, when nothing frames
+                    // them again; what follows (a file) through the copy.
+                    None if !chunked_out => {
+                        let BodyKind::Length(mut left) = body else {
+                            return copy
+                                .run(src, &mut early, &mut self.stream, &mut self.body_out)
+                                .await;
+                        };
+                        let mut sent = 0;
+                        let d = &ctx.deadlines;
+                        while left > 0 {
+                            let piece = if early.is_empty() {
+                                match src.take_front_bytes() {
+                                    Some(b) => b,
+                                    None => break,
+                                }
+                            } else {
+                                std::mem::take(&mut early).freeze()
+                            };
+                            let piece =
+                                bytes::Bytes::slice(&piece, ..(piece.len() as u64).min(left) as usize);
+                            let n = piece.len() as u64;
+                            io::write_all(&mut self.stream, piece, d, send_timeout)
+                                .await
+                                .map_err(BodyError::Write)?;
+                            (left, sent) = (left - n, sent + n);
+                        }
+                        copy.kind = if left == 0 {
+                            BodyKind::Empty
+                        } else {
+                            BodyKind::Length(left)
+                        };
+                        let rest = copy
+                            .run(src, &mut early, &mut self.stream, &mut self.body_out)
+                            .await?;
+                        Ok(sent + rest)
+                    }
                     None => {
                         copy.run(src, &mut early, &mut self.stream, &mut self.body_out)
                             .await

@@ -25,6 +25,9 @@ use crate::http::{HeaderSpan, ResponseHead, ResponseMeta, Span, Version};
 
 /// The most fields a local head may have (a stored head included).
 const MAX_FIELDS: usize = 200;
+/// In-memory body bytes copied next to the head, at most: what a session
+/// may send in the head's write (HTTP/1.1 coalesces 16 KiB).
+const EARLY: usize = 16 * 1024;
 
 /// A local response's head from its status and fields; with `length`, a
 /// `Content-Length` is written too. The reason phrase is the standard one.
@@ -173,7 +176,10 @@ impl Source {
             LocalBody::Bytes(b) => [Part::Bytes(b)].into(),
             LocalBody::Parts(p) => p.into(),
         };
-        let early = match parts.front() {
+        // Only what may go with the head is copied into `early`; the rest
+        // of leading in-memory bytes stays shared (`take_front_bytes`).
+        let early = match parts.front_mut() {
+            Some(Part::Bytes(b)) if b.len() > EARLY => BytesMut::from(&b.split_to(EARLY)[..]),
             Some(Part::Bytes(_)) => match parts.pop_front() {
                 Some(Part::Bytes(b)) => BytesMut::from(b),
                 _ => unreachable!(),
@@ -181,6 +187,18 @@ impl Source {
             _ => BytesMut::new(),
         };
         Source { early, parts }
+    }
+
+    /// The in-memory bytes at the front of what is left, to be written as
+    /// they are; `None` when a file part (or nothing) comes next.
+    pub(super) fn take_front_bytes(&mut self) -> Option<Bytes> {
+        match self.parts.front() {
+            Some(Part::Bytes(_)) => match self.parts.pop_front() {
+                Some(Part::Bytes(b)) => Some(b),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 

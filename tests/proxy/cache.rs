@@ -266,6 +266,18 @@ fn a_successful_post_invalidates_its_uri_and_its_location() {
 }
 
 #[test]
+fn an_upgrade_request_is_passed_through_and_its_answer_not_stored() {
+    let b = origin();
+    let p = cached(&b, "", "");
+    for _ in 0..2 {
+        let r = get_with(&p, "/fresh", "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+        assert_eq!((r.status, status(&r)), (200, ""));
+    }
+    assert_eq!(status(&p.get("/fresh")), "MISS");
+    assert_eq!(hits_on(&b, "/fresh"), 3);
+}
+
+#[test]
 fn bypass_goes_to_the_origin_and_stores_the_answer() {
     let b = origin();
     let p = cached(&b, "", r#", bypass = ["$http_x_no_cache"]"#);
@@ -396,6 +408,45 @@ fn min_uses_stores_from_the_nth_miss_on() {
 }
 
 #[test]
+fn the_admin_listener_purges_a_key() {
+    let b = origin();
+    let p = Proxy::start(&config(&format!(
+        r#"
+[[cache]]
+name = "main"
+memory = "4m"
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+
+[[server.location]]
+path = "/"
+proxy_pass = "http://{addr}"
+cache = {{ zone = "main", status_header = "X-Cache-Status" }}
+
+[admin]
+listen = "127.0.0.1:{admin}"
+"#,
+        addr = b.addr,
+        admin = listen_port(),
+    )));
+    p.get("/fresh");
+    assert_eq!(status(&p.get("/fresh")), "HIT");
+    let delete = |q: &str| {
+        let mut c = Client::connect(p.admin_addr());
+        c.request(format!("DELETE /cache/{q} HTTP/1.1\r\nHost: admin\r\n\r\n"))
+            .status
+    };
+    // The default key, $scheme$host$request_uri, percent-encoded.
+    assert_eq!(delete("main?key=httptest.local%2Ffresh"), 200);
+    assert_eq!(delete("main?key=httptest.local%2Ffresh"), 404);
+    assert_eq!(delete("nope?key=x"), 404);
+    assert_eq!(delete("main"), 400);
+    assert_eq!(status(&p.get("/fresh")), "MISS");
+}
+
+#[test]
 fn cache_config_refusals_have_positions() {
     use ringway::config::Config;
     let cfg = r#"[[cache]]
@@ -517,4 +568,47 @@ cache = { zone = "ok", lock = true, lock_timeout = "never", use_stale = ["eror"]
             "no {pos}{want} in:\n{e}"
         );
     }
+}
+
+#[test]
+fn the_readmes_cache_example_parses_to_what_it_says() {
+    use ringway::config::Config;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme.find("### Response cache").expect("the section");
+    let start = readme[at..].find("```toml").unwrap() + at + 7;
+    let end = readme[start..].find("```").unwrap() + start;
+    let text = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:3000\"]\n{}",
+        readme[start..end].replacen(
+            "[[server.location]]",
+            "[[server]]\nlisten = [\"127.0.0.1:1\"]\n\n[[server.location]]",
+            1
+        )
+    );
+    let c = Config::parse(&text, std::path::Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (
+            c.caches[0].name.as_str(),
+            c.caches[0].memory,
+            c.caches[0].max_object
+        ),
+        ("main", 512 << 20, 8 << 20)
+    );
+    let cache = c.servers[0].locations[0].cache.as_deref().expect("a cache plan");
+    assert_eq!(cache.zone_name, "main");
+    assert!(cache.key_is_default && cache.lock && cache.background_update && !cache.heuristic);
+    assert_eq!(cache.lock_timeout, std::time::Duration::from_secs(5));
+    let mut valid = cache.valid.clone();
+    valid.sort();
+    assert_eq!(
+        valid,
+        vec![(0, 30), (200, 600), (301, 600), (302, 600), (404, 60)]
+    );
+    assert_eq!(cache.bypass.len(), 2);
+    assert_eq!(cache.status_header.as_deref(), Some("X-Cache-Status"));
+    let s = cache.use_stale;
+    assert!(s.error && s.timeout && s.updating && s.statuses.iter().all(|&x| x) && !s.invalid_header);
+    assert_eq!(cache.purge_allow.len(), 2);
+    assert_eq!(cache.min_uses, 1);
+    assert!(cache.ignore_set_cookie && !cache.ignore_cache_control);
 }
