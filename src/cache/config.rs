@@ -83,6 +83,11 @@ pub struct Cache {
     pub ignore_expires: bool,
     /// `heuristic`: RFC 9111 §4.2.2 freshness from Last-Modified.
     pub heuristic: bool,
+    /// The location authenticates its requests itself (`auth`): a request
+    /// that passed is as one with `Authorization` to RFC 9111 §3.5, so its
+    /// response is stored only if the origin says a shared cache may keep
+    /// it (`public`, `s-maxage`, `must-revalidate`). Set with the access plan.
+    pub credentials: bool,
     /// `lock`: concurrent misses of a key make one origin request, the
     /// others wait for it (nginx's proxy_cache_lock).
     pub lock: bool,
@@ -537,6 +542,7 @@ pub fn check_location<R: Report>(
         ignore_cache_control,
         ignore_expires,
         heuristic,
+        credentials: false,
         lock,
         lock_timeout,
         use_stale,

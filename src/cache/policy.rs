@@ -170,6 +170,9 @@ pub struct Rules<'a> {
     /// proxy_ignore_headers, these fields are not read for freshness.
     pub ignore_cache_control: bool,
     pub ignore_expires: bool,
+    /// The request passed ringway's own `auth`: treated as one with
+    /// `Authorization` (§3.5), whatever carried its credentials.
+    pub credentials: bool,
 }
 
 impl Rules<'_> {
@@ -240,7 +243,8 @@ pub fn storable(
     }
     // §3.5: a response to a request with credentials only when the origin
     // said a shared cache may keep it.
-    if req.header("authorization").is_some() && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+    let credentials = rules.credentials || req.header("authorization").is_some();
+    if credentials && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
         return Err(NotStored::Authorization);
     }
     if resp.header("set-cookie").is_some() && !rules.ignore_set_cookie {

@@ -124,6 +124,33 @@ fn authorization_needs_the_origins_leave() {
 }
 
 #[test]
+fn a_request_ringway_authenticated_counts_as_one_with_authorization() {
+    // An API key or a cookie's token: no Authorization field, but the
+    // location's auth passed it, so its answer is not shared by default.
+    let g = req("GET /a HTTP/1.1\nHost: h\nX-API-Key: k\n");
+    let cc = Directives::default();
+    let r = Rules {
+        credentials: true,
+        ..rules()
+    };
+    let s = |x: &str| storable(&g, &cc, &resp(x), &r);
+    assert_eq!(
+        s("HTTP/1.1 200 OK\nCache-Control: max-age=60"),
+        Err(NotStored::Authorization)
+    );
+    assert_eq!(s("HTTP/1.1 200 OK\nCache-Control: max-age=60, public"), Ok(()));
+    assert_eq!(
+        storable(
+            &g,
+            &cc,
+            &resp("HTTP/1.1 200 OK\nCache-Control: max-age=60"),
+            &rules()
+        ),
+        Ok(())
+    );
+}
+
+#[test]
 fn valid_applies_only_without_explicit_freshness() {
     let valid = [(200, 600), (404, 60), (0, 5)];
     let r = Rules {

@@ -123,6 +123,7 @@ fn rules(c: &Cache) -> Rules<'_> {
     Rules {
         valid: &c.valid,
         heuristic: c.heuristic,
+        credentials: c.credentials,
         ignore_set_cookie: c.ignore_set_cookie,
         ignore_cache_control: c.ignore_cache_control,
         ignore_expires: c.ignore_expires,

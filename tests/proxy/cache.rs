@@ -612,3 +612,44 @@ fn the_readmes_cache_example_parses_to_what_it_says() {
     assert_eq!(cache.min_uses, 1);
     assert!(cache.ignore_set_cookie && !cache.ignore_cache_control);
 }
+
+#[test]
+fn behind_auth_only_what_the_origin_makes_public_is_shared() {
+    // API keys carry no Authorization field, yet each answer may be a
+    // consumer's own: stored only with the origin's leave (§3.5's rule).
+    let keys = TempFile::with_text("keys.txt", "acme:k-1\nglobex:k-2\n");
+    let b = origin();
+    let p = Proxy::start(&config(&format!(
+        r#"
+[[cache]]
+name = "main"
+memory = "4m"
+
+[[server]]
+listen = ["127.0.0.1:0"]
+access_log = "off"
+
+[[server.location]]
+path = "/"
+auth = {{ api_key = {{ header = "X-API-Key", keys_file = "{k}" }} }}
+proxy_pass = "http://{addr}"
+cache = {{ zone = "main", status_header = "X-Cache-Status" }}
+"#,
+        k = keys.path().display(),
+        addr = b.addr
+    )));
+    let acme = get_with(&p, "/auth", "X-API-Key: k-1\r\n");
+    let globex = get_with(&p, "/auth", "X-API-Key: k-2\r\n");
+    assert_eq!((acme.text(), globex.text()), ("auth 1".into(), "auth 2".into()));
+    assert_eq!(status(&globex), "MISS");
+    // `public`: shared among consumers that passed.
+    assert_eq!(
+        get_with(&p, "/auth-public", "X-API-Key: k-1\r\n").text(),
+        "authp 3"
+    );
+    let hit = get_with(&p, "/auth-public", "X-API-Key: k-2\r\n");
+    assert_eq!((hit.text().as_str(), status(&hit)), ("authp 3", "HIT"));
+    // And never to a request that did not pass.
+    assert_eq!(get_with(&p, "/auth-public", "").status, 401);
+    assert_eq!(b.seen().len(), 3);
+}

@@ -74,6 +74,11 @@ pub(super) fn check_server(
         if let Some(mut loc) = check_location(c, l, &lkey, upstreams, by_name) {
             loc.compress = compress::location(c, l.get_ref(), &lkey, &server_compress);
             loc.access = access::location(c, l.get_ref(), &lkey, &server_access);
+            // A cache behind the location's auth keeps only what the
+            // origin says may be shared (see `Cache::credentials`).
+            if let (Some(_), Some(cache)) = (&loc.access.auth, loc.cache.as_mut()) {
+                Arc::make_mut(cache).credentials = true;
+            }
             let same_kind =
                 |a: &LocationKind, b: &LocationKind| std::mem::discriminant(a) == std::mem::discriminant(b);
             if locations
