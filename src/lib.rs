@@ -38,6 +38,7 @@ pub mod error;
 pub mod files;
 pub mod generation;
 pub mod h2io;
+pub mod helpers;
 pub mod http;
 pub mod io;
 pub mod isolate;

@@ -26,6 +26,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::helpers::Pool;
+
 use super::Symlinks;
 
 /// Helper threads of the pool.
@@ -108,36 +110,16 @@ enum Job {
     },
 }
 
-/// The pool is full: answer 503.
-#[derive(Debug)]
-pub struct Busy;
+pub use crate::helpers::Busy;
 
-fn pool() -> &'static flume::Sender<Job> {
-    static POOL: OnceLock<flume::Sender<Job>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let (tx, rx) = flume::bounded::<Job>(QUEUE);
-        for i in 0..THREADS {
-            let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("ringway-files-{i}"))
-                .spawn(move || {
-                    while let Ok(job) = rx.recv() {
-                        run(job);
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!("cannot start a file helper thread: {e}");
-            }
-        }
-        tx
-    })
+fn pool() -> &'static Pool<Job> {
+    static POOL: OnceLock<Pool<Job>> = OnceLock::new();
+    POOL.get_or_init(|| Pool::start("ringway-files", THREADS, QUEUE, run))
 }
 
+/// A helper always answers; a lost answer (a helper panicked) is a 503.
 async fn ask<T>(make: impl FnOnce(flume::Sender<T>) -> Job) -> Result<T, Busy> {
-    let (tx, rx) = flume::bounded(1);
-    pool().try_send(make(tx)).map_err(|_| Busy)?;
-    // A helper always answers; a lost answer (a helper panicked) is a 503.
-    rx.recv_async().await.map_err(|_| Busy)
+    pool().ask(make).await
 }
 
 /// Looks `rel` up below `root`; `siblings`: also the precompressed ones.
