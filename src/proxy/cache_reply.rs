@@ -9,9 +9,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::cache::status_line;
-use super::forward::{self, Plan, Reply};
+use super::forward::{self, Plan};
 use super::local::{self, LocalBody, Part, Source};
 use super::phases::Exchange;
+use super::reply::{self, Reply};
 use super::session::{ClientSession, UpBody};
 use crate::cache::policy;
 use crate::cache::{Cache, Entry, Status};
@@ -75,7 +76,7 @@ pub(super) async fn send_entry<S: ClientSession>(
         tee: None,
     };
     let mut source = Source::new(body);
-    forward::send_response(ctx, ds, ex, &reply, &head, &meta, UpBody::Local(&mut source)).await
+    reply::send_response(ctx, ds, ex, &reply, &head, &meta, UpBody::Local(&mut source)).await
 }
 
 /// The stored head with another status, without the fields in `drop`

@@ -1,7 +1,7 @@
 //! Responses made here rather than by an upstream: a static file, a cached
 //! response, an error page. Each is a [`ResponseHead`] (as if an upstream
 //! had sent it) and a [`LocalBody`], and goes to the client through the same
-//! response phases a proxied response takes (`forward::send_response`):
+//! response phases a proxied response takes (`reply::send_response`):
 //! `response_headers` rules, compression, HSTS, `X-Request-ID`, HEAD and
 //! the client's framing, over HTTP/1.1 and HTTP/2 alike.
 
@@ -12,8 +12,8 @@ use monoio::buf::{IoBufMut, IoVecBufMut};
 use monoio::io::AsyncReadRent;
 use monoio::BufResult;
 
-use super::forward::{self, Reply};
 use super::phases::Exchange;
+use super::reply::{self, Reply};
 use super::session::{ClientSession, UpBody};
 use crate::config::Location;
 use crate::ctx::WorkerCtx;
@@ -158,7 +158,7 @@ pub async fn respond<S: ClientSession>(
         read_timeout: send_timeout,
         tee: None,
     };
-    forward::send_response(ctx, ds, ex, &reply, head, meta, UpBody::Local(&mut source)).await
+    reply::send_response(ctx, ds, ex, &reply, head, meta, UpBody::Local(&mut source)).await
 }
 
 /// A [`LocalBody`] as a byte stream for the body copy. In-memory bytes at

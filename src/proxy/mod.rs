@@ -23,6 +23,7 @@ pub mod local;
 pub mod locate;
 mod logging;
 pub mod phases;
+mod reply;
 pub mod respond;
 mod response_head;
 pub mod rewrite;
