@@ -38,6 +38,7 @@ pub mod files;
 pub mod generation;
 pub mod h2io;
 pub mod http;
+pub mod import;
 pub mod io;
 pub mod isolate;
 pub mod limit;

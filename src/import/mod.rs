@@ -1,0 +1,5 @@
+//! `ringway import-nginx`: reading nginx configs into ringway's.
+//!
+//! parse.rs reads nginx's grammar, includes followed.
+
+pub mod parse;
