@@ -54,6 +54,8 @@ mod header_rules;
 mod headers;
 #[path = "proxy/health.rs"]
 mod health;
+#[path = "proxy/import.rs"]
+mod import;
 #[path = "proxy/interim.rs"]
 mod interim;
 #[path = "proxy/keepalive.rs"]

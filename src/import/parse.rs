@@ -60,8 +60,12 @@ fn tokenize(text: &str, file: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
     let mut out = Vec::new();
     let mut i = 0;
     let mut line = 1;
+    let mut lua_pending = false;
     while i < b.len() {
         let c = b[i];
+        if !matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'{') {
+            lua_pending = false;
+        }
         match c {
             b'\n' => {
                 line += 1;
@@ -80,6 +84,18 @@ fn tokenize(text: &str, file: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             b'{' => {
                 out.push((Tok::Open, line));
                 i += 1;
+                if lua_pending {
+                    // The Lua module reads `*_by_lua_block { ... }` with a
+                    // lexer of its own: skip its code, braces counted,
+                    // strings and `--` comments passed over.
+                    let (end, lines) = skip_lua(&b[i..]).ok_or_else(|| {
+                        ParseError(format!("{file}:{line}: unexpected end of file in a Lua block"))
+                    })?;
+                    i += end;
+                    line += lines;
+                    out.push((Tok::Close, line));
+                    i += 1;
+                }
             }
             b'}' => {
                 out.push((Tok::Close, line));
@@ -176,11 +192,47 @@ fn tokenize(text: &str, file: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                         }
                     }
                 }
+                lua_pending = out
+                    .last()
+                    .is_some_and(|(t, _)| *t == Tok::Semi || *t == Tok::Open || *t == Tok::Close)
+                    && word.ends_with(b"_by_lua_block");
                 out.push((Tok::Word(String::from_utf8_lossy(&word).into_owned()), start));
             }
         }
     }
     Ok(out)
+}
+
+/// The offset of the `}` that closes a Lua block starting at `b`, and the
+/// newlines before it.
+fn skip_lua(b: &[u8]) -> Option<(usize, usize)> {
+    let (mut depth, mut lines, mut i) = (0usize, 0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'\n' => lines += 1,
+            b'{' => depth += 1,
+            b'}' if depth == 0 => return Some((i, lines)),
+            b'}' => depth -= 1,
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The state of one read: where relative includes start, and the bounds.
