@@ -155,6 +155,12 @@ impl<'a> Cx<'a> {
         }
         if proxied {
             self.cache(eff, t, notes);
+            if let Some(e) = last(eff, "expires").filter(|e| e.args.first().is_some_and(|a| a != "off")) {
+                self.warn(
+                    e,
+                    "on proxied responses: ringway's expires is for static files only",
+                );
+            }
         }
     }
 

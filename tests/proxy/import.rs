@@ -626,3 +626,106 @@ fn import_routes_as_nginx_exact_prefix_regex_and_skip_regex() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// Debian's packaged nginx.conf and default site, as installed (paths made
+/// relative to the test's directory, and no `pid`: `nginx -t` is given its
+/// own): imported without a warning, and the output passes --check.
+const DEBIAN_MAIN: &str = r#"user www-data;
+worker_processes auto;
+include modules-enabled/*.conf;
+
+events {
+	worker_connections 768;
+	# multi_accept on;
+}
+
+http {
+	sendfile on;
+	tcp_nopush on;
+	types_hash_max_size 2048;
+	# server_tokens off;
+
+	include mime.types;
+	default_type application/octet-stream;
+
+	ssl_protocols TLSv1.2 TLSv1.3;
+	ssl_prefer_server_ciphers on;
+
+	access_log DIR/logs/access.log;
+	error_log DIR/logs/error.log;
+
+	gzip on;
+
+	include conf.d/*.conf;
+	include sites-enabled/*;
+}
+"#;
+
+const DEBIAN_DEFAULT: &str = r#"server {
+	listen 127.0.0.1:18080 default_server;
+
+	root DIR/www/html;
+
+	# Add index.php to the list if you are using PHP
+	index index.html index.htm index.nginx-debian.html;
+
+	server_name _;
+
+	location / {
+		# First attempt to serve request as file, then
+		# as directory, then fall back to displaying a 404.
+		try_files $uri $uri/ =404;
+	}
+
+	# pass PHP scripts to FastCGI server
+	#
+	#location ~ \.php$ {
+	#	include snippets/fastcgi-php.conf;
+	#}
+}
+"#;
+
+#[test]
+fn import_debian_default_site() {
+    let site = Site::new(
+        "import-debian",
+        &[
+            ("nginx.conf", DEBIAN_MAIN),
+            (
+                "mime.types",
+                "types {\n    text/html html htm shtml;\n    text/css css;\n}\n",
+            ),
+            ("modules-enabled/.keep", ""),
+            ("conf.d/.keep", ""),
+            ("sites-enabled/default", DEBIAN_DEFAULT),
+            ("www/html/index.nginx-debian.html", "<h1>Welcome to nginx!</h1>"),
+        ],
+    );
+    nginx_accepts(&site);
+    let out = import(&site, &["--strict"]);
+    assert!(out.ok, "{}", out.stderr);
+    let mut toml = out.toml.clone();
+    // --check as an ordinary user: the account to drop to is the test's own.
+    let v = out.value();
+    assert_eq!(get(&v, "global.user").as_str(), Some("www-data"));
+    toml = toml.replace("user = \"www-data\"\n", "");
+    check_passes(&site, &toml);
+    let s = get(&v, "server.0");
+    assert!(s.get("server_name").is_none(), "server_name _ is no name");
+    let loc = get(s, "location.0");
+    assert_eq!(
+        strs(get(loc, "index")),
+        ["index.html", "index.htm", "index.nginx-debian.html"]
+    );
+    assert_eq!(strs(get(loc, "try_files")), ["$uri", "$uri/", "=404"]);
+    assert_eq!(
+        get(loc, "default_type").as_str(),
+        Some("application/octet-stream")
+    );
+    assert!(out.toml.contains("# types ("), "mime.types noted:\n{}", out.toml);
+
+    let proxy = Proxy::start(&toml.replace("127.0.0.1:18080", "127.0.0.1:0"));
+    let r = proxy.get("/");
+    assert_eq!((r.status, r.text().as_str()), (200, "<h1>Welcome to nginx!</h1>"));
+    assert_eq!(proxy.get("/missing").status, 404);
+}
