@@ -27,6 +27,7 @@ pub enum Kind {
     Warn,
 }
 
+#[derive(Debug)]
 pub struct Entry {
     pub name: &'static str,
     pub ctx: &'static [Ctx],
@@ -206,4 +207,44 @@ pub fn markdown() -> String {
         out.push_str(&format!("| `{}`{ctx} | {} |\n", e.name, what.replace('|', "\\|")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's table is this table: regenerate it with
+    /// `RINGWAY_WRITE_README=1 cargo test --lib readme_table` when it changes.
+    #[test]
+    fn readme_table_is_the_mapping_table() {
+        const BEGIN: &str = "<!-- import-nginx table begin -->\n";
+        const END: &str = "<!-- import-nginx table end -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let start = readme.find(BEGIN).expect("README has the table's begin marker") + BEGIN.len();
+        let end = readme.find(END).expect("README has the table's end marker");
+        let want = markdown();
+        if std::env::var_os("RINGWAY_WRITE_README").is_some() {
+            let new = format!("{}{want}{}", &readme[..start], &readme[end..]);
+            std::fs::write(path, new).unwrap();
+            return;
+        }
+        assert!(
+            readme[start..end] == want,
+            "README.md's import-nginx table differs from src/import/table.rs; \
+             run RINGWAY_WRITE_README=1 cargo test --lib readme_table"
+        );
+    }
+
+    #[test]
+    fn lookup_by_context() {
+        assert_eq!(lookup("server", Ctx::Upstream).unwrap().ringway, TABLE[5].ringway);
+        assert!(lookup("proxy_pass", Ctx::Server)
+            .unwrap_err()
+            .contains("not translated in this context"));
+        assert!(lookup("content_by_lua_block", Ctx::Location)
+            .unwrap_err()
+            .contains("Lua"));
+        assert!(lookup("nope", Ctx::Http).unwrap_err().contains("unknown"));
+    }
 }
