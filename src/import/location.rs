@@ -20,6 +20,18 @@ impl<'a> Cx<'a> {
             self.warn(l, "a location ringway cannot match");
             return None;
         };
+        if kind == "regex" {
+            if let Err(e) = regex::Regex::new(&m) {
+                self.warn(
+                    l,
+                    format!(
+                        "the regex does not compile in ringway's syntax: {}",
+                        e.to_string().lines().last().unwrap_or("")
+                    ),
+                );
+                return None;
+            }
+        }
         let body = l.block.as_deref().unwrap_or(&[]);
         let eff = overlay(srv, body);
         let mut notes = Vec::new();
@@ -93,6 +105,10 @@ impl<'a> Cx<'a> {
             },
             _ => return self.warn(d, "expects a code and a text or URL"),
         };
+        if code == 444 || !(100..=599).contains(&code) {
+            // nginx's 444 closes the connection without an answer.
+            return self.warn(d, format!("status {code} has no ringway form"));
+        }
         r.insert("status", code.into());
         if let Some(x) = text {
             let v = match vars::map(&x, Place::Request) {
@@ -127,6 +143,16 @@ impl<'a> Cx<'a> {
                 return None;
             }
         };
+        if let Err(e) = regex::Regex::new(from) {
+            self.warn(
+                d,
+                format!(
+                    "the regex does not compile in ringway's syntax: {}",
+                    e.to_string().lines().last().unwrap_or("")
+                ),
+            );
+            return None;
+        }
         let mut r = InlineTable::new();
         r.insert("from", from.as_str().into());
         r.insert("to", to.into());

@@ -66,6 +66,7 @@ pub const TABLE: &[Entry] = &[
     e!("hash", &[Upstream], Key, "`hash` (`consistent` only; without it a warning)"),
     e!("random", &[Upstream], Key, "`balance = \"random_two\"` (`random two` only)"),
     e!("listen", &[Server], Key, "`listen`; `ssl` → `tls`, `http2` → `http2` (`h2c` without TLS), `default_server` → first block of the address"),
+    e!("http2", &[Server], Key, "`http2` on TLS addresses, `h2c` on plain ones (nginx 1.25's `http2 on`)"),
     e!("server_name", &[Server], Key, "`server_name` (`_` dropped, `.a.com` → `a.com`, `*.a.com`)"),
     e!("proxy_pass", &[Location], Key, "`proxy_pass` (an `[[upstream]]` for each target)"),
     e!("proxy_set_header", HSL, Key, "`request_headers.set`/`remove`; `Host` → `preserve_host`"),

@@ -335,6 +335,11 @@ impl<'a> Cx<'a> {
                     }
                 }
                 "types" => self.types(d, &mut notes),
+                // nginx 1.25's form: HTTP/2 on every address of the block.
+                "http2" if d.args.first().map(String::as_str) == Some("on") => {
+                    h2_plain = true;
+                    h2_tls = true;
+                }
                 "location" => {
                     if let Some(l) = self.location(d, &eff, &mut notes) {
                         locations.push(l);

@@ -381,6 +381,8 @@ const WARNS_SITE: &str = r#"server {
     location /lua {
         content_by_lua_block { ngx.say("hi") }
     }
+    location ~ ^/(?!x) { return 403; }
+    location = /drop { return 444; }
 }
 "#;
 
@@ -417,6 +419,8 @@ fn import_warnings_name_file_and_line_and_strict_fails() {
         (12, "content_by_lua_block: a Lua directive"),
         // Without its Lua content, the location would serve files.
         (11, "location: no root: nginx serves files from html"),
+        (14, "location: the regex does not compile in ringway's syntax"),
+        (15, "return: status 444 has no ringway form"),
     ] {
         let want = format!("warning: {f}:{line}: {what}");
         assert!(
@@ -425,13 +429,13 @@ fn import_warnings_name_file_and_line_and_strict_fails() {
             out.stderr
         );
     }
-    assert_eq!(w.len(), 6, "{}", out.stderr);
+    assert_eq!(w.len(), 8, "{}", out.stderr);
 
     let strict = import(&site, &["--strict"]);
     assert!(!strict.ok);
     assert!(strict.toml.is_empty(), "--strict wrote output:\n{}", strict.toml);
     assert!(
-        strict.stderr.contains("6 warnings and --strict"),
+        strict.stderr.contains("8 warnings and --strict"),
         "{}",
         strict.stderr
     );
