@@ -264,7 +264,7 @@ impl<'a> Cx<'a> {
                 remove.push(name.as_str());
                 continue;
             }
-            match vars::map(v, Place::Request) {
+            match self.map_vars(v) {
                 Ok(m) => {
                     set.insert(name, m.into());
                 }
@@ -315,7 +315,7 @@ impl<'a> Cx<'a> {
             if add.contains_key(name) {
                 self.warn(d, "ringway adds one value per field name; the last is kept");
             }
-            match vars::map(v, Place::Request) {
+            match self.map_vars(v) {
                 Ok(m) => {
                     add.insert(name, m.into());
                 }
@@ -578,7 +578,7 @@ impl<'a> Cx<'a> {
                 self.warn(d, "an error page redirect has no ringway form");
                 continue;
             }
-            let uri = match vars::map(uri, Place::Request) {
+            let uri = match self.map_vars(uri) {
                 Ok(u) if !vars::has_vars(&u) => u,
                 Ok(_) => {
                     self.warn(d, "an error page with variables has no ringway form");

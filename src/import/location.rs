@@ -7,7 +7,7 @@ use super::parse::Directive;
 use super::table::Ctx;
 use super::translate::{location_match, overlay, Cx, Eff};
 use super::values;
-use super::vars::{self, Place};
+use super::vars;
 
 impl<'a> Cx<'a> {
     pub(super) fn location(
@@ -111,7 +111,7 @@ impl<'a> Cx<'a> {
         }
         r.insert("status", code.into());
         if let Some(x) = text {
-            let v = match vars::map(&x, Place::Request) {
+            let v = match self.map_vars(&x) {
                 Ok(v) => v,
                 Err(why) => return self.warn(d, why),
             };
@@ -136,7 +136,7 @@ impl<'a> Cx<'a> {
                 return None;
             }
         };
-        let to = match vars::map(to, Place::Request) {
+        let to = match self.map_vars(to) {
             Ok(v) => v,
             Err(why) => {
                 self.warn(d, why);
@@ -214,7 +214,7 @@ impl<'a> Cx<'a> {
         if let Some(tf) = try_files {
             let mut a = Array::new();
             for x in &tf.args {
-                match vars::map(x, Place::Request) {
+                match self.map_vars(x) {
                     Ok(v) => a.push(v),
                     Err(why) => return self.warn(tf, why),
                 }
@@ -266,7 +266,7 @@ impl<'a> Cx<'a> {
         if vars::has_vars(host) || host.starts_with("unix:") {
             return self.warn(p, "a target with variables or a UNIX socket has no ringway form");
         }
-        let uri = match vars::map(uri, Place::Request) {
+        let uri = match self.map_vars(uri) {
             Ok(u) => u,
             Err(why) => return self.warn(p, why),
         };

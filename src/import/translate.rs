@@ -65,6 +65,8 @@ pub struct Cx<'a> {
     pub log_formats: Table,
     pub trusted: Vec<String>,
     pub servers: ArrayOfTables,
+    /// nginx's `$server_name` in the block being read: its first name.
+    pub server_name: Option<String>,
 }
 
 impl<'a> Cx<'a> {
@@ -82,6 +84,7 @@ impl<'a> Cx<'a> {
             log_formats: Table::new(),
             trusted: Vec::new(),
             servers: ArrayOfTables::new(),
+            server_name: None,
         }
     }
 
@@ -113,6 +116,30 @@ impl<'a> Cx<'a> {
                 }
             },
         }
+    }
+
+    /// A request value's variables as ringway's; `$server_name`, a
+    /// constant of the block in nginx, is written as that name.
+    pub fn map_vars(&self, v: &str) -> Result<String, String> {
+        let mut v = v.to_string();
+        if let Some(name) = &self.server_name {
+            v = v.replace("${server_name}", name);
+            let mut out = String::new();
+            let mut rest = v.as_str();
+            while let Some(i) = rest.find("$server_name") {
+                let after = &rest[i + "$server_name".len()..];
+                out.push_str(&rest[..i]);
+                if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                    out.push_str("$server_name");
+                } else {
+                    out.push_str(name);
+                }
+                rest = after;
+            }
+            out.push_str(rest);
+            v = out;
+        }
+        super::vars::map(&v, super::vars::Place::Request)
     }
 
     /// A file path nginx reads relative to its conf prefix.
@@ -276,6 +303,17 @@ impl<'a> Cx<'a> {
         let body = s.block.as_deref().unwrap_or(&[]);
         let eff = overlay(http, body);
         self.real_ip(&eff);
+        // nginx's $server_name: the block's first name ("" without one); a
+        // regex name is left unmapped (it warns where used).
+        self.server_name = match body
+            .iter()
+            .find(|d| d.name == "server_name")
+            .and_then(|d| d.args.first())
+        {
+            Some(n) if n.starts_with('~') => None,
+            Some(n) => Some(n.clone()),
+            None => Some(String::new()),
+        };
         let mut notes = Vec::new();
         let mut t = Table::new();
         let (mut plain, mut tls, mut default) = (Vec::new(), Vec::new(), false);
@@ -436,7 +474,7 @@ impl<'a> Cx<'a> {
             (Some(301), Some("https://$host$request_uri")) => {
                 t.insert("redirect_https", toml_edit::value(true));
             }
-            (Some(c @ (301 | 302)), Some(u)) => match super::vars::map(u, super::vars::Place::Request) {
+            (Some(c @ (301 | 302)), Some(u)) => match self.map_vars(u) {
                 Ok(to) => {
                     let mut r = toml_edit::InlineTable::new();
                     r.insert("from", "^".into());

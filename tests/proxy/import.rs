@@ -328,7 +328,7 @@ http {
             deny all;
             proxy_pass http://127.0.0.1:9011/;
         }
-        location / { return 404; }
+        location / { return 301 https://$server_name/; }
     }
 }
 "#;
@@ -345,6 +345,11 @@ fn import_tls_site_redirect_websocket_auth_and_tlsv1_warning() {
     );
     let v = out.value();
     assert_eq!(get(&v, "server.0.redirect_https").as_bool(), Some(true));
+    // $server_name is the block's first name, a constant.
+    assert_eq!(
+        get(&v, "server.1.location.2.return.location").as_str(),
+        Some("https://www.example.com/")
+    );
     let tls = get(&v, "server.1");
     let cert = site.0.join("certs/site.crt").display().to_string();
     assert_eq!(get(tls, "tls.cert").as_str(), Some(cert.as_str()));
@@ -376,7 +381,7 @@ const WARNS_SITE: &str = r#"server {
             return 403;
         }
         set $x 1;
-        return 200 "$server_name";
+        return 200 "$document_root";
     }
     location /lua {
         content_by_lua_block { ngx.say("hi") }
@@ -415,7 +420,7 @@ fn import_warnings_name_file_and_line_and_strict_fails() {
         (3, "server_tokens: unknown or unsupported directive"),
         (5, "if: `if` has no ringway equivalent"),
         (8, "set: ringway has no user variables"),
-        (9, "return: $server_name has no ringway equivalent"),
+        (9, "return: $document_root has no ringway equivalent"),
         (12, "content_by_lua_block: a Lua directive"),
         // Without its Lua content, the location would serve files.
         (11, "location: no root: nginx serves files from html"),
