@@ -89,7 +89,7 @@ impl<'a> Cx<'a> {
         Some(t)
     }
 
-    fn location_return(&mut self, d: &Directive, t: &mut Table) {
+    pub(super) fn location_return(&mut self, d: &Directive, t: &mut Table) {
         let mut r = InlineTable::new();
         let (code, text) = match d.args.as_slice() {
             [u] if u.starts_with("http://") || u.starts_with("https://") || u.starts_with("$scheme") => {

@@ -67,6 +67,8 @@ pub struct Cx<'a> {
     pub servers: ArrayOfTables,
     /// nginx's `$server_name` in the block being read: its first name.
     pub server_name: Option<String>,
+    /// Beside `servers`: whether each came from a `default_server` block, and which.
+    server_origin: Vec<(bool, &'a Directive)>,
 }
 
 impl<'a> Cx<'a> {
@@ -85,6 +87,7 @@ impl<'a> Cx<'a> {
             trusted: Vec::new(),
             servers: ArrayOfTables::new(),
             server_name: None,
+            server_origin: Vec::new(),
         }
     }
 
@@ -252,7 +255,43 @@ impl<'a> Cx<'a> {
             }
         }
         self.real_ip(&eff);
+        self.check_defaults();
         self.notes_top.extend(notes);
+    }
+
+    /// nginx's default server of an address is its `default_server` block,
+    /// else its first; ringway's is its first block without `server_name`,
+    /// else its first. Where the two differ, say so.
+    fn check_defaults(&mut self) {
+        let listens = |t: &Table| -> Vec<String> {
+            t.get("listen")
+                .and_then(Item::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        let mut addrs: Vec<String> = self.servers.iter().flat_map(listens).collect();
+        addrs.sort();
+        addrs.dedup();
+        for a in addrs {
+            let on: Vec<usize> = (0..self.servers.len())
+                .filter(|&i| listens(self.servers.get(i).unwrap()).contains(&a))
+                .collect();
+            let nginx = on
+                .iter()
+                .copied()
+                .find(|&i| self.server_origin[i].0)
+                .unwrap_or(on[0]);
+            let ringway = on
+                .iter()
+                .copied()
+                .find(|&i| !self.servers.get(i).unwrap().contains_key("server_name"))
+                .unwrap_or(on[0]);
+            if nginx != ringway {
+                let (d, r) = (self.server_origin[nginx].1, self.server_origin[ringway].1);
+                let why = format!("the default server of {a} in nginx; ringway's would be the block of {} (the first without server_name)", r.at());
+                self.warn(d, why);
+            }
+        }
     }
 
     /// `include mime.types` is ringway's built-in table; other `types` warn.
@@ -319,6 +358,7 @@ impl<'a> Cx<'a> {
         let (mut plain, mut tls, mut default) = (Vec::new(), Vec::new(), false);
         let (mut h2_plain, mut h2_tls) = (false, false);
         let mut server_rewrites = Vec::new();
+        let mut answer: Option<&'a Directive> = None;
         let mut locations = ArrayOfTables::new();
         for d in body {
             if !self.check(d, Ctx::Server, &mut notes) {
@@ -366,7 +406,12 @@ impl<'a> Cx<'a> {
                         t.insert("server_name", toml_edit::value(names));
                     }
                 }
-                "return" => self.server_return(d, &mut t, &mut server_rewrites),
+                "return" => {
+                    let handled = self.server_return(d, &mut t, &mut server_rewrites);
+                    if !handled && answer.is_none() {
+                        answer = Some(d);
+                    }
+                }
                 "rewrite" => {
                     if let Some(r) = self.rewrite_rule(d) {
                         server_rewrites.push(r);
@@ -392,6 +437,32 @@ impl<'a> Cx<'a> {
                 "listen: none written ({}): nginx listens on *:80",
                 s.at()
             ));
+        }
+        if let Some(r) = answer {
+            // A server-level return answers every request before any
+            // location is chosen: one location "/" answering so.
+            if !server_rewrites.is_empty() {
+                self.warn(
+                    r,
+                    "a server-level return after rewrites has no ringway form; move it into a location",
+                );
+            } else {
+                let mut l = Table::new();
+                l.insert("path", toml_edit::value("/"));
+                self.location_return(r, &mut l);
+                l.decor_mut().set_prefix(format!(
+                    "\n# from {}: answers every request of the block\n",
+                    r.at()
+                ));
+                if !locations.is_empty() {
+                    notes.push(format!(
+                        "return ({}): answers before any location, so the block's locations are left out",
+                        r.at()
+                    ));
+                }
+                locations = ArrayOfTables::new();
+                locations.push(l);
+            }
         }
         if !server_rewrites.is_empty() {
             t.insert("rewrite", toml_edit::value(Array::from_iter(server_rewrites)));
@@ -435,8 +506,10 @@ impl<'a> Cx<'a> {
             if default {
                 let at = self.first_server_on(&addrs);
                 self.servers_insert(at, b);
+                self.server_origin.insert(at, (true, s));
             } else {
                 self.servers.push(b);
+                self.server_origin.push((false, s));
             }
         }
     }
@@ -466,13 +539,15 @@ impl<'a> Cx<'a> {
     }
 
     /// nginx's server-level `return`: `return 301 https://$host$request_uri`
-    /// is `redirect_https`; another redirect a server rewrite; the rest warns.
-    fn server_return(&mut self, d: &Directive, t: &mut Table, rules: &mut Vec<Value>) {
+    /// is `redirect_https`, another redirect a server rewrite; `false` for
+    /// the rest, which the caller answers from a location.
+    fn server_return(&mut self, d: &Directive, t: &mut Table, rules: &mut Vec<Value>) -> bool {
         let code = d.args.first().and_then(|c| c.parse::<i64>().ok());
         let url = d.args.get(1).map(String::as_str);
         match (code, url) {
             (Some(301), Some("https://$host$request_uri")) => {
                 t.insert("redirect_https", toml_edit::value(true));
+                true
             }
             (Some(c @ (301 | 302)), Some(u)) => match self.map_vars(u) {
                 Ok(to) => {
@@ -488,10 +563,14 @@ impl<'a> Cx<'a> {
                     r.insert("to", to.into());
                     r.insert("flag", if c == 301 { "permanent" } else { "redirect" }.into());
                     rules.push(Value::InlineTable(r));
+                    true
                 }
-                Err(why) => self.warn(d, why),
+                Err(why) => {
+                    self.warn(d, why);
+                    true
+                }
             },
-            _ => self.warn(d, "a server-level return other than a 301/302 redirect has no ringway form; move it into a location"),
+            _ => false,
         }
     }
 }

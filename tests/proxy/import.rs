@@ -738,3 +738,39 @@ fn import_debian_default_site() {
     assert_eq!((r.status, r.text().as_str()), (200, "<h1>Welcome to nginx!</h1>"));
     assert_eq!(proxy.get("/missing").status, 404);
 }
+
+/// nginx's default server is the `default_server` block; ringway's the
+/// first block without `server_name`: written first, and a warning where
+/// a nameless block would still take over.
+#[test]
+fn import_default_server_first_and_warned_when_ringway_would_differ() {
+    let conf = "events {}\nhttp {\n    server { listen 127.0.0.1:18080; server_name a.example; return 204; }\n    server { listen 127.0.0.1:18080 default_server; server_name b.example; return 204; }\n}\n";
+    let site = Site::new("import-default", &[("nginx.conf", conf)]);
+    nginx_accepts(&site);
+    let out = import(&site, &["--strict"]);
+    assert!(out.ok, "{}", out.stderr);
+    let v = out.value();
+    assert_eq!(strs(get(&v, "server.0.server_name")), ["b.example"]);
+    assert_eq!(strs(get(&v, "server.1.server_name")), ["a.example"]);
+    // A server-level return answers every request of its block.
+    assert_eq!(get(&v, "server.0.location.0.path").as_str(), Some("/"));
+    assert_eq!(
+        get(&v, "server.0.location.0.return.status").as_integer(),
+        Some(204)
+    );
+    check_passes(&site, &out.toml);
+
+    let conf = "events {}\nhttp {\n    server { listen 127.0.0.1:18080; return 204; }\n    server { listen 127.0.0.1:18080 default_server; server_name b.example; return 204; }\n}\n";
+    let site = Site::new("import-default2", &[("nginx.conf", conf)]);
+    nginx_accepts(&site);
+    let out = import(&site, &[]);
+    let want = format!(
+        "warning: {}:4: server: the default server of 127.0.0.1:18080 in nginx",
+        site.main().display()
+    );
+    assert!(
+        out.warnings().iter().any(|w| w.starts_with(&want)),
+        "{}",
+        out.stderr
+    );
+}
