@@ -610,6 +610,9 @@ impl<'a> Cx<'a> {
             match all.first() {
                 Some(d) => {
                     let p = self.conf_path(d.args.first().map_or("", String::as_str));
+                    if p.contains('$') {
+                        self.warn(d, "a certificate chosen by variables has no ringway form (ringway picks one per block by SNI)");
+                    }
                     tls.insert(k, p.into());
                 }
                 None => self.warn(s, format!("a TLS listen without {n}")),

@@ -156,6 +156,12 @@ impl<'a> Cx<'a> {
 
     /// A `root`/`alias` nginx takes relative to its prefix.
     pub fn prefix_path(&mut self, d: &Directive, p: &str) -> String {
+        if p.contains('$') {
+            self.warn(
+                d,
+                "a path with variables has no ringway form (ringway's paths are fixed at load)",
+            );
+        }
         if Path::new(p).is_absolute() {
             return p.to_string();
         }
