@@ -774,3 +774,77 @@ fn import_default_server_first_and_warned_when_ringway_would_differ() {
         out.stderr
     );
 }
+
+/// nginx's inheritance, name by name: a location's `add_header` replaces
+/// the server's, while the server's `proxy_hide_header` still applies
+/// there; and the Host rules: nginx's default `$proxy_host`, `$http_host`,
+/// and the two that ringway cannot send the same (warned at their line).
+const INHERIT: &str = r#"events {}
+http {
+    upstream app { server 127.0.0.1:9001; server 127.0.0.1:9002; }
+    proxy_hide_header X-Powered-By;
+    add_header X-Server 1;
+    server {
+        listen 127.0.0.1:18080;
+        proxy_connect_timeout 2s;
+        location /a/ {
+            add_header X-Location 2 always;
+            proxy_pass http://127.0.0.1:9000;
+        }
+        location /b/ {
+            proxy_pass http://app;
+        }
+        location /c/ {
+            proxy_set_header Host $host;
+            proxy_pass http://app;
+            proxy_next_upstream_tries 1;
+        }
+        location / { return 204; }
+    }
+}
+"#;
+
+#[test]
+fn import_inheritance_name_by_name_and_host_rules() {
+    let site = Site::new("import-inherit", &[("nginx.conf", INHERIT)]);
+    nginx_accepts(&site);
+    let out = import(&site, &[]);
+    assert!(out.ok, "{}", out.stderr);
+    let main = site.main().display().to_string();
+    let mut w = out.warnings();
+    w.sort();
+    assert_eq!(w.len(), 2, "{}", out.stderr);
+    assert!(
+        w[0].starts_with(&format!("warning: {main}:14: proxy_pass: nginx sends Host: app")),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[1].starts_with(&format!("warning: {main}:17: proxy_set_header: Host $host")),
+        "{}",
+        w[1]
+    );
+    check_passes(&site, &out.toml);
+    let v = out.value();
+    let s = get(&v, "server.0");
+    assert_eq!(get(s, "response_headers.add.X-Server").as_str(), Some("1"));
+    let a = get(s, "location.0");
+    let add = get(a, "response_headers.add").as_table().unwrap();
+    assert_eq!(add.keys().collect::<Vec<_>>(), ["X-Location"]);
+    assert_eq!(get(a, "response_headers.always").as_bool(), Some(true));
+    assert_eq!(strs(get(a, "response_headers.remove")), ["X-Powered-By"]);
+    assert_eq!(get(a, "preserve_host").as_bool(), Some(false));
+    assert_eq!(get(s, "location.1.preserve_host").as_bool(), Some(false));
+    assert_eq!(get(s, "location.2.preserve_host").as_bool(), Some(true));
+    // One nginx upstream used with two retry settings: two ringway
+    // upstreams, each with the server's connect timeout.
+    let ups = get(&v, "upstream").as_array().unwrap();
+    let named: Vec<_> = ups.iter().map(|u| get(u, "name").as_str().unwrap()).collect();
+    assert_eq!(named, ["127_0_0_1_9000", "app", "app-2"]);
+    assert_eq!(get(&ups[1], "tries").as_integer(), Some(2));
+    assert_eq!(get(&ups[2], "tries").as_integer(), Some(1));
+    assert_eq!(get(s, "location.2.proxy_pass").as_str(), Some("http://app-2"));
+    for u in ups {
+        assert_eq!(get(u, "connect_timeout").as_str(), Some("2s"));
+    }
+}
