@@ -164,6 +164,37 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// A `return` answers in nginx's rewrite phase, before limits, IP rules
+    /// and auth ever run; ringway runs those before a location's content.
+    /// So a returning location gets none of them, the server's cancelled.
+    pub(super) fn answer_before_access(&mut self, eff: &Eff<'a>, t: &mut Table, notes: &mut Vec<String>) {
+        let removed = ["limits", "allow", "deny", "access", "auth"]
+            .iter()
+            .filter(|k| t.remove(k).is_some())
+            .count();
+        let had = removed > 0;
+        let mut cancelled = false;
+        if eff.contains_key("limit_req") || eff.contains_key("limit_conn") {
+            t.insert("limits", toml_edit::value(Array::new()));
+            cancelled = true;
+        }
+        if eff.get("allow").is_some_and(|v| !v.is_empty()) {
+            t.insert("allow", toml_edit::value(Array::new()));
+            cancelled = true;
+        }
+        if arg(eff, "auth_basic").is_some_and(|r| r != "off") {
+            let mut a = InlineTable::new();
+            a.insert("off", true.into());
+            t.insert("auth", toml_edit::value(a));
+            cancelled = true;
+        }
+        if had || cancelled {
+            notes.push(
+                "return answers before nginx's limits, allow/deny and auth run: none of them here".into(),
+            );
+        }
+    }
+
     fn body_size(&mut self, d: &Directive, t: &mut Table) {
         match d.args.first().map(String::as_str) {
             Some("0") => {

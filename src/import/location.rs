@@ -52,7 +52,7 @@ impl<'a> Cx<'a> {
                     if ret.is_some() {
                         self.warn(d, "written after a return, which nginx runs first; ringway runs every rewrite before a location's return");
                     }
-                    if let Some(r) = self.rewrite_rule(d) {
+                    if let Some(r) = self.rewrite_rule(d, &eff) {
                         rules.push(r);
                     }
                 }
@@ -73,13 +73,16 @@ impl<'a> Cx<'a> {
                     p.at()
                 ));
             }
-            self.location_return(r, &mut t);
+            self.location_return(r, &eff, &mut t);
         } else if let Some(p) = pass {
             self.proxy(p, &eff, &mut t);
         } else {
             self.files(l, &eff, alias, try_files, &mut t);
         }
         self.location_keys(&eff, body, &mut t, &mut notes);
+        if t.contains_key("return") {
+            self.answer_before_access(&eff, &mut t, &mut notes);
+        }
         let mut comment = format!("\n# from {}\n", l.at());
         for n in notes {
             comment.push_str(&format!("# {n}\n"));
@@ -89,7 +92,7 @@ impl<'a> Cx<'a> {
         Some(t)
     }
 
-    pub(super) fn location_return(&mut self, d: &Directive, t: &mut Table) {
+    pub(super) fn location_return(&mut self, d: &Directive, eff: &Eff<'a>, t: &mut Table) {
         let mut r = InlineTable::new();
         let (code, text) = match d.args.as_slice() {
             [u] if u.starts_with("http://") || u.starts_with("https://") || u.starts_with("$scheme") => {
@@ -115,19 +118,19 @@ impl<'a> Cx<'a> {
                 Ok(v) => v,
                 Err(why) => return self.warn(d, why),
             };
-            let key = if matches!(code, 301 | 302 | 303 | 307 | 308) {
-                "location"
+            if matches!(code, 301 | 302 | 303 | 307 | 308) {
+                let v = self.absolute_redirect(d, eff, v);
+                r.insert("location", v.into());
             } else {
-                "body"
-            };
-            r.insert(key, v.into());
+                r.insert("body", v.into());
+            }
         } else if matches!(code, 301 | 302 | 303 | 307 | 308) {
             return self.warn(d, "a redirect without a URL");
         }
         t.insert("return", toml_edit::value(r));
     }
 
-    pub(super) fn rewrite_rule(&mut self, d: &Directive) -> Option<Value> {
+    pub(super) fn rewrite_rule(&mut self, d: &Directive, eff: &Eff<'a>) -> Option<Value> {
         let (from, to, flag) = match d.args.as_slice() {
             [f, t] => (f, t, None),
             [f, t, g] => (f, t, Some(g.as_str())),
@@ -153,6 +156,11 @@ impl<'a> Cx<'a> {
             );
             return None;
         }
+        let to = if matches!(flag, Some("redirect" | "permanent")) {
+            self.absolute_redirect(d, eff, to)
+        } else {
+            to
+        };
         let mut r = InlineTable::new();
         r.insert("from", from.as_str().into());
         r.insert("to", to.into());
@@ -308,5 +316,34 @@ impl<'a> Cx<'a> {
                 );
             }
         }
+    }
+
+    /// A redirect to a path, made absolute as nginx's `absolute_redirect`
+    /// (on by default) makes it: the request's host (or the block's name
+    /// with `server_name_in_redirect on`), and the port unless it is the
+    /// scheme's default (`port_in_redirect`).
+    pub(super) fn absolute_redirect(&mut self, d: &Directive, eff: &Eff<'a>, to: String) -> String {
+        let flag = |k: &str| {
+            eff.get(k)
+                .and_then(|v| v.last())
+                .and_then(|d| d.args.first())
+                .map(String::as_str)
+        };
+        if !to.starts_with('/') || flag("absolute_redirect") == Some("off") {
+            return to;
+        }
+        let host = match (flag("server_name_in_redirect"), &self.server_name) {
+            (Some("on"), Some(n)) if !n.is_empty() => n.clone(),
+            _ => "$host".to_string(),
+        };
+        let port = match (flag("port_in_redirect"), self.default_ports) {
+            (Some("off"), _) | (_, Some(true)) => "",
+            (_, Some(false)) => ":$server_port",
+            (_, None) => {
+                self.warn(d, "nginx makes this redirect absolute with a port only on the block's non-default ports; ringway has no such condition (written with $server_port)");
+                ":$server_port"
+            }
+        };
+        format!("$scheme://{host}{port}{to}")
     }
 }

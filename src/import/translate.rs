@@ -67,6 +67,9 @@ pub struct Cx<'a> {
     pub servers: ArrayOfTables,
     /// nginx's `$server_name` in the block being read: its first name.
     pub server_name: Option<String>,
+    /// Whether every address of the block being read is on its scheme's
+    /// default port (80, or 443 with ssl); `None` when they are mixed.
+    pub default_ports: Option<bool>,
     /// Beside `servers`: whether each came from a `default_server` block, and which.
     server_origin: Vec<(bool, &'a Directive)>,
 }
@@ -87,6 +90,7 @@ impl<'a> Cx<'a> {
             trusted: Vec::new(),
             servers: ArrayOfTables::new(),
             server_name: None,
+            default_ports: Some(true),
             server_origin: Vec::new(),
         }
     }
@@ -348,6 +352,23 @@ impl<'a> Cx<'a> {
         let body = s.block.as_deref().unwrap_or(&[]);
         let eff = overlay(http, body);
         self.real_ip(&eff);
+        let defaults: Vec<bool> = body
+            .iter()
+            .filter(|d| d.name == "listen")
+            .filter_map(|d| {
+                let addr = values::listen_addr(d.args.first()?)?;
+                let port = addr.rsplit_once(':')?.1.to_string();
+                let ssl = d.args.iter().any(|a| a == "ssl");
+                Some(port == if ssl { "443" } else { "80" })
+            })
+            .collect();
+        self.default_ports = if defaults.iter().all(|&x| x) {
+            Some(true)
+        } else if defaults.iter().all(|&x| !x) {
+            Some(false)
+        } else {
+            None
+        };
         // nginx's $server_name: the block's first name ("" without one); a
         // regex name is left unmapped (it warns where used).
         self.server_name = match body
@@ -413,13 +434,13 @@ impl<'a> Cx<'a> {
                     }
                 }
                 "return" => {
-                    let handled = self.server_return(d, &mut t, &mut server_rewrites);
+                    let handled = self.server_return(d, &eff, &mut t, &mut server_rewrites);
                     if !handled && answer.is_none() {
                         answer = Some(d);
                     }
                 }
                 "rewrite" => {
-                    if let Some(r) = self.rewrite_rule(d) {
+                    if let Some(r) = self.rewrite_rule(d, &eff) {
                         server_rewrites.push(r);
                     }
                 }
@@ -455,11 +476,14 @@ impl<'a> Cx<'a> {
             } else {
                 let mut l = Table::new();
                 l.insert("path", toml_edit::value("/"));
-                self.location_return(r, &mut l);
-                l.decor_mut().set_prefix(format!(
-                    "\n# from {}: answers every request of the block\n",
-                    r.at()
-                ));
+                self.location_return(r, &eff, &mut l);
+                let mut ln = Vec::new();
+                self.answer_before_access(&eff, &mut l, &mut ln);
+                let mut c = format!("\n# from {}: answers every request of the block\n", r.at());
+                for n in ln {
+                    c.push_str(&format!("# {n}\n"));
+                }
+                l.decor_mut().set_prefix(c);
                 if !locations.is_empty() {
                     notes.push(format!(
                         "return ({}): answers before any location, so the block's locations are left out",
@@ -547,7 +571,7 @@ impl<'a> Cx<'a> {
     /// nginx's server-level `return`: `return 301 https://$host$request_uri`
     /// is `redirect_https`, another redirect a server rewrite; `false` for
     /// the rest, which the caller answers from a location.
-    fn server_return(&mut self, d: &Directive, t: &mut Table, rules: &mut Vec<Value>) -> bool {
+    fn server_return(&mut self, d: &Directive, eff: &Eff<'a>, t: &mut Table, rules: &mut Vec<Value>) -> bool {
         let code = d.args.first().and_then(|c| c.parse::<i64>().ok());
         let url = d.args.get(1).map(String::as_str);
         match (code, url) {
@@ -566,6 +590,7 @@ impl<'a> Cx<'a> {
                     } else {
                         format!("{to}?")
                     };
+                    let to = self.absolute_redirect(d, eff, to);
                     r.insert("to", to.into());
                     r.insert("flag", if c == 301 { "permanent" } else { "redirect" }.into());
                     rules.push(Value::InlineTable(r));
