@@ -56,6 +56,8 @@ mod headers;
 mod health;
 #[path = "proxy/import.rs"]
 mod import;
+#[path = "proxy/import_diff.rs"]
+mod import_diff;
 #[path = "proxy/interim.rs"]
 mod interim;
 #[path = "proxy/keepalive.rs"]
