@@ -209,7 +209,8 @@ fn differential(name: &str, template: &str, extra: &[(&str, &str)], cases: &[Cas
     let proxy = Proxy::start(&out.toml);
     let through_ringway = run_cases(proxy.addr(), &backend, cases);
     drop(proxy);
-    std::fs::write(site.main(), conf(nport)).unwrap();
+    let dir = site.0.display().to_string();
+    std::fs::write(site.main(), conf(nport).replace("DIR", &dir)).unwrap();
     let Some(_nginx) = start_nginx(&site, nport) else {
         return;
     };
@@ -266,6 +267,67 @@ fn import_differential_proxy_headers_gzip_auth_rules_through_nginx_and_ringway()
             Case { raw: "GET /closed/x HTTP/1.1\r\nHost: site.test\r\n\r\n", fields: &[] },
             Case { raw: "GET /old/c HTTP/1.1\r\nHost: site.test\r\n\r\n", fields: &[] },
             Case { raw: "GET /moved HTTP/1.1\r\nHost: site.test\r\n\r\n", fields: &["location"] },
+        ],
+    );
+}
+
+/// A single-page app with its static assets and caching headers, and a
+/// rate-limited API beside it (1r/m: a second request in the same minute
+/// is refused whatever the timing).
+const SPA_SITE: &str = r#"events {}
+http {
+    access_log off;
+    limit_req_zone $binary_remote_addr zone=api:1m rate=1r/m;
+    server {
+        listen 127.0.0.1:PORT;
+        root DIR/www;
+        index index.html;
+        location / { try_files $uri $uri/ /index.html; }
+        location /assets/ { expires 1h; }
+        location /api/ {
+            limit_req zone=api;
+            proxy_pass http://BACKEND;
+            proxy_set_header Host $http_host;
+        }
+    }
+}
+"#;
+
+#[test]
+fn import_differential_spa_static_and_rate_limit_through_nginx_and_ringway() {
+    let index = "<html>app</html>";
+    differential(
+        "import-diff-spa",
+        SPA_SITE,
+        &[
+            ("www/index.html", index),
+            ("www/assets/app.js", "console.log(1)\n"),
+        ],
+        &[
+            Case {
+                raw: "GET / HTTP/1.1\r\nHost: spa.test\r\n\r\n",
+                fields: &[],
+            },
+            Case {
+                raw: "GET /some/route HTTP/1.1\r\nHost: spa.test\r\n\r\n",
+                fields: &[],
+            },
+            Case {
+                raw: "GET /assets/app.js HTTP/1.1\r\nHost: spa.test\r\n\r\n",
+                fields: &["cache-control"],
+            },
+            Case {
+                raw: "GET /assets/missing.js HTTP/1.1\r\nHost: spa.test\r\n\r\n",
+                fields: &[],
+            },
+            Case {
+                raw: "GET /api/x HTTP/1.1\r\nHost: spa.test\r\n\r\n",
+                fields: &[],
+            },
+            Case {
+                raw: "GET /api/y HTTP/1.1\r\nHost: spa.test\r\n\r\n",
+                fields: &[],
+            },
         ],
     );
 }
