@@ -86,7 +86,7 @@ pub const TABLE: &[Entry] = &[
     e!("proxy_ssl_server_name", HSL, Key, "nothing: ringway sends SNI"),
     e!("proxy_ssl_certificate", HSL, Key, "upstream `tls_cert`"),
     e!("proxy_ssl_certificate_key", HSL, Key, "upstream `tls_key`"),
-    e!("return", SL, Key, "location `return`; in a server block `redirect_https` or a server `rewrite`"),
+    e!("return", SL, Key, "location `return`; in a server block a redirect is a server `rewrite`, another answer a location `/`"),
     e!("absolute_redirect", HSL, Key, "redirects to a path written as `$scheme://$host[:$server_port]/path` (on, the default) or kept relative (off)"),
     e!("port_in_redirect", HSL, Key, "the `:$server_port` of absolute redirects"),
     e!("server_name_in_redirect", HSL, Key, "the host of absolute redirects: the block's first name when on"),

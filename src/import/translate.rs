@@ -434,7 +434,7 @@ impl<'a> Cx<'a> {
                     }
                 }
                 "return" => {
-                    let handled = self.server_return(d, &eff, &mut t, &mut server_rewrites);
+                    let handled = self.server_return(d, &eff, &mut server_rewrites);
                     if !handled && answer.is_none() {
                         answer = Some(d);
                     }
@@ -517,9 +517,6 @@ impl<'a> Cx<'a> {
             b.insert("listen", toml_edit::value(listen));
             b.sort_values_by(|a, _, b, _| key_rank(a.get()).cmp(&key_rank(b.get())));
             if is_tls {
-                if b.remove("redirect_https").is_some() {
-                    self.warn(s, "return 301 https://... on a TLS address would redirect to itself; left out of the TLS block");
-                }
                 self.tls(&eff, s, &mut b);
                 if !h2_tls {
                     b.insert("http2", toml_edit::value(false));
@@ -569,27 +566,23 @@ impl<'a> Cx<'a> {
     }
 
     /// nginx's server-level `return`: `return 301 https://$host$request_uri`
-    /// is `redirect_https`, another redirect a server rewrite; `false` for
+    /// (`return 301 https://$host$request_uri` among them: ringway's
+    /// `redirect_https` keeps the case of `Host`, nginx's `$host` lowers it)
+    /// is a server rewrite; `false` for
     /// the rest, which the caller answers from a location.
-    fn server_return(&mut self, d: &Directive, eff: &Eff<'a>, t: &mut Table, rules: &mut Vec<Value>) -> bool {
+    fn server_return(&mut self, d: &Directive, eff: &Eff<'a>, rules: &mut Vec<Value>) -> bool {
         let code = d.args.first().and_then(|c| c.parse::<i64>().ok());
         let url = d.args.get(1).map(String::as_str);
         match (code, url) {
-            (Some(301), Some("https://$host$request_uri")) => {
-                t.insert("redirect_https", toml_edit::value(true));
-                true
-            }
             (Some(c @ (301 | 302)), Some(u)) => match self.map_vars(u) {
                 Ok(to) => {
                     let mut r = toml_edit::InlineTable::new();
                     r.insert("from", "^".into());
                     // A `to` ending in `?` drops the request's query, as
                     // `return` does not add it.
-                    let to = if to.contains('?') || to.ends_with("$request_uri") || to.ends_with("$args") {
-                        to
-                    } else {
-                        format!("{to}?")
-                    };
+                    // `return` never adds the request's query; a final `?`
+                    // says so to a rewrite.
+                    let to = format!("{to}?");
                     let to = self.absolute_redirect(d, eff, to);
                     r.insert("to", to.into());
                     r.insert("flag", if c == 301 { "permanent" } else { "redirect" }.into());
@@ -608,7 +601,7 @@ impl<'a> Cx<'a> {
 
 /// Keys first in a block, in a readable order; tables (locations) last.
 fn key_rank(k: &str) -> usize {
-    const ORDER: &[&str] = &["listen", "server_name", "redirect_https", "tls", "http2", "h2c"];
+    const ORDER: &[&str] = &["listen", "server_name", "tls", "http2", "h2c"];
     ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len())
 }
 

@@ -298,7 +298,7 @@ fn import_lb_and_static_site_passes_check_with_nginx_values() {
 }
 
 /// A TLS site with its HTTP→HTTPS redirect, WebSocket proxying and Basic
-/// auth: the redirect is `redirect_https`, TLSv1 warns at its line.
+/// auth: the redirect is a server rewrite, TLSv1 warns at its line.
 const TLS_SITE: &str = r#"
 events {}
 http {
@@ -343,7 +343,11 @@ fn import_tls_site_redirect_websocket_auth_and_tlsv1_warning() {
         [format!("warning: {main}:14: ssl_protocols: TLSv1 is refused by ringway on purpose (TLS 1.2 and 1.3 only)")]
     );
     let v = out.value();
-    assert_eq!(get(&v, "server.0.redirect_https").as_bool(), Some(true));
+    // Not redirect_https, which keeps the case of Host: nginx's $host is lower-case.
+    let redirect = get(&v, "server.0.rewrite.0");
+    assert_eq!(get(redirect, "from").as_str(), Some("^"));
+    assert_eq!(get(redirect, "to").as_str(), Some("https://$host$request_uri?"));
+    assert_eq!(get(redirect, "flag").as_str(), Some("permanent"));
     // $server_name is the block's first name, a constant.
     assert_eq!(
         get(&v, "server.1.location.2.return.location").as_str(),

@@ -331,3 +331,39 @@ fn import_differential_spa_static_and_rate_limit_through_nginx_and_ringway() {
         ],
     );
 }
+
+/// The plain-HTTP half of a TLS site: every request redirected to HTTPS,
+/// path and query kept, the port of `Host` dropped.
+const REDIRECT_SITE: &str = r#"events {}
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:PORT;
+        server_name site.test;
+        return 301 https://$host$request_uri;
+    }
+}
+"#;
+
+#[test]
+fn import_differential_https_redirect_through_nginx_and_ringway() {
+    differential(
+        "import-diff-redirect",
+        REDIRECT_SITE,
+        &[],
+        &[
+            Case {
+                raw: "GET /a/b?c=1 HTTP/1.1\r\nHost: site.test\r\n\r\n",
+                fields: &["location"],
+            },
+            Case {
+                raw: "GET / HTTP/1.1\r\nHost: Site.Test:8080\r\n\r\n",
+                fields: &["location"],
+            },
+            Case {
+                raw: "POST /form HTTP/1.1\r\nHost: site.test\r\nContent-Length: 0\r\n\r\n",
+                fields: &["location"],
+            },
+        ],
+    );
+}
