@@ -40,6 +40,7 @@ pub mod generation;
 pub mod h2io;
 pub mod helpers;
 pub mod http;
+pub mod import;
 pub mod io;
 pub mod isolate;
 pub mod limit;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ringway::config::Config;
 
 /// An HTTP reverse proxy on a thread-per-core io_uring engine.
@@ -29,10 +29,43 @@ struct Args {
     /// Worker threads, overriding `global.workers`.
     #[arg(short, long)]
     workers: Option<usize>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read an nginx config (includes followed) and write the equivalent
+    /// ringway TOML on stdout; what cannot be translated faithfully is a
+    /// warning on stderr with its file:line.
+    ImportNginx {
+        /// The main nginx config file (nginx.conf).
+        file: PathBuf,
+        /// nginx's prefix (`nginx -p`): the base of relative `root`,
+        /// `alias` and log paths.
+        #[arg(long)]
+        prefix: Option<PathBuf>,
+        /// Any warning is an error: nothing is written and the exit status is 1.
+        #[arg(long)]
+        strict: bool,
+        /// Turn off what ringway adds that nginx does not send, where ringway
+        /// has a key for it (forwarding fields, X-Request-ID).
+        #[arg(long)]
+        strict_nginx: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::ImportNginx {
+        file,
+        prefix,
+        strict,
+        strict_nginx,
+    }) = args.command
+    {
+        return ringway::import::run(&file, prefix, strict, strict_nginx);
+    }
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(errors) => {

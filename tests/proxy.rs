@@ -54,6 +54,10 @@ mod header_rules;
 mod headers;
 #[path = "proxy/health.rs"]
 mod health;
+#[path = "proxy/import.rs"]
+mod import;
+#[path = "proxy/import_diff.rs"]
+mod import_diff;
 #[path = "proxy/interim.rs"]
 mod interim;
 #[path = "proxy/keepalive.rs"]
