@@ -19,7 +19,8 @@ DURATION="${DURATION:-5s}"             # wrk -d per measured run
 WARMUP="${WARMUP:-1s}"                 # unmeasured wrk run per proxy and scenario ("0" = none)
 SCENARIOS="${SCENARIOS-tiny,16k,1m,close}"    # add up1k,up1m for uploads, tls,tlsnew for HTTPS,
                                               # h2,h2-16k,h2c,h2c-16k,grpc,ws for HTTP/2, gRPC, WebSocket,
-                                              # gzip,static1k,static1m,static-gzip for compression and files; "" = none
+                                              # gzip,static1k,static1m,static-gzip for compression and files,
+                                              # cache1k,cache100k for cache hits (with Varnish); "" = none
 CONNS="${CONNS:-10,50,500}"            # client connections; every scenario runs at each (c500: 500 only)
 WORKERS="${WORKERS:-1}"                # worker processes/threads for every proxy
 if [[ "$WORKERS" -le 1 ]]; then _default_proxy_cpus=0; else _default_proxy_cpus="0-$((WORKERS - 1))"; fi
@@ -155,20 +156,25 @@ to_secs() {
 CLK_TCK="$(getconf CLK_TCK)"
 
 # proxy_pids NAME: the processes whose CPU time and memory are charged to NAME.
+# with_children PID: the PID and its child processes (nginx's workers,
+# Varnish's cache process).
+with_children() {
+    local parent=$1 c
+    echo "$parent"
+    for c in /proc/[0-9]*/stat; do
+        local s
+        s=$(cat "$c" 2>/dev/null) || continue
+        local rest=${s##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        if [[ "$2" == "$parent" ]]; then c=${c#/proc/}; echo "${c%/stat}"; fi
+    done
+}
+
 proxy_pids() {
     case "$1" in
-        nginx)
-            echo "$NGINX_PID"
-            local c
-            for c in /proc/[0-9]*/stat; do
-                local s
-                s=$(cat "$c" 2>/dev/null) || continue
-                local rest=${s##*) }
-                # shellcheck disable=SC2086
-                set -- $rest
-                if [[ "$2" == "$NGINX_PID" ]]; then c=${c#/proc/}; echo "${c%/stat}"; fi
-            done
-            ;;
+        nginx) with_children "$NGINX_PID" ;;
+        varnish) with_children "$VARNISH_PID" ;;
         *) echo "${PID_OF[$1]}" ;;
     esac
     return 0
@@ -256,6 +262,11 @@ if [[ "$SKIP_RINGWAY" != 1 ]]; then
     [[ "$SKIP_EPOLL" == 1 ]] || PROXIES+=(ringway-epoll)
 fi
 PROXIES+=(nginx haproxy)
+# Varnish takes part in the cache scenarios only.
+if [[ ",$SCENARIOS," == *",cache1k,"* || ",$SCENARIOS," == *",cache100k,"* ]]; then
+    command -v varnishd >/dev/null 2>&1 || die "varnishd not found (apt-get install varnish) for the cache scenarios"
+    PROXIES+=(varnish)
+fi
 if [[ "$SKIP_FLOOR" != 1 ]]; then
     [[ -x "$FLOOR_BIN" ]] || die "$FLOOR_BIN not found (SKIP_FLOOR=1 runs without the floor)"
     case "$FLOOR_FLAGS" in defer|coop) ;; *) die "FLOOR_FLAGS must be defer or coop" ;; esac
@@ -265,6 +276,7 @@ fi
 # part in the plain download scenarios only (see perf/floor.rs).
 is_floor() { [[ "$1" == floor-* ]]; }
 is_ringway() { [[ "$1" == ringway-* ]]; }
+is_varnish() { [[ "$1" == varnish ]]; }
 
 declare -A PORT TLS_PORT PID_OF
 read -r BACKEND_PORT 'PORT[ringway-uring]' 'PORT[ringway-epoll]' 'PORT[nginx]' 'PORT[haproxy]' \
@@ -276,18 +288,25 @@ for _px in "${PROXIES[@]}"; do
 done
 # The HTTP/2, gRPC and WebSocket scenarios have listeners of their own, so
 # that the HTTP/1.1 ones run on unchanged configurations.
-declare -A H2_PORT H2C_PORT GRPC_PORT WS_PORT
+declare -A H2_PORT H2C_PORT GRPC_PORT WS_PORT CACHE_PORT
 _np=0
-for _px in "${PROXIES[@]}"; do is_floor "$_px" || _np=$((_np + 1)); done
-read -r -a _ports <<<"$(free_ports $((2 + 4 * _np)))"
+for _px in "${PROXIES[@]}"; do is_floor "$_px" || is_varnish "$_px" || _np=$((_np + 1)); done
+read -r -a _ports <<<"$(free_ports $((2 + 5 * _np)))"
 H2B_PORT=${_ports[0]} WSB_PORT=${_ports[1]}
 _i=2
 for _px in "${PROXIES[@]}"; do
     is_floor "$_px" && continue
+    is_varnish "$_px" && continue
     H2_PORT[$_px]=${_ports[$_i]} H2C_PORT[$_px]=${_ports[$((_i + 1))]}
     GRPC_PORT[$_px]=${_ports[$((_i + 2))]} WS_PORT[$_px]=${_ports[$((_i + 3))]}
-    _i=$((_i + 4))
+    CACHE_PORT[$_px]=${_ports[$((_i + 4))]}
+    _i=$((_i + 5))
 done
+# Varnish listens on its cache port alone (PORT is where start-up is awaited).
+if [[ " ${PROXIES[*]} " == *" varnish "* ]]; then
+    read -r 'PORT[varnish]' <<<"$(free_ports 1)"
+    CACHE_PORT[varnish]=${PORT[varnish]}
+fi
 NGINX_PORT=${PORT[nginx]} HAPROXY_PORT=${PORT[haproxy]}
 NGINX_TLS_PORT=${TLS_PORT[nginx]} HAPROXY_TLS_PORT=${TLS_PORT[haproxy]}
 
@@ -429,6 +448,21 @@ h2c = true
 [[server.location]]
 path = "/"
 proxy_pass = "http://grpc"
+
+# cache1k, cache100k: a cached block, entries fresh for 10 minutes (the
+# origin sends no Cache-Control), as nginx's proxy_cache_valid below.
+[[cache]]
+name = "perf"
+memory = "256m"
+
+[[server]]
+listen = ["127.0.0.1:${CACHE_PORT[$1]}"]
+access_log = "off"
+
+[[server.location]]
+path = "/"
+proxy_pass = "http://backend"
+cache = { zone = "perf", valid = { "200" = "10m" } }
 
 # ws: WebSocket tunnels (upgrade = ["websocket"] is the default).
 [[upstream]]
@@ -579,6 +613,21 @@ $NGINX_EXTRA_TEMP
         }
     }
 
+    # cache1k, cache100k: proxy_cache (its files live in the page cache;
+    # nginx keeps only keys in memory), fresh for 10 minutes.
+    proxy_cache_path $WORK/nginx/cache levels=1:2 keys_zone=perf:10m max_size=256m inactive=10m use_temp_path=off;
+    server {
+        listen 127.0.0.1:${CACHE_PORT[nginx]} reuseport backlog=4096;
+        location / {
+            proxy_cache perf;
+            proxy_cache_valid 200 10m;
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+        }
+    }
+
     # ws: WebSocket tunnels.
     upstream ws_backend {
         server 127.0.0.1:$WSB_PORT;
@@ -670,8 +719,18 @@ backend be_ws
     server ws 127.0.0.1:$WSB_PORT
 EOF
 
+# Varnish (cache scenarios only): the default VCL's caching, `-s malloc`,
+# entries fresh for 10 minutes as the others are told.
+cat >"$WORK/varnish.vcl" <<EOF
+vcl 4.1;
+backend origin {
+    .host = "127.0.0.1";
+    .port = "$BACKEND_PORT";
+}
+EOF
+
 # --------------------------------------------------------------- proxies ---
-NGINX_PID=""
+NGINX_PID="" VARNISH_PID=""
 start_proxy() {
     local name=$1
     case "$name" in
@@ -694,6 +753,11 @@ start_proxy() {
         haproxy)
             taskset -c "$PROXY_CPUS" haproxy -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
             PID_OF[$name]=$! ;;
+        varnish)
+            taskset -c "$PROXY_CPUS" varnishd -F -n "$WORK/varnish" -a "127.0.0.1:${PORT[varnish]}" \
+                -f "$WORK/varnish.vcl" -s malloc,256m -p default_ttl=600 -p thread_pools="$WORKERS" \
+                >"$WORK/varnish.log" 2>&1 &
+            VARNISH_PID=$!; PID_OF[$name]=$! ;;
         floor-default|floor-flagged)
             local setup=default
             [[ "$name" == floor-flagged ]] && setup=$FLOOR_FLAGS
@@ -707,6 +771,13 @@ start_proxy() {
         tail -n 30 "$WORK/$name.log" >&2 || true
         [[ "$name" == nginx ]] && tail -n 30 "$WORK/nginx/error.log" >&2 || true
         die "$name failed to start"
+    fi
+    if [[ "$name" == varnish ]]; then
+        # The cache process is ours too.
+        local w
+        for w in $(proxy_pids varnish); do
+            if [[ "$w" != "$VARNISH_PID" ]]; then PIDS+=("$w"); fi
+        done
     fi
     if [[ "$name" == nginx ]]; then
         # The workers are ours too: stop them by PID if the master does not.
@@ -770,7 +841,7 @@ check_headers() {
 
 for p in "${PROXIES[@]}"; do
     check_affinity "$p"
-    check_headers "$p"
+    is_varnish "$p" || check_headers "$p"
 done
 
 # ------------------------------------------------------------ scenarios ----
@@ -793,6 +864,8 @@ declare -A SCEN=(
     [h2c-16k]="/size/16384|*|h2c|0|GET 16 KiB over cleartext HTTP/2 (prior knowledge), h2load -m $H2_STREAMS, HTTP/1.1 upstream"
     [grpc]="/perf.Bench/Unary|*|grpc|0|unary gRPC call ($GRPC_PAYLOAD B messages both ways, grpc-status trailers), h2c in, HTTP/2 to perf-h2backend, h2load -m $H2_STREAMS"
     [gzip]="/json/16384|*|gzip|0|GET 16 KiB of JSON with Accept-Encoding: gzip, compressed at gzip level 5 (nginx: gzip on; gzip_comp_level 5), keep-alive"
+    [cache1k]="/size/1024|*|cache|0|GET 1 KiB, a cache hit (ringway [[cache]], nginx proxy_cache, Varnish -s malloc), keep-alive"
+    [cache100k]="/size/102400|*|cache|0|GET 100 KiB, a cache hit (ringway [[cache]], nginx proxy_cache, Varnish -s malloc), keep-alive"
     [static1k]="/static/1024|*|static|0|GET a 1 KiB file from disk (nginx: sendfile on, open_file_cache), keep-alive"
     [static1m]="/static/1048576|*|static|0|GET a 1 MiB file from disk (nginx: sendfile on, open_file_cache), keep-alive"
     [static-gzip]="/static/16384.json|*|static-gzip|0|GET a 16 KiB JSON file from disk with Accept-Encoding: gzip, compressed at gzip level 5 (nginx: gzip on; gzip_comp_level 5), keep-alive"
@@ -891,6 +964,7 @@ target_url() {
         h2c) echo "http://127.0.0.1:${H2C_PORT[$2]}$path" ;;
         grpc) echo "http://127.0.0.1:${GRPC_PORT[$2]}$path" ;;
         ws) echo "ws://127.0.0.1:${WS_PORT[$2]}$path" ;;
+        cache) echo "http://127.0.0.1:${CACHE_PORT[$2]}$path" ;;
         *) echo "http://127.0.0.1:${PORT[$2]}$path" ;;
     esac
 }
@@ -903,6 +977,9 @@ takes_part() {
     # gzip: haproxy's compression has no level to set (and the floor moves
     # bytes only): ringway and nginx alone, at the same level.
     [[ "$kind" == gzip ]] && { [[ "$2" == nginx ]] || is_ringway "$2"; return; }
+    # cache: ringway, nginx and Varnish; Varnish nowhere else.
+    [[ "$kind" == cache ]] && { [[ "$2" == nginx ]] || is_ringway "$2" || is_varnish "$2"; return; }
+    is_varnish "$2" && return 1
     # static*: haproxy serves no files, and the floor forwards only.
     [[ "$kind" == static* ]] && { [[ "$2" == nginx ]] || is_ringway "$2"; return; }
     is_floor "$2" || return 0
@@ -1463,9 +1540,28 @@ if M14:
     print("summary: ringway-uring meets %d of %d static-file targets" % (met, total))
     print()
 
+# Cache hits (issue 16): ringway's CPU per hit against nginx's proxy_cache
+# (target 0.5x) and Varnish's (target below it).
+M16 = {u: m for u, m in M.items() if kind_of(u) == "cache" and "ringway-uring" in m}
+if M16:
+    print("== targets (issue 16): cpu/hit <= 0.5x nginx and < Varnish, from this run ==")
+    met = total = 0
+    for unit, m in M16.items():
+        for px in [p for p in m if p.startswith("ringway-")]:
+            rn = ratio(m[px]["cpu_us"], m["nginx"]["cpu_us"]) if "nginx" in m else None
+            rv = ratio(m[px]["cpu_us"], m["varnish"]["cpu_us"]) if "varnish" in m else None
+            n_ok, v_ok = rn is not None and rn <= 0.5, rv is not None and rv < 1.0
+            if px == "ringway-uring":
+                met += n_ok + v_ok
+                total += 2
+            print("  %-16s %-14s cpu/req x%s nginx (%s), x%s Varnish (%s)" % (
+                unit, px, fmt(rn, ".2f"), "met" if n_ok else "NOT met", fmt(rv, ".2f"), "met" if v_ok else "NOT met"))
+    print("summary: ringway-uring meets %d of %d cache targets" % (met, total))
+    print()
+
 # The issue-12 targets are about HTTP/1.1 proxying: only those scenarios count.
 M_ALL = M
-M = {u: m for u, m in M.items() if kind_of(u) not in NEW_KINDS + STATIC_KINDS}
+M = {u: m for u, m in M.items() if kind_of(u) not in NEW_KINDS + STATIC_KINDS + ("cache",)}
 if any("ringway-uring" in m for m in M.values()):
     # The targets of issue 12, each met or not, from this run's medians.
     print("== targets (issue 12), from this run ==")
