@@ -133,6 +133,7 @@ fn rewrite(c: &mut Criterion) {
                         request_id: b"0123456789abcdef0000000000000001",
                         traceparent: None,
                         tracestate: false,
+                        forwarded: None,
                     },
                     &mut out,
                 );

@@ -42,6 +42,8 @@ mod config;
 mod error_pages;
 #[path = "proxy/failures.rs"]
 mod failures;
+#[path = "proxy/forwarded.rs"]
+mod forwarded;
 #[path = "proxy/grpc.rs"]
 mod grpc;
 #[path = "proxy/h2.rs"]

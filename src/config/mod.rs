@@ -436,6 +436,10 @@ pub struct Server {
     /// `redirect_https`: answer every plain-HTTP request with a 301 to
     /// `https://` on this port (443: no port in the URL).
     pub redirect_https: Option<u16>,
+    /// `forwarded = true`: RFC 7239 `Forwarded` to the upstream, with the
+    /// `by=` node of `forwarded_by`; a trusted peer's elements are kept and
+    /// believed for the client address.
+    pub forwarded: Option<Forwarded>,
     /// `rewrite`: rules run on every request before a location is chosen.
     pub rewrites: Vec<Rewrite>,
     /// `error_pages`: for requests that no location takes (each location
@@ -443,6 +447,12 @@ pub struct Server {
     pub error_pages: Option<Arc<crate::files::ErrorPages>>,
     /// `http2` and `h2c`: HTTP/2 from clients and its limits.
     pub http2: Http2,
+}
+
+/// `forwarded` of a server block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    pub by: Option<String>,
 }
 
 /// HTTP/2 from clients, for the addresses of a server block. Blocks that

@@ -220,6 +220,10 @@ pub struct RawServer {
     pub tls: Option<Spanned<RawTls>>,
     pub hsts: Option<Spanned<RawHsts>>,
     pub redirect_https: Option<Spanned<BoolOrInt>>,
+    /// `forwarded = true`: an RFC 7239 `Forwarded` element to the upstream;
+    /// `forwarded_by`: its `by=` node.
+    pub forwarded: Option<Spanned<bool>>,
+    pub forwarded_by: Option<Spanned<String>>,
     pub http2: Option<Spanned<BoolOrHttp2>>,
     pub h2c: Option<Spanned<bool>>,
     pub rewrite: Option<Spanned<Vec<Spanned<RawRewrite>>>>,

@@ -6,6 +6,7 @@
 
 pub mod chunked;
 pub mod encode;
+pub mod forwarded;
 pub mod framing;
 pub mod parse;
 

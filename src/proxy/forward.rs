@@ -175,6 +175,20 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
         request_id: ex.request_id.as_bytes(),
         traceparent: ex.trace.as_ref().map(|t| t.header()),
         tracestate: ex.trace.as_ref().is_some_and(|t| t.continued),
+        forwarded: plan.server.forwarded.as_ref().map(|f| {
+            let peer = ds.conn().peer.ip().to_canonical();
+            rewrite::ForwardedHop {
+                peer,
+                by: f.by.as_deref(),
+                keep: ex
+                    .gen
+                    .config
+                    .global
+                    .trusted_proxies
+                    .iter()
+                    .any(|n| n.contains(&peer)),
+            }
+        }),
     }
 }
 

@@ -202,7 +202,7 @@ async fn handle<S: ClientSession>(ctx: &Rc<WorkerCtx>, ds: &mut S, ex: &mut Exch
     ex.server = gen.router.server_for(ex.listener, host);
     let server = gen.server(ex.server);
     let trusted = &gen.config.global.trusted_proxies;
-    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, trusted);
+    ex.client = rewrite::client_addr(ds.conn().peer.ip(), &ex.head, trusted, server.forwarded.is_some());
     ex.request_id = request_id(ctx, ds.conn().peer.ip(), &ex.head, trusted);
     let start = gen.config.global.trace;
     let received = ex.head.header("traceparent");

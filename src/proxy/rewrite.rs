@@ -20,13 +20,31 @@ use crate::log::Dates;
 
 /// The client's address: the peer, or when the peer is a trusted proxy, the
 /// right-most X-Forwarded-For entry that is not itself trusted (nginx's
-/// `real_ip_recursive on`).
-pub fn client_addr(peer: IpAddr, head: &RequestHead, trusted: &[IpNet]) -> IpAddr {
+/// `real_ip_recursive on`). With `forwarded` (the block's `forwarded =
+/// true`), a request that has `Forwarded` fields is judged by their `for=`
+/// nodes the same way instead, and X-Forwarded-For is not read.
+pub fn client_addr(peer: IpAddr, head: &RequestHead, trusted: &[IpNet], forwarded: bool) -> IpAddr {
     let peer = peer.to_canonical();
     if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&peer)) {
         return peer;
     }
     let mut client = peer;
+    if forwarded && head.header("forwarded").is_some() {
+        let nodes = crate::http::forwarded::for_nodes(
+            head.headers()
+                .filter(|(n, _)| eq_ignore_case(n, b"forwarded"))
+                .map(|(_, v)| v),
+        );
+        for node in nodes.iter().rev() {
+            // An element without an address ends what can be believed.
+            let Some(addr) = node else { break };
+            client = *addr;
+            if !trusted.iter().any(|n| n.contains(&client)) {
+                break;
+            }
+        }
+        return client;
+    }
     let xff: Vec<&[u8]> = head
         .headers()
         .filter(|(n, _)| eq_ignore_case(n, b"x-forwarded-for"))
@@ -158,6 +176,18 @@ pub struct RequestRewrite<'a> {
     pub traceparent: Option<&'a [u8]>,
     /// Pass the client's `tracestate` on: its `traceparent` was valid.
     pub tracestate: bool,
+    /// The block's `forwarded`: this hop's RFC 7239 element is sent.
+    pub forwarded: Option<ForwardedHop<'a>>,
+}
+
+/// This hop's `Forwarded` element and what becomes of the received ones.
+pub struct ForwardedHop<'a> {
+    /// The node this request came from (the connection's peer).
+    pub peer: std::net::IpAddr,
+    pub by: Option<&'a str>,
+    /// The peer is a trusted proxy: the elements it sent are kept before
+    /// ours; from anyone else they are replaced.
+    pub keep: bool,
 }
 
 /// `name` is in `hidden` (lower-case names; `name` in any case).
@@ -223,6 +253,7 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
     out.field(b"Host", host);
 
     let mut xff_seen = false;
+    let mut fwd_seen = false;
     for (name, value) in r.head.headers() {
         if is_hop_by_hop(name)
             || is_proxy_owned(name)
@@ -237,6 +268,11 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
             // Several fields are one list (RFC 9110 §5.3); they are merged
             // below into a single field with the peer appended.
             xff_seen = true;
+            continue;
+        }
+        if r.forwarded.is_some() && eq_ignore_case(name, b"forwarded") {
+            // Merged below with ours, or replaced by it.
+            fwd_seen = true;
             continue;
         }
         out.field(name, value);
@@ -254,6 +290,20 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
                     .map(|(_, v)| v)
             }),
             r.peer.as_bytes(),
+        );
+    }
+    if let Some(f) = r.forwarded.as_ref().filter(|_| ours(b"forwarded")) {
+        let mut element = Vec::with_capacity(64);
+        crate::http::forwarded::element(&mut element, f.peer, r.https, r.host, f.by);
+        out.list(
+            b"Forwarded",
+            (fwd_seen && f.keep).then(|| {
+                r.head
+                    .headers()
+                    .filter(|(n, v)| eq_ignore_case(n, b"forwarded") && !v.trim_ascii().is_empty())
+                    .map(|(_, v)| v)
+            }),
+            &element,
         );
     }
     if ours(b"x-real-ip") {

@@ -47,19 +47,40 @@ fn client_address_from_trusted_chain() {
     );
     let peer: IpAddr = "10.1.1.1".parse().unwrap();
     assert_eq!(
-        client_addr(peer, &h, &trusted),
+        client_addr(peer, &h, &trusted, false),
         "2.2.2.2".parse::<IpAddr>().unwrap()
     );
     // An untrusted peer's header is not believed.
     let stranger: IpAddr = "9.9.9.9".parse().unwrap();
-    assert_eq!(client_addr(stranger, &h, &trusted), stranger);
-    assert_eq!(client_addr(peer, &h, &[]), peer);
+    assert_eq!(client_addr(stranger, &h, &trusted, false), stranger);
+    assert_eq!(client_addr(peer, &h, &[], false), peer);
     // Garbage stops the walk at the last good address.
     let h = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: junk, 10.0.0.9\r\n\r\n");
     assert_eq!(
-        client_addr(peer, &h, &trusted),
+        client_addr(peer, &h, &trusted, false),
         "10.0.0.9".parse::<IpAddr>().unwrap()
     );
+}
+
+#[test]
+fn client_address_from_a_trusted_forwarded_chain() {
+    let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let peer: IpAddr = "10.1.1.1".parse().unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let h = head(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 3.3.3.3\r\n\
+         Forwarded: for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3\r\nForwarded: for=10.0.0.4\r\n\r\n",
+    );
+    // With forwarded on, Forwarded decides and X-Forwarded-For is not read.
+    assert_eq!(client_addr(peer, &h, &trusted, true), ip("2001:db8::7"));
+    assert_eq!(client_addr(peer, &h, &trusted, false), ip("3.3.3.3"));
+    assert_eq!(client_addr(ip("9.9.9.9"), &h, &trusted, true), ip("9.9.9.9"));
+    // `unknown` or an obfuscated node ends the walk at the last address.
+    let h = head("GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=1.1.1.1, for=unknown, for=10.0.0.8\r\n\r\n");
+    assert_eq!(client_addr(peer, &h, &trusted, true), ip("10.0.0.8"));
+    // No Forwarded field: X-Forwarded-For as before.
+    let h = head("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 4.4.4.4\r\n\r\n");
+    assert_eq!(client_addr(peer, &h, &trusted, true), ip("4.4.4.4"));
 }
 
 fn cfg() -> Config {

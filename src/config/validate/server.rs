@@ -121,6 +121,7 @@ pub(super) fn check_server(
         );
     }
     let redirect_https = check_redirect(c, r, &key);
+    let forwarded = check_forwarded(c, r, &key);
     let rewrites = rewrite::check_rewrites(c, r.rewrite.as_ref(), &key).unwrap_or_default();
     // A location's header table replaces the block's, per direction.
     let (req_h, resp_h) = headers::check(c, r.request_headers.as_ref(), r.response_headers.as_ref(), &key);
@@ -150,9 +151,36 @@ pub(super) fn check_server(
         tls,
         hsts,
         redirect_https,
+        forwarded,
         rewrites,
         http2,
     }
+}
+
+/// `forwarded = true` and its `forwarded_by` node.
+fn check_forwarded(c: &mut Checker, r: &RawServer, key: &str) -> Option<crate::config::Forwarded> {
+    let on = r.forwarded.as_ref().is_some_and(|f| *f.get_ref());
+    let by = match &r.forwarded_by {
+        None => None,
+        Some(b) if !on => {
+            c.error(
+                b.span(),
+                format!("{key}.forwarded_by"),
+                "only applies with forwarded = true",
+            );
+            None
+        }
+        Some(b) if !crate::http::forwarded::valid_by(b.get_ref()) => {
+            c.error(
+                b.span(),
+                format!("{key}.forwarded_by"),
+                "write an IP address or an obfuscated name: `_` then letters, digits, `.`, `_`, `-` (RFC 7239 §6.3)",
+            );
+            None
+        }
+        Some(b) => Some(b.get_ref().clone()),
+    };
+    on.then_some(crate::config::Forwarded { by })
 }
 
 /// `redirect_https = true` (port 443) or a port number.
