@@ -389,24 +389,26 @@ pub fn known() -> String {
     NAMES.map(|v| format!("${v}")).join(", ")
 }
 
+/// The request variables with fixed names, as written after `$` (beside
+/// the `http_`, `cookie_` and `arg_` families and captures).
+pub const FIXED: [&str; 11] = [
+    "host",
+    "scheme",
+    "request_uri",
+    "uri",
+    "args",
+    "is_args",
+    "remote_addr",
+    "server_port",
+    "request_method",
+    "request_id",
+    "trace_id",
+];
+
 fn unknown(name: &str, scope: Scope) -> String {
     // The nearest known name: a fixed one, a capture group's, or a prefix
     // with the rest kept (`$htp_host` → `$http_host`).
-    let mut candidates: Vec<String> = [
-        "host",
-        "scheme",
-        "request_uri",
-        "uri",
-        "args",
-        "is_args",
-        "remote_addr",
-        "server_port",
-        "request_method",
-        "request_id",
-        "trace_id",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut candidates: Vec<String> = FIXED.map(String::from).to_vec();
     candidates.extend(scope.names().map(String::from));
     if let Some((_, rest)) = name.split_once('_') {
         for prefix in ["http", "cookie", "arg"] {

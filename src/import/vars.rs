@@ -12,42 +12,9 @@ pub enum Place {
     Log,
 }
 
-/// Request variables of ringway's engine (README, "Variables").
-const REQUEST: &[&str] = &[
-    "host",
-    "scheme",
-    "request_uri",
-    "uri",
-    "args",
-    "is_args",
-    "remote_addr",
-    "server_port",
-    "request_method",
-    "request_id",
-    "trace_id",
-];
-
-/// Known once the response went out (README, "Logs").
-const LOG: &[&str] = &[
-    "status",
-    "body_bytes_sent",
-    "bytes_sent",
-    "request",
-    "request_time",
-    "request_length",
-    "time_local",
-    "time_iso8601",
-    "msec",
-    "upstream_addr",
-    "upstream_status",
-    "upstream_response_time",
-    "upstream_header_time",
-    "ssl_protocol",
-    "ssl_cipher",
-    "server_protocol",
-    "remote_user",
-    "pid",
-];
+/// Request variables of ringway's engine, and those only a log line has.
+const REQUEST: &[&str] = &crate::vars::FIXED;
+const LOG: &[&str] = &crate::log::FINISHED_NAMES;
 
 /// nginx names spelled differently in ringway, with the same value.
 const RENAMED: &[(&str, &str)] = &[

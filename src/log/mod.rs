@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{AccessLog, Config, LogFormat};
-pub use template::{basic_user, Escape, Finished, LogTemplate};
+pub use template::{basic_user, Escape, Finished, LogTemplate, NAMES as FINISHED_NAMES};
 pub use writer::dropped_log_lines;
 use writer::{Dest, Writer};
 
