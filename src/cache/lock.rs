@@ -20,8 +20,12 @@ type Waiters = Vec<flume::Sender<()>>;
 #[derive(Default)]
 pub struct Locks {
     // A std Mutex held only to look up, add or remove one key's waiter
-    // list, never across an await or I/O: the table must be shared by every
-    // worker for a lock to coalesce misses that land on different cores.
+    // list, never across an await or I/O. Not on the request path of a
+    // location without `cache`, nor on a hit: only a miss (or a stale
+    // entry's refresh) of a location with `lock` or `updating` takes it.
+    // It is not per worker because SO_REUSEPORT puts the misses of one key
+    // on any core, and a per-worker table would let each core fetch it:
+    // coalescing across workers is what `lock` promises.
     #[allow(clippy::disallowed_types)]
     map: std::sync::Mutex<HashMap<Box<[u8]>, Waiters>>,
 }

@@ -48,8 +48,11 @@ pub struct Zone {
 /// (a key then needs `min_uses` more misses, never fewer).
 #[derive(Default)]
 pub struct Uses {
-    // A std Mutex held for one map update, never across an await: the
-    // count must be one for every worker, like the store.
+    // A std Mutex held for one map update, never across an await. Only a
+    // miss of a location with `min_uses` > 1 takes it (no hit, no location
+    // without `cache`). Not per worker: with N workers a key's misses are
+    // spread over them, and per-worker counts would store it only after
+    // up to N x `min_uses` misses.
     #[allow(clippy::disallowed_types)]
     map: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
     hasher: std::collections::hash_map::RandomState,
