@@ -35,7 +35,8 @@ pub(super) struct Hook<'c> {
     /// Request fields not sent upstream: the location's, and the client's
     /// own conditionals and ranges when the answer is to be stored (it
     /// must be a whole response, not the client's 304 or 206).
-    pub(super) hidden: Vec<String>,
+    /// Borrowed from the location unless conditionals are added.
+    pub(super) hidden: std::borrow::Cow<'c, [String]>,
     /// Statuses taken here instead of being forwarded.
     catch: Vec<u16>,
     caught: RefCell<Option<ResponseHead>>,
@@ -46,17 +47,16 @@ impl<'c> Hook<'c> {
         cache: &'c Cache,
         req_cc: policy::Directives,
         tee: Option<Tee>,
-        location: &crate::config::Location,
+        location: &'c crate::config::Location,
     ) -> Hook<'c> {
         Hook {
             cache,
             req_cc,
             tee,
             lines: Vec::new(),
-            hidden: location
-                .request_headers
-                .as_deref()
-                .map_or_else(Vec::new, |h| h.hidden.clone()),
+            hidden: std::borrow::Cow::Borrowed(
+                location.request_headers.as_deref().map_or(&[][..], |h| &h.hidden),
+            ),
             catch: Vec::new(),
             caught: RefCell::new(None),
         }
@@ -64,7 +64,9 @@ impl<'c> Hook<'c> {
 
     /// The client's conditionals and ranges are not sent upstream.
     pub(super) fn hide_conditionals(&mut self) {
-        self.hidden.extend(CONDITIONALS.iter().map(|s| s.to_string()));
+        self.hidden
+            .to_mut()
+            .extend(CONDITIONALS.iter().map(|s| s.to_string()));
     }
 
     /// §4.3.1: the validators of `e` as request lines; whether it had any.
