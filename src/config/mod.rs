@@ -452,6 +452,7 @@ pub struct Server {
 /// `forwarded` of a server block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarded {
+    /// `forwarded_by`, written as its `by=` value.
     pub by: Option<String>,
 }
 

@@ -3,11 +3,13 @@
 
 use std::net::IpAddr;
 
-/// Writes this hop's element, `for=NODE;proto=P[;host=H][;by=B]`: IPv6
-/// nodes quoted in brackets (§6), a host that is not a token quoted.
-pub fn element(out: &mut Vec<u8>, client: IpAddr, https: bool, host: Option<&[u8]>, by: Option<&str>) {
+/// Writes this hop's element, `for=NODE;proto=P[;host=H][;by=B]`, with
+/// the peer as the connection already wrote it (`AddrText`): IPv6 nodes
+/// quoted in brackets (§6), a host that is not a token quoted; `by` as
+/// [`by_node`] rendered it at load.
+pub fn element(out: &mut Vec<u8>, peer: &[u8], https: bool, host: Option<&[u8]>, by: Option<&str>) {
     out.extend_from_slice(b"for=");
-    node(out, client);
+    node(out, peer);
     out.extend_from_slice(if https { b";proto=https" } else { b";proto=http" });
     if let Some(h) = host {
         out.extend_from_slice(b";host=");
@@ -15,17 +17,28 @@ pub fn element(out: &mut Vec<u8>, client: IpAddr, https: bool, host: Option<&[u8
     }
     if let Some(b) = by {
         out.extend_from_slice(b";by=");
-        match b.parse::<IpAddr>() {
-            Ok(ip) => node(out, ip),
-            Err(_) => value(out, b.as_bytes()),
-        }
+        out.extend_from_slice(b.as_bytes());
     }
 }
 
-fn node(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => out.extend_from_slice(v4.to_string().as_bytes()),
-        IpAddr::V6(v6) => out.extend_from_slice(format!("\"[{v6}]\"").as_bytes()),
+/// `forwarded_by` as its `by=` value: an address as a node, a name as it is.
+pub fn by_node(by: &str) -> String {
+    let mut out = Vec::new();
+    match by.parse::<IpAddr>() {
+        Ok(ip) => node(&mut out, ip.to_canonical().to_string().as_bytes()),
+        Err(_) => value(&mut out, by.as_bytes()),
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An address as text: IPv6 (it has colons) quoted in brackets.
+fn node(out: &mut Vec<u8>, addr: &[u8]) {
+    if addr.contains(&b':') {
+        out.extend_from_slice(b"\"[");
+        out.extend_from_slice(addr);
+        out.extend_from_slice(b"]\"");
+    } else {
+        out.extend_from_slice(addr);
     }
 }
 
@@ -141,12 +154,14 @@ mod tests {
 
     fn el(client: &str, https: bool, host: Option<&str>, by: Option<&str>) -> String {
         let mut out = Vec::new();
+        let peer = crate::proxy::rewrite::AddrText::ip(client.parse().unwrap());
+        let by = by.map(by_node);
         element(
             &mut out,
-            client.parse().unwrap(),
+            peer.as_bytes(),
             https,
             host.map(str::as_bytes),
-            by,
+            by.as_deref(),
         );
         String::from_utf8(out).unwrap()
     }

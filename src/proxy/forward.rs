@@ -178,7 +178,6 @@ pub(super) fn request_rewrite<'a, S: ClientSession>(
         forwarded: plan.server.forwarded.as_ref().map(|f| {
             let peer = ds.conn().peer.ip().to_canonical();
             rewrite::ForwardedHop {
-                peer,
                 by: f.by.as_deref(),
                 keep: ex
                     .gen

@@ -182,8 +182,8 @@ pub struct RequestRewrite<'a> {
 
 /// This hop's `Forwarded` element and what becomes of the received ones.
 pub struct ForwardedHop<'a> {
-    /// The node this request came from (the connection's peer).
-    pub peer: std::net::IpAddr,
+    /// The `by=` value (see `crate::config::Forwarded`); the `for=` node
+    /// is the connection's peer, `RequestRewrite::peer`.
     pub by: Option<&'a str>,
     /// The peer is a trusted proxy: the elements it sent are kept before
     /// ours; from anyone else they are replaced.
@@ -294,7 +294,7 @@ pub fn request_fields<S: FieldSink>(r: &RequestRewrite, out: &mut S) {
     }
     if let Some(f) = r.forwarded.as_ref().filter(|_| ours(b"forwarded")) {
         let mut element = Vec::with_capacity(64);
-        crate::http::forwarded::element(&mut element, f.peer, r.https, r.host, f.by);
+        crate::http::forwarded::element(&mut element, r.peer.as_bytes(), r.https, r.host, f.by);
         out.list(
             b"Forwarded",
             (fwd_seen && f.keep).then(|| {

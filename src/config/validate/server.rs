@@ -178,7 +178,7 @@ fn check_forwarded(c: &mut Checker, r: &RawServer, key: &str) -> Option<crate::c
             );
             None
         }
-        Some(b) => Some(b.get_ref().clone()),
+        Some(b) => Some(crate::http::forwarded::by_node(b.get_ref())),
     };
     on.then_some(crate::config::Forwarded { by })
 }
